@@ -1,0 +1,1 @@
+"""ccgate benchmark: wrk against nginx directly and through ccgate (see docs/benchmarks.md)."""

@@ -1,0 +1,37 @@
+"""``ccgate config check``: the same validation ``serve`` runs, without serving."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from ccgate.config.load import load_config
+from ccgate.errors import ConfigError
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    sub = parser.add_subparsers(dest="config_command", metavar="ACTION", required=True)
+    check = sub.add_parser("check", help="validate the config file and show what it means")
+    check.add_argument("--config", metavar="FILE", help="config file to check")
+
+
+def run(args: argparse.Namespace) -> int:
+    from ccgate.cli.serve import describe
+    from ccgate.upstream.proxy_env import ProxyURLError, resolve_proxy
+
+    try:
+        loaded = load_config(args.config)
+        for provider in loaded.config.providers:
+            try:
+                resolve_proxy(provider.base_url, provider.proxy, os.environ)
+            except ProxyURLError as exc:
+                raise ConfigError(f"proxy for provider {provider.name!r}: {exc}") from None
+    except ConfigError as exc:
+        print(f"ccgate: config error: {exc}", file=sys.stderr)
+        return 1
+    server = loaded.config.server
+    print(f"config ok: {loaded.source}")
+    for line in describe(loaded, server.host, server.port)[1:]:
+        print(line)
+    return 0

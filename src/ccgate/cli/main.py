@@ -1,0 +1,51 @@
+"""``ccgate`` command line: one parser, one module per subcommand."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+from ccgate import __version__
+
+# subcommand -> module exposing configure(parser) and run(args) -> int
+SUBCOMMANDS = {
+    "serve": ("ccgate.cli.serve", "run the gateway (default 127.0.0.1:4545)"),
+    "doctor": ("ccgate.cli.doctor", "find the root cause of a failing connection"),
+    "setup": ("ccgate.cli.setup", "wire a client (Claude Code) to the gateway"),
+    "config": ("ccgate.cli.config_cmd", "check the configuration file"),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="ccgate",
+        description="Make Claude Code work anywhere: doctor, gateway, setup.",
+    )
+    parser.add_argument("--version", action="version", version=f"ccgate {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, (module_name, help_text) in SUBCOMMANDS.items():
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as exc:
+            if exc.name != module_name:
+                raise
+            continue
+        command = sub.add_parser(name, help=help_text, description=help_text)
+        module.configure(command)
+        command.set_defaults(_run=module.run)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    run = getattr(args, "_run", None)
+    if run is None:
+        parser.print_help(sys.stderr)
+        return 2
+    try:
+        return int(run(args))
+    except KeyboardInterrupt:
+        return 130

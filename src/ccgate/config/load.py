@@ -1,0 +1,196 @@
+"""Finding, parsing and validating the config file.
+
+Search order: ``--config``, ``$CCGATE_CONFIG``, ``./ccgate.yaml``, the user config dir
+(``~/.config/ccgate/ccgate.yaml`` on Linux). With no file at all the defaults apply:
+forward to api.anthropic.com with the client's own key, through the environment's proxy.
+Every error names the file and the key path (``providers[0].base_url: ...``).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from fnmatch import fnmatchcase
+from pathlib import Path
+
+import msgspec
+import platformdirs
+import yaml
+
+from ccgate.config.model import ClientToken, Config, Provider, ResolvedSecrets
+from ccgate.config.secrets import Secret, resolve_secret
+from ccgate.errors import ConfigError
+from ccgate.upstream.proxy_env import DIRECT, ProxyURLError, parse_proxy_url
+
+CONFIG_ENV = "CCGATE_CONFIG"
+FILE_NAME = "ccgate.yaml"
+
+
+@dataclass(frozen=True)
+class LoadedConfig:
+    config: Config
+    secrets: ResolvedSecrets
+    path: Path | None  # None when running on embedded defaults
+
+    @property
+    def source(self) -> str:
+        return str(self.path) if self.path else "embedded defaults"
+
+
+def find_config_file(explicit: str | None, env: Mapping[str, str]) -> Path | None:
+    """The config file to use, or None for embedded defaults."""
+    if explicit:
+        path = Path(explicit).expanduser()
+        if not path.is_file():
+            raise ConfigError(f"{path}: config file not found (given with --config)")
+        return path
+    from_env = env.get(CONFIG_ENV, "").strip()
+    if from_env:
+        path = Path(from_env).expanduser()
+        if not path.is_file():
+            raise ConfigError(f"{path}: config file not found (given in ${CONFIG_ENV})")
+        return path
+    for candidate in (Path.cwd() / FILE_NAME, Path(platformdirs.user_config_dir("ccgate")) / FILE_NAME):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+_PATH_RE = re.compile(r" - at `\$\.?(?P<path>[^`]*)`$")
+
+
+def _explain_validation(exc: msgspec.ValidationError) -> str:
+    """Turn msgspec's 'X - at `$.a[0].b`' into 'a[0].b: X'."""
+    text = str(exc)
+    match = _PATH_RE.search(text)
+    if not match:
+        return text
+    where = match.group("path") or "(top level)"
+    return f"{where}: {text[: match.start()]}"
+
+
+def parse_config(text: str, origin: str) -> Config:
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise ConfigError(f"{origin}: invalid YAML{where}: {problem}") from None
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{origin}: the top level must be a mapping of sections")
+    try:
+        return msgspec.convert(data, Config)
+    except msgspec.ValidationError as exc:
+        raise ConfigError(f"{origin}: {_explain_validation(exc)}") from None
+
+
+def check_semantics(config: Config, origin: str) -> None:
+    """Rules that span fields: names unique, routes point at known providers, proxies parse."""
+    names = [p.name for p in config.providers]
+    if not names:
+        raise ConfigError(f"{origin}: providers: at least one provider is required")
+    for i, name in enumerate(names):
+        if name in names[:i]:
+            raise ConfigError(f"{origin}: providers[{i}].name: duplicate provider name {name!r}")
+    for i, provider in enumerate(config.providers):
+        _check_provider(provider, f"{origin}: providers[{i}]")
+    for i, route in enumerate(config.models):
+        target = route.to.split("/", 1)[0]
+        if target not in names:
+            raise ConfigError(
+                f"{origin}: models[{i}].to: unknown provider {target!r} "
+                f"(known: {', '.join(names)})"
+            )
+
+
+def _check_provider(provider: Provider, where: str) -> None:
+    if provider.kind == "openai-compatible":
+        raise ConfigError(
+            f"{where}.kind: openai-compatible providers need request translation, "
+            "which this release does not include yet; use an anthropic-compatible endpoint"
+        )
+    if provider.proxy is not None and provider.proxy.strip().lower() not in DIRECT:
+        try:
+            parse_proxy_url(provider.proxy, source="proxy")
+        except ProxyURLError as exc:
+            raise ConfigError(f"{where}.{exc}") from None
+    for field in ("ca_file", "client_cert", "client_key"):
+        value = getattr(provider.tls, field)
+        if value is not None and not Path(value).expanduser().is_file():
+            raise ConfigError(f"{where}.tls.{field}: file not found: {value}")
+    if (provider.tls.client_cert is None) != (provider.tls.client_key is None) and (
+        provider.tls.client_key is not None
+    ):
+        raise ConfigError(f"{where}.tls.client_key: client_key needs client_cert")
+
+
+def resolve_secrets(config: Config, origin: str, env: Mapping[str, str], base: Path) -> ResolvedSecrets:
+    client_tokens: dict[str, Secret] = {}
+    seen: set[str] = set()
+    for i, entry in enumerate(config.server.auth.tokens):
+        ref, name = (entry, f"token{i}") if isinstance(entry, str) else (entry.token, entry.name)
+        try:
+            secret = resolve_secret(ref, env, base)
+        except ValueError as exc:
+            raise ConfigError(f"{origin}: server.auth.tokens[{i}]: {exc}") from None
+        if secret.value in seen:
+            raise ConfigError(f"{origin}: server.auth.tokens[{i}]: duplicate client token")
+        if name in client_tokens:
+            raise ConfigError(f"{origin}: server.auth.tokens[{i}].name: duplicate name {name!r}")
+        seen.add(secret.value)
+        client_tokens[name] = secret
+    provider_keys: dict[str, list[Secret]] = {}
+    for i, provider in enumerate(config.providers):
+        keys = []
+        for j, ref in enumerate(provider.api_keys):
+            try:
+                keys.append(resolve_secret(ref, env, base))
+            except ValueError as exc:
+                raise ConfigError(f"{origin}: providers[{i}].api_keys[{j}]: {exc}") from None
+        provider_keys[provider.name] = keys
+    if client_tokens:
+        for i, provider in enumerate(config.providers):
+            if not provider_keys[provider.name]:
+                raise ConfigError(
+                    f"{origin}: providers[{i}].api_keys: client authentication is on, so the "
+                    "client's credential is a gateway token and cannot be forwarded; give this "
+                    "provider its own api_keys"
+                )
+    return ResolvedSecrets(client_tokens=client_tokens, provider_keys=provider_keys)
+
+
+def load_config(explicit: str | None = None, env: Mapping[str, str] | None = None) -> LoadedConfig:
+    """Find, parse and validate the config. Raises ConfigError with a precise message."""
+    env = os.environ if env is None else env
+    path = find_config_file(explicit, env)
+    if path is None:
+        config = Config()
+        origin, base = "embedded defaults", Path.cwd()
+    else:
+        try:
+            text = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"{path}: cannot read config file: {exc}") from None
+        origin, base = str(path), path.parent
+        config = parse_config(text, origin)
+    check_semantics(config, origin)
+    secrets = resolve_secrets(config, origin, env, base)
+    return LoadedConfig(config=config, secrets=secrets, path=path)
+
+
+def route_model(config: Config, model: str) -> tuple[Provider, str]:
+    """The provider for ``model`` and the model name to send it (first matching route)."""
+    for route in config.models:
+        if fnmatchcase(model, route.match):
+            name, _, rewrite = route.to.partition("/")
+            provider = next(p for p in config.providers if p.name == name)
+            return provider, rewrite or model
+    return config.providers[0], model
+
+
+__all__ = ["ClientToken", "LoadedConfig", "load_config", "route_model"]

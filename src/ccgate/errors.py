@@ -1,0 +1,141 @@
+"""The one exception hierarchy of ccgate, and its mapping to Anthropic's error envelope.
+
+Every error the gateway itself produces is a ``GatewayError``. Each subclass fixes the
+HTTP status, the Anthropic ``error.type`` and whether a retry can help; ``to_envelope``
+is the only place that turns one into bytes on the wire::
+
+    GatewayError
+    ├── ClientError                 4xx, the client's request is at fault (never retried)
+    │   ├── InvalidRequest          400 invalid_request_error
+    │   ├── AuthenticationFailed    401 authentication_error
+    │   ├── PermissionDenied        403 permission_error
+    │   ├── NotFound                404 not_found_error
+    │   ├── MethodNotAllowed        405 invalid_request_error
+    │   ├── RequestTooLarge         413 request_too_large
+    │   └── RateLimited             429 rate_limit_error (retryable)
+    ├── UpstreamError               5xx, a hop between us and the provider failed
+    │   ├── UpstreamUnreachable     502 api_error (DNS, TCP, proxy, TLS)
+    │   ├── UpstreamTimeout         504 timeout_error
+    │   └── UpstreamOverloaded      529 overloaded_error
+    └── InternalError               500 api_error (a bug in ccgate)
+
+Status codes and types follow https://platform.claude.com/docs/en/api/errors.
+"""
+
+from __future__ import annotations
+
+import secrets
+
+import msgspec
+
+
+class GatewayError(Exception):
+    status: int = 500
+    error_type: str = "api_error"
+    retryable: bool = False
+
+    def __init__(self, message: str, *, headers: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.headers = headers or {}
+
+
+class ClientError(GatewayError):
+    status = 400
+    error_type = "invalid_request_error"
+
+
+class InvalidRequest(ClientError):
+    pass
+
+
+class AuthenticationFailed(ClientError):
+    status = 401
+    error_type = "authentication_error"
+
+
+class PermissionDenied(ClientError):
+    status = 403
+    error_type = "permission_error"
+
+
+class NotFound(ClientError):
+    status = 404
+    error_type = "not_found_error"
+
+
+class MethodNotAllowed(ClientError):
+    status = 405
+
+
+class RequestTooLarge(ClientError):
+    status = 413
+    error_type = "request_too_large"
+
+
+class RateLimited(ClientError):
+    status = 429
+    error_type = "rate_limit_error"
+    retryable = True
+
+
+class UpstreamError(GatewayError):
+    """A hop between ccgate and the provider failed; ``hop`` names which one."""
+
+    status = 502
+    error_type = "api_error"
+    retryable = True
+
+    def __init__(
+        self, message: str, *, hop: str = "upstream", headers: dict[str, str] | None = None
+    ) -> None:
+        super().__init__(message, headers=headers)
+        self.hop = hop
+
+
+class UpstreamUnreachable(UpstreamError):
+    pass
+
+
+class UpstreamTimeout(UpstreamError):
+    status = 504
+    error_type = "timeout_error"
+
+
+class UpstreamOverloaded(UpstreamError):
+    status = 529
+    error_type = "overloaded_error"
+
+
+class InternalError(GatewayError):
+    status = 500
+    error_type = "api_error"
+
+
+class ConfigError(Exception):
+    """The configuration file is unusable; the message names the file and the key path."""
+
+
+def new_request_id() -> str:
+    return "req_ccgate_" + secrets.token_hex(12)
+
+
+_encoder = msgspec.json.Encoder()
+
+
+def to_envelope(err: GatewayError, request_id: str) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
+    """Status, headers and body of the Anthropic error envelope for ``err``."""
+    body = _encoder.encode(
+        {
+            "type": "error",
+            "error": {"type": err.error_type, "message": err.message},
+            "request_id": request_id,
+        }
+    )
+    headers = [
+        (b"content-type", b"application/json"),
+        (b"request-id", request_id.encode()),
+        (b"x-should-retry", b"true" if err.retryable else b"false"),
+    ]
+    headers.extend((k.lower().encode(), v.encode()) for k, v in err.headers.items())
+    return err.status, headers, body

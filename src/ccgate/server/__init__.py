@@ -1,0 +1,1 @@
+"""The gateway's HTTP side: a raw ASGI app served by uvicorn (httptools + uvloop)."""

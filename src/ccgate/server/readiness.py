@@ -1,0 +1,42 @@
+"""/readyz: the config is loaded (or we would not be running) and a provider answered
+recently. Real traffic counts as proof; without it, a probe is made and cached briefly so
+a load balancer polling every second does not hammer the provider."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+from ccgate.upstream.transport import UpstreamTransport
+
+PROBE_CACHE_SECONDS = 10.0
+
+
+class Readiness:
+    def __init__(self, transports: list[UpstreamTransport], window: float) -> None:
+        self.transports = transports
+        self.window = window
+        self._probed: dict[str, tuple[float, str | None]] = {}
+        self._lock = asyncio.Lock()
+
+    async def check(self) -> tuple[bool, dict[str, dict[str, object]]]:
+        async with self._lock:
+            now = time.monotonic()
+            detail: dict[str, dict[str, object]] = {}
+            stale = [t for t in self.transports if not self._fresh(t, now)]
+            results = await asyncio.gather(*(t.probe() for t in stale))
+            for transport, error in zip(stale, results, strict=True):
+                self._probed[transport.name] = (time.monotonic(), error)
+            for t in self.transports:
+                if t.last_success is not None and now - t.last_success <= self.window:
+                    detail[t.name] = {"reachable": True, "seen_seconds_ago": round(now - t.last_success, 1)}
+                else:
+                    _, error = self._probed[t.name]
+                    detail[t.name] = {"reachable": error is None, **({"error": error} if error else {})}
+            return any(d["reachable"] for d in detail.values()), detail
+
+    def _fresh(self, t: UpstreamTransport, now: float) -> bool:
+        if t.last_success is not None and now - t.last_success <= self.window:
+            return True
+        probed = self._probed.get(t.name)
+        return probed is not None and now - probed[0] <= PROBE_CACHE_SECONDS

@@ -1,0 +1,1 @@
+"""Talking to providers: transport (proxy, TLS, pooling) and error classification."""

@@ -1,0 +1,111 @@
+"""Name the hop that failed: turn a transport exception into a GatewayError that says
+whether it was DNS, TCP, the proxy (refused, wants credentials, unreachable), TLS (and why)
+or a timeout. The message never contains a secret: proxies are shown with a masked password.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+
+import aiohttp
+from python_socks import ProxyConnectionError, ProxyError, ProxyTimeoutError
+
+from ccgate.errors import UpstreamError, UpstreamTimeout, UpstreamUnreachable
+from ccgate.upstream.proxy_env import ProxySpec
+
+
+def classify_failure(
+    exc: BaseException, *, provider: str, target: str, proxy: ProxySpec | None, phase: str
+) -> UpstreamError:
+    """``target`` is host:port of the provider; ``phase`` is 'connect' or 'read'."""
+    where = f"provider {provider!r} ({target})"
+    via = f" via proxy {proxy.display}" if proxy else ""
+    if isinstance(exc, aiohttp.ClientHttpProxyError):
+        return _proxy_status(exc, where, proxy)
+    if isinstance(exc, ProxyTimeoutError):
+        return UpstreamTimeout(f"SOCKS proxy{_name(proxy)} timed out reaching {where}", hop="proxy")
+    if isinstance(exc, ProxyConnectionError):
+        return UpstreamUnreachable(
+            f"cannot connect to the SOCKS proxy{_name(proxy)}: {_reason(exc)}", hop="proxy"
+        )
+    if isinstance(exc, ProxyError):
+        return UpstreamUnreachable(
+            f"SOCKS proxy{_name(proxy)} refused to reach {where}: {_reason(exc)}", hop="proxy"
+        )
+    if isinstance(exc, aiohttp.ClientProxyConnectionError):
+        return UpstreamUnreachable(
+            f"cannot connect to the proxy{_name(proxy)}: {_os_reason(exc)}", hop="proxy"
+        )
+    if isinstance(exc, aiohttp.ClientConnectorCertificateError):
+        cert_err = exc.certificate_error
+        why = getattr(cert_err, "verify_message", None) or _reason(cert_err)
+        return UpstreamUnreachable(
+            f"TLS verification failed for {where}{via}: {why}. If a corporate proxy inspects "
+            "TLS, add its root CA with tls.ca_file (or tls.use_system_store: true)",
+            hop="tls",
+        )
+    if isinstance(exc, aiohttp.ClientSSLError | ssl.SSLError):
+        return UpstreamUnreachable(f"TLS handshake with {where}{via} failed: {_reason(exc)}", hop="tls")
+    if isinstance(exc, aiohttp.ClientConnectorDNSError):
+        return UpstreamUnreachable(
+            f"DNS lookup failed for {where}: {_os_reason(exc)}", hop="dns"
+        )
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        return UpstreamUnreachable(f"cannot connect to {where}{via}: {_os_reason(exc)}", hop="tcp")
+    if isinstance(exc, aiohttp.ServerTimeoutError | asyncio.TimeoutError | TimeoutError):
+        if phase == "connect":
+            return UpstreamTimeout(f"timed out connecting to {where}{via}", hop="connect")
+        return UpstreamTimeout(f"timed out waiting for {where} to answer", hop="read")
+    if isinstance(exc, aiohttp.ServerDisconnectedError | aiohttp.ClientPayloadError):
+        return UpstreamUnreachable(f"{where} closed the connection: {_reason(exc)}", hop="upstream")
+    if isinstance(exc, aiohttp.ClientError | OSError):
+        return UpstreamUnreachable(f"request to {where}{via} failed: {_reason(exc)}", hop="upstream")
+    raise exc
+
+
+def _proxy_status(exc: aiohttp.ClientHttpProxyError, where: str, proxy: ProxySpec | None) -> UpstreamError:
+    headers = exc.headers or {}
+    squid = headers.get("X-Squid-Error")
+    vendor = f" [{squid}]" if squid else ""
+    name = _name(proxy)
+    if exc.status == 407:
+        schemes = ", ".join(
+            v.split(" ", 1)[0] for v in headers.getall("Proxy-Authenticate", [])  # type: ignore[attr-defined]
+        ) if hasattr(headers, "getall") else ""
+        offered = f" (it offers: {schemes})" if schemes else ""
+        if proxy is not None and proxy.username is not None:
+            text = (
+                f"proxy{name} rejected the credentials for user {proxy.username!r} "
+                f"(407 Proxy Authentication Required){offered}"
+            )
+        else:
+            text = (
+                f"proxy{name} wants credentials (407 Proxy Authentication Required){offered}; "
+                "put them in the proxy URL as http://user:password@host:port, percent-encoding "
+                "special characters"
+            )
+        return UpstreamUnreachable(text, hop="proxy")
+    if exc.status in (502, 503, 504):
+        return UpstreamUnreachable(
+            f"proxy{name} could not reach {where} ({exc.status} {exc.message}){vendor}", hop="proxy"
+        )
+    return UpstreamUnreachable(
+        f"proxy{name} refused the connection to {where} ({exc.status} {exc.message}){vendor}; "
+        "ask for the host to be allowed",
+        hop="proxy",
+    )
+
+
+def _name(proxy: ProxySpec | None) -> str:
+    return f" {proxy.display}" if proxy else ""
+
+
+def _os_reason(exc: aiohttp.ClientConnectorError) -> str:
+    os_error = exc.os_error
+    return os_error.strerror or str(os_error) if os_error else str(exc)
+
+
+def _reason(exc: BaseException) -> str:
+    text = str(exc) or type(exc).__name__
+    return text.replace("\n", " ")

@@ -1,0 +1,138 @@
+"""One pooled HTTP client per provider, wired to its proxy, TLS settings and keys.
+
+Bodies are sent and received as bytes, untouched: no decompression, no cookie jar (a
+gateway shared by many clients must not mix their cookies), no headers invented by the
+client library.
+"""
+
+from __future__ import annotations
+
+import itertools
+import socket
+import time
+from collections.abc import Mapping
+from typing import Any
+from urllib.parse import urlsplit
+
+import aiohttp
+from aiohttp_socks import ProxyConnector, ProxyType
+
+from ccgate.config.model import Provider
+from ccgate.config.secrets import Secret
+from ccgate.errors import UpstreamError
+from ccgate.upstream.failures import classify_failure
+from ccgate.upstream.proxy_env import ProxyDecision, resolve_proxy
+from ccgate.upstream.tls import build_ssl_context
+
+# Headers aiohttp would otherwise add on its own; we send only what the client sent.
+_SKIP_AUTO = ("User-Agent", "Accept", "Accept-Encoding")
+
+
+class UpstreamTransport:
+    def __init__(self, provider: Provider, keys: list[Secret], env: Mapping[str, str]) -> None:
+        self.provider = provider
+        self.keys = keys
+        self.decision: ProxyDecision = resolve_proxy(provider.base_url, provider.proxy, env)
+        parts = urlsplit(provider.base_url)
+        self.base_url = provider.base_url
+        self.target = f"{parts.hostname}:{parts.port or (443 if parts.scheme == 'https' else 80)}"
+        self._key_cycle = itertools.cycle(keys) if keys else None
+        self._session: aiohttp.ClientSession | None = None
+        self._request_proxy: dict[str, Any] = {}
+        self.last_success: float | None = None  # monotonic time of the last HTTP answer
+
+    @property
+    def name(self) -> str:
+        return self.provider.name
+
+    @property
+    def byok(self) -> bool:
+        """Bring-your-own-key: no keys configured, the client's credential passes through."""
+        return self._key_cycle is None
+
+    async def start(self) -> None:
+        p = self.provider
+        ssl_ctx = build_ssl_context(p.tls)
+        common: dict[str, Any] = {
+            "limit": p.pool.max_connections,
+            "keepalive_timeout": p.pool.keepalive_seconds,
+            "ssl": ssl_ctx,
+            "family": socket.AF_INET if p.ipv4_only else 0,
+        }
+        proxy = self.decision.proxy
+        connector: aiohttp.BaseConnector
+        if proxy is not None and proxy.is_socks:
+            connector = ProxyConnector(
+                proxy_type=ProxyType.SOCKS5,
+                host=proxy.host,
+                port=proxy.port,
+                username=proxy.username,
+                password=proxy.password,
+                rdns=proxy.scheme == "socks5h",
+                **common,
+            )
+        else:
+            connector = aiohttp.TCPConnector(**common)
+            if proxy is not None:
+                self._request_proxy = {"proxy": proxy.url_without_credentials}
+                if proxy.username is not None:
+                    self._request_proxy["proxy_auth"] = aiohttp.BasicAuth(
+                        proxy.username, proxy.password or ""
+                    )
+        t = p.timeouts
+        self._session = aiohttp.ClientSession(
+            connector=connector,
+            auto_decompress=False,
+            cookie_jar=aiohttp.DummyCookieJar(),
+            skip_auto_headers=_SKIP_AUTO,
+            timeout=aiohttp.ClientTimeout(total=t.total, sock_connect=t.connect, sock_read=t.read),
+            trust_env=False,  # the proxy decision above is ours, made once and documented
+        )
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    def credential_headers(self) -> dict[str, str]:
+        """The upstream credential for the next request (keys are used in turn)."""
+        if self._key_cycle is None:
+            return {}
+        key = next(self._key_cycle).value
+        if self.provider.auth_header == "bearer":
+            return {"authorization": f"Bearer {key}"}
+        return {"x-api-key": key}
+
+    async def send(
+        self, method: str, path_and_query: str, headers: list[tuple[str, str]], body: bytes
+    ) -> aiohttp.ClientResponse:
+        """Send one request; the caller must release the response. Raises UpstreamError."""
+        assert self._session is not None, "transport not started"
+        try:
+            response = await self._session.request(
+                method,
+                self.base_url + path_and_query,
+                headers=headers,
+                data=body if body else None,
+                allow_redirects=False,
+                **self._request_proxy,
+            )
+        except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+            phase = "read" if isinstance(exc, aiohttp.SocketTimeoutError) else "connect"
+            raise self.failure(exc, phase) from exc
+        self.last_success = time.monotonic()
+        return response
+
+    def failure(self, exc: BaseException, phase: str) -> UpstreamError:
+        return classify_failure(
+            exc, provider=self.name, target=self.target, proxy=self.decision.proxy, phase=phase
+        )
+
+    async def probe(self, timeout: float = 5.0) -> str | None:
+        """Reach the provider once; None when any HTTP answer came back, else why not."""
+        try:
+            response = await self.send("HEAD", "/", [], b"")
+        except UpstreamError as err:
+            return err.message
+        response.release()
+        return None
