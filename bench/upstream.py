@@ -79,6 +79,11 @@ http {{
     server {{
         listen {host}:{port} reuseport;
         location = /v1/messages {{
+            # Only the upstream key is accepted: proves the gateway swapped the credential.
+            if ($http_x_api_key != "{key}") {{
+                return 401 '{{"type":"error","error":{{"type":"authentication_error",\
+"message":"bench upstream: wrong key"}}}}';
+            }}
             if ($http_x_bench_response = "sse") {{ rewrite ^ /__sse last; }}
             default_type application/json;
             add_header request-id req_bench_static always;
@@ -103,7 +108,8 @@ http {{
 class Nginx:
     """One nginx master + 1 worker on 127.0.0.1:<free port>, config and logs in `workdir`."""
 
-    def __init__(self, workdir: Path) -> None:
+    def __init__(self, workdir: Path, api_key: str) -> None:
+        self.api_key = api_key
         self.dir = workdir / "nginx"
         self.port = free_port()
         self.url = f"http://{LOOPBACK}:{self.port}"
@@ -120,10 +126,12 @@ class Nginx:
         os.chmod(self.dir, 0o755)
         body = MESSAGE_BYTES.decode()
         sse = SSE_BYTES.decode()
-        if any(c in text for text in (body, sse) for c in "'$\\"):
-            raise BenchError("fixed answers must not contain ' $ or \\ (nginx string)")
+        bad = [t for t in (body, sse, self.api_key) if any(c in t for c in "'$\\")]
+        if bad or '"' in self.api_key:
+            raise BenchError("fixed answers and key must not contain ' $ or \\ (nginx string)")
         conf = self.dir / "nginx.conf"
-        conf.write_text(_CONF.format(d=self.dir, host=LOOPBACK, port=self.port, body=body, sse=sse))
+        conf.write_text(_CONF.format(d=self.dir, host=LOOPBACK, port=self.port, body=body, sse=sse,
+                                     key=self.api_key))
         self.proc = subprocess.Popen(
             [exe, "-p", str(self.dir), "-c", str(conf), "-e", str(self.dir / "error.log")],
             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,

@@ -42,8 +42,9 @@ CATALOGUE: dict[str, Entry] = {
     ),
     "env.no_proxy_bypasses_api": Entry(
         "config", "warn",
-        "{var} entry {entry!s} sends {host} around the proxy (direct connection)",
-        ("Remove {entry!s} from {var}, or list only the internal hosts that must bypass the proxy.",),
+        "{var} entry {entry} sends {host} around the proxy (direct connection)",
+        ("Remove {entry} from {var}, or list only the internal hosts that must bypass "
+         "the proxy.",),
     ),
     "env.no_proxy_misses_gateway": Entry(
         "config", "fail",
@@ -70,7 +71,8 @@ CATALOGUE: dict[str, Entry] = {
     "env.ca_file_invalid": Entry(
         "config", "warn",
         "{var} = {path}: {problem}",
-        ("Export the corporate root CA as PEM (-----BEGIN CERTIFICATE-----) and point {var} at it.",),
+        ("Export the corporate root CA as PEM (-----BEGIN CERTIFICATE-----) and point "
+         "{var} at it.",),
     ),
     "claude.preflight_will_run": Entry(
         "claude", "warn",
@@ -139,7 +141,8 @@ CATALOGUE: dict[str, Entry] = {
     "tls.intercepted_untrusted": Entry(
         "tls", "fail",
         "TLS to {host} is intercepted by {interceptor}, whose root CA Claude Code does not trust",
-        ("Export the interception root CA as PEM and run: export NODE_EXTRA_CA_CERTS=/path/to/corp-root.pem "
+        ("Export the interception root CA as PEM and run: "
+         "export NODE_EXTRA_CA_CERTS=/path/to/corp-root.pem "
          "(never NODE_TLS_REJECT_UNAUTHORIZED=0).",),
     ),
     "tls.untrusted": Entry(
@@ -157,7 +160,8 @@ CATALOGUE: dict[str, Entry] = {
     "tls.handshake_failed": Entry(
         "tls", "fail",
         "the TLS handshake with {host} failed ({problem})",
-        ("Check that {host}:{port} speaks TLS and that no middlebox drops large packets (VPN MTU).",),
+        ("Check that {host}:{port} speaks TLS and that no middlebox drops large packets "
+         "(VPN MTU).",),
     ),
     # -- HTTP / API -----------------------------------------------------------------------
     "http.intermediary_response": Entry(
@@ -166,11 +170,17 @@ CATALOGUE: dict[str, Entry] = {
         ("A proxy, firewall or TLS inspector answered instead of Anthropic: ask IT to allow "
          "api.anthropic.com and platform.claude.com (quote the evidence below).",),
     ),
+    "http.no_response": Entry(
+        "http", "fail",
+        "{url} gave no usable HTTP answer ({problem})",
+        ("Check that the URL points at an HTTP(S) endpoint that is up (evidence below).",),
+    ),
     "api.region_blocked": Entry(
         "api", "fail",
         "{host} answered 403 'Request not allowed': this network's egress is in a region "
         "Anthropic does not serve",
-        ("Use a network or proxy in a supported country (https://anthropic.com/supported-countries): "
+        ("Use a network or proxy in a supported country "
+         "(https://anthropic.com/supported-countries): "
          "export HTTPS_PROXY=http://HOST:PORT, or run `ccgate serve` with an upstream proxy or a "
          "different provider.",),
     ),

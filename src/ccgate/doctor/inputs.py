@@ -30,7 +30,7 @@ THIRD_PARTY_FLAGS = (
 class Credential:
     value: str
     header: str  # "x-api-key" or "authorization"
-    source: str  # "--key", "ANTHROPIC_AUTH_TOKEN", "ANTHROPIC_API_KEY", "~/.claude.json primaryApiKey"
+    source: str  # "--key", "ANTHROPIC_AUTH_TOKEN", "ANTHROPIC_API_KEY", "primaryApiKey"
     var: str  # the variable/setting the user edits to change it
 
     def headers(self, header: str | None = None) -> dict[str, str]:
@@ -79,7 +79,8 @@ def _read_json(path: Path, errors: list[tuple[Path, str]]) -> dict[str, Any] | N
 
 
 def settings_paths(options: DoctorOptions, env: Mapping[str, str], home: Path) -> list[Path]:
-    config_dir = Path(env["CLAUDE_CONFIG_DIR"]) if env.get("CLAUDE_CONFIG_DIR") else home / ".claude"
+    config_dir = (Path(env["CLAUDE_CONFIG_DIR"]) if env.get("CLAUDE_CONFIG_DIR")
+                  else home / ".claude")
     cwd = options.cwd or Path.cwd()
     if options.managed_settings is not None:
         managed = options.managed_settings
@@ -141,7 +142,9 @@ def gather(options: DoctorOptions) -> Inputs:
     return inputs
 
 
-def resolve_credential(options: DoctorOptions, inputs: Inputs) -> tuple[Credential | None, list[str]]:
+def resolve_credential(
+    options: DoctorOptions, inputs: Inputs
+) -> tuple[Credential | None, list[str]]:
     """The credential Claude Code would send, in the header it would use.
 
     Claude Code: ANTHROPIC_AUTH_TOKEN -> ``Authorization: Bearer``; ANTHROPIC_API_KEY (or a

@@ -245,7 +245,8 @@ def lint(inputs: Inputs, options: DoctorOptions) -> list[Finding]:
             "env.proxy_malformed", severity=Severity.WARN, subject="ALL_PROXY", var="ALL_PROXY",
             problem="only ALL_PROXY is set; Claude Code and Node ignore it",
             fix=[shell_export(inputs.shell, "HTTPS_PROXY",
-                              mask_url_userinfo(env.get("ALL_PROXY") or env.get("all_proxy", "")))]))
+                              mask_url_userinfo(env.get("ALL_PROXY") or env.get("all_proxy", ""))
+                              )]))
 
     # base URL
     base = inputs.base_url

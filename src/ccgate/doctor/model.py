@@ -171,7 +171,8 @@ class Report:
         }
         if self.explanation is not None:
             out["explain"] = self.explanation.to_dict()
-        return scrub_obj(out, self.secrets)
+        scrubbed: dict[str, Any] = scrub_obj(out, self.secrets)
+        return scrubbed
 
     def to_json(self) -> str:
         return msgspec.json.encode(self.to_dict()).decode()
@@ -227,6 +228,7 @@ class DoctorOptions:
     claude_bin: str | None = None  # path to `claude`; "" skips `claude --version`
     claude_version: str | None = None  # skip running `claude --version`
     use_os_store: bool = True
+    ca_file_only: bool = False  # trust only --ca-file / NODE_EXTRA_CA_CERTS (+ Mozilla)
     explain: str | None = None
     progress: ProgressFn | None = None
 

@@ -27,9 +27,10 @@ HOP_BY_HOP = frozenset(
     }
 )
 CREDENTIALS = frozenset({"x-api-key", "authorization"})
+# Hop-by-hop headers, plus ``date`` because the server adds a fresh one of its own.
 _RESPONSE_DROP = frozenset(
     {b"connection", b"keep-alive", b"proxy-authenticate", b"proxy-connection", b"te",
-     b"trailer", b"transfer-encoding", b"upgrade"}
+     b"trailer", b"transfer-encoding", b"upgrade", b"date"}
 )
 
 

@@ -33,6 +33,7 @@ __all__ = [
     "apply_writes",
     "atomic_write",
     "latest_backup",
+    "plan_restore",
     "read_state",
     "restore_backup",
 ]
@@ -91,9 +92,7 @@ def check_writable(state: FileState) -> None:
     while not parent.exists():
         parent = parent.parent
     if not os.access(parent, os.W_OK | os.X_OK):
-        raise SetupFileError(
-            f"cannot write in {parent} (permission denied); nothing was changed"
-        )
+        raise SetupFileError(f"cannot write in {parent} (permission denied); nothing was changed")
 
 
 def atomic_write(target: Path, data: bytes, mode: int, owner: tuple[int, int] | None) -> None:

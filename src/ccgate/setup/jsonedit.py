@@ -183,7 +183,8 @@ class JsonDoc:
         try:
             data = json.loads(text)
         except json.JSONDecodeError as exc:
-            raise JsonFileError(f"{name}:{exc.lineno}:{exc.colno}: invalid JSON: {exc.msg}") from None
+            where = f"{name}:{exc.lineno}:{exc.colno}"
+            raise JsonFileError(f"{where}: invalid JSON: {exc.msg}") from None
         except RecursionError:
             raise JsonFileError(f"{name}: JSON nested too deeply to edit safely") from None
         if not isinstance(data, dict):
@@ -228,9 +229,7 @@ class JsonDoc:
     def _dump(self, value: Any, indent: str, multiline: bool) -> str:
         if not multiline or not isinstance(value, dict | list) or not value:
             item_sep = self._item_sep if not multiline else ","
-            return json.dumps(
-                value, ensure_ascii=self._ascii, separators=(item_sep, self._sep)
-            )
+            return json.dumps(value, ensure_ascii=self._ascii, separators=(item_sep, self._sep))
         out = json.dumps(
             value, ensure_ascii=self._ascii, indent=self._unit, separators=(",", self._sep)
         )

@@ -1,0 +1,71 @@
+"""`python -m bench run [options]` (or `bench/run`): see docs/benchmarks.md."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from bench import run as bench_run
+from bench.common import RESULTS
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    ap = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    r = sub.add_parser("run", help="run the benchmark (full: ~2 minutes)")
+    r.add_argument("--quick", action="store_true",
+                   help="1 s lanes, no warm-up, no floor relays, no docs update (smoke test)")
+    r.add_argument("--seconds", type=int, help="seconds per wrk round (default 3; quick 1)")
+    r.add_argument("--rounds", type=int,
+                   help="alternating direct/ccgate rounds per lane, median kept (default 3; "
+                        "quick 1)")
+    r.add_argument("--warmup", type=int, help="warm-up seconds per target (default 1; quick 0)")
+    r.add_argument("--threads", type=int, default=1, help="wrk threads (default 1)")
+    r.add_argument("--concurrency", type=int, default=32, help="connections for the req/s lanes")
+    r.add_argument("--floor", default=None,
+                   help="comma-separated floor relays to measure: uvicorn,aiohttp "
+                        "(default both; quick none; '' for none)")
+    r.add_argument("--large-body", choices=["auto", "capture", "synthetic"], default="auto",
+                   help="auto: cached capture, else capture now; capture: recapture; "
+                        "synthetic: generated stand-in, no CLI needed")
+    r.add_argument("--capture-mode", choices=["interactive", "print"], default="interactive",
+                   help="how the CLI is run for the capture: `claude hi` in a pty, or `claude -p`")
+    r.add_argument("--out", type=Path, help="results JSON (default bench/results/latest.json)")
+    r.add_argument("--no-docs", action="store_true", help="do not update docs/benchmarks.md")
+    c = sub.add_parser("capture", help="(re)capture the Claude Code request only")
+    c.add_argument("--capture-mode", choices=["interactive", "print"], default="interactive")
+    args = ap.parse_args(argv)
+
+    if args.cmd == "capture":
+        import json
+        import tempfile
+
+        from bench import capture
+
+        with tempfile.TemporaryDirectory(prefix="ccgate-capture-") as tmp:
+            meta = capture.capture(Path(tmp), mode=args.capture_mode)
+        print(json.dumps(meta, indent=2))
+        return 0
+
+    quick = args.quick
+    floor = args.floor if args.floor is not None else ("" if quick else "uvicorn,aiohttp")
+    opts = bench_run.Options(
+        seconds=args.seconds or (1 if quick else 3),
+        rounds=args.rounds or (1 if quick else 3),
+        warmup=args.warmup if args.warmup is not None else (0 if quick else 1),
+        threads=args.threads,
+        concurrency=args.concurrency,
+        floor=tuple(f for f in floor.split(",") if f),
+        large_body=args.large_body,
+        capture_mode=args.capture_mode,
+        out=args.out or RESULTS / ("quick.json" if quick else "latest.json"),
+        docs=not (args.no_docs or quick),
+        quick=quick,
+        command=bench_run.command_line(argv),
+    )
+    bad = [f for f in opts.floor if f not in ("uvicorn", "aiohttp")]
+    if bad:
+        ap.error(f"unknown floor relay(s): {', '.join(bad)}")
+    return bench_run.main(opts)

@@ -1,0 +1,549 @@
+"""The benchmark: wrk against nginx directly and through ccgate, same upstream, same run.
+
+Lanes, for a small request and a Claude Code-sized request (captured from the real CLI):
+  c=1  latency p50/p99, direct and through ccgate -> added latency = ccgate - direct
+  c=32 requests/s, direct and through ccgate
+plus the ccgate process's RSS idle and after load, and (full mode) the same lanes through a
+bare relay (bench/relay_floor.py) on two server libraries, the floor any Python gateway pays.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from bench import capture, wrk
+from bench.common import (
+    LOOPBACK,
+    REPO,
+    RESULTS,
+    BenchError,
+    free_port,
+    http,
+    machine,
+    rss_kb,
+    stop,
+    wait_http,
+)
+from bench.gateway import CLIENT_TOKEN, UPSTREAM_KEY, Ccgate
+from bench.upstream import MESSAGE_BYTES, SSE_BYTES, SSE_HEADER, Nginx
+
+DOCS = REPO / "docs" / "benchmarks.md"
+BEGIN = "<!-- bench:results:begin (written by `python -m bench run`; do not edit by hand) -->"
+END = "<!-- bench:results:end -->"
+
+# Targets from issue 2 (gateway-core): (key, description, limit, unit, higher_is_better)
+TARGETS = [
+    ("added_p50_small_ms", "added p50 latency, small request, c=1", 0.5, "ms", False),
+    ("added_p50_large_ms", "added p50 latency, Claude Code request, c=1", 0.8, "ms", False),
+    ("rps_small_c32", "req/s through ccgate, small request, c=32", 3000, "req/s", True),
+    ("rps_large_c32", "req/s through ccgate, Claude Code request, c=32", 1500, "req/s", True),
+    ("idle_rss_mb", "idle RSS of the ccgate process", 80, "MB", False),
+]
+
+SMALL_BODY = json.dumps({
+    "model": "claude-sonnet-4-5",
+    "max_tokens": 1024,
+    "messages": [{"role": "user", "content": "hi"}],
+}, separators=(",", ":")).encode()
+BASE_HEADERS = {
+    "content-type": "application/json",
+    "anthropic-version": "2023-06-01",
+}
+
+
+@dataclass
+class Options:
+    seconds: int = 3
+    rounds: int = 3
+    warmup: int = 1
+    threads: int = 1
+    concurrency: int = 32
+    floor: tuple[str, ...] = ("uvicorn", "aiohttp")
+    large_body: str = "auto"  # auto | capture | synthetic
+    capture_mode: str = "interactive"
+    out: Path = RESULTS / "latest.json"
+    docs: bool = True
+    quick: bool = False
+    command: str = ""
+    log: Any = field(default=print)
+
+
+@dataclass
+class Request:
+    name: str
+    body: bytes
+    headers: dict[str, str]
+    source: str
+    tools: int
+    meta: dict[str, Any] = field(default_factory=dict)
+
+
+def synthetic_large() -> Request:
+    """A deterministic stand-in shaped like Claude Code's body (~85 KB, 25 tools).
+
+    Only for environments without the CLI (e.g. the smoke test); the real bench captures it.
+    """
+    tools = []
+    for i in range(25):
+        props = {f"param_{j}": {"type": "string", "description": f"Parameter {j} of tool {i}. "
+                                * 6} for j in range(8)}
+        tools.append({
+            "name": f"Tool{i:02d}",
+            "description": ("Synthetic tool description standing in for Claude Code's long "
+                            "tool prompts. " * 16),
+            "input_schema": {"$schema": "https://json-schema.org/draft/2020-12/schema",
+                             "type": "object", "properties": props,
+                             "required": ["param_0"], "additionalProperties": False},
+        })
+    body = {
+        "model": "claude-sonnet-4-5",
+        "max_tokens": 32000,
+        "stream": True,
+        "system": [{"type": "text", "text": "x-anthropic-billing-header: cc_version=bench;"},
+                   {"type": "text", "text": "You are a synthetic benchmark prompt. " * 200,
+                    "cache_control": {"type": "ephemeral"}}],
+        "messages": [{"role": "user", "content": [{"type": "text", "text": "hi"}]}],
+        "tools": tools,
+        "metadata": {"user_id": json.dumps({"device_id": "bench", "session_id": "bench"})},
+        "thinking": {"type": "adaptive"},
+    }
+    raw = json.dumps(body, separators=(",", ":")).encode()
+    headers = {**BASE_HEADERS, "anthropic-beta": "claude-code-20250219",
+               "user-agent": "claude-cli/synthetic (external, cli)"}
+    return Request("large", raw, headers, "synthetic (not captured)", len(tools))
+
+
+def large_request(opts: Options, workdir: Path) -> Request:
+    if opts.large_body == "synthetic":
+        return synthetic_large()
+    cached = None if opts.large_body == "capture" else capture.load_cached()
+    if cached is None:
+        opts.log(f"capturing a Claude Code request with the real CLI ({opts.capture_mode}) ...")
+        capture.capture(workdir / "capture", mode=opts.capture_mode)
+        cached = capture.load_cached()
+        if cached is None:
+            raise BenchError("capture wrote nothing")
+    body, captured_headers, meta = cached
+    # Replay the CLI's own headers (betas, user-agent, stainless), minus credentials and
+    # connection-level ones; wrk sets the credential per target.
+    drop = {"x-api-key", "authorization", "host", "content-length", "connection"}
+    headers = {k: v for k, v in captured_headers.items() if k.lower() not in drop}
+    source = (f"captured from Claude Code {meta.get('cli_version', '?').split()[0]} "
+              f"(`{meta.get('command', '?')}`, {meta.get('captured_at', '?')})")
+    return Request("large", body, headers, source, int(meta.get("tools", 0)), meta)
+
+
+def _with(headers: dict[str, str], key: str, stream: bool) -> dict[str, str]:
+    out = {**headers, "x-api-key": key}
+    if stream:
+        out[SSE_HEADER[0]] = SSE_HEADER[1]
+    return out
+
+
+def _is_stream(req: Request) -> bool:
+    try:
+        return bool(json.loads(req.body).get("stream"))
+    except ValueError:
+        return False
+
+
+def _cpu_ticks(pid: int) -> int:
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0
+    return int(fields[11]) + int(fields[12])  # utime + stime
+
+
+class Floor:
+    """bench/relay_floor.py as a subprocess."""
+
+    def __init__(self, server: str, upstream: str, workdir: Path) -> None:
+        self.server = server
+        self.port = free_port()
+        self.url = f"http://{LOOPBACK}:{self.port}"
+        script = Path(__file__).resolve().parent / "relay_floor.py"
+        self.proc: subprocess.Popen[bytes] | None = subprocess.Popen(
+            [sys.executable, str(script), "--server", server, "--port", str(self.port),
+             "--upstream", upstream],
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+            stderr=(workdir / f"floor-{server}.log").open("wb"))
+        try:
+            wait_http(self.url + "/", self.proc, what=f"floor relay ({server})")
+        except BenchError:
+            self.stop()
+            raise
+
+    def stop(self) -> None:
+        stop(self.proc)
+
+
+def _lane(opts: Options, label: str, url: str, req_file: Path, size: str, conns: int,
+          pid: int | None = None) -> dict[str, Any]:
+    ticks0 = _cpu_ticks(pid) if pid else 0
+    t0 = time.monotonic()
+    result = wrk.run(url, req_file, conns, opts.seconds, opts.threads)
+    wall = time.monotonic() - t0
+    result.update(target=label, request=size)
+    if pid:
+        hz = os.sysconf("SC_CLK_TCK")
+        result["cpu_pct"] = round(100.0 * (_cpu_ticks(pid) - ticks0) / hz / wall, 1)
+    lat = result["latency_us"]
+    opts.log(f"  {label:<14} {size:<6} c={conns:<3} {result['rps']:>10,.0f} req/s  "
+             f"p50 {lat['p50'] / 1000:.3f} ms  p99 {lat['p99'] / 1000:.3f} ms  "
+             f"errors {result['error_total']}" +
+             (f"  cpu {result['cpu_pct']}%" if "cpu_pct" in result else ""))
+    return result
+
+
+def _median(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """One lane from several rounds: medians of req/s and of each latency statistic."""
+    if len(runs) == 1:
+        return runs[0]
+    out = dict(runs[0])
+    out["rounds"] = [{"rps": r["rps"], "p50_us": r["latency_us"]["p50"],
+                      "p99_us": r["latency_us"]["p99"], "errors": r["error_total"]}
+                     for r in runs]
+    out["rps"] = statistics.median(r["rps"] for r in runs)
+    out["latency_us"] = {k: statistics.median(r["latency_us"][k] for r in runs)
+                         for k in runs[0]["latency_us"]}
+    for k in ("requests", "bytes", "duration_us", "error_total"):
+        out[k] = sum(r[k] for r in runs)
+    out["errors"] = {k: sum(r["errors"][k] for r in runs) for k in runs[0]["errors"]}
+    if all("cpu_pct" in r for r in runs):
+        out["cpu_pct"] = statistics.median(r["cpu_pct"] for r in runs)
+    return out
+
+
+def _check_answer(what: str, url: str, req: Request, key: str, stream: bool) -> None:
+    status, body = http("POST", url + "/v1/messages?beta=true", req.body,
+                        _with(req.headers, key, stream))
+    expected = SSE_BYTES if stream else MESSAGE_BYTES
+    if status != 200 or body != expected:
+        raise BenchError(f"{what}: {req.name} request answered {status} with "
+                         f"{body[:300]!r} instead of the fixed {'stream' if stream else 'message'}")
+
+
+def _warm(opts: Options, url: str, req_file: Path) -> None:
+    if opts.warmup > 0:
+        wrk.run(url, req_file, opts.concurrency, opts.warmup, opts.threads)
+
+
+def run(opts: Options) -> dict[str, Any]:
+    started = time.monotonic()
+    results: dict[str, Any] = {
+        "schema": 1,
+        "generated_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "command": opts.command,
+        "mode": "quick" if opts.quick else "full",
+        "seconds_per_lane": opts.seconds,
+        "rounds": opts.rounds,
+        "warmup_seconds": opts.warmup,
+        "wrk_threads": opts.threads,
+        "machine": machine(),
+        "loadavg_before": os.getloadavg(),
+    }
+    with tempfile.TemporaryDirectory(prefix="ccgate-bench-") as tmp:
+        workdir = Path(tmp)
+        small = Request("small", SMALL_BODY, dict(BASE_HEADERS), "literal", 0)
+        large = large_request(opts, workdir)
+        requests = [small, large]
+        results["requests"] = {
+            r.name: {"bytes": len(r.body), "tools": r.tools, "stream": _is_stream(r),
+                     "source": r.source} for r in requests}
+        # One request file per (request, credential): direct gets the upstream key,
+        # ccgate the client token.
+        files: dict[tuple[str, str], Path] = {}
+        for r in requests:
+            for who, key in (("direct", UPSTREAM_KEY), ("ccgate", CLIENT_TOKEN)):
+                files[(r.name, who)] = wrk.write_request(
+                    workdir, f"{r.name}-{who}", r.body, _with(r.headers, key, _is_stream(r)))
+        lanes: list[dict[str, Any]] = []
+        nginx = Nginx(workdir, UPSTREAM_KEY).start()
+        gateway: Ccgate | None = None
+        try:
+            for r in requests:
+                _check_answer("nginx", nginx.url, r, UPSTREAM_KEY, _is_stream(r))
+            gateway = Ccgate(workdir, nginx.url).start()
+            time.sleep(0.5)
+            rss_start = rss_kb(gateway.pid)
+            status, _ = http("POST", gateway.url + "/v1/messages", small.body, small.headers)
+            if status != 401:
+                raise BenchError(f"ccgate answered {status} without a client token: auth is off")
+            for r in requests:
+                _check_answer("ccgate", gateway.url, r, CLIENT_TOKEN, _is_stream(r))
+            time.sleep(0.5)
+            rss_idle = rss_kb(gateway.pid)
+            opts.log(f"ccgate pid {gateway.pid}: RSS at start {rss_start['vmrss_kb']} KiB, "
+                     f"idle after first requests {rss_idle['vmrss_kb']} KiB")
+            access_before = gateway.access_lines()
+            metrics_before = _metric_counts(gateway.metrics())
+            for r in requests:
+                _warm(opts, gateway.url, files[(r.name, "ccgate")])
+                for conns in (1, opts.concurrency):
+                    # direct and ccgate alternate, round after round: slow drifts on a shared
+                    # machine hit both sides alike; each lane reports the median round.
+                    direct, via = [], []
+                    for _ in range(opts.rounds):
+                        direct.append(_lane(opts, "direct", nginx.url,
+                                            files[(r.name, "direct")], r.name, conns))
+                        via.append(_lane(opts, "ccgate", gateway.url,
+                                         files[(r.name, "ccgate")], r.name, conns,
+                                         pid=gateway.pid))
+                    lanes += [_median(direct), _median(via)]
+            time.sleep(0.5)
+            rss_load = rss_kb(gateway.pid)
+            metrics_after = _metric_counts(gateway.metrics())
+            access_after = gateway.access_lines()
+            if gateway.proc is not None and gateway.proc.poll() is not None:
+                raise BenchError(f"ccgate died during the run: {gateway.stderr_tail()}")
+            floor_lanes: list[dict[str, Any]] = []
+            for server in opts.floor:
+                relay = Floor(server, nginx.url, workdir)
+                try:
+                    for r in requests:
+                        _warm(opts, relay.url, files[(r.name, "direct")])
+                        for conns in (1, opts.concurrency):
+                            floor_lanes.append(_lane(opts, f"floor-{server}", relay.url,
+                                                     files[(r.name, "direct")], r.name, conns,
+                                                     pid=relay.proc.pid if relay.proc else None))
+                finally:
+                    relay.stop()
+        finally:
+            if gateway is not None:
+                gateway.stop()
+            nginx.stop()
+    ccgate_lanes = [ln for ln in lanes if ln["target"] == "ccgate"]
+    results["lanes"] = lanes + floor_lanes
+    results["rss"] = {"start": rss_start, "idle": rss_idle, "after_load": rss_load}
+    results["checks"] = {
+        "ccgate_requests": sum(ln["requests"] for ln in ccgate_lanes),
+        "ccgate_errors": sum(ln["error_total"] for ln in ccgate_lanes),
+        "direct_errors": sum(ln["error_total"] for ln in lanes if ln["target"] == "direct"),
+        "floor_errors": sum(ln["error_total"] for ln in floor_lanes),
+        "access_log_lines_during_load": access_after - access_before,
+        # /v1/messages answers counted by ccgate's own /metrics during the load lanes
+        "metrics_messages_by_status": {
+            k: v - metrics_before.get(k, 0.0) for k, v in metrics_after.items()
+            if v - metrics_before.get(k, 0.0) > 0},
+    }
+    results["summary"] = _summary(results, opts.concurrency)
+    results["targets"] = _targets(results["summary"], rss_idle)
+    results["loadavg_after"] = os.getloadavg()
+    results["elapsed_seconds"] = round(time.monotonic() - started, 1)
+    return results
+
+
+def _metric_counts(text: str) -> dict[str, float]:
+    out: dict[str, float] = {}
+    for line in text.splitlines():
+        if line.startswith("ccgate_requests_total{") and 'route="messages"' in line:
+            labels, value = line.rsplit(" ", 1)
+            status = labels.split('status="', 1)[1].split('"', 1)[0] if 'status="' in labels \
+                else "?"
+            out[status] = out.get(status, 0.0) + float(value)
+    return out
+
+
+def _find(lanes: list[dict[str, Any]], target: str, size: str, conns: int) -> dict[str, Any]:
+    for ln in lanes:
+        if ln["target"] == target and ln["request"] == size and ln["connections"] == conns:
+            return ln
+    raise KeyError((target, size, conns))
+
+
+def _summary(results: dict[str, Any], c: int) -> dict[str, Any]:
+    lanes = results["lanes"]
+    out: dict[str, Any] = {}
+    targets = sorted({ln["target"] for ln in lanes} - {"direct"},
+                     key=lambda t: (t != "ccgate", t))
+    for size in ("small", "large"):
+        d1, dc = _find(lanes, "direct", size, 1), _find(lanes, "direct", size, c)
+        row: dict[str, Any] = {
+            "direct": {"p50_ms": d1["latency_us"]["p50"] / 1000,
+                       "p99_ms": d1["latency_us"]["p99"] / 1000, "rps": dc["rps"]}}
+        for t in targets:
+            g1, gc = _find(lanes, t, size, 1), _find(lanes, t, size, c)
+            row[t] = {
+                "p50_ms": g1["latency_us"]["p50"] / 1000,
+                "p99_ms": g1["latency_us"]["p99"] / 1000,
+                "added_p50_ms": (g1["latency_us"]["p50"] - d1["latency_us"]["p50"]) / 1000,
+                "added_p99_ms": (g1["latency_us"]["p99"] - d1["latency_us"]["p99"]) / 1000,
+                "rps": gc["rps"],
+                "cpu_pct_c32": gc.get("cpu_pct"),
+            }
+        out[size] = row
+    return out
+
+
+def _targets(summary: dict[str, Any], rss_idle: dict[str, Any]) -> list[dict[str, Any]]:
+    measured = {
+        "added_p50_small_ms": summary["small"]["ccgate"]["added_p50_ms"],
+        "added_p50_large_ms": summary["large"]["ccgate"]["added_p50_ms"],
+        "rps_small_c32": summary["small"]["ccgate"]["rps"],
+        "rps_large_c32": summary["large"]["ccgate"]["rps"],
+        "idle_rss_mb": (rss_idle["vmrss_kb"] or 0) / 1024,
+    }
+    out = []
+    for key, desc, limit, unit, higher in TARGETS:
+        value = measured[key]
+        ok = value >= limit if higher else value <= limit
+        out.append({"key": key, "target": desc, "limit": limit, "unit": unit,
+                    "op": ">=" if higher else "<=", "measured": value, "pass": ok})
+    return out
+
+
+# Rendering ----------------------------------------------------------------------------
+
+
+def _ms(v: float) -> str:
+    return f"{v:.3f}"
+
+
+def tables(results: dict[str, Any]) -> str:
+    s = results["summary"]
+    reqs = results["requests"]
+    c = max(ln["connections"] for ln in results["lanes"])
+    lines = [
+        f"| request | body | c=1 p50 direct | c=1 p50 ccgate | **added p50** | c=1 p99 direct "
+        f"| c=1 p99 ccgate | added p99 | c={c} req/s direct | **c={c} req/s ccgate** |",
+        "|---|---|--:|--:|--:|--:|--:|--:|--:|--:|",
+    ]
+    for size, title in (("small", "small"), ("large", "Claude Code")):
+        d, g = s[size]["direct"], s[size]["ccgate"]
+        tools = f", {reqs[size]['tools']} tools" if reqs[size]["tools"] else ""
+        lines.append(
+            f"| {title} | {reqs[size]['bytes'] / 1024:.1f} KiB{tools} | {_ms(d['p50_ms'])} ms "
+            f"| {_ms(g['p50_ms'])} ms | **{_ms(g['added_p50_ms'])} ms** | {_ms(d['p99_ms'])} ms "
+            f"| {_ms(g['p99_ms'])} ms | {_ms(g['added_p99_ms'])} ms | {d['rps']:,.0f} "
+            f"| **{g['rps']:,.0f}** |")
+    rss = results["rss"]
+    lines += [
+        "",
+        f"ccgate RSS (VmRSS of the one process): {rss['start']['vmrss_kb'] / 1024:.1f} MB at "
+        f"start, **{rss['idle']['vmrss_kb'] / 1024:.1f} MB idle** after the first requests, "
+        f"{rss['after_load']['vmrss_kb'] / 1024:.1f} MB after load "
+        f"(peak VmHWM {rss['after_load']['vmhwm_kb'] / 1024:.1f} MB).",
+    ]
+    floors = [t for t in s["small"] if t.startswith("floor-")]
+    if floors:
+        lines += [
+            "",
+            "Same lanes through the bare relay floor (`bench/relay_floor.py`, aiohttp client, "
+            "no auth/logging/metrics/validation):",
+            "",
+            f"| relay | request | c=1 p50 | added p50 | added p99 | c={c} req/s |",
+            "|---|---|--:|--:|--:|--:|",
+        ]
+        for t in ["ccgate", *floors]:
+            for size, title in (("small", "small"), ("large", "Claude Code")):
+                g = s[size][t]
+                name = "ccgate (full)" if t == "ccgate" else t.removeprefix("floor-") + " + aiohttp"
+                lines.append(f"| {name} | {title} | {_ms(g['p50_ms'])} ms "
+                             f"| {_ms(g['added_p50_ms'])} ms | {_ms(g['added_p99_ms'])} ms "
+                             f"| {g['rps']:,.0f} |")
+    lines += ["", "| target (issue 2) | limit | measured | result |", "|---|--:|--:|---|"]
+    for t in results["targets"]:
+        fmt = (lambda v: f"{v:,.0f}") if t["unit"] == "req/s" else (
+            (lambda v: f"{v:.3f}") if t["unit"] == "ms" else (lambda v: f"{v:.1f}"))
+        lines.append(f"| {t['target']} | {t['op']} {fmt(t['limit'])} {t['unit']} "
+                     f"| {fmt(t['measured'])} {t['unit']} | {'PASS' if t['pass'] else 'FAIL'} |")
+    return "\n".join(lines)
+
+
+def docs_section(results: dict[str, Any]) -> str:
+    m = results["machine"]
+    ch = results["checks"]
+    large = results["requests"]["large"]
+    return "\n".join([
+        BEGIN,
+        "",
+        f"Measured {results['generated_at']} with:",
+        "",
+        "```sh",
+        results["command"],
+        "```",
+        "",
+        f"Machine: {m['nproc']} CPUs ({m['cpu_model']}), {m['mem_total_mb']} MB RAM, "
+        f"{m['os']}, kernel {m['kernel']}, Python {m['python']}, {m['nginx']}, "
+        f"{m['wrk'].split(' Copyright')[0]}.",
+        f"wrk -t{results['wrk_threads']}; each ccgate/direct lane is the median of "
+        f"{results['rounds']} alternating rounds of {results['seconds_per_lane']} s "
+        f"(floor relays: 1 round); {results['warmup_seconds']} s warm-up per target; "
+        f"whole run {results['elapsed_seconds']} s; load average before/after "
+        f"{results['loadavg_before'][0]:.2f}/{results['loadavg_after'][0]:.2f}.",
+        f"Claude Code request: {large['bytes']:,} bytes, {large['tools']} tools, "
+        f"stream={str(large['stream']).lower()}, {large['source']}.",
+        "",
+        tables(results),
+        "",
+        f"Checks: {ch['ccgate_requests']:,} requests through ccgate, {ch['ccgate_errors']} wrk "
+        f"errors (socket errors or non-2xx); ccgate's `/metrics` counted "
+        f"{_fmt_counts(ch['metrics_messages_by_status'])} on `/v1/messages`; the access log "
+        f"grew by {ch['access_log_lines_during_load']:,} lines during the load.",
+        "",
+        END,
+    ])
+
+
+def _fmt_counts(counts: dict[str, float]) -> str:
+    return ", ".join(f"{int(v):,} x {k}" for k, v in sorted(counts.items())) or "nothing"
+
+
+def update_docs(results: dict[str, Any], path: Path = DOCS) -> None:
+    section = docs_section(results)
+    text = path.read_text() if path.exists() else ""
+    if BEGIN in text and END in text:
+        head, rest = text.split(BEGIN, 1)
+        tail = rest.split(END, 1)[1]
+        text = head + section + tail
+    else:
+        text = (text.rstrip() + "\n\n## Latest results\n\n" if text else
+                "# Benchmarks\n\n## Latest results\n\n") + section + "\n"
+    tmp = path.with_suffix(".md.tmp")
+    tmp.write_text(text)
+    tmp.replace(path)
+
+
+def main(opts: Options) -> int:
+    try:
+        results = run(opts)
+    except BenchError as e:
+        print(f"bench: {e}", file=sys.stderr)
+        return 1
+    print()
+    print(tables(results))
+    opts.out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = opts.out.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(results, indent=2) + "\n")
+    tmp.replace(opts.out)
+    print(f"\nwrote {opts.out}")
+    if opts.docs:
+        update_docs(results)
+        print(f"updated {DOCS}")
+    problems = []
+    if results["checks"]["ccgate_errors"] or results["checks"]["direct_errors"]:
+        problems.append("wrk saw errors (see lanes in the JSON)")
+    if any(k != "200" for k in results["checks"]["metrics_messages_by_status"]):
+        problems.append("ccgate answered something other than 200 on /v1/messages")
+    for p in problems:
+        print(f"bench: {p}", file=sys.stderr)
+    return 1 if problems else 0
+
+
+def command_line(argv: list[str]) -> str:
+    exe = sys.executable
+    if Path(exe).is_relative_to(Path.cwd()):
+        exe = os.path.relpath(exe, Path.cwd())
+    return " ".join(shlex.quote(a) for a in [exe, "-m", "bench", *argv])

@@ -1,0 +1,331 @@
+"""``ccgate setup claude-code``: point Claude Code at the gateway, safely and reversibly.
+
+Exit status: 0 done (or nothing to change), 1 written but verification failed, or undo found
+nothing to restore / refused, 2 bad input or a file setup refuses to touch (nothing changed).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any, TextIO
+from urllib.parse import urlsplit
+
+from ccgate.setup.files import (
+    SetupFileError,
+    apply_writes,
+    latest_backup,
+    plan_restore,
+    restore_backup,
+)
+from ccgate.setup.paths import ClaudePaths
+from ccgate.setup.plan import (
+    DEFAULT_GATEWAY,
+    MISSING,
+    MODEL_VARS,
+    PLACEHOLDER_TOKEN,
+    Plan,
+    SetupError,
+    SetupOptions,
+    build_plan,
+    collect_secrets,
+    mask,
+    normalize_gateway,
+    unified_diff,
+)
+from ccgate.setup.shellenv import SHELLS, detect_shell, env_assignments, render
+from ccgate.setup.verify import VerifyResult, verify_gateway
+
+EXIT_OK, EXIT_VERIFY_FAILED, EXIT_REFUSED = 0, 1, 2
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    sub = parser.add_subparsers(dest="setup_target", metavar="CLIENT")
+    cc = sub.add_parser(
+        "claude-code",
+        help="write Claude Code's settings so it uses the gateway",
+        description=(
+            "Write ANTHROPIC_BASE_URL, ANTHROPIC_AUTH_TOKEN (and NO_PROXY when a proxy is set) "
+            "into Claude Code's user settings, mark onboarding done so its first-run check of "
+            "api.anthropic.com never runs, remove conflicting credentials, then check the path. "
+            "Every change is backed up; --undo restores the last backup."
+        ),
+    )
+    cc.add_argument(
+        "--gateway",
+        metavar="URL",
+        help=f"the gateway's root URL (default: from the ccgate config, else {DEFAULT_GATEWAY})",
+    )
+    cc.add_argument("--key", metavar="KEY", help="the gateway key Claude Code sends as Bearer")
+    cc.add_argument("--config", metavar="FILE", help="ccgate config to read client tokens from")
+    cc.add_argument("--model", metavar="ID", help="ANTHROPIC_MODEL (the main model)")
+    cc.add_argument("--haiku-model", metavar="ID", help="ANTHROPIC_DEFAULT_HAIKU_MODEL")
+    cc.add_argument("--sonnet-model", metavar="ID", help="ANTHROPIC_DEFAULT_SONNET_MODEL")
+    cc.add_argument("--opus-model", metavar="ID", help="ANTHROPIC_DEFAULT_OPUS_MODEL")
+    cc.add_argument(
+        "--dry-run", action="store_true", help="print the diff of what would change; write nothing"
+    )
+    cc.add_argument("--undo", action="store_true", help="restore the files from the last backup")
+    cc.add_argument(
+        "--print-env",
+        nargs="?",
+        const="auto",
+        choices=[*SHELLS, "auto"],
+        metavar="SHELL",
+        help="print export lines for bash, zsh, fish or powershell instead of writing files",
+    )
+    cc.add_argument(
+        "-y", "--yes", action="store_true", help="do not ask; undo even files changed since"
+    )
+    cc.add_argument("--no-verify", action="store_true", help="skip the check of the gateway")
+    cc.add_argument(
+        "--project-dir",
+        metavar="DIR",
+        help="project whose .claude/settings*.json to check for overrides (default: cwd)",
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    if getattr(args, "setup_target", None) != "claude-code":
+        print("usage: ccgate setup claude-code [options]  (see --help)", file=sys.stderr)
+        return EXIT_REFUSED
+    env = dict(os.environ)
+    home = Path(env.get("HOME") or Path.home())
+    try:
+        if args.undo:
+            return _undo(args, env, home)
+        return _setup(args, env, home)
+    except (SetupError, SetupFileError) as exc:
+        _err(str(exc))
+        return EXIT_REFUSED
+
+
+def _err(message: str) -> None:
+    print(f"ccgate setup: error: {message}", file=sys.stderr)
+
+
+# -- setup -----------------------------------------------------------------------------------
+
+
+def _from_config(args: argparse.Namespace, env: dict[str, str]) -> tuple[str | None, list[str]]:
+    """(default gateway URL, client tokens) from the ccgate config, if one is found."""
+    try:
+        from ccgate.config import load_config
+        from ccgate.errors import ConfigError
+    except ImportError:  # pragma: no cover - the config package is part of ccgate
+        return None, []
+    try:
+        loaded = load_config(args.config, env)
+    except ConfigError as exc:
+        if args.config:
+            raise SetupError(str(exc)) from None
+        print(f"ccgate setup: warning: ccgate config not used: {exc}", file=sys.stderr)
+        return None, []
+    if loaded.path is None:
+        return None, []
+    server = loaded.config.server
+    host = server.host
+    if host in ("0.0.0.0", "", "::"):
+        host = "127.0.0.1"
+    if ":" in host:
+        host = f"[{host}]"
+    tokens = [s.value for s in loaded.secrets.client_tokens.values()]
+    return f"http://{host}:{server.port}", tokens
+
+
+def _options(args: argparse.Namespace, env: dict[str, str], home: Path) -> SetupOptions:
+    config_gateway, tokens = _from_config(args, env)
+    models = {
+        MODEL_VARS[name]: value
+        for name, value in (
+            ("model", args.model),
+            ("haiku", args.haiku_model),
+            ("sonnet", args.sonnet_model),
+            ("opus", args.opus_model),
+        )
+        if value
+    }
+    return SetupOptions(
+        gateway=args.gateway or config_gateway or DEFAULT_GATEWAY,
+        key=args.key,
+        config_tokens=tuple(tokens),
+        models=models,
+        env=env,
+        home=home,
+        project_dir=Path(args.project_dir) if args.project_dir else Path.cwd(),
+    )
+
+
+def _show(value: Any, secret: bool) -> str:
+    if value is MISSING:
+        return "unset"
+    if secret and isinstance(value, str) and value and value != PLACEHOLDER_TOKEN:
+        return json.dumps(mask(value), ensure_ascii=False)
+    return json.dumps(value, ensure_ascii=False)
+
+
+def _where(path: Path, home: Path) -> str:
+    try:
+        return "~/" + str(path.relative_to(home))
+    except ValueError:
+        return str(path)
+
+
+def print_plan(plan: Plan, home: Path, out: TextIO) -> None:
+    token = plan.token if plan.token == PLACEHOLDER_TOKEN else mask(plan.token)
+    print(f"Claude Code -> {plan.gateway}  (token {token}, from {plan.token_source})", file=out)
+    if plan.changes:
+        print("\nChanges:", file=out)
+        current: Path | None = None
+        for change in plan.changes:
+            if change.file != current:
+                current = change.file
+                print(f"  {_where(change.file, home)}", file=out)
+            if change.new is MISSING:
+                line = f"    - {change.key}  (was {_show(change.old, change.secret)})"
+            elif change.old is MISSING:
+                line = f"    + {change.key} = {_show(change.new, change.secret)}"
+            else:
+                line = (
+                    f"    ~ {change.key} = {_show(change.new, change.secret)}"
+                    f"  (was {_show(change.old, change.secret)})"
+                )
+            print(plan.redact(line), file=out)
+            print(f"        why: {change.why}", file=out)
+    for level, title, mark in (("warn", "Warnings", "!"), ("info", "Notes", "i")):
+        notes = [n for n in plan.notes if n.level == level]
+        if notes:
+            print(f"\n{title}:", file=out)
+            for note in notes:
+                print(plan.redact(f"  {mark} {note.text}"), file=out)
+                if note.fix:
+                    print(plan.redact(f"      fix: {note.fix}"), file=out)
+
+
+def _confirm(args: argparse.Namespace) -> bool:
+    if args.yes or not sys.stdin.isatty():
+        return True
+    try:
+        answer = input("\nApply these changes? [y/N] ")
+    except EOFError:
+        return False
+    return answer.strip().lower() in ("y", "yes")
+
+
+def _setup(args: argparse.Namespace, env: dict[str, str], home: Path) -> int:
+    options = _options(args, env, home)
+    if args.print_env:
+        return _print_env(args, options)
+    plan = build_plan(options)
+    out = sys.stdout
+    print_plan(plan, home, out)
+    if not plan.writes:
+        print("\nNothing to change: Claude Code is already set up for this gateway.", file=out)
+    elif args.dry_run:
+        print("\nDiff (dry run, nothing written):", file=out)
+        out.write(plan.diff())
+        return EXIT_OK
+    else:
+        if not _confirm(args):
+            print("Nothing written.", file=out)
+            return EXIT_OK
+        backup = apply_writes(plan.writes, plan.paths.backups)
+        written = ", ".join(_where(state.path, home) for state, _ in plan.writes)
+        print(f"\nWrote {written}.", file=out)
+        print(
+            f"Backup in {_where(backup.directory, home)}; "
+            "undo with: ccgate setup claude-code --undo",
+            file=out,
+        )
+    if args.dry_run or args.no_verify:
+        return EXIT_OK
+    result = verify(plan)
+    print_verify(result, plan, out)
+    return EXIT_OK if result.ok else EXIT_VERIFY_FAILED
+
+
+def verify(plan: Plan) -> VerifyResult:
+    """The doctor's checks when the doctor offers a programmatic API, else a direct check."""
+    return verify_gateway(plan.gateway, plan.token, plan.effective_env)
+
+
+def print_verify(result: VerifyResult, plan: Plan, out: TextIO) -> None:
+    print(f"\nCheck ({result.source}):", file=out)
+    for step in result.steps:
+        status = "ok  " if step.ok else "FAIL"
+        print(plan.redact(f"  {status} {step.name}: {step.detail}"), file=out)
+        if step.fix and not step.ok:
+            print(plan.redact(f"       fix: {step.fix}"), file=out)
+    if result.ok:
+        print("Claude Code is ready: run `claude`.", file=out)
+
+
+def _print_env(args: argparse.Namespace, options: SetupOptions) -> int:
+    shell = detect_shell(options.env) if args.print_env == "auto" else str(args.print_env)
+    gateway = normalize_gateway(options.gateway)
+    if options.key:
+        token, source = options.key, "--key"
+    elif options.config_tokens:
+        token, source = options.config_tokens[0], "the ccgate config"
+    else:
+        token, source = PLACEHOLDER_TOKEN, "placeholder (the gateway has no client keys)"
+    host = urlsplit(gateway).hostname or ""
+    assign, unset = env_assignments(gateway, token, options.models, options.env, host)
+    sys.stdout.write(render(shell, assign, unset))
+    print(
+        f"# {shell} lines for Claude Code -> {gateway} (token from {source}); nothing was "
+        "written. Add them to your shell profile. ANTHROPIC_AUTH_TOKEN also makes Claude Code "
+        "skip its first-run check of api.anthropic.com.",
+        file=sys.stderr,
+    )
+    return EXIT_OK
+
+
+# -- undo ------------------------------------------------------------------------------------
+
+
+def _undo(args: argparse.Namespace, env: dict[str, str], home: Path) -> int:
+    paths = ClaudePaths.from_env(env, home)
+    backup = latest_backup(paths.backups)
+    if backup is None:
+        _err(f"no setup backup to restore in {paths.backups}")
+        return EXIT_VERIFY_FAILED
+    restore = plan_restore(backup)
+    out = sys.stdout
+    secrets: set[str] = set()
+    for current, raw, _ in restore.restores:
+        for blob in (current.raw, raw):
+            if blob:
+                with contextlib.suppress(ValueError):
+                    collect_secrets(json.loads(blob), secrets)
+    redactor = Plan(paths=paths, gateway="", token="", token_source="", secrets=secrets)
+    print(f"Restoring the backup from {backup.manifest.get('created', backup.directory.name)}:")
+    for current, raw, _ in restore.restores:
+        action = "restore" if raw is not None else "delete (it did not exist before setup)"
+        print(f"  {_where(current.path, home)}: {action}", file=out)
+    if restore.modified_since:
+        names = ", ".join(_where(p, home) for p in restore.modified_since)
+        if not args.yes and not args.dry_run:
+            _err(
+                f"{names} changed since setup wrote it (Claude Code itself updates "
+                "~/.claude.json); undo would discard those changes. Nothing was restored. "
+                "See them with --undo --dry-run; restore anyway with --undo --yes."
+            )
+            return EXIT_VERIFY_FAILED
+        print(f"  note: {names} changed since setup wrote it; those changes are discarded")
+    if args.dry_run:
+        diff: list[str] = []
+        for current, raw, _ in restore.restores:
+            old = (current.raw or b"").decode("utf-8", "replace")
+            new = (raw or b"").decode("utf-8", "replace")
+            diff.append(unified_diff(old, new, str(current.path), str(current.path)))
+        print("\nDiff (dry run, nothing restored):", file=out)
+        out.write(redactor.redact("".join(diff)))
+        return EXIT_OK
+    restore_backup(restore)
+    print(f"Restored. The backup stays in {_where(backup.directory, home)}.", file=out)
+    return EXIT_OK

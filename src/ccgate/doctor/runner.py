@@ -1,0 +1,345 @@
+"""Orchestration: lint, then the network walks in parallel, then correlation.
+
+``run_checks(options) -> Report`` is the programmatic API (used by ``ccgate setup``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import re
+import shutil
+import time
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from ccgate.doctor import classify
+from ccgate.doctor.catalogue import LAYER_ORDER
+from ccgate.doctor.explain import decode
+from ccgate.doctor.inputs import (
+    PREFLIGHT_URLS,
+    Inputs,
+    gather,
+    is_anthropic_host,
+    preflight_reason,
+)
+from ccgate.doctor.lint import Route, lint, plan_route, set_var_fix, shell_export, shell_unset
+from ccgate.doctor.mask import format_headers, mask_secret
+from ccgate.doctor.model import (
+    DoctorOptions,
+    Finding,
+    LayerStatus,
+    Report,
+    Severity,
+    finding,
+    order_findings,
+)
+from ccgate.doctor.net import Deadline, HttpResponse
+from ccgate.doctor.probe import Env, Walk, fetch
+from ccgate.doctor.tlscheck import trust_context
+
+DEFAULT_CLAUDE_VERSION = "2.1.330"
+
+
+async def claude_version(options: DoctorOptions, env: dict[str, str]) -> str | None:
+    if options.claude_version is not None:
+        return options.claude_version or None
+    binary = options.claude_bin if options.claude_bin is not None else shutil.which(
+        "claude", path=env.get("PATH"))
+    if not binary:
+        return None
+    try:
+        proc = await asyncio.create_subprocess_exec(
+            binary, "--version", stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.DEVNULL,
+            env={**env, "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1"},
+        )
+        out, _ = await asyncio.wait_for(proc.communicate(), 5.0)
+    except (OSError, TimeoutError):
+        return None
+    m = re.search(r"\d+\.\d+\.\d+", out.decode(errors="replace"))
+    return m.group(0) if m else None
+
+
+def _progress(options: DoctorOptions, layer: str, state: str) -> None:
+    if options.progress is not None:
+        with contextlib.suppress(Exception):  # a display problem must not break the diagnosis
+            options.progress(layer, state)
+
+
+async def preflight_probe(url: str, route: Route, env: Env) -> tuple[Walk, list[Finding]]:
+    headers = {"User-Agent": env.user_agent, "Accept": "application/json, text/plain, */*"}
+    walk, resp = await fetch(route, env, "GET", headers, None)
+    if not walk.ok:
+        return walk, walk.findings
+    if isinstance(resp, str) or resp is None:
+        return walk, [*walk.findings, finding("http.no_response", subject=route.host, url=url,
+                                              problem=resp or "no answer")]
+    walk.reached["http"] = f"GET {url}: {resp.status}"
+    return walk, [*walk.findings, *classify.classify_preflight(url, route.host, resp)]
+
+
+def _api_request(inputs: Inputs, env: Env, header: str | None, messages: bool) -> tuple[
+        dict[str, str], bytes, list[str]]:
+    headers = {"User-Agent": env.user_agent, "anthropic-version": "2023-06-01",
+               "Content-Type": "application/json", "Accept": "application/json"}
+    if inputs.credential is not None:
+        headers.update(inputs.credential.headers(header))
+    payload: dict[str, object] = {
+        "model": inputs.model, "messages": [{"role": "user", "content": "ping"}]}
+    if messages:
+        payload["max_tokens"] = 1
+    sent = format_headers([(k, v) for k, v in headers.items()
+                           if k.lower() in ("x-api-key", "authorization", "anthropic-version")],
+                          "> ")
+    return headers, json.dumps(payload).encode(), sent
+
+
+async def api_probe(inputs: Inputs, route: Route, env: Env) -> tuple[Walk, list[Finding]]:
+    base = inputs.base_url.rstrip("/")
+    cred = inputs.credential
+    ctx = classify.ApiContext(
+        url=route.url, base=inputs.base_url, host=route.host, model=inputs.model,
+        credential_display=(f"{cred.source} {mask_secret(cred.value)} ({cred.header})"
+                            if cred else "no credential"),
+        credential_var=cred.var if cred else "ANTHROPIC_API_KEY",
+        sent_header=cred.header if cred else "",
+    )
+
+    async def call(path: str, header: str | None, messages: bool) -> tuple[
+            Walk, HttpResponse | str | None, list[str]]:
+        headers, body, sent = _api_request(inputs, env, header, messages)
+        target = urlsplit(base + path)
+        tpath = target.path + (f"?{target.query}" if target.query else "")
+        walk, resp = await fetch(route, env, "POST", headers, body, target=tpath)
+        via = [f"via {route.proxy.display}"] if route.proxy else []
+        return walk, resp, [f"> POST {base}{path}", *via, *sent]
+
+    path = "/v1/messages/count_tokens?beta=true"
+    walk, resp, sent = await call(path, None, False)
+    if not walk.ok:
+        return walk, walk.findings
+    if not isinstance(resp, HttpResponse):
+        return walk, [*walk.findings, finding("http.no_response", subject=route.host,
+                                              url=base + path, problem=resp or "no answer")]
+    walk.reached["http"] = f"POST {path}: {resp.status}"
+    ctx.url = base + path
+    found = (classify.classify_api(ctx, resp, sent=sent) if cred else
+             [classify.classify_unauthenticated(ctx, resp, sent=sent)])
+    first = found[0]
+    # count_tokens is optional for gateways: a 404/405 there retries on /v1/messages
+    if first.id in ("api.wrong_path", "api.unexpected_response") and resp.status in (404, 405):
+        _, r2, sent2 = await call("/v1/messages?beta=true", None, True)
+        if isinstance(r2, HttpResponse):
+            ctx.url = base + "/v1/messages?beta=true"
+            f2 = (classify.classify_api(ctx, r2, sent=sent2) if cred else
+                  [classify.classify_unauthenticated(ctx, r2, sent=sent2)])
+            f2[0].evidence = [*first.evidence, "then (max_tokens 1):", *f2[0].evidence]
+            found, first = f2, f2[0]
+    # a 401 may only mean the key is in the header this endpoint does not read
+    if cred is not None and first.id == "api.invalid_key" and resp.status in (401, 403):
+        other = "authorization" if cred.header == "x-api-key" else "x-api-key"
+        _, r3, sent3 = await call(path, other, False)
+        if isinstance(r3, HttpResponse) and 200 <= r3.status < 300:
+            if other == "authorization":
+                fix_lines = [shell_unset(inputs.shell, "ANTHROPIC_API_KEY"),
+                             shell_export(inputs.shell, "ANTHROPIC_AUTH_TOKEN",
+                                          mask_secret(cred.value))]
+            else:
+                fix_lines = [shell_unset(inputs.shell, "ANTHROPIC_AUTH_TOKEN"),
+                             shell_export(inputs.shell, "ANTHROPIC_API_KEY",
+                                          mask_secret(cred.value))]
+            names = {"authorization": "Authorization: Bearer (ANTHROPIC_AUTH_TOKEN)",
+                     "x-api-key": "x-api-key (ANTHROPIC_API_KEY)"}
+            found = [finding(
+                "api.wrong_credential_header", subject=route.host, host=route.host,
+                sent_header=names[cred.header], good_header=names[other],
+                evidence=[*first.evidence, "retried with the other header:", *sent3,
+                          *classify.response_evidence(r3)],
+                fix=["Send the same key in the other header (use the real key where the mask "
+                     "is):", *fix_lines])]
+    return walk, [*walk.findings, *found]
+
+
+def _correlate(findings: list[Finding], walks: dict[str, Walk], inputs: Inputs) -> None:
+    by_id = {f.id: f for f in findings}
+    pre_fail = [f for f in findings if f.subject in ("api.anthropic.com", "platform.claude.com")
+                or f.subject.startswith(("api.anthropic.com:", "platform.claude.com:"))]
+    pre_walks = [w for k, w in walks.items() if k.startswith("preflight")]
+    preflight_failed = any(not w.ok or "http" not in w.reached for w in pre_walks) or any(
+        f.severity is Severity.FAIL for f in pre_fail)
+    pf = by_id.get("claude.preflight_will_run")
+    if pf is not None and pre_walks:
+        if preflight_failed:
+            pf.severity = Severity.FAIL
+            if not is_anthropic_host(urlsplit(inputs.base_url).hostname or ""):
+                pf.root_cause = True
+            causes = [f for f in findings if f.severity is Severity.FAIL and f is not pf
+                      and f in pre_fail]
+            pf.evidence.append("replayed the check: "
+                               + (", ".join(f"{c.id} ({c.subject})" for c in causes)
+                                  or "it fails"))
+            pf.evidence.append("so the first interactive `claude` start shows 'Unable to connect "
+                               "to Anthropic services' and exits")
+        else:
+            pf.evidence.append("replayed the check: both GETs answered 200, so it will pass")
+    nb = by_id.get("env.no_proxy_bypasses_api")
+    api_walk = walks.get("api")
+    if nb is not None and api_walk is not None and api_walk.stopped in ("dns", "tcp", "tls"):
+        nb.severity, nb.root_cause = Severity.FAIL, True
+    ca = by_id.get("env.ca_file_invalid")
+    if ca is not None and any(f.layer == "tls" and f.severity is Severity.FAIL for f in findings):
+        ca.severity, ca.root_cause = Severity.FAIL, True
+    https_warn = [f for f in findings if f.id == "env.proxy_scheme_unsupported"]
+    if len(https_warn) > 1:  # the probe confirmed the lint warning
+        for f in https_warn:
+            if f.severity is Severity.WARN:
+                findings.remove(f)
+
+
+def _layers(findings: list[Finding], walks: dict[str, Walk], inputs: Inputs,
+            version: str | None) -> list[LayerStatus]:
+    out: list[LayerStatus] = []
+    rank = {"fail": 0, "warn": 1, "ok": 2}
+    for layer in LAYER_ORDER:
+        fs = [f for f in findings if f.layer == layer]
+        worst = min((str(f.severity) for f in fs), key=lambda s: rank[s], default=None)
+        notes = [w.reached[layer] for w in walks.values() if layer in w.reached]
+        if layer == "config":
+            note = f"base URL {inputs.base_url} ({inputs.base_url_source})"
+            status = worst or "ok"
+        elif layer == "claude":
+            done = (inputs.claude_json or {}).get("hasCompletedOnboarding") is True
+            note = (f"Claude Code {version}" if version else "claude not found") + (
+                "; onboarding done" if done else "; onboarding not done")
+            status = worst or "ok"
+        elif worst is not None:
+            status = worst
+            bad = [f for f in fs if str(f.severity) == worst]
+            note = bad[0].id
+        elif notes:
+            status, note = "ok", notes[0]
+        else:
+            status = "skip"
+            stops = [f"{k} stopped at {w.stopped}" for k, w in walks.items() if w.stopped]
+            note = "; ".join(stops) if stops else "not checked"
+        out.append(LayerStatus(layer, status, note))
+    return out
+
+
+async def run_checks_async(options: DoctorOptions) -> Report:
+    start = time.monotonic()
+    deadline = Deadline(options.timeout)
+    _progress(options, "config", "start")
+    inputs = gather(options)
+    version_task = asyncio.create_task(claude_version(options, inputs.env))
+    findings = lint(inputs, options)
+    _progress(options, "config", "done")
+    _progress(options, "claude", "start")
+    version = await version_task
+    _progress(options, "claude", "done")
+
+    ca_files: list[str] = []
+    ca_sources: list[str] = []
+    if inputs.env.get("NODE_EXTRA_CA_CERTS") and not any(
+            f.id == "env.ca_file_invalid" and f.subject == "NODE_EXTRA_CA_CERTS" for f in findings):
+        ca_files.append(str(Path(inputs.env["NODE_EXTRA_CA_CERTS"]).expanduser()))
+        ca_sources.append(f"NODE_EXTRA_CA_CERTS={inputs.env['NODE_EXTRA_CA_CERTS']}")
+    if options.ca_file and not any(f.subject == "--ca-file" for f in findings):
+        ca_files.append(options.ca_file)
+        ca_sources.append(f"--ca-file {options.ca_file}")
+    env = Env(
+        resolve={k.lower(): v for k, v in options.resolve.items()},
+        deadline=deadline, connect_timeout=options.connect_timeout,
+        trust=trust_context(ca_files, options.use_os_store and not options.ca_file_only),
+        ca_sources=ca_sources,
+        user_agent=f"claude-cli/{version or DEFAULT_CLAUDE_VERSION} (external, cli)",
+    )
+
+    blocking = [f for f in findings if f.severity is Severity.FAIL and f.id in (
+        "env.base_url_malformed",)]
+    tasks: dict[str, asyncio.Task[tuple[Walk, list[Finding]]]] = {}
+    run_pre = options.preflight == "always" or (
+        options.preflight == "auto" and preflight_reason(inputs) is not None)
+    if run_pre:
+        for i, url in enumerate(options.preflight_urls or PREFLIGHT_URLS):
+            route = plan_route(url, inputs, options)
+            tasks[f"preflight{i}"] = asyncio.create_task(preflight_probe(url, route, env))
+    if options.api_check and not blocking:
+        base = inputs.base_url.rstrip("/")
+        route = plan_route(base + "/v1/messages/count_tokens?beta=true", inputs, options)
+        tasks["api"] = asyncio.create_task(api_probe(inputs, route, env))
+    _progress(options, "network", "start")
+    walks: dict[str, Walk] = {}
+    if tasks:
+        done, pending = await asyncio.wait(tasks.values(), timeout=deadline.left() + 0.5)
+        for name, task in tasks.items():
+            if task in done and task.exception() is None:
+                walk, found = task.result()
+                walks[name] = walk
+                findings.extend(found)
+            elif task in pending:
+                task.cancel()
+                findings.append(finding("http.no_response", subject=name, url=name,
+                                        problem=f"the check did not finish within "
+                                                f"{options.timeout:.0f} s"))
+            else:
+                exc = task.exception()
+                raise RuntimeError(f"check {name} crashed: {exc!r}") from exc
+    _progress(options, "network", "done")
+
+    _correlate(findings, walks, inputs)
+    ordered = order_findings(findings)
+    report = Report(
+        findings=ordered,
+        layers=_layers(ordered, walks, inputs, version),
+        context={
+            "claude_version": version,
+            "base_url": inputs.base_url,
+            "base_url_source": inputs.base_url_source,
+            "credential": (f"{inputs.credential.source} {mask_secret(inputs.credential.value)}"
+                           f" via {inputs.credential.header}") if inputs.credential else None,
+            "model": inputs.model,
+            "proxy": next((w.route.proxy.display for w in walks.values() if w.route.proxy),
+                          None),
+            "preflight_replayed": run_pre,
+            "settings_files": [str(p) for p in inputs.settings_files],
+        },
+        elapsed=time.monotonic() - start,
+        secrets=_secrets(inputs, options),
+    )
+    if options.explain:
+        exp = decode(options.explain)
+        bad = [f.id for f in ordered if f.severity is not Severity.OK]
+        exp.explained_by = [i for i in bad if i in exp.candidates]
+        report.explanation = exp
+    return report
+
+
+def _secrets(inputs: Inputs, options: DoctorOptions) -> list[str]:
+    from urllib.parse import quote
+
+    out: list[str] = []
+    if inputs.credential is not None:
+        out.append(inputs.credential.value)
+    for var in ("ANTHROPIC_API_KEY", "ANTHROPIC_AUTH_TOKEN"):
+        if inputs.env.get(var):
+            out.append(inputs.env[var])
+    for value in [options.proxy or "", *(inputs.env.get(v, "") for v in (
+            "https_proxy", "HTTPS_PROXY", "http_proxy", "HTTP_PROXY", "ALL_PROXY", "all_proxy"))]:
+        if "@" in value and "://" in value:
+            userinfo = value.split("://", 1)[1].rsplit("@", 1)[0]
+            if ":" in userinfo:
+                pw = userinfo.split(":", 1)[1]
+                out += [pw, quote(pw, safe="")]
+    return [s for s in out if s]
+
+
+def run_checks(options: DoctorOptions) -> Report:
+    """Run every check and return the report (blocking; do not call from a running loop,
+    use ``run_checks_async`` there)."""
+    return asyncio.run(run_checks_async(options))
+
+
+__all__ = ["run_checks", "run_checks_async", "set_var_fix"]

@@ -1,0 +1,191 @@
+"""Claude Code -> ccgate -> Anthropic: the passthrough contract, against a real TLS upstream."""
+
+from __future__ import annotations
+
+import gzip
+import socket
+from pathlib import Path
+from typing import Any
+
+import anthropic
+import httpx
+import pytest
+
+from tests.gateway.conftest import CLIENT_TOKEN, GatewayFactory, authed_config, provider_config
+from tests.lab.certs import LabPKI
+from tests.lab.fake_anthropic import LAB_API_KEY, FakeAnthropic
+from tests.lab.sdk import sdk_client
+
+MSG = {"model": "claude-opus-4-8", "max_tokens": 64,
+       "messages": [{"role": "user", "content": "hello"}]}
+
+
+def sdk(base_url: str, key: str, pki: LabPKI | None = None) -> anthropic.Anthropic:
+    if pki is not None:
+        return sdk_client(base_url, verify=pki.client_context(), api_key=key)
+    # Through the gateway: the SDK's own default wiring (it sends the key as a Bearer token).
+    return anthropic.Anthropic(base_url=base_url, api_key=key, max_retries=0)
+
+
+def strip_ids(value: Any) -> Any:
+    """Ids and request ids differ per request; everything else must match exactly."""
+    if isinstance(value, dict):
+        return {k: strip_ids(v) for k, v in value.items() if k not in ("id", "_request_id", "signature")}
+    if isinstance(value, list):
+        return [strip_ids(v) for v in value]
+    return value
+
+
+@pytest.mark.parametrize("scenario", ["text", "tool_use", "thinking"])
+def test_sdk_message_identical_to_direct(
+    scenario: str, upstream: FakeAnthropic, gateway: GatewayFactory, gw_ca_file: Path,
+    gw_pki: LabPKI,
+) -> None:
+    upstream.scenario = scenario
+    gw = gateway(authed_config(upstream.url, gw_ca_file))
+    direct = sdk(upstream.url, LAB_API_KEY, gw_pki).messages.create(**MSG)  # type: ignore[call-overload]
+    through = sdk(gw.url, CLIENT_TOKEN).messages.create(**MSG)  # type: ignore[call-overload]
+    assert strip_ids(through.model_dump()) == strip_ids(direct.model_dump())
+    # The upstream saw the provider key, never the client's gateway token.
+    seen = upstream.requests_to("/v1/messages")[-1]
+    assert seen.header("x-api-key") == LAB_API_KEY
+    assert CLIENT_TOKEN not in str(seen.headers)
+
+
+@pytest.mark.parametrize("scenario", ["text", "tool_use", "thinking"])
+def test_sdk_stream_events_identical_to_direct(
+    scenario: str, upstream: FakeAnthropic, gateway: GatewayFactory, gw_ca_file: Path,
+    gw_pki: LabPKI,
+) -> None:
+    upstream.scenario = scenario
+    gw = gateway(authed_config(upstream.url, gw_ca_file))
+
+    def collect(client: anthropic.Anthropic) -> tuple[list[Any], Any]:
+        with client.messages.stream(**MSG) as stream:  # type: ignore[arg-type]
+            events = [strip_ids(e.model_dump()) for e in stream]
+            final = strip_ids(stream.get_final_message().model_dump())
+        return events, final
+
+    direct = collect(sdk(upstream.url, LAB_API_KEY, gw_pki))
+    through = collect(sdk(gw.url, CLIENT_TOKEN))
+    assert through == direct
+    assert any(e["type"] == "content_block_delta" for e in through[0])
+
+
+def test_body_and_headers_forwarded_byte_for_byte(
+    upstream: FakeAnthropic, gateway: GatewayFactory, gw_ca_file: Path
+) -> None:
+    gw = gateway(authed_config(upstream.url, gw_ca_file))
+    # Odd spacing, key order, unicode escapes and unknown fields must all survive untouched.
+    body = (b'{ "max_tokens":64 ,"model" : "claude-sonnet-4-5-20250929", "future_field":{"x":[1,2.50]},'
+            b'"messages":[{"role":"user","content":"caf\\u00e9 \xe2\x98\x95"}],\n"context_management":{"edits":[]}}')
+    headers = {
+        "x-api-key": CLIENT_TOKEN, "content-type": "application/json",
+        "anthropic-version": "2023-06-01",
+        "anthropic-beta": "claude-code-20250219,interleaved-thinking-2025-05-14",
+        "x-claude-code-session-id": "sess-1", "x-custom-thing": "kept",
+        "connection": "keep-alive, x-drop-me", "x-drop-me": "hop", "proxy-authorization": "Basic eA==",
+        "user-agent": "claude-cli/2.1.330 (external, cli)",
+    }
+    r = httpx.post(gw.url + "/v1/messages?beta=true", content=body, headers=headers)
+    assert r.status_code == 200, r.text
+    seen = upstream.requests_to("/v1/messages")[-1]
+    assert seen.body == body
+    assert seen.path == "/v1/messages?beta=true"
+    assert seen.header("anthropic-beta") == headers["anthropic-beta"]
+    assert seen.header("anthropic-version") == "2023-06-01"
+    assert seen.header("x-claude-code-session-id") == "sess-1"
+    assert seen.header("x-custom-thing") == "kept"
+    assert seen.header("user-agent") == headers["user-agent"]
+    for hop in ("x-drop-me", "proxy-authorization"):
+        assert seen.header(hop) is None, hop
+    assert seen.header("authorization") is None
+    assert seen.header("x-api-key") == LAB_API_KEY
+    assert r.headers["request-id"].startswith("req_")
+    assert len(r.headers.get_list("date")) == 1
+
+
+def test_gzip_response_relayed_untouched(
+    upstream: FakeAnthropic, gateway: GatewayFactory, gw_ca_file: Path
+) -> None:
+    upstream.gzip = True
+    gw = gateway(authed_config(upstream.url, gw_ca_file))
+    with httpx.Client() as client:
+        r = client.post(gw.url + "/v1/messages", json=MSG,
+                        headers={"x-api-key": CLIENT_TOKEN, "accept-encoding": "gzip",
+                                 "anthropic-version": "2023-06-01"})
+        raw = r.read()
+    seen = upstream.requests_to("/v1/messages")[-1]
+    assert r.headers["content-encoding"] == "gzip"
+    # httpx decoded it; the bytes on the wire must be exactly what upstream sent.
+    assert gzip.decompress(seen.response_body) == raw
+
+
+@pytest.mark.parametrize(
+    ("model", "status", "error_type", "headers"),
+    [
+        ("fail-401", 401, "authentication_error", []),
+        ("fail-403", 403, None, []),
+        ("fail-404", 404, "not_found_error", []),
+        ("fail-429", 429, "rate_limit_error", ["retry-after", "anthropic-ratelimit-requests-limit"]),
+        ("fail-529", 529, "overloaded_error", []),
+        ("fail-400", 400, "invalid_request_error", []),
+    ],
+)
+def test_upstream_errors_pass_through_unchanged(
+    model: str, status: int, error_type: str | None, headers: list[str],
+    upstream: FakeAnthropic, gateway: GatewayFactory, gw_ca_file: Path,
+) -> None:
+    gw = gateway(authed_config(upstream.url, gw_ca_file))
+    r = httpx.post(gw.url + "/v1/messages", json={**MSG, "model": model},
+                   headers={"x-api-key": CLIENT_TOKEN, "anthropic-version": "2023-06-01"})
+    seen = upstream.requests_to("/v1/messages")[-1]
+    assert r.status_code == status
+    assert r.content == seen.response_body
+    if error_type:
+        assert r.json()["error"]["type"] == error_type
+    upstream_headers = {k.lower(): v for k, v in seen.response_headers.items()}
+    for name in [*headers, "request-id"]:
+        assert r.headers[name] == upstream_headers[name]
+
+
+def test_stream_is_relayed_as_it_arrives(
+    upstream: FakeAnthropic, gateway: GatewayFactory, gw_ca_file: Path
+) -> None:
+    """The first events reach the client while the upstream is still producing the rest."""
+    upstream.scenario = "slow"
+    upstream.slow_delay = 0.3
+    upstream.slow_chunks = 10
+    gw = gateway(authed_config(upstream.url, gw_ca_file))
+    with httpx.stream("POST", gw.url + "/v1/messages", json={**MSG, "stream": True},
+                      headers={"x-api-key": CLIENT_TOKEN, "anthropic-version": "2023-06-01"},
+                      timeout=30) as r:
+        seen_types: list[str] = []
+        for line in r.iter_lines():
+            if line.startswith("event: "):
+                seen_types.append(line[7:])
+            if "ping" in seen_types and "content_block_delta" in seen_types:
+                break
+        # Unbuffered: we hold a ping and a delta while the upstream has not finished.
+        sent_so_far = upstream.requests_to("/v1/messages")[-1].response_body
+        assert b"message_stop" not in sent_so_far
+
+
+def test_client_disconnect_cancels_upstream(
+    upstream: FakeAnthropic, gateway: GatewayFactory, gw_ca_file: Path
+) -> None:
+    upstream.scenario = "slow"
+    upstream.slow_delay = 0.5
+    upstream.slow_chunks = 40
+    gw = gateway(authed_config(upstream.url, gw_ca_file))
+    body = httpx.Request("POST", "/", json={**MSG, "stream": True}).content
+    with socket.create_connection(("127.0.0.1", gw.port)) as sock:
+        sock.sendall(
+            b"POST /v1/messages HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n"
+            + f"anthropic-version: 2023-06-01\r\nx-api-key: {CLIENT_TOKEN}\r\ncontent-length: {len(body)}\r\n\r\n".encode() + body
+        )
+        assert b"message_start" in sock.recv(65536) or b"message_start" in sock.recv(65536)
+    gone = upstream.wait_disconnect(timeout=10)
+    assert gone.events_sent < 40  # the upstream stopped long before the end
+    records = gw.wait_access_records(1)
+    assert records[-1]["error"] == "client disconnected"

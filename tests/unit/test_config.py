@@ -1,0 +1,102 @@
+from pathlib import Path
+
+import pytest
+
+from ccgate.config.load import find_config_file, load_config, route_model
+from ccgate.errors import ConfigError
+
+
+def write(tmp_path: Path, text: str) -> str:
+    path = tmp_path / "ccgate.yaml"
+    path.write_text(text)
+    return str(path)
+
+
+def test_defaults_without_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg"))
+    loaded = load_config(None, {})
+    assert loaded.path is None
+    (provider,) = loaded.config.providers
+    assert provider.base_url == "https://api.anthropic.com"
+    assert loaded.secrets.provider_keys["anthropic"] == []  # bring-your-own-key
+    assert loaded.config.server.port == 4545 and loaded.config.server.host == "127.0.0.1"
+
+
+def test_search_order(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg"))
+    user = tmp_path / "xdg" / "ccgate" / "ccgate.yaml"
+    user.parent.mkdir(parents=True)
+    user.write_text("{}")
+    assert find_config_file(None, {}) == user
+    local = tmp_path / "ccgate.yaml"
+    local.write_text("{}")
+    assert find_config_file(None, {}) == local
+    other = tmp_path / "other.yaml"
+    other.write_text("{}")
+    assert find_config_file(None, {"CCGATE_CONFIG": str(other)}) == other
+    assert find_config_file(str(user), {"CCGATE_CONFIG": str(other)}) == user
+    with pytest.raises(ConfigError, match="not found"):
+        find_config_file(str(tmp_path / "missing.yaml"), {})
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("providers:\n  - name: a\n    base_url: 5\n", "providers[0].base_url: Expected `str`, got `int`"),
+        ("providers:\n  - name: a\n    prxy: http://x\n", "unknown field `prxy`"),
+        ("server:\n  port: 70000\n", "port 70000 is out of range"),
+        ("providers:\n  - name: a\n    base_url: https://x.com/v1\n", "drop the /v1"),
+        ("providers:\n  - name: a\n  - name: a\n", "providers[1].name: duplicate"),
+        ("providers:\n  - name: a\nmodels:\n  - match: '*'\n    to: b/m\n", "models[0].to: unknown provider 'b'"),
+        ("providers:\n  - name: a\n    proxy: proxy.corp:3128\n", "providers[0].proxy: the proxy URL has no scheme"),
+        ("providers:\n  - name: a\n    kind: bogus\n", "providers[0].kind"),
+        ("server: [1\n", "invalid YAML (line"),
+        ("- 1\n", "top level must be a mapping"),
+        ("providers:\n  - name: a\n    api_keys: [env:NOPE_NOT_SET]\n", "providers[0].api_keys[0]: environment variable NOPE_NOT_SET is not set"),
+        ("providers:\n  - name: a\n    tls: {ca_file: /nonexistent.pem}\n", "providers[0].tls.ca_file: file not found"),
+    ],
+)
+def test_errors_name_file_and_key_path(tmp_path: Path, text: str, message: str) -> None:
+    path = write(tmp_path, text)
+    with pytest.raises(ConfigError) as info:
+        load_config(path, {})
+    assert str(info.value).startswith(path)
+    assert message in str(info.value)
+
+
+def test_client_auth_requires_provider_keys(tmp_path: Path) -> None:
+    path = write(tmp_path, "server:\n  auth:\n    tokens: [tok-123456789]\n")
+    with pytest.raises(ConfigError, match="api_keys: client authentication is on"):
+        load_config(path, {})
+
+
+def test_secrets_resolve_and_stay_masked(tmp_path: Path) -> None:
+    (tmp_path / "key.txt").write_text("sk-from-file-0123456789abcdef\n")
+    path = write(
+        tmp_path,
+        "server:\n  auth:\n    tokens:\n      - {name: alice, token: env:ALICE}\n"
+        "providers:\n  - name: a\n    api_keys: [file:key.txt, literal-key-abcdefghijkl]\n",
+    )
+    loaded = load_config(path, {"ALICE": "alice-secret-token-value"})
+    keys = loaded.secrets.provider_keys["a"]
+    assert [k.value for k in keys] == ["sk-from-file-0123456789abcdef", "literal-key-abcdefghijkl"]
+    assert loaded.secrets.client_tokens["alice"].value == "alice-secret-token-value"
+    shown = repr(loaded.secrets)
+    assert "alice-secret-token-value" not in shown and "0123456789abcdef" not in shown
+
+
+def test_routes(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        "providers:\n  - name: main\n  - name: other\n    base_url: https://other.example/anthropic\n"
+        "models:\n  - match: 'claude-*haiku*'\n    to: other/glm-4.6\n  - match: 'claude-*'\n    to: main\n",
+    )
+    config = load_config(path, {}).config
+    provider, model = route_model(config, "claude-haiku-4-5")
+    assert (provider.name, model) == ("other", "glm-4.6")
+    provider, model = route_model(config, "claude-sonnet-4-5")
+    assert (provider.name, model) == ("main", "claude-sonnet-4-5")
+    provider, model = route_model(config, "gpt-x")
+    assert (provider.name, model) == ("main", "gpt-x")  # unmatched: first provider
