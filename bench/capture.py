@@ -32,7 +32,9 @@ from urllib.parse import urlsplit
 from bench.common import LOOPBACK, REPO, RESULTS, BenchError
 
 CACHE_DIR = RESULTS / "cc_capture"
-PINNED_CLI = REPO / ".tools" / "claude" / "node_modules" / ".bin" / "claude"
+PINNED_SCOPE = REPO / ".tools" / "claude" / "node_modules" / "@anthropic-ai"
+_PLATFORM_PKGS = ("claude-code-linux-x64", "claude-code-linux-arm64",
+                  "claude-code-linux-x64-musl", "claude-code-linux-arm64-musl")
 FAKE_KEY = "sk-ant-api03-bench-capture-not-a-real-key-000000000000"
 _SECRET_HEADERS = {"x-api-key", "authorization", "proxy-authorization", "cookie"}
 
@@ -154,14 +156,19 @@ def _handler(rec: _Recorder) -> type[BaseHTTPRequestHandler]:
 
 
 def cli_path() -> Path:
-    env = os.environ.get("CCGATE_CLAUDE_CLI")
-    path = Path(env) if env else PINNED_CLI
-    if not path.exists():
-        raise BenchError(
-            f"Claude Code CLI not found at {path}; install the pinned version with "
-            "`npm install --prefix .tools/claude @anthropic-ai/claude-code@2.1.330` "
-            "(scripts/install-test-deps does this), or pass --large-body synthetic")
-    return path
+    """The pinned CLI's native binary (same lookup as tests/lab/claude_cli.py)."""
+    override = os.environ.get("CCGATE_CLAUDE_BIN")
+    candidates = [Path(override)] if override else [
+        *(PINNED_SCOPE / pkg / "claude" for pkg in _PLATFORM_PKGS),
+        PINNED_SCOPE / "claude-code" / "bin" / "claude.exe",
+    ]
+    for path in candidates:
+        if path.is_file() and os.access(path, os.X_OK) and path.stat().st_size > 1_000_000:
+            return path
+    raise BenchError(
+        f"Claude Code CLI not found ({override or PINNED_SCOPE}); install the pinned version with "
+        "`npm install --prefix .tools/claude @anthropic-ai/claude-code@2.1.330` "
+        "(scripts/install-test-deps does this), or pass --large-body synthetic")
 
 
 def _cli_env(home: Path, base: str) -> dict[str, str]:

@@ -44,7 +44,7 @@ from tests.lab.procs import (
 
 SQUID_LIBEXEC = Path("/usr/lib/squid")
 DEFAULT_USER = "ccgate"
-DEFAULT_PASSWORD = "p@ss:w/rd%"  # noqa: S105 - lab-only credential
+DEFAULT_PASSWORD = "p@ss:w/rd%"  # lab-only credential
 MODES = ("open", "basic", "deny", "ntlm")
 
 

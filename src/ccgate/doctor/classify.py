@@ -242,7 +242,7 @@ def is_anthropic_envelope(resp: HttpResponse) -> bool:
 def mentions_model(message: str, model: str) -> bool:
     low = message.lower()
     return (model.lower() in low or "model" in low) and bool(
-        re.search(r"not.?found|does not exist|unknown|invalid|not supported|no such|"
+        re.search(r"not.?found|not exist|unknown|invalid|not supported|no such|"
                   r"not available|unsupported", low) or low.startswith("model:"))
 
 

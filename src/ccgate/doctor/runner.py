@@ -173,8 +173,11 @@ def _correlate(findings: list[Finding], walks: dict[str, Walk], inputs: Inputs) 
     if pf is not None and pre_walks:
         if preflight_failed:
             pf.severity = Severity.FAIL
-            if not is_anthropic_host(urlsplit(inputs.base_url).hostname or ""):
-                pf.root_cause = True
+            api_walk = walks.get("api")
+            api_fine = api_walk is None or (api_walk.ok and not any(
+                f.severity is Severity.FAIL and f.layer == "api" for f in findings))
+            if api_fine and not is_anthropic_host(urlsplit(inputs.base_url).hostname or ""):
+                pf.root_cause = True  # the gateway path works; only the preflight breaks
             causes = [f for f in findings if f.severity is Severity.FAIL and f is not pf
                       and f in pre_fail]
             pf.evidence.append("replayed the check: "

@@ -9,7 +9,7 @@ import asyncio
 import ssl
 
 import aiohttp
-from python_socks import ProxyConnectionError, ProxyError, ProxyTimeoutError
+from aiohttp_socks import ProxyConnectionError, ProxyError, ProxyTimeoutError
 
 from ccgate.errors import UpstreamError, UpstreamTimeout, UpstreamUnreachable
 from ccgate.upstream.proxy_env import ProxySpec

@@ -16,6 +16,7 @@ from urllib.parse import urlsplit
 
 import aiohttp
 from aiohttp_socks import ProxyConnector, ProxyType
+from aiohttp_socks import ProxyConnectionError, ProxyError, ProxyTimeoutError
 
 from ccgate.config.model import Provider
 from ccgate.config.secrets import Secret
@@ -23,6 +24,10 @@ from ccgate.errors import UpstreamError
 from ccgate.upstream.failures import classify_failure
 from ccgate.upstream.proxy_env import ProxyDecision, resolve_proxy
 from ccgate.upstream.tls import build_ssl_context
+
+_TRANSPORT_ERRORS = (
+    aiohttp.ClientError, OSError, TimeoutError, ProxyError, ProxyConnectionError, ProxyTimeoutError,
+)
 
 # Headers aiohttp would otherwise add on its own; we send only what the client sent.
 _SKIP_AUTO = ("User-Agent", "Accept", "Accept-Encoding")
@@ -117,7 +122,7 @@ class UpstreamTransport:
                 allow_redirects=False,
                 **self._request_proxy,
             )
-        except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+        except _TRANSPORT_ERRORS as exc:
             phase = "read" if isinstance(exc, aiohttp.SocketTimeoutError) else "connect"
             raise self.failure(exc, phase) from exc
         self.last_success = time.monotonic()

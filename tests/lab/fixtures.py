@@ -1,0 +1,167 @@
+"""pytest fixtures for the shared test lab (loaded via ``pytest_plugins``).
+
+Every server listens on 127.0.0.1 on an OS-assigned port and is stopped at teardown.
+A missing external tool (squid, danted, microsocks, claude) skips the test locally and fails
+it under CI (``CI`` set), since ``scripts/install-test-deps`` must have installed it.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import trustme
+
+from tests.lab.certs import LabPKI
+from tests.lab.claude_cli import claude_binary
+from tests.lab.fake_anthropic import FakeAnthropic
+from tests.lab.socks import DanteSocks, MicroSocks
+from tests.lab.squid import SquidProxy
+
+
+def _missing(what: str) -> None:
+    msg = f"{what} not installed: run scripts/install-test-deps"
+    if os.environ.get("CI"):
+        pytest.fail(msg)
+    pytest.skip(msg)
+
+
+def _need_binary(name: str) -> None:
+    if shutil.which(name) is None and not Path(f"/usr/sbin/{name}").exists():
+        _missing(name)
+
+
+# --- certificates ------------------------------------------------------------------------
+@pytest.fixture(scope="session")
+def lab_pki() -> LabPKI:
+    """Session PKI: ``.ca`` (trusted), ``.interceptor_ca`` (untrusted), leaves ``.server``,
+    ``.interceptor_server``, ``.expired``; ``server_context()``, ``client_context()``."""
+    return LabPKI()
+
+
+@pytest.fixture(scope="session")
+def lab_certs_dir(lab_pki: LabPKI, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Directory with lab-ca.pem, interceptor-ca.pem, server.{crt,key},
+    interceptor.{crt,key}, expired.{crt,key} (and ``<stem>-ca.pem`` next to each leaf)."""
+    d = tmp_path_factory.mktemp("lab-certs")
+    lab_pki.write_ca(d, "lab-ca.pem")
+    lab_pki.write_ca(d, "interceptor-ca.pem", ca=lab_pki.interceptor_ca)
+    lab_pki.write_leaf(d, lab_pki.server, "server")
+    lab_pki.write_leaf(d, lab_pki.interceptor_server, "interceptor")
+    lab_pki.write_leaf(d, lab_pki.expired, "expired")
+    return d
+
+
+@pytest.fixture(scope="session")
+def lab_ca_file(lab_certs_dir: Path) -> Path:
+    """PEM of the trusted lab CA (for --ca-file, NODE_EXTRA_CA_CERTS, verify=...)."""
+    return lab_certs_dir / "lab-ca.pem"
+
+
+# --- fake Anthropic upstream ---------------------------------------------------------------
+@pytest.fixture
+def fake_anthropic_factory(lab_pki: LabPKI) -> Iterator[Callable[..., FakeAnthropic]]:
+    """``make(*, leaf=None, tls=True, **kwargs) -> FakeAnthropic`` (started).
+
+    ``leaf``: the trustme leaf to present (e.g. ``lab_pki.expired`` or
+    ``lab_pki.interceptor_server``); ``tls=False`` gives a plain-HTTP-only server; other
+    kwargs go to :class:`FakeAnthropic` (``expected_api_key``, ``accept_bearer``).
+    """
+    servers: list[FakeAnthropic] = []
+
+    def make(*, leaf: trustme.LeafCert | None = None, tls: bool = True,
+             **kwargs: Any) -> FakeAnthropic:
+        ctx = lab_pki.server_context(leaf) if tls else None
+        server = FakeAnthropic(ctx, **kwargs).start()
+        servers.append(server)
+        return server
+
+    yield make
+    for server in servers:
+        server.stop()
+
+
+@pytest.fixture
+def fake_anthropic(fake_anthropic_factory: Callable[..., FakeAnthropic]) -> FakeAnthropic:
+    """A started fake upstream: TLS at ``.url`` (lab CA) and plain HTTP at ``.http_url``;
+    expects ``x-api-key: LAB_API_KEY``."""
+    return fake_anthropic_factory()
+
+
+# --- squid ---------------------------------------------------------------------------------
+@pytest.fixture
+def squid_factory() -> Iterator[Callable[..., SquidProxy]]:
+    """``make(mode="open"|"basic"|"deny"|"ntlm", **kwargs) -> SquidProxy`` (started)."""
+    _need_binary("squid")
+    proxies: list[SquidProxy] = []
+
+    def make(mode: str = "open", **kwargs: Any) -> SquidProxy:
+        proxy = SquidProxy(mode=mode, **kwargs)
+        proxies.append(proxy)
+        return proxy.start()
+
+    yield make
+    for proxy in proxies:
+        proxy.stop()
+        shutil.rmtree(proxy.workdir, ignore_errors=True)
+
+
+@pytest.fixture
+def squid_proxy(squid_factory: Callable[..., SquidProxy]) -> SquidProxy:
+    """Open squid: any CONNECT/GET from loopback is allowed."""
+    return squid_factory("open")
+
+
+@pytest.fixture
+def squid_auth_proxy(squid_factory: Callable[..., SquidProxy]) -> SquidProxy:
+    """Squid requiring Basic auth; ``.username``/``.password``, ``.url_with_auth()``."""
+    return squid_factory("basic")
+
+
+@pytest.fixture
+def squid_deny_proxy(squid_factory: Callable[..., SquidProxy]) -> SquidProxy:
+    """Squid refusing api.anthropic.com and platform.claude.com with 403 + X-Squid-Error."""
+    return squid_factory("deny")
+
+
+@pytest.fixture
+def squid_ntlm_proxy(squid_factory: Callable[..., SquidProxy]) -> SquidProxy:
+    """Squid offering only ``Proxy-Authenticate: NTLM``."""
+    return squid_factory("ntlm")
+
+
+# --- SOCKS -----------------------------------------------------------------------------------
+@pytest.fixture
+def socks_proxy() -> Iterator[DanteSocks]:
+    """dante SOCKS5, no auth: ``.url`` (socks5://), ``.url_remote_dns`` (socks5h://),
+    ``.resolves_lab_hosts`` (api.anthropic.com → 127.0.0.1 for socks5h)."""
+    _need_binary("danted")
+    server = DanteSocks().start()
+    yield server
+    server.stop()
+    shutil.rmtree(server.workdir, ignore_errors=True)
+
+
+@pytest.fixture
+def socks_auth_proxy() -> Iterator[MicroSocks]:
+    """microsocks SOCKS5 with username/password: ``.url_with_auth(scheme="socks5")``."""
+    _need_binary("microsocks")
+    server = MicroSocks().start()
+    yield server
+    server.stop()
+    shutil.rmtree(server.workdir, ignore_errors=True)
+
+
+# --- Claude Code CLI -------------------------------------------------------------------------
+@pytest.fixture(scope="session")
+def claude_bin() -> Path:
+    """Path of the pinned native ``claude`` binary (see tests/lab/claude_cli.py)."""
+    path = claude_binary()
+    if path is None:
+        _missing("Claude Code CLI")
+    assert path is not None
+    return path
