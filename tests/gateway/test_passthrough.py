@@ -11,7 +11,7 @@ import anthropic
 import httpx
 import pytest
 
-from tests.gateway.conftest import CLIENT_TOKEN, GatewayFactory, authed_config, provider_config
+from tests.gateway.conftest import CLIENT_TOKEN, GatewayFactory, authed_config
 from tests.lab.certs import LabPKI
 from tests.lab.fake_anthropic import LAB_API_KEY, FakeAnthropic
 from tests.lab.sdk import sdk_client

@@ -1,10 +1,15 @@
 import msgspec
 import pytest
 
-from ccgate.errors import InvalidRequest, RateLimited, UpstreamTimeout, to_envelope
-from ccgate.server.auth import ClientAuth
 from ccgate.config.secrets import Secret
-from ccgate.errors import AuthenticationFailed
+from ccgate.errors import (
+    AuthenticationFailed,
+    InvalidRequest,
+    RateLimited,
+    UpstreamTimeout,
+    to_envelope,
+)
+from ccgate.server.auth import ClientAuth
 from ccgate.wire.anthropic import decode_count_tokens, decode_messages
 
 

@@ -6,7 +6,6 @@ that printing a config object, an error or a log line can never show it.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
 from pathlib import Path
 

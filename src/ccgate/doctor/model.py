@@ -35,6 +35,7 @@ class Finding:
     fix: list[str] = field(default_factory=list)
     subject: str = ""  # the host or proxy this is about ("" when global)
     root_cause: bool = False  # set when a later check proves this finding is the cause
+    secondary: bool = False  # a consequence of another finding: listed after the others
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -85,7 +86,8 @@ def order_findings(findings: Iterable[Finding]) -> list[Finding]:
 
     def key(f: Finding) -> tuple[int, int, int]:
         layer = LAYER_ORDER.index(f.layer) if f.layer in LAYER_ORDER else len(LAYER_ORDER)
-        return (SEVERITY_RANK[f.severity], 0 if f.root_cause else 1, layer)
+        rank = 0 if f.root_cause else (2 if f.secondary else 1)
+        return (SEVERITY_RANK[f.severity], rank, layer)
 
     seen: set[tuple[str, str]] = set()
     out: list[Finding] = []

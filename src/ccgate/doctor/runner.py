@@ -178,6 +178,8 @@ def _correlate(findings: list[Finding], walks: dict[str, Walk], inputs: Inputs) 
                 f.severity is Severity.FAIL and f.layer == "api" for f in findings))
             if api_fine and not is_anthropic_host(urlsplit(inputs.base_url).hostname or ""):
                 pf.root_cause = True  # the gateway path works; only the preflight breaks
+            else:
+                pf.secondary = True  # the network fault below is the cause
             causes = [f for f in findings if f.severity is Severity.FAIL and f is not pf
                       and f in pre_fail]
             pf.evidence.append("replayed the check: "

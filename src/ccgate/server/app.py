@@ -142,9 +142,9 @@ class Gateway:
             status, ctx.error = 499, "client disconnected"
         except Exception:
             log.exception("internal error on %s %s (request %s)", method, path, ctx.request_id)
-            err = InternalError(f"internal gateway error (request {ctx.request_id})")
+            internal = InternalError(f"internal gateway error (request {ctx.request_id})")
             try:
-                status, bytes_out = err.status, await send_error(send, err, ctx.request_id)
+                status, bytes_out = 500, await send_error(send, internal, ctx.request_id)
             except Exception:
                 status = 500
             ctx.error = "internal error"

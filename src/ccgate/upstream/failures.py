@@ -65,14 +65,13 @@ def classify_failure(
 
 
 def _proxy_status(exc: aiohttp.ClientHttpProxyError, where: str, proxy: ProxySpec | None) -> UpstreamError:
-    headers = exc.headers or {}
-    squid = headers.get("X-Squid-Error")
+    headers = exc.headers
+    squid = headers.get("X-Squid-Error") if headers else None
     vendor = f" [{squid}]" if squid else ""
     name = _name(proxy)
     if exc.status == 407:
-        schemes = ", ".join(
-            v.split(" ", 1)[0] for v in headers.getall("Proxy-Authenticate", [])  # type: ignore[attr-defined]
-        ) if hasattr(headers, "getall") else ""
+        offers = headers.getall("Proxy-Authenticate", []) if headers else []
+        schemes = ", ".join(v.split(" ", 1)[0] for v in offers)
         offered = f" (it offers: {schemes})" if schemes else ""
         if proxy is not None and proxy.username is not None:
             text = (

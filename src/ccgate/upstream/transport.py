@@ -15,8 +15,13 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import aiohttp
-from aiohttp_socks import ProxyConnector, ProxyType
-from aiohttp_socks import ProxyConnectionError, ProxyError, ProxyTimeoutError
+from aiohttp_socks import (
+    ProxyConnectionError,
+    ProxyConnector,
+    ProxyError,
+    ProxyTimeoutError,
+    ProxyType,
+)
 
 from ccgate.config.model import Provider
 from ccgate.config.secrets import Secret
