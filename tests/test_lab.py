@@ -23,6 +23,7 @@ from tests.lab.squid import SquidProxy
 
 if "tests.lab.fixtures" not in sys.modules:  # conftest.py normally loads the plugin
     from tests.lab.fixtures import (  # noqa: F401
+        _squid_pool,
         claude_bin,
         fake_anthropic,
         fake_anthropic_factory,
@@ -150,11 +151,11 @@ async def test_models_count_tokens_hello_gzip(fake_anthropic: FakeAnthropic,
     assert client.messages.count_tokens(model="claude-opus-4-8",
                                         messages=USER_MSG).input_tokens > 0
     fake_anthropic.gzip = True
-    async with aiohttp.ClientSession(auto_decompress=False) as session:
-        async with session.get(fake_anthropic.url + "/api/hello",
-                               ssl=lab_pki.client_context()) as resp:
-            assert resp.status == 200 and resp.headers["content-encoding"] == "gzip"
-            assert await resp.read() == fake_anthropic.last.response_body
+    async with aiohttp.ClientSession(auto_decompress=False) as session, session.get(
+        fake_anthropic.url + "/api/hello", ssl=lab_pki.client_context()
+    ) as resp:
+        assert resp.status == 200 and resp.headers["content-encoding"] == "gzip"
+        assert await resp.read() == fake_anthropic.last.response_body
 
 
 async def test_slow_stream_records_disconnect(fake_anthropic: FakeAnthropic,

@@ -9,7 +9,12 @@ from typing import Any
 import pytest
 
 from ccgate.doctor import DoctorOptions, Report, run_checks_async
-from tests.lab.fixtures import *  # noqa: F403 - re-export the shared lab fixtures
+from tests.lab import fixtures as _lab
+
+# Re-export every shared lab fixture (public and private, e.g. the squid pool) so this
+# directory works whether or not a root conftest loads tests.lab.fixtures as a plugin.
+globals().update({name: obj for name, obj in vars(_lab).items()
+                  if "fixture" in type(obj).__name__.lower()})
 
 LAB_RESOLVE = {"api.anthropic.com": "127.0.0.1", "platform.claude.com": "127.0.0.1"}
 

@@ -186,7 +186,8 @@ async def test_proxy_cannot_reach_upstream(doctor: DoctorRun, squid_proxy: Squid
     report = await doctor({**KEY_ENV, "HTTPS_PROXY": squid_proxy.url},
                           base_url="https://gone.invalid")
     f = report.findings[0]
-    assert f.id == "proxy.upstream_failed" and "ERR_DNS_FAIL" in f.summary
+    assert f.id == "proxy.upstream_failed" and "squid ERR_" in f.summary
+    assert any("X-Squid-Error" in e for e in f.evidence)
 
 
 async def test_interception_with_untrusted_ca(

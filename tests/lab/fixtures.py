@@ -93,9 +93,20 @@ def fake_anthropic(fake_anthropic_factory: Callable[..., FakeAnthropic]) -> Fake
 
 
 # --- squid ---------------------------------------------------------------------------------
+def _stop_all(proxies: list[SquidProxy]) -> None:
+    """Squid needs ~2 s to exit after SIGTERM: signal them all first, then wait."""
+    for proxy in proxies:
+        if proxy.proc is not None and proxy.proc.poll() is None:
+            proxy.proc.terminate()
+    for proxy in proxies:
+        proxy.stop()
+        shutil.rmtree(proxy.workdir, ignore_errors=True)
+
+
 @pytest.fixture
 def squid_factory() -> Iterator[Callable[..., SquidProxy]]:
-    """``make(mode="open"|"basic"|"deny"|"ntlm", **kwargs) -> SquidProxy`` (started)."""
+    """``make(mode="open"|"basic"|"deny"|"ntlm", **kwargs) -> SquidProxy`` (started, private
+    to the test; ``username``, ``password``, ``deny_hosts`` may be given)."""
     _need_binary("squid")
     proxies: list[SquidProxy] = []
 
@@ -105,33 +116,47 @@ def squid_factory() -> Iterator[Callable[..., SquidProxy]]:
         return proxy.start()
 
     yield make
-    for proxy in proxies:
-        proxy.stop()
-        shutil.rmtree(proxy.workdir, ignore_errors=True)
+    _stop_all(proxies)
 
 
-@pytest.fixture
-def squid_proxy(squid_factory: Callable[..., SquidProxy]) -> SquidProxy:
-    """Open squid: any CONNECT/GET from loopback is allowed."""
-    return squid_factory("open")
+@pytest.fixture(scope="session")
+def _squid_pool() -> Iterator[dict[str, SquidProxy]]:
+    pool: dict[str, SquidProxy] = {}
+    yield pool
+    _stop_all(list(pool.values()))
 
 
-@pytest.fixture
-def squid_auth_proxy(squid_factory: Callable[..., SquidProxy]) -> SquidProxy:
-    """Squid requiring Basic auth; ``.username``/``.password``, ``.url_with_auth()``."""
-    return squid_factory("basic")
+def _shared_squid(pool: dict[str, SquidProxy], mode: str) -> SquidProxy:
+    _need_binary("squid")
+    if mode not in pool:
+        pool[mode] = SquidProxy(mode=mode).start()
+    return pool[mode]
 
 
-@pytest.fixture
-def squid_deny_proxy(squid_factory: Callable[..., SquidProxy]) -> SquidProxy:
-    """Squid refusing api.anthropic.com and platform.claude.com with 403 + X-Squid-Error."""
-    return squid_factory("deny")
+@pytest.fixture(scope="session")
+def squid_proxy(_squid_pool: dict[str, SquidProxy]) -> SquidProxy:
+    """Open squid (session-shared): any CONNECT/GET from loopback is allowed."""
+    return _shared_squid(_squid_pool, "open")
 
 
-@pytest.fixture
-def squid_ntlm_proxy(squid_factory: Callable[..., SquidProxy]) -> SquidProxy:
-    """Squid offering only ``Proxy-Authenticate: NTLM``."""
-    return squid_factory("ntlm")
+@pytest.fixture(scope="session")
+def squid_auth_proxy(_squid_pool: dict[str, SquidProxy]) -> SquidProxy:
+    """Squid requiring Basic auth (session-shared); ``.username``/``.password``,
+    ``.url_with_auth()``."""
+    return _shared_squid(_squid_pool, "basic")
+
+
+@pytest.fixture(scope="session")
+def squid_deny_proxy(_squid_pool: dict[str, SquidProxy]) -> SquidProxy:
+    """Squid (session-shared) refusing api.anthropic.com and platform.claude.com with 403 +
+    ``X-Squid-Error: ERR_ACCESS_DENIED 0``."""
+    return _shared_squid(_squid_pool, "deny")
+
+
+@pytest.fixture(scope="session")
+def squid_ntlm_proxy(_squid_pool: dict[str, SquidProxy]) -> SquidProxy:
+    """Squid (session-shared) offering only ``Proxy-Authenticate: NTLM``."""
+    return _shared_squid(_squid_pool, "ntlm")
 
 
 # --- SOCKS -----------------------------------------------------------------------------------

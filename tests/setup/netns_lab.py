@@ -45,9 +45,7 @@ async def main(workdir: Path) -> None:
 
     async def region_block(request: web.Request) -> web.Response:
         blocked.append(f"{request.method} {request.host} {request.path_qs}")
-        return web.Response(
-            status=403, body=REGION_BLOCK_BODY, content_type="application/json"
-        )
+        return web.Response(status=403, body=REGION_BLOCK_BODY, content_type="application/json")
 
     app = web.Application()
     app.router.add_route("*", "/{tail:.*}", region_block)

@@ -88,6 +88,20 @@ class _Gateway(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(body)
 
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers.get("content-length") or 0))
+        ok = self.headers.get("authorization") == f"Bearer {self.token}"
+        body = (
+            b'{"input_tokens":3}'
+            if ok
+            else b'{"type":"error","error":{"type":"authentication_error","message":"invalid"}}'
+        )
+        self.send_response(200 if ok else 401)
+        self.send_header("content-type", "application/json")
+        self.send_header("content-length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
     def log_message(self, format: str, *args: Any) -> None:
         pass
 
@@ -102,34 +116,60 @@ def gateway() -> Iterator[str]:
     server.server_close()
 
 
-def test_verify_passes_against_a_gateway(home: Home, cli: Any, gateway: str) -> None:
+@pytest.fixture(params=["doctor", "direct"])
+def checker(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Run each check test through the doctor and through the direct fallback."""
+    if request.param == "direct":
+        from ccgate.cli import setup as cli_setup
+
+        def broken(*args: Any, **kwargs: Any) -> Any:
+            raise RuntimeError("doctor unavailable")
+
+        monkeypatch.setattr(cli_setup, "verify_with_doctor", broken)
+    return str(request.param)
+
+
+def test_verify_passes_against_a_gateway(home: Home, cli: Any, gateway: str, checker: str) -> None:
     r = cli("--gateway", gateway, "--key", KEY)
     assert r.code == 0, r.out
-    assert "ok   gateway: HEAD" in r.out and "ok   key:" in r.out
     assert "Claude Code is ready" in r.out
-    r = cli("--gateway", gateway, "--key", KEY)  # no-op run still checks
-    assert r.code == 0 and "Nothing to change" in r.out and "ok   key" in r.out
+    if checker == "direct":
+        assert "the doctor failed: RuntimeError" in r.out
+        assert "ok   gateway: HEAD" in r.out and "ok   key:" in r.out
+    else:
+        assert "Check (ccgate doctor)" in r.out and "ok   api.ok" in r.out
+    r = cli("--gateway", gateway, "--key", KEY)  # a no-op run still checks
+    assert r.code == 0 and "Nothing to change" in r.out and "Claude Code is ready" in r.out
+    assert KEY not in r.out + r.err
 
 
-def test_verify_reports_a_rejected_key(home: Home, cli: Any, gateway: str) -> None:
+def test_verify_reports_a_rejected_key(home: Home, cli: Any, gateway: str, checker: str) -> None:
     r = cli("--gateway", gateway, "--key", "wrong-key-000000000000")
     assert r.code == 1
-    assert "FAIL key: GET /v1/models -> 401" in r.out and "--key" in r.out
+    if checker == "direct":
+        assert "FAIL key: GET /v1/models -> 401" in r.out and "--key" in r.out
+    else:
+        assert "FAIL api.invalid_key" in r.out
+    assert "wrong-key-000000000000" not in r.out
     assert home.settings.exists()  # written; only the check failed
 
 
-def test_verify_reports_no_gateway(home: Home, cli: Any) -> None:
+def test_verify_reports_no_gateway(home: Home, cli: Any, checker: str) -> None:
     server = ThreadingHTTPServer(("127.0.0.1", 0), _Gateway)
     port = server.server_address[1]
     server.server_close()  # a port nobody listens on
     r = cli("--gateway", f"http://127.0.0.1:{port}", "--key", KEY)
-    assert r.code == 1 and "FAIL gateway" in r.out and "ccgate serve" in r.out
+    assert r.code == 1 and "FAIL " in r.out
+    if checker == "direct":
+        assert "ccgate serve" in r.out
 
 
-def test_verify_flags_a_proxy_route(home: Home, cli: Any, monkeypatch: Any, gateway: str) -> None:
-    # A higher-precedence file drops the gateway from NO_PROXY: the route check fails.
+def test_verify_flags_a_proxy_route(home: Home, cli: Any, monkeypatch: Any, gateway: str, checker: str) -> None:
+    # A managed file drops the gateway from NO_PROXY: the proxy (nothing listens) is used.
     monkeypatch.setenv("HTTPS_PROXY", "http://127.0.0.1:9")
     (home.managed / "managed-settings.json").write_text('{"env": {"NO_PROXY": "corp.example"}}')
     r = cli("--gateway", gateway, "--key", KEY)
     assert r.code == 1
-    assert "FAIL route" in r.out and "managed settings" in r.out
+    assert "managed settings" in r.out  # setup's own warning names the file that wins
+    if checker == "direct":
+        assert "FAIL route" in r.out

@@ -70,7 +70,7 @@ def test_other_content_is_kept_in_order(home: Home, cli: Any) -> None:
         '{\n\t"model": "opus",\n\t"env": {\n\t\t"FOO": "1"\n\t}\n}',  # tabs, no final newline
         '{"model":"opus","n":1.50E+3,"s":"\\u00e9"}',  # one line, odd numbers, escapes
         '{\r\n    "model" : "opus"\r\n}\r\n',  # CRLF, spaced colon
-        "\ufeff{\n  \"model\": \"opus\"\n}\n",  # byte-order mark
+        '\ufeff{\n  "model": "opus"\n}\n',  # byte-order mark
         "",  # empty file
     ],
 )

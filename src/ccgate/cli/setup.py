@@ -38,7 +38,7 @@ from ccgate.setup.plan import (
     unified_diff,
 )
 from ccgate.setup.shellenv import SHELLS, detect_shell, env_assignments, render
-from ccgate.setup.verify import VerifyResult, verify_gateway
+from ccgate.setup.verify import VerifyResult, verify_gateway, verify_with_doctor
 
 EXIT_OK, EXIT_VERIFY_FAILED, EXIT_REFUSED = 0, 1, 2
 
@@ -66,9 +66,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     cc.add_argument("--haiku-model", metavar="ID", help="ANTHROPIC_DEFAULT_HAIKU_MODEL")
     cc.add_argument("--sonnet-model", metavar="ID", help="ANTHROPIC_DEFAULT_SONNET_MODEL")
     cc.add_argument("--opus-model", metavar="ID", help="ANTHROPIC_DEFAULT_OPUS_MODEL")
-    cc.add_argument(
-        "--dry-run", action="store_true", help="print the diff of what would change; write nothing"
-    )
+    cc.add_argument("--dry-run", action="store_true", help="print the diff of what would change; write nothing")
     cc.add_argument("--undo", action="store_true", help="restore the files from the last backup")
     cc.add_argument(
         "--print-env",
@@ -78,9 +76,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
         metavar="SHELL",
         help="print export lines for bash, zsh, fish or powershell instead of writing files",
     )
-    cc.add_argument(
-        "-y", "--yes", action="store_true", help="do not ask; undo even files changed since"
-    )
+    cc.add_argument("-y", "--yes", action="store_true", help="do not ask; undo even files changed since")
     cc.add_argument("--no-verify", action="store_true", help="skip the check of the gateway")
     cc.add_argument(
         "--project-dir",
@@ -237,28 +233,37 @@ def _setup(args: argparse.Namespace, env: dict[str, str], home: Path) -> int:
         written = ", ".join(_where(state.path, home) for state, _ in plan.writes)
         print(f"\nWrote {written}.", file=out)
         print(
-            f"Backup in {_where(backup.directory, home)}; "
-            "undo with: ccgate setup claude-code --undo",
+            f"Backup in {_where(backup.directory, home)}; undo with: ccgate setup claude-code --undo",
             file=out,
         )
     if args.dry_run or args.no_verify:
         return EXIT_OK
-    result = verify(plan)
+    result = verify(plan, options)
     print_verify(result, plan, out)
     return EXIT_OK if result.ok else EXIT_VERIFY_FAILED
 
 
-def verify(plan: Plan) -> VerifyResult:
-    """The doctor's checks when the doctor offers a programmatic API, else a direct check."""
-    return verify_gateway(plan.gateway, plan.token, plan.effective_env)
+def verify(plan: Plan, options: SetupOptions) -> VerifyResult:
+    """The doctor's checks on the files as written; a direct check if the doctor fails."""
+    try:
+        return verify_with_doctor(
+            options.env,
+            options.home,
+            options.project_dir,
+            plan.paths.managed_dir / "managed-settings.json",
+        )
+    except Exception as exc:  # the doctor is another component; never lose the check
+        result = verify_gateway(plan.gateway, plan.token, plan.effective_env)
+        result.source = f"direct check; the doctor failed: {type(exc).__name__}: {exc}"[:300]
+        return result
 
 
 def print_verify(result: VerifyResult, plan: Plan, out: TextIO) -> None:
     print(f"\nCheck ({result.source}):", file=out)
     for step in result.steps:
-        status = "ok  " if step.ok else "FAIL"
+        status = "FAIL" if not step.ok else "warn" if step.warn else "ok  "
         print(plan.redact(f"  {status} {step.name}: {step.detail}"), file=out)
-        if step.fix and not step.ok:
+        if step.fix and (not step.ok or step.warn):
             print(plan.redact(f"       fix: {step.fix}"), file=out)
     if result.ok:
         print("Claude Code is ready: run `claude`.", file=out)

@@ -32,7 +32,8 @@ RULES: tuple[tuple[str, str, tuple[str, ...]], ...] = (
     (r"\bERR_BAD_RESPONSE\b|Status 5\d\d\b",
      "The server or a proxy answered with a 5xx.",
      ("proxy.upstream_failed", "api.overloaded", "http.intermediary_response")),
-    (r"\bERR_SOCKET_CLOSED\b|proxy refused the connection",
+    (r"\bERR_SOCKET_CLOSED\b|\bERR_PROXY_TUNNEL\b|proxy refused the (connection|tunnel)|"
+     r"Couldn't connect through your proxy",
      "The proxy closed or refused the CONNECT tunnel (407 authentication, 403 policy, 502 "
      "upstream), or an https:// proxy URL points at a plain-HTTP proxy port.",
      ("proxy.auth_required", "proxy.auth_scheme_unsupported", "proxy.denied",

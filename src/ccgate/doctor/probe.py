@@ -103,7 +103,8 @@ async def _tunnel(route: Route, env: Env, walk: Walk) -> Walk:
     if proxy.scheme == "https":
         tls = await start_tls(walk.writer, proxy.host, env.deadline.left(env.connect_timeout))
         if tls.error is not None:
-            plain = "wrong version number" in tls.error.lower() or "record" in tls.error.lower()
+            low = tls.error.lower().replace("_", " ")
+            plain = "wrong version number" in low or "record" in low
             problem = ("the proxy port speaks plain HTTP, not TLS" if plain else tls.error)
             return walk.fail("proxy", [finding(
                 "env.proxy_scheme_unsupported", severity=Severity.FAIL,

@@ -162,7 +162,8 @@ async def api_probe(inputs: Inputs, route: Route, env: Env) -> tuple[Walk, list[
     return walk, [*walk.findings, *found]
 
 
-def _correlate(findings: list[Finding], walks: dict[str, Walk], inputs: Inputs) -> None:
+def _correlate(findings: list[Finding], walks: dict[str, Walk], inputs: Inputs,
+               from_task: dict[str, list[Finding]]) -> None:
     by_id = {f.id: f for f in findings}
     pre_fail = [f for f in findings if f.subject in ("api.anthropic.com", "platform.claude.com")
                 or f.subject.startswith(("api.anthropic.com:", "platform.claude.com:"))]
@@ -175,7 +176,7 @@ def _correlate(findings: list[Finding], walks: dict[str, Walk], inputs: Inputs) 
             pf.severity = Severity.FAIL
             api_walk = walks.get("api")
             api_fine = api_walk is None or (api_walk.ok and not any(
-                f.severity is Severity.FAIL and f.layer == "api" for f in findings))
+                f.severity is Severity.FAIL for f in from_task.get("api", [])))
             if api_fine and not is_anthropic_host(urlsplit(inputs.base_url).hostname or ""):
                 pf.root_cause = True  # the gateway path works; only the preflight breaks
             else:
@@ -277,12 +278,14 @@ async def run_checks_async(options: DoctorOptions) -> Report:
         tasks["api"] = asyncio.create_task(api_probe(inputs, route, env))
     _progress(options, "network", "start")
     walks: dict[str, Walk] = {}
+    from_task: dict[str, list[Finding]] = {}
     if tasks:
         done, pending = await asyncio.wait(tasks.values(), timeout=deadline.left() + 0.5)
         for name, task in tasks.items():
             if task in done and task.exception() is None:
                 walk, found = task.result()
                 walks[name] = walk
+                from_task[name] = found
                 findings.extend(found)
             elif task in pending:
                 task.cancel()
@@ -294,7 +297,7 @@ async def run_checks_async(options: DoctorOptions) -> Report:
                 raise RuntimeError(f"check {name} crashed: {exc!r}") from exc
     _progress(options, "network", "done")
 
-    _correlate(findings, walks, inputs)
+    _correlate(findings, walks, inputs, from_task)
     ordered = order_findings(findings)
     report = Report(
         findings=ordered,

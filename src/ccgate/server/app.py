@@ -47,6 +47,8 @@ from ccgate.wire.anthropic import decode_count_tokens, decode_messages, model_li
 log = logging.getLogger("ccgate")
 _json = msgspec.json.Encoder()
 _GLOB = frozenset("*?[")
+# Polled by load balancers and Prometheus every few seconds: counted in metrics, not logged.
+_QUIET_ROUTES = frozenset({"healthz", "readyz", "metrics"})
 
 
 class Context:
@@ -152,7 +154,7 @@ class Gateway:
         self.metrics.requests.labels(label, str(status), ctx.upstream or "-").inc()
         self.metrics.latency.labels(label).observe(elapsed)
         self.metrics.bytes_out.labels(label).inc(bytes_out)
-        if self.access_log.enabled:
+        if self.access_log.enabled and label not in _QUIET_ROUTES:
             self.access_log.write(
                 AccessRecord(
                     ts=utc_now(), request_id=ctx.request_id, method=method, path=path,

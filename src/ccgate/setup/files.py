@@ -68,9 +68,7 @@ def read_state(path: Path) -> FileState:
     except IsADirectoryError:
         raise SetupFileError(f"{path} is a directory, expected a JSON file") from None
     except PermissionError:
-        raise SetupFileError(
-            f"{path} cannot be read (permission denied); check its owner and mode"
-        ) from None
+        raise SetupFileError(f"{path} cannot be read (permission denied); check its owner and mode") from None
     return FileState(path, target, raw, mode)
 
 
@@ -203,8 +201,7 @@ def apply_writes(writes: list[tuple[FileState, bytes]], backup_root: Path) -> Ba
             with contextlib.suppress(OSError):
                 _restore_one(prev.target, prev.raw, prev.mode)
         raise SetupFileError(
-            f"writing {state.path} failed ({exc.strerror or exc}); the files were put back "
-            "as they were"
+            f"writing {state.path} failed ({exc.strerror or exc}); the files were put back as they were"
         ) from None
     return BackupSet(directory, manifest)
 

@@ -230,9 +230,7 @@ class JsonDoc:
         if not multiline or not isinstance(value, dict | list) or not value:
             item_sep = self._item_sep if not multiline else ","
             return json.dumps(value, ensure_ascii=self._ascii, separators=(item_sep, self._sep))
-        out = json.dumps(
-            value, ensure_ascii=self._ascii, indent=self._unit, separators=(",", self._sep)
-        )
+        out = json.dumps(value, ensure_ascii=self._ascii, indent=self._unit, separators=(",", self._sep))
         return out.replace("\n", self._nl + indent)
 
     # -- navigation ------------------------------------------------------------------------

@@ -127,9 +127,7 @@ class Plan:
             old_text = state.raw.decode("utf-8", "replace") if state.raw is not None else ""
             new_text = new.decode("utf-8", "replace")
             name = str(state.path)
-            out.append(
-                unified_diff(old_text, new_text, name if state.existed else "/dev/null", name)
-            )
+            out.append(unified_diff(old_text, new_text, name if state.existed else "/dev/null", name))
         return self.redact("".join(out))
 
     def redact(self, text: str) -> str:
@@ -141,12 +139,8 @@ class Plan:
 
 def unified_diff(old: str, new: str, fromfile: str, tofile: str) -> str:
     """``diff -u`` output, with the "No newline at end of file" marker where it applies."""
-    lines = difflib.unified_diff(
-        old.splitlines(keepends=True), new.splitlines(keepends=True), fromfile, tofile
-    )
-    return "".join(
-        line if line.endswith("\n") else line + "\n\\ No newline at end of file\n" for line in lines
-    )
+    lines = difflib.unified_diff(old.splitlines(keepends=True), new.splitlines(keepends=True), fromfile, tofile)
+    return "".join(line if line.endswith("\n") else line + "\n\\ No newline at end of file\n" for line in lines)
 
 
 def mask(secret: str) -> str:
@@ -161,8 +155,7 @@ def normalize_gateway(url: str) -> str:
     parts = urlsplit(text)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise SetupError(
-            f"--gateway {url!r}: expected an http:// or https:// URL with a host, "
-            f"for example {DEFAULT_GATEWAY}"
+            f"--gateway {url!r}: expected an http:// or https:// URL with a host, for example {DEFAULT_GATEWAY}"
         )
     if parts.query or parts.fragment:
         raise SetupError(f"--gateway {url!r}: remove the query string or fragment")
@@ -175,8 +168,7 @@ def normalize_gateway(url: str) -> str:
     if parts.path.rstrip("/").endswith("/v1"):
         fixed = text[: -len("/v1")]
         raise SetupError(
-            f"--gateway {url!r} ends in /v1, but Claude Code appends /v1/messages itself; "
-            f"use --gateway {fixed}"
+            f"--gateway {url!r} ends in /v1, but Claude Code appends /v1/messages itself; use --gateway {fixed}"
         )
     return text
 
@@ -253,9 +245,7 @@ def _load(path: Path) -> _Loaded:
     try:
         doc = JsonDoc.parse(state.raw, str(path))
     except JsonFileError as exc:
-        raise SetupError(
-            f"{exc}; fix or move the file and run again. Nothing was changed."
-        ) from None
+        raise SetupError(f"{exc}; fix or move the file and run again. Nothing was changed.") from None
     return _Loaded(state, doc)
 
 
@@ -305,9 +295,7 @@ def build_plan(options: SetupOptions) -> Plan:
     glob = _load(paths.global_config)
     env_block = user.doc.get(("env",), MISSING)
     if env_block is not MISSING and not isinstance(env_block, dict):
-        raise SetupError(
-            f'{paths.settings}: "env" is not a JSON object; fix it by hand. Nothing was changed.'
-        )
+        raise SetupError(f'{paths.settings}: "env" is not a JSON object; fix it by hand. Nothing was changed.')
 
     higher: list[tuple[str, Path, dict[str, Any]]] = []
     notes: list[Note] = []
@@ -333,10 +321,7 @@ def build_plan(options: SetupOptions) -> Plan:
         token, token_source = options.key, "--key"
     elif options.config_tokens:
         token, token_source = options.config_tokens[0], "the ccgate config (client token)"
-    elif (
-        user_env.get("ANTHROPIC_AUTH_TOKEN")
-        and user_env.get("ANTHROPIC_BASE_URL", "").rstrip("/") == gateway
-    ):
+    elif user_env.get("ANTHROPIC_AUTH_TOKEN") and user_env.get("ANTHROPIC_BASE_URL", "").rstrip("/") == gateway:
         token, token_source = user_env["ANTHROPIC_AUTH_TOKEN"], "already in the settings"
     else:
         token, token_source = PLACEHOLDER_TOKEN, "placeholder (the gateway has no client keys)"
@@ -569,8 +554,7 @@ def _warn_conflicts(
                 "warn",
                 f"apiKeyHelper is set in {settings_name}; ANTHROPIC_AUTH_TOKEN takes precedence, "
                 "but two credential sources can make Claude Code report an auth conflict",
-                f"remove apiKeyHelper from {plan.paths.settings} if the gateway is your only "
-                "endpoint",
+                f"remove apiKeyHelper from {plan.paths.settings} if the gateway is your only endpoint",
             )
         )
     if glob.doc.get(("primaryApiKey",)):

@@ -1,6 +1,9 @@
 """Check the path Claude Code will take to the gateway, after setup wrote its settings.
 
-Uses the doctor (``ccgate.doctor.run_checks``) when it is available; otherwise a direct check:
+``verify_with_doctor`` runs the doctor (``ccgate.doctor.run_checks``) on the files setup just
+wrote, so it resolves the base URL, credential and proxy exactly as Claude Code will (user,
+project and managed settings over the shell). If the doctor cannot run, ``verify_gateway``
+does a direct check:
 
 1. route: with the environment Claude Code will see (shell overlaid by settings ``env``),
    would a request to the gateway go to a proxy? (Claude Code's precedence
@@ -16,6 +19,7 @@ import contextlib
 import ssl
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from urllib.parse import urlsplit
 
 import aiohttp
@@ -23,7 +27,7 @@ import certifi
 
 from ccgate.setup.plan import NO_PROXY_VARS, PROXY_VARS, no_proxy_covers
 
-__all__ = ["VerifyResult", "VerifyStep", "claude_route", "verify_gateway"]
+__all__ = ["VerifyResult", "VerifyStep", "claude_route", "verify_gateway", "verify_with_doctor"]
 
 
 @dataclass(frozen=True)
@@ -32,6 +36,7 @@ class VerifyStep:
     ok: bool
     detail: str
     fix: str | None = None
+    warn: bool = False
 
 
 @dataclass
@@ -84,18 +89,12 @@ def _ssl_context(env: Mapping[str, str]) -> ssl.SSLContext:
     return ctx
 
 
-async def _direct(
-    base_url: str, token: str, env: Mapping[str, str], timeout: float
-) -> list[VerifyStep]:
+async def _direct(base_url: str, token: str, env: Mapping[str, str], timeout: float) -> list[VerifyStep]:
     steps: list[VerifyStep] = []
-    ctx: ssl.SSLContext | bool = (
-        _ssl_context(env) if urlsplit(base_url).scheme == "https" else False
-    )
+    ctx: ssl.SSLContext | bool = _ssl_context(env) if urlsplit(base_url).scheme == "https" else False
     connector = aiohttp.TCPConnector(ssl=ctx, force_close=True)
     client_timeout = aiohttp.ClientTimeout(total=timeout)
-    async with aiohttp.ClientSession(
-        connector=connector, timeout=client_timeout, trust_env=False
-    ) as session:
+    async with aiohttp.ClientSession(connector=connector, timeout=client_timeout, trust_env=False) as session:
         try:
             async with session.head(base_url + "/api/hello", allow_redirects=False) as resp:
                 status = resp.status
@@ -126,9 +125,7 @@ async def _direct(
             "user-agent": "ccgate-setup",
         }
         try:
-            async with session.get(
-                base_url + "/v1/models", headers=headers, allow_redirects=False
-            ) as resp:
+            async with session.get(base_url + "/v1/models", headers=headers, allow_redirects=False) as resp:
                 status = resp.status
                 body = (await resp.read())[:300].decode("utf-8", "replace")
         except (aiohttp.ClientError, TimeoutError) as exc:
@@ -146,9 +143,7 @@ async def _direct(
                 )
             )
         else:
-            steps.append(
-                VerifyStep("key", False, f"GET /v1/models -> {status}: {body.strip()[:200]}")
-            )
+            steps.append(VerifyStep("key", False, f"GET /v1/models -> {status}: {body.strip()[:200]}"))
     return steps
 
 
@@ -162,11 +157,37 @@ def _describe(exc: BaseException) -> str:
     return text[:200]
 
 
-def verify_gateway(
-    base_url: str, token: str, env: Mapping[str, str], *, timeout: float = 5.0
-) -> VerifyResult:
+def verify_gateway(base_url: str, token: str, env: Mapping[str, str], *, timeout: float = 5.0) -> VerifyResult:
     """Run the checks; never raises for network trouble (each step reports it)."""
     result = VerifyResult()
     result.steps.append(claude_route(base_url, env))
     result.steps.extend(asyncio.run(_direct(base_url, token, env, timeout)))
+    return result
+
+
+def verify_with_doctor(
+    env: Mapping[str, str], home: Path, project_dir: Path, managed_settings: Path
+) -> VerifyResult:
+    """The doctor's verdict on what Claude Code will do with the files as they are now."""
+    from ccgate.doctor import DoctorOptions, Severity, run_checks
+
+    report = run_checks(
+        DoctorOptions(
+            env=dict(env),
+            home=home,
+            cwd=project_dir,
+            managed_settings=managed_settings,
+        )
+    )
+    result = VerifyResult(source="ccgate doctor")
+    for f in report.findings:
+        result.steps.append(
+            VerifyStep(
+                f.id,
+                f.severity is not Severity.FAIL,
+                f.summary,
+                "; ".join(f.fix) or None,
+                warn=f.severity is Severity.WARN,
+            )
+        )
     return result
