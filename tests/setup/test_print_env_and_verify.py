@@ -167,7 +167,9 @@ def test_verify_reports_no_gateway(home: Home, cli: Any, checker: str) -> None:
 def test_verify_flags_a_proxy_route(home: Home, cli: Any, monkeypatch: Any, gateway: str, checker: str) -> None:
     # A managed file drops the gateway from NO_PROXY: the proxy (nothing listens) is used.
     monkeypatch.setenv("HTTPS_PROXY", "http://127.0.0.1:9")
-    (home.managed / "managed-settings.json").write_text('{"env": {"NO_PROXY": "corp.example"}}')
+    (home.managed / "managed-settings.json").write_text(
+        '{"env": {"NO_PROXY": "corp.example", "no_proxy": "corp.example"}}'
+    )
     r = cli("--gateway", gateway, "--key", KEY)
     assert r.code == 1
     assert "managed settings" in r.out  # setup's own warning names the file that wins

@@ -1,0 +1,50 @@
+"""The real Claude Code CLI (pinned) through ccgate, while ccgate reaches the provider
+through an authenticating Squid. Claude Code itself runs with no proxy variables."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.gateway.conftest import CLIENT_TOKEN, GatewayFactory, authed_config
+from tests.lab.claude_cli import claude_binary, run_claude
+from tests.lab.fake_anthropic import LAB_API_KEY, FakeAnthropic
+from tests.lab.squid import SquidProxy
+
+pytestmark = pytest.mark.skipif(
+    claude_binary() is None, reason="Claude Code CLI missing: run scripts/install-test-deps"
+)
+
+
+@pytest.fixture(scope="module")
+def corp_proxy() -> Iterator[SquidProxy]:
+    with SquidProxy(mode="basic") as proxy:
+        yield proxy
+
+
+@pytest.mark.parametrize("credential", ["auth_token", "api_key"])
+def test_claude_p_streams_answer_through_gateway_and_squid(
+    credential: str, upstream: FakeAnthropic, corp_proxy: SquidProxy, gateway: GatewayFactory,
+    gw_ca_file: Path,
+) -> None:
+    upstream.text = "Gateway path works: 42."
+    gw = gateway(authed_config(upstream.host_url("api.anthropic.com"), gw_ca_file,
+                               proxy=corp_proxy.url_with_auth()))
+    result = run_claude("Say the magic words", base_url=gw.url, max_retries=0, timeout=90,
+                        **{credential: CLIENT_TOKEN})  # type: ignore[arg-type]
+    assert result.returncode == 0, result.stderr
+    assert "Gateway path works: 42." in result.stdout
+
+    (sent,) = [r for r in upstream.requests_to("/v1/messages") if "count_tokens" not in r.path]
+    assert sent.path == "/v1/messages?beta=true"
+    assert sent.json()["stream"] is True
+    assert "claude-code-20250219" in (sent.header("anthropic-beta") or "")
+    assert sent.header("user-agent", ).startswith("claude-cli/")  # type: ignore[union-attr]
+    assert sent.header("x-api-key") == LAB_API_KEY and sent.header("authorization") is None
+    assert sent.json()["system"][0]["text"].startswith("x-anthropic-billing-header")
+    record = next(r for r in gw.wait_access_records(1) if r["path"] == "/v1/messages")
+    assert record["status"] == 200 and record["stream"] is True and record["client"] == "tester"
+    for secret in (CLIENT_TOKEN, LAB_API_KEY, corp_proxy.password):
+        assert secret not in gw.log
