@@ -25,6 +25,7 @@ import shutil
 import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Self
 
 from tests.lab.procs import (
     free_port,
@@ -76,12 +77,13 @@ class _SocksBase:
 
     @property
     def log(self) -> Path:
+        """The server's stdout/stderr (dante also writes ``danted.log`` next to it)."""
         return self.workdir / "server.log"
 
     def _argv(self) -> list[str]:
         raise NotImplementedError
 
-    def start(self, timeout: float = 10.0) -> _SocksBase:
+    def start(self, timeout: float = 10.0) -> Self:
         self.workdir = lab_workdir(type(self).__name__.lower())
         self.port = free_port()
         argv, self.resolves_lab_hosts = _wrap(self._argv(), self.workdir, self.isolate_dns)
@@ -95,7 +97,7 @@ class _SocksBase:
             stop_process(self.proc)
             self.proc = None
 
-    def __enter__(self) -> _SocksBase:
+    def __enter__(self) -> Self:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:
