@@ -126,6 +126,20 @@ def rss_kb(pid: int) -> dict[str, int | None]:
     }
 
 
+def _cpu_times() -> tuple[int, int]:
+    fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
+    return sum(fields), idle
+
+
+def cpu_busy_pct(seconds: float = 1.0) -> float:
+    """How busy all CPUs were over `seconds` (0-100): run before the bench starts anything."""
+    total0, idle0 = _cpu_times()
+    time.sleep(seconds)
+    total1, idle1 = _cpu_times()
+    return 100.0 * (1 - (idle1 - idle0) / max(1, total1 - total0))
+
+
 def _first_line(cmd: list[str]) -> str:
     try:
         out = subprocess.run(cmd, capture_output=True, text=True, timeout=10)

@@ -28,6 +28,7 @@ from bench.common import (
     REPO,
     RESULTS,
     BenchError,
+    cpu_busy_pct,
     free_port,
     http,
     machine,
@@ -64,7 +65,7 @@ BASE_HEADERS = {
 
 @dataclass
 class Options:
-    seconds: int = 3
+    seconds: int = 2
     rounds: int = 3
     warmup: int = 1
     threads: int = 1
@@ -185,6 +186,11 @@ class Floor:
             self.stop()
             raise
 
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None
+        return self.proc.pid
+
     def stop(self) -> None:
         stop(self.proc)
 
@@ -270,8 +276,13 @@ def run(opts: Options) -> dict[str, Any]:
                 files[(r.name, who)] = wrk.write_request(
                     workdir, f"{r.name}-{who}", r.body, _with(r.headers, key, _is_stream(r)))
         lanes: list[dict[str, Any]] = []
+        results["others_cpu_busy_pct_before"] = others_busy = cpu_busy_pct()
+        if others_busy > 15:
+            opts.log(f"WARNING: other processes keep the CPUs {others_busy:.0f}% busy; "
+                     "numbers will be noisy")
         nginx = Nginx(workdir, UPSTREAM_KEY).start()
         gateway: Ccgate | None = None
+        floors: list[Floor] = []
         try:
             for r in requests:
                 _check_answer("nginx", nginx.url, r, UPSTREAM_KEY, _is_stream(r))
@@ -287,45 +298,46 @@ def run(opts: Options) -> dict[str, Any]:
             rss_idle = rss_kb(gateway.pid)
             opts.log(f"ccgate pid {gateway.pid}: RSS at start {rss_start['vmrss_kb']} KiB, "
                      f"idle after first requests {rss_idle['vmrss_kb']} KiB")
+            floors = [Floor(server, nginx.url, workdir) for server in opts.floor]
+            for f in floors:
+                for r in requests:
+                    _check_answer(f"floor-{f.server}", f.url, r, UPSTREAM_KEY, _is_stream(r))
+            # (label, url, credential, pid) in the order each round runs them
+            targets: list[tuple[str, str, str, int | None]] = [
+                ("direct", nginx.url, "direct", None),
+                ("ccgate", gateway.url, "ccgate", gateway.pid),
+                *((f"floor-{f.server}", f.url, "direct", f.pid) for f in floors),
+            ]
             access_before = gateway.access_lines()
             metrics_before = _metric_counts(gateway.metrics())
             for r in requests:
-                _warm(opts, gateway.url, files[(r.name, "ccgate")])
+                for _label, url, cred, _pid in targets[1:]:
+                    _warm(opts, url, files[(r.name, cred)])
                 for conns in (1, opts.concurrency):
-                    # direct and ccgate alternate, round after round: slow drifts on a shared
-                    # machine hit both sides alike; each lane reports the median round.
-                    direct, via = [], []
+                    # All targets alternate, round after round: slow drifts on a shared
+                    # machine hit every side alike; each lane reports its median round.
+                    runs: dict[str, list[dict[str, Any]]] = {t[0]: [] for t in targets}
                     for _ in range(opts.rounds):
-                        direct.append(_lane(opts, "direct", nginx.url,
-                                            files[(r.name, "direct")], r.name, conns))
-                        via.append(_lane(opts, "ccgate", gateway.url,
-                                         files[(r.name, "ccgate")], r.name, conns,
-                                         pid=gateway.pid))
-                    lanes += [_median(direct), _median(via)]
+                        for label, url, cred, pid in targets:
+                            runs[label].append(_lane(opts, label, url, files[(r.name, cred)],
+                                                     r.name, conns, pid=pid))
+                    lanes += [_median(v) for v in runs.values()]
             time.sleep(0.5)
             rss_load = rss_kb(gateway.pid)
             metrics_after = _metric_counts(gateway.metrics())
             access_after = gateway.access_lines()
             if gateway.proc is not None and gateway.proc.poll() is not None:
                 raise BenchError(f"ccgate died during the run: {gateway.stderr_tail()}")
-            floor_lanes: list[dict[str, Any]] = []
-            for server in opts.floor:
-                relay = Floor(server, nginx.url, workdir)
-                try:
-                    for r in requests:
-                        _warm(opts, relay.url, files[(r.name, "direct")])
-                        for conns in (1, opts.concurrency):
-                            floor_lanes.append(_lane(opts, f"floor-{server}", relay.url,
-                                                     files[(r.name, "direct")], r.name, conns,
-                                                     pid=relay.proc.pid if relay.proc else None))
-                finally:
-                    relay.stop()
+            results["floor_rss"] = {f"floor-{f.server}": rss_kb(f.pid) for f in floors}
         finally:
+            for f in floors:
+                f.stop()
             if gateway is not None:
                 gateway.stop()
             nginx.stop()
     ccgate_lanes = [ln for ln in lanes if ln["target"] == "ccgate"]
-    results["lanes"] = lanes + floor_lanes
+    floor_lanes = [ln for ln in lanes if ln["target"].startswith("floor-")]
+    results["lanes"] = lanes
     results["rss"] = {"start": rss_start, "idle": rss_idle, "after_load": rss_load}
     results["checks"] = {
         "ccgate_requests": sum(ln["requests"] for ln in ccgate_lanes),
@@ -480,7 +492,9 @@ def docs_section(results: dict[str, Any]) -> str:
         f"{m['wrk'].split(' Copyright')[0]}.",
         f"wrk -t{results['wrk_threads']}; each ccgate/direct lane is the median of "
         f"{results['rounds']} alternating rounds of {results['seconds_per_lane']} s "
-        f"(floor relays: 1 round); {results['warmup_seconds']} s warm-up per target; "
+        f"(floor relays in the same rounds); {results['warmup_seconds']} s warm-up per "
+        f"target; others kept the CPUs {results['others_cpu_busy_pct_before']:.0f}% busy "
+        f"just before; "
         f"whole run {results['elapsed_seconds']} s; load average before/after "
         f"{results['loadavg_before'][0]:.2f}/{results['loadavg_after'][0]:.2f}.",
         f"Claude Code request: {large['bytes']:,} bytes, {large['tools']} tools, "

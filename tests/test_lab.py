@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import json
-import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -21,23 +21,9 @@ from tests.lab.sdk import async_sdk_client, sdk_client
 from tests.lab.socks import DanteSocks, MicroSocks
 from tests.lab.squid import SquidProxy
 
-if "tests.lab.fixtures" not in sys.modules:  # conftest.py normally loads the plugin
-    from tests.lab.fixtures import (  # noqa: F401
-        _squid_pool,
-        claude_bin,
-        fake_anthropic,
-        fake_anthropic_factory,
-        lab_ca_file,
-        lab_certs_dir,
-        lab_pki,
-        socks_auth_proxy,
-        socks_proxy,
-        squid_auth_proxy,
-        squid_deny_proxy,
-        squid_factory,
-        squid_ntlm_proxy,
-        squid_proxy,
-    )
+# The root conftest.py is expected to load the lab plugin; loading it here too is harmless
+# (pytest registers a plugin once) and keeps this file self-sufficient.
+pytest_plugins = ["tests.lab.fixtures"]
 
 USER_MSG: list[Any] = [{"role": "user", "content": "hi"}]
 
@@ -142,6 +128,19 @@ def test_bearer_key_and_region_block(fake_anthropic: FakeAnthropic, lab_pki: Lab
     with pytest.raises(anthropic.PermissionDeniedError):
         sdk_client(fake_anthropic.url, verify=lab_pki.client_context()).models.list()
     assert fake_anthropic.last.response_body == REGION_BLOCK_BODY
+
+
+@pytest.mark.parametrize("leaf_name", ["interceptor_server", "expired"])
+def test_untrusted_and_expired_leaves_fail_tls(
+        fake_anthropic_factory: Callable[..., FakeAnthropic], lab_pki: LabPKI,
+        leaf_name: str) -> None:
+    server = fake_anthropic_factory(leaf=getattr(lab_pki, leaf_name))
+    client = sdk_client(server.url, verify=lab_pki.client_context())
+    with pytest.raises(anthropic.APIConnectionError):
+        client.models.list()
+    assert server.requests == []
+    plain = sdk_client(server.http_url)  # the same server also speaks plain HTTP
+    assert plain.models.list().data
 
 
 async def test_models_count_tokens_hello_gzip(fake_anthropic: FakeAnthropic,

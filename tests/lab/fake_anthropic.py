@@ -128,7 +128,16 @@ class Disconnect:
 
 
 class FakeAnthropic:
-    """See module docstring. Use as a context manager or call start()/stop()."""
+    """See module docstring. Use as a context manager or call start()/stop().
+
+    Knobs (plain attributes, change them any time): ``scenario``, ``fail_times``, ``text``,
+    ``tool_name``, ``tool_input``, ``retry_after`` (429), ``gzip``, ``headers_delay``,
+    ``slow_delay``, ``slow_chunks``, ``ping_interval``, ``expected_api_key``,
+    ``accept_bearer``, ``require_version`` (400 without ``anthropic-version``).
+    Observations: ``requests``, ``last``, ``requests_to(prefix)``, ``wait_for_requests(n)``,
+    ``disconnects``, ``wait_disconnect()``; ``reset()`` clears them.
+    Addresses: ``url`` (TLS), ``http_url``, ``host_url(host)``, ``tls_port``, ``http_port``.
+    """
 
     def __init__(self, ssl_context: ssl.SSLContext | None = None, *,
                  expected_api_key: str | None = LAB_API_KEY, accept_bearer: bool = False,

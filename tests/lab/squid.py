@@ -78,18 +78,24 @@ class SquidProxy:
     def cache_log(self) -> Path:
         return self.workdir / "cache.log"
 
-    def access_lines(self) -> list[str]:
-        """Access-log lines so far (squid writes them when a transaction ends)."""
+    def access_lines(self, since: int = 0) -> list[str]:
+        """Access-log lines so far (squid writes one when a transaction ends), skipping the
+        first ``since`` lines (see :meth:`access_mark`)."""
         try:
-            return self.access_log.read_text(errors="replace").splitlines()
+            return self.access_log.read_text(errors="replace").splitlines()[since:]
         except FileNotFoundError:
             return []
 
-    def wait_access(self, needle: str, timeout: float = 5.0) -> str:
-        """Wait for an access-log line containing ``needle``."""
+    def access_mark(self) -> int:
+        """Number of access-log lines now; pass it as ``since`` to ignore earlier traffic
+        (useful with the session-shared proxies)."""
+        return len(self.access_lines())
+
+    def wait_access(self, needle: str, timeout: float = 5.0, since: int = 0) -> str:
+        """Wait for an access-log line (after the first ``since``) containing ``needle``."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            for line in self.access_lines():
+            for line in self.access_lines(since):
                 if needle in line:
                     return line
             time.sleep(0.05)

@@ -20,9 +20,9 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import shutil
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 from aiohttp import web
@@ -99,9 +99,9 @@ async def main(workdir: Path) -> None:
         (workdir / "result.json").write_text(json.dumps(result, indent=1))
         stop_process(gateway, timeout=10)
         squid.stop()
+        shutil.rmtree(squid.workdir, ignore_errors=True)
         upstream.stop()
         await runner.cleanup()
-        time.sleep(0)
 
 
 if __name__ == "__main__":

@@ -216,7 +216,9 @@ def test_claude_code_reaches_its_prompt_only_after_setup(lab: Lab, tmux: Tmux) -
         check=False,
     )
     assert setup.returncode == 0, setup.stdout + setup.stderr
-    assert "ok   key" in setup.stdout and lab.token not in setup.stdout + setup.stderr
+    assert "Check (ccgate doctor)" in setup.stdout and "ok   api.ok" in setup.stdout
+    assert "Claude Code is ready" in setup.stdout
+    assert lab.token not in setup.stdout + setup.stderr
     settings = json.loads((home / ".claude" / "settings.json").read_text())
     assert settings["env"]["NO_PROXY"] == "127.0.0.1,localhost"
     assert json.loads((home / ".claude.json").read_text())["hasCompletedOnboarding"] is True
