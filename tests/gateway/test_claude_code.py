@@ -9,14 +9,9 @@ from pathlib import Path
 import pytest
 
 from tests.gateway.conftest import CLIENT_TOKEN, GatewayFactory, authed_config
-from tests.lab.claude_cli import claude_binary, run_claude
+from tests.lab.claude_cli import run_claude
 from tests.lab.fake_anthropic import LAB_API_KEY, FakeAnthropic
 from tests.lab.squid import SquidProxy
-
-pytestmark = pytest.mark.skipif(
-    claude_binary() is None, reason="Claude Code CLI missing: run scripts/install-test-deps"
-)
-
 
 @pytest.fixture(scope="module")
 def corp_proxy() -> Iterator[SquidProxy]:

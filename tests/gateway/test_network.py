@@ -58,6 +58,19 @@ def test_through_open_squid_by_hostname(
     assert "CONNECT api.anthropic.com" in squid_open.wait_access("api.anthropic.com")
 
 
+def test_keep_alive_reuses_one_tunnel(
+    upstream: FakeAnthropic, gw_ca_file: Path, gateway: GatewayFactory
+) -> None:
+    with SquidProxy(mode="open") as proxy:
+        gw = gateway(authed_config(upstream.host_url(), gw_ca_file, proxy=proxy.url))
+        for _ in range(5):
+            assert post(gw.url).status_code == 200
+        gw.stop()
+        proxy.wait_access("CONNECT")
+        connects = [line for line in proxy.access_lines() if "CONNECT" in line]
+        assert len(connects) == 1, connects  # five requests, one pooled TLS connection
+
+
 def test_proxy_from_environment_and_no_proxy(
     upstream: FakeAnthropic, squid_open: SquidProxy, gateway: GatewayFactory, gw_ca_file: Path
 ) -> None:
