@@ -33,6 +33,9 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("--capture-mode", choices=["interactive", "print"], default="interactive",
                    help="how the CLI is run for the capture: `claude hi` in a pty, or `claude -p`")
     r.add_argument("--out", type=Path, help="results JSON (default bench/results/latest.json)")
+    r.add_argument("--wait-quiet", type=int, default=0, metavar="SECONDS",
+                   help="first wait up to SECONDS for other processes to leave the CPUs "
+                        "(<15%% busy); the run records how busy they were either way")
     r.add_argument("--no-docs", action="store_true", help="do not update docs/benchmarks.md")
     c = sub.add_parser("capture", help="(re)capture the Claude Code request only")
     c.add_argument("--capture-mode", choices=["interactive", "print"], default="interactive")
@@ -63,6 +66,7 @@ def main(argv: list[str] | None = None) -> int:
         out=args.out or RESULTS / ("quick.json" if quick else "latest.json"),
         docs=not (args.no_docs or quick),
         quick=quick,
+        wait_quiet=args.wait_quiet,
         command=bench_run.command_line(argv),
     )
     bad = [f for f in opts.floor if f not in ("uvicorn", "aiohttp")]

@@ -13,6 +13,7 @@ from tests.lab.claude_cli import run_claude
 from tests.lab.fake_anthropic import LAB_API_KEY, FakeAnthropic
 from tests.lab.squid import SquidProxy
 
+
 @pytest.fixture(scope="module")
 def corp_proxy() -> Iterator[SquidProxy]:
     with SquidProxy(mode="basic") as proxy:

@@ -57,6 +57,7 @@ pytestmark = [
 ]
 
 PROMPT_LINE = re.compile(r"^❯\s*$", re.MULTILINE)
+YES_SELECTED = re.compile(r"❯\s*(?:\d\.\s*)?Yes, I trust this folder")
 
 
 @dataclass
@@ -148,6 +149,23 @@ class Tmux:
         self._run("kill-server")
 
 
+def _accept_folder_trust(tmux: Tmux, screen: str) -> str:
+    """Answer "Yes, I trust this folder" (not part of onboarding), then wait for the prompt.
+
+    Keys sent while the dialog is still rendering can be lost, so select, check, retry."""
+    for _ in range(10):
+        if PROMPT_LINE.search(screen):
+            return screen
+        if "trust this folder" in screen:
+            if not YES_SELECTED.search(screen):
+                tmux.keys("Down")
+            else:
+                tmux.keys("Enter")
+        time.sleep(1)
+        screen = tmux.screen()
+    return tmux.wait(PROMPT_LINE)
+
+
 @pytest.fixture
 def tmux() -> Iterator[Tmux]:
     t = Tmux(f"ccgate-setup-e2e-{os.getpid()}")
@@ -227,9 +245,7 @@ def test_claude_code_reaches_its_prompt_only_after_setup(lab: Lab, tmux: Tmux) -
     tmux.start(interactive)
     screen = tmux.wait(re.compile(r"trust this folder|^❯\s*$", re.MULTILINE))
     assert "Unable to connect" not in screen
-    if "trust this folder" in screen:
-        tmux.keys("Down", "Enter")
-    screen = tmux.wait(PROMPT_LINE)
+    screen = _accept_folder_trust(tmux, screen)
     assert "Unable to connect" not in screen and "CLAUDE-EXITED" not in screen
     tmux.keys("say hi", "Enter")
     tmux.wait("Hello from the fake Anthropic API.")
