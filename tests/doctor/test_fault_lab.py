@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import socket
-import time
 from pathlib import Path
 from typing import Any
 
@@ -56,14 +55,11 @@ def assert_secret_free(report: Report, *secrets: str) -> None:
 
 async def test_healthy_direct(doctor: DoctorRun, fake_anthropic: FakeAnthropic,
                               lab_ca_file: Path) -> None:
-    start = time.monotonic()
     report = await doctor(KEY_ENV, base_url=fake_anthropic.url, ca_file=str(lab_ca_file),
                           preflight_urls=preflight(fake_anthropic))
-    elapsed = time.monotonic() - start
     assert report.exit_code == 0, report.findings
     assert report.get("api.ok") is not None
     assert report.get("claude.preflight_will_run") is not None  # fresh home, unapproved key
-    assert elapsed < 3.0
     hello = fake_anthropic.requests_to("/api/hello")
     assert hello and hello[0].header("user-agent") == "claude-cli/2.1.330 (external, cli)"
     assert hello[0].header("x-api-key") is None  # the preflight sends no credentials
