@@ -165,7 +165,10 @@ async def api_probe(inputs: Inputs, route: Route, env: Env) -> tuple[Walk, list[
 def _correlate(findings: list[Finding], walks: dict[str, Walk], inputs: Inputs,
                from_task: dict[str, list[Finding]]) -> None:
     by_id = {f.id: f for f in findings}
-    pre_fail = [f for f in findings if f.subject in ("api.anthropic.com", "platform.claude.com")
+    from_preflight = [f for key, found in from_task.items() if key.startswith("preflight")
+                      for f in found]
+    pre_fail = [f for f in findings if f in from_preflight
+                or f.subject in ("api.anthropic.com", "platform.claude.com")
                 or f.subject.startswith(("api.anthropic.com:", "platform.claude.com:"))]
     pre_walks = [w for k, w in walks.items() if k.startswith("preflight")]
     preflight_failed = any(not w.ok or "http" not in w.reached for w in pre_walks) or any(
