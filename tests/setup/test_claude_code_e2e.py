@@ -247,7 +247,12 @@ def test_claude_code_reaches_its_prompt_only_after_setup(lab: Lab, tmux: Tmux) -
     assert "Unable to connect" not in screen
     screen = _accept_folder_trust(tmux, screen)
     assert "Unable to connect" not in screen and "CLAUDE-EXITED" not in screen
-    tmux.keys("say hi", "Enter")
+    for _ in range(5):  # keys typed while the prompt is still mounting can be lost
+        tmux.keys("say hi")
+        if "❯ say hi" in tmux.screen():
+            break
+        time.sleep(1)
+    tmux.keys("Enter")
     tmux.wait("Hello from the fake Anthropic API.")
 
     printed = subprocess.run(
