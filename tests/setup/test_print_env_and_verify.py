@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import threading
@@ -35,7 +36,7 @@ def test_print_env_bash_evaluates_to_the_exact_values(home: Home, cli: Any) -> N
     assert "nothing was written" in r.err
 
 
-@pytest.mark.skipif(shutil.which("zsh") is None, reason="zsh not installed")
+@pytest.mark.skipif(shutil.which("zsh") is None and not os.environ.get("CI"), reason="zsh not installed")
 def test_print_env_zsh(home: Home, cli: Any) -> None:
     r = cli("--print-env", "zsh", "--key", TRICKY)
     done = subprocess.run(
