@@ -41,7 +41,8 @@ def test_no_proxy_exempts_and_explains() -> None:
     ("entries", "host", "port", "hit"),
     [
         (["*"], "api.anthropic.com", 443, "*"),
-        (["anthropic.com"], "api.anthropic.com", 443, "anthropic.com"),
+        (["anthropic.com"], "api.anthropic.com", 443, None),  # Claude Code: exact host only
+        (["api.anthropic.com"], "api.anthropic.com", 443, "api.anthropic.com"),
         ([".anthropic.com"], "anthropic.com", 443, ".anthropic.com"),
         (["*.anthropic.com"], "api.anthropic.com", 443, "*.anthropic.com"),
         (["notanthropic.com"], "api.anthropic.com", 443, None),
@@ -56,6 +57,12 @@ def test_no_proxy_exempts_and_explains() -> None:
 )
 def test_no_proxy_matching(entries: list[str], host: str, port: int, hit: str | None) -> None:
     assert no_proxy_matches(entries, host, port) == hit
+
+
+def test_bare_entry_as_suffix_for_curl_style_clients() -> None:
+    assert no_proxy_matches(["anthropic.com"], "api.anthropic.com", 443,
+                            bare_covers_subdomains=True) == "anthropic.com"
+    assert no_proxy_matches(["127.0.0.1:4545"], "127.0.0.1") == "127.0.0.1:4545"
 
 
 def test_credentials_are_percent_decoded_and_never_displayed() -> None:

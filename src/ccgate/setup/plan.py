@@ -22,7 +22,6 @@ Settings precedence, lowest first: shell < user < project < project-local < mana
 from __future__ import annotations
 
 import difflib
-import ipaddress
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -33,6 +32,7 @@ from urllib.parse import urlsplit
 from ccgate.setup.files import FileState, read_state
 from ccgate.setup.jsonedit import JsonDoc, JsonFileError
 from ccgate.setup.paths import ClaudePaths
+from ccgate.upstream.proxy_env import no_proxy_matches
 
 __all__ = [
     "DEFAULT_GATEWAY",
@@ -181,43 +181,8 @@ def split_no_proxy(value: str) -> list[str]:
 
 
 def no_proxy_covers(entries: Iterable[str], host: str, port: int | None = None) -> str | None:
-    """The entry that exempts ``host`` the way Claude Code matches, else None.
-
-    Exact host (case-insensitive), ``.suffix`` (or the bare domain), ``host:port``, a CIDR or
-    IP literal, or ``*``. ``example.com`` does not cover ``api.example.com`` and names are
-    never resolved, so ``localhost`` does not cover ``127.0.0.1``.
-    """
-    host = host.lower().strip("[]")
-    try:
-        ip: ipaddress.IPv4Address | ipaddress.IPv6Address | None = ipaddress.ip_address(host)
-    except ValueError:
-        ip = None
-    for raw in entries:
-        entry = raw.strip().lower()
-        if entry == "*":
-            return raw
-        entry_port: int | None = None
-        m = re.fullmatch(r"\[([^\]]+)\](?::(\d+))?", entry) or re.fullmatch(r"([^:]+):(\d+)", entry)
-        if m:
-            entry, entry_port = m.group(1), int(m.group(2)) if m.group(2) else None
-        if entry_port is not None and port is not None and entry_port != port:
-            continue
-        if ip is not None:
-            try:
-                if ip in ipaddress.ip_network(entry, strict=False):
-                    return raw
-            except ValueError:
-                pass
-            continue
-        if entry.startswith("."):
-            if host == entry[1:] or host.endswith(entry):
-                return raw
-        elif entry.startswith("*."):
-            if host == entry[2:] or host.endswith(entry[1:]):
-                return raw
-        elif host == entry:
-            return raw
-    return None
+    """The entry that exempts ``host`` the way Claude Code matches, else None."""
+    return no_proxy_matches(list(entries), host, port)
 
 
 def gateway_hosts(host: str) -> list[str]:

@@ -9,15 +9,16 @@ environment written for Claude Code means the same thing to ccgate:
 3. ``no_proxy`` (else ``NO_PROXY``) exempts a host from 2.
 
 NO_PROXY entries are comma or space separated. An entry matches when it is ``*``; equal to
-the host; a domain suffix (``example.com`` and ``.example.com`` both match ``example.com``
-and ``api.example.com``); ``host:port`` for that port only; or a CIDR / IP literal that
-contains the host's IP literal. ``localhost`` does not match ``127.0.0.1``: names are not
-resolved, as in curl and Claude Code.
+the host (``example.com`` is that host only, as in Claude Code); ``.example.com`` or
+``*.example.com`` for the domain and its subdomains; ``host:port`` for that port only; or a
+CIDR / IP literal that contains the host's IP literal. ``localhost`` does not match
+``127.0.0.1``: names are not resolved.
 """
 
 from __future__ import annotations
 
 import ipaddress
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from urllib.parse import SplitResult, unquote, urlsplit
@@ -133,8 +134,17 @@ def no_proxy_entries(env: Mapping[str, str]) -> tuple[str, list[str]] | None:
     return None
 
 
-def no_proxy_matches(entries: list[str], host: str, port: int) -> str | None:
-    """The first NO_PROXY entry that exempts ``host:port``, else None."""
+def no_proxy_matches(
+    entries: list[str], host: str, port: int | None = None, *, bare_covers_subdomains: bool = False
+) -> str | None:
+    """The first NO_PROXY entry that exempts ``host[:port]``, else None.
+
+    Claude Code's rules by default: a bare ``example.com`` is that host only; ``.example.com``
+    and ``*.example.com`` cover the domain and its subdomains. curl, Python and Go treat a
+    bare entry as a suffix too; ``bare_covers_subdomains=True`` gives that reading (the
+    doctor uses it to explain what other clients will do). With ``port`` None, ``host:port``
+    entries match on the host alone.
+    """
     host = host.lower().strip("[]").rstrip(".")
     try:
         host_ip: ipaddress.IPv4Address | ipaddress.IPv6Address | None = ipaddress.ip_address(host)
@@ -147,16 +157,15 @@ def no_proxy_matches(entries: list[str], host: str, port: int) -> str | None:
         if entry == "*":
             return raw
         entry_port: int | None = None
-        if entry.count(":") == 1 and not entry.startswith("["):
-            name, _, port_text = entry.partition(":")
-            if port_text.isdigit():
-                entry, entry_port = name, int(port_text)
-        elif entry.startswith("[") and "]:" in entry:
-            name, _, port_text = entry[1:].partition("]:")
-            if port_text.isdigit():
-                entry, entry_port = name, int(port_text)
-        entry = entry.strip("[]").rstrip(".")
-        if entry_port is not None and entry_port != port:
+        bracketed = re.fullmatch(r"\[([^\]]+)\](?::(\d+))?", entry)
+        with_port = re.fullmatch(r"([^:]+):(\d+)", entry)
+        if bracketed or with_port:
+            match = bracketed or with_port
+            assert match is not None
+            entry = match.group(1)
+            entry_port = int(match.group(2)) if match.group(2) else None
+        entry = entry.rstrip(".")
+        if entry_port is not None and port is not None and entry_port != port:
             continue
         if host_ip is not None:
             try:
@@ -165,8 +174,11 @@ def no_proxy_matches(entries: list[str], host: str, port: int) -> str | None:
             except ValueError:
                 pass
             continue
-        bare = entry.lstrip("*").lstrip(".")
-        if bare and (host == bare or host.endswith("." + bare)):
+        if entry.startswith(("*.", ".")):
+            domain = entry.lstrip("*").lstrip(".")
+            if host == domain or host.endswith("." + domain):
+                return raw
+        elif host == entry or (bare_covers_subdomains and host.endswith("." + entry)):
             return raw
     return None
 
