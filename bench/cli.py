@@ -17,9 +17,9 @@ def main(argv: list[str] | None = None) -> int:
     r = sub.add_parser("run", help="run the benchmark (full: ~2 minutes)")
     r.add_argument("--quick", action="store_true",
                    help="1 s lanes, no warm-up, no floor relays, no docs update (smoke test)")
-    r.add_argument("--seconds", type=int, help="seconds per wrk round (default 2; quick 1)")
+    r.add_argument("--seconds", type=int, help="seconds per wrk round (default 1)")
     r.add_argument("--rounds", type=int,
-                   help="alternating direct/ccgate rounds per lane, median kept (default 3; "
+                   help="alternating direct/ccgate rounds per lane, median kept (default 5; "
                         "quick 1)")
     r.add_argument("--warmup", type=int, help="warm-up seconds per target (default 1; quick 0)")
     r.add_argument("--threads", type=int, default=1, help="wrk threads (default 1)")
@@ -55,8 +55,8 @@ def main(argv: list[str] | None = None) -> int:
     quick = args.quick
     floor = args.floor if args.floor is not None else ("" if quick else "uvicorn,aiohttp")
     opts = bench_run.Options(
-        seconds=args.seconds or (1 if quick else 2),
-        rounds=args.rounds or (1 if quick else 3),
+        seconds=args.seconds or 1,
+        rounds=args.rounds or (1 if quick else 5),
         warmup=args.warmup if args.warmup is not None else (0 if quick else 1),
         threads=args.threads,
         concurrency=args.concurrency,

@@ -66,8 +66,8 @@ BASE_HEADERS = {
 
 @dataclass
 class Options:
-    seconds: int = 2
-    rounds: int = 3
+    seconds: int = 1
+    rounds: int = 5
     warmup: int = 1
     threads: int = 1
     concurrency: int = 32

@@ -165,8 +165,8 @@ def test_dry_run_prints_a_masked_diff_and_writes_nothing(home: Home, cli: Any) -
     assert r.code == 0
     assert home.snapshot() == before
     assert f"--- {home.settings}" in r.out and "+++ /dev/null" not in r.out
-    assert '-    "ANTHROPIC_API_KEY": "sk-a…1234"' in r.out
-    assert '+    "ANTHROPIC_AUTH_TOKEN": "sk-g…cdef"' in r.out
+    assert '-    "ANTHROPIC_API_KEY": "sk-ant-...1234"' in r.out
+    assert '+    "ANTHROPIC_AUTH_TOKEN": "sk-gw-...cdef"' in r.out
     assert "--- /dev/null" in r.out  # ~/.claude.json would be created
     assert KEY not in r.out and "sk-ant-old-secret-value-1234" not in r.out
 

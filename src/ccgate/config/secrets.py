@@ -6,6 +6,7 @@ that printing a config object, an error or a log line can never show it.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -32,10 +33,18 @@ class Secret:
 
 
 def mask(value: str) -> str:
-    """Enough of a secret to recognise it, never enough to use it."""
-    if len(value) <= 8:
+    """Enough of a secret to recognise it, never enough to use it.
+
+    ``sk-ant-api03-...wxyz`` -> ``sk-ant-...wxyz``; short values -> ``***``. The one masker
+    used by the gateway, the doctor and setup.
+    """
+    if not value:
+        return ""
+    if len(value) < 12:
         return "***"
-    return f"{value[:3]}...{value[-4:]}" if len(value) >= 20 else f"...{value[-2:]}"
+    m = re.match(r"^((?:sk|ak|rk)-(?:[a-z]+-)?)", value)
+    prefix = m.group(1) if m else value[:3]
+    return f"{prefix}...{value[-4:]}"
 
 
 def resolve_secret(ref: str, env: Mapping[str, str], base_dir: Path) -> Secret:

@@ -5,18 +5,11 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 
+from ccgate.config.secrets import mask as mask_secret
+
+__all__ = ["SECRET_HEADERS", "mask_header", "mask_secret", "mask_url_userinfo"]
+
 SECRET_HEADERS = frozenset({"x-api-key", "authorization", "proxy-authorization", "cookie"})
-
-
-def mask_secret(value: str) -> str:
-    """``sk-ant-api03-...wxyz`` -> ``sk-ant-...wxyz``; short values -> ``***``."""
-    if not value:
-        return ""
-    if len(value) < 12:
-        return "***"
-    m = re.match(r"^((?:sk|ak|rk)-(?:[a-z]+-)?)", value)
-    prefix = m.group(1) if m else value[:3]
-    return f"{prefix}...{value[-4:]}"
 
 
 def mask_header(name: str, value: str) -> str:

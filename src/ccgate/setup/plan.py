@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from ccgate.config.secrets import mask
 from ccgate.setup.files import FileState, read_state
 from ccgate.setup.jsonedit import JsonDoc, JsonFileError
 from ccgate.setup.paths import ClaudePaths
@@ -141,13 +142,6 @@ def unified_diff(old: str, new: str, fromfile: str, tofile: str) -> str:
     """``diff -u`` output, with the "No newline at end of file" marker where it applies."""
     lines = difflib.unified_diff(old.splitlines(keepends=True), new.splitlines(keepends=True), fromfile, tofile)
     return "".join(line if line.endswith("\n") else line + "\n\\ No newline at end of file\n" for line in lines)
-
-
-def mask(secret: str) -> str:
-    """Enough of a secret to recognise it, never enough to use it."""
-    if len(secret) < 12:
-        return "****"
-    return f"{secret[:4]}…{secret[-4:]}"
 
 
 def normalize_gateway(url: str) -> str:
