@@ -105,6 +105,7 @@ def run(args: argparse.Namespace) -> int:
     config = uvicorn.Config(
         app, host=host, port=port, loop=loop, http="httptools", lifespan="on",
         access_log=False, log_config=None, log_level="warning", server_header=False,
+        proxy_headers=False,  # we never use the client address; skip X-Forwarded-* parsing
         timeout_keep_alive=75,
     )
     uvicorn.Server(config).run()
