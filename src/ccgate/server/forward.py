@@ -131,7 +131,11 @@ async def _relay(
         else:
             complete = True
         ex.finished = True
-        await send({"type": "http.response.body", "body": b"", "more_body": False})
+        if complete or ex.streaming:
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+        # else: a JSON body cut short by the upstream; ending without the final message makes
+        # the server close the connection, so the client sees a truncated response, not a
+        # well-formed but wrong one.
     finally:
         # A fully read response returns its connection to the pool; anything else (client
         # gone, upstream broken) closes it, which is what cancels the upstream request.
