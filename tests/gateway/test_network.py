@@ -127,6 +127,20 @@ def test_squid_offering_only_ntlm(
         assert_gateway_error(post(gw.url), 502, "407", "NTLM")
 
 
+def test_https_proxy_tls_to_the_proxy(
+    upstream: FakeAnthropic, gw_pki: LabPKI, gateway: GatewayFactory, gw_ca_file: Path, tmp_path: Path
+) -> None:
+    files = gw_pki.write_leaf(tmp_path / "proxy-tls")
+    (tmp_path / "proxy-tls").chmod(0o755)
+    with SquidProxy(mode="open", tls_cert=files.cert, tls_key=files.key) as proxy:
+        gw = gateway(authed_config(upstream.host_url(), gw_ca_file, proxy=proxy.tls_url))
+        assert post(gw.url).status_code == 200
+        # The proxy's own certificate is verified with the same trust settings.
+        other = LabPKI().write_ca(tmp_path, "other.pem")
+        bad = gateway(authed_config(upstream.host_url(), other, proxy=proxy.tls_url))
+        assert post(bad.url).status_code == 502
+
+
 def test_closed_proxy_port(upstream: FakeAnthropic, gateway: GatewayFactory, gw_ca_file: Path) -> None:
     port = free_port()
     gw = gateway(authed_config(upstream.host_url(), gw_ca_file, proxy=f"http://127.0.0.1:{port}"))

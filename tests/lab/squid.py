@@ -55,6 +55,10 @@ class SquidProxy:
     password: str = field(default=DEFAULT_PASSWORD, repr=False)
     deny_hosts: tuple[str, ...] = ("api.anthropic.com", "platform.claude.com")
     port: int = 0
+    # Also accept TLS-wrapped proxy connections (an https:// proxy URL) with this cert/key.
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    tls_port: int = 0
     workdir: Path = field(default_factory=Path)
     proc: subprocess.Popen[bytes] | None = field(default=None, repr=False)
 
@@ -63,6 +67,11 @@ class SquidProxy:
     def url(self) -> str:
         """Proxy URL without credentials."""
         return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def tls_url(self) -> str:
+        """``https://`` proxy URL (TLS to the proxy itself); needs ``tls_cert``/``tls_key``."""
+        return f"https://127.0.0.1:{self.tls_port}"
 
     def url_with_auth(self, username: str | None = None, password: str | None = None) -> str:
         """Proxy URL with percent-encoded credentials (default: the configured ones)."""
@@ -137,11 +146,21 @@ class SquidProxy:
         self.stop()
 
     # --- config -------------------------------------------------------------------------
+    def _tls_lines(self) -> list[str]:
+        if self.tls_cert is None or self.tls_key is None:
+            return []
+        if not self.tls_port:
+            self.tls_port = free_port()
+        for path in (self.tls_cert, self.tls_key):
+            chown(path, "proxy")
+        return [f"https_port 127.0.0.1:{self.tls_port} tls-cert={self.tls_cert} tls-key={self.tls_key}"]
+
     def _write_config(self) -> Path:
         d = self.workdir
         hosts = hosts_file(d)
         lines = [
             f"http_port 127.0.0.1:{self.port}",
+            *self._tls_lines(),
             f"pid_filename {d}/squid.pid",
             f"cache_log {d}/cache.log",
             f"access_log stdio:{d}/access.log squid",
