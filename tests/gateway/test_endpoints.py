@@ -4,6 +4,7 @@ observability and model routing."""
 from __future__ import annotations
 
 import json
+import socket
 from pathlib import Path
 
 import httpx
@@ -169,3 +170,16 @@ def test_readyz(upstream: FakeAnthropic, gateway: GatewayFactory, gw_ca_file: Pa
     r = httpx.get(down.url + "/readyz")
     assert r.status_code == 503
     assert "cannot connect" in json.dumps(r.json())
+
+
+def test_readyz_probe_is_bounded_when_provider_never_answers(
+    gateway: GatewayFactory, gw_ca_file: Path
+) -> None:
+    # The kernel completes the TCP handshake (listen backlog) but nothing ever answers; the
+    # provider's read timeout is 300 s, so only the probe's own bound can end this.
+    with socket.create_server(("127.0.0.1", 0)) as silent:
+        port = silent.getsockname()[1]
+        gw = gateway(authed_config(f"https://127.0.0.1:{port}", gw_ca_file))
+        r = httpx.get(gw.url + "/readyz", timeout=30)
+    assert r.status_code == 503
+    assert "timed out" in r.json()["providers"]["anthropic"]["error"]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 
 from ccgate.config.load import load_config
@@ -18,15 +17,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ccgate.cli.serve import describe
-    from ccgate.upstream.proxy_env import ProxyURLError, resolve_proxy
 
     try:
         loaded = load_config(args.config)
-        for provider in loaded.config.providers:
-            try:
-                resolve_proxy(provider.base_url, provider.proxy, os.environ)
-            except ProxyURLError as exc:
-                raise ConfigError(f"proxy for provider {provider.name!r}: {exc}") from None
     except ConfigError as exc:
         print(f"ccgate: config error: {exc}", file=sys.stderr)
         return 1

@@ -10,6 +10,7 @@ import sys
 
 from ccgate.config.load import LoadedConfig, load_config
 from ccgate.errors import ConfigError
+from ccgate.upstream.proxy_env import resolve_proxy
 
 UNSAFE_FLAG = "--dangerously-allow-unauthenticated"
 
@@ -47,8 +48,6 @@ def exposure_problem(loaded: LoadedConfig, host: str, allow: bool) -> str | None
 
 
 def describe(loaded: LoadedConfig, host: str, port: int) -> list[str]:
-    from ccgate.upstream.proxy_env import resolve_proxy
-
     lines = [f"ccgate listening on http://{host}:{port} (config: {loaded.source})"]
     for provider in loaded.config.providers:
         decision = resolve_proxy(provider.base_url, provider.proxy, os.environ)
@@ -66,13 +65,6 @@ def describe(loaded: LoadedConfig, host: str, port: int) -> list[str]:
 def run(args: argparse.Namespace) -> int:
     try:
         loaded = load_config(args.config)
-        from ccgate.upstream.proxy_env import ProxyURLError, resolve_proxy
-
-        for provider in loaded.config.providers:
-            try:
-                resolve_proxy(provider.base_url, provider.proxy, os.environ)
-            except ProxyURLError as exc:
-                raise ConfigError(f"proxy for provider {provider.name!r}: {exc}") from None
     except ConfigError as exc:
         print(f"ccgate: config error: {exc}", file=sys.stderr)
         return 2

@@ -19,10 +19,10 @@ import msgspec
 import platformdirs
 import yaml
 
-from ccgate.config.model import ClientToken, Config, Provider, ResolvedSecrets
+from ccgate.config.model import Config, Provider, ResolvedSecrets
 from ccgate.config.secrets import Secret, resolve_secret
 from ccgate.errors import ConfigError
-from ccgate.upstream.proxy_env import DIRECT, ProxyURLError, parse_proxy_url
+from ccgate.upstream.proxy_env import DIRECT, ProxyURLError, parse_proxy_url, resolve_proxy
 
 CONFIG_ENV = "CCGATE_CONFIG"
 FILE_NAME = "ccgate.yaml"
@@ -123,9 +123,7 @@ def _check_provider(provider: Provider, where: str) -> None:
         value = getattr(provider.tls, field)
         if value is not None and not Path(value).expanduser().is_file():
             raise ConfigError(f"{where}.tls.{field}: file not found: {value}")
-    if (provider.tls.client_cert is None) != (provider.tls.client_key is None) and (
-        provider.tls.client_key is not None
-    ):
+    if provider.tls.client_key and not provider.tls.client_cert:
         raise ConfigError(f"{where}.tls.client_key: client_key needs client_cert")
 
 
@@ -179,6 +177,11 @@ def load_config(explicit: str | None = None, env: Mapping[str, str] | None = Non
         origin, base = str(path), path.parent
         config = parse_config(text, origin)
     check_semantics(config, origin)
+    for provider in config.providers:
+        try:  # the proxy the environment names for this provider must be usable too
+            resolve_proxy(provider.base_url, provider.proxy, env)
+        except ProxyURLError as exc:
+            raise ConfigError(f"proxy for provider {provider.name!r}: {exc}") from None
     secrets = resolve_secrets(config, origin, env, base)
     return LoadedConfig(config=config, secrets=secrets, path=path)
 
@@ -193,4 +196,4 @@ def route_model(config: Config, model: str) -> tuple[Provider, str]:
     return config.providers[0], model
 
 
-__all__ = ["ClientToken", "LoadedConfig", "load_config", "route_model"]
+__all__ = ["LoadedConfig", "find_config_file", "load_config", "route_model"]

@@ -17,6 +17,7 @@ from ccgate.doctor.inputs import Inputs, is_anthropic_host, preflight_reason
 from ccgate.doctor.mask import mask_url_userinfo
 from ccgate.doctor.model import DoctorOptions, Finding, Severity, finding
 from ccgate.upstream.proxy_env import (
+    CLAUDE_CODE_PROXY_VARS,
     DIRECT,
     ProxySpec,
     ProxyURLError,
@@ -25,7 +26,7 @@ from ccgate.upstream.proxy_env import (
     parse_proxy_url,
 )
 
-CLAUDE_PROXY_VARS = ("https_proxy", "HTTPS_PROXY", "http_proxy", "HTTP_PROXY")
+CLAUDE_PROXY_VARS = CLAUDE_CODE_PROXY_VARS
 CA_VARS = ("NODE_EXTRA_CA_CERTS",)
 
 

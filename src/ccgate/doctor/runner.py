@@ -38,6 +38,7 @@ from ccgate.doctor.model import (
 from ccgate.doctor.net import Deadline, HttpResponse
 from ccgate.doctor.probe import Env, Walk, fetch
 from ccgate.doctor.tlscheck import trust_context
+from ccgate.upstream.proxy_env import PROXY_VARS
 
 DEFAULT_CLAUDE_VERSION = "2.1.330"
 
@@ -337,8 +338,7 @@ def _secrets(inputs: Inputs, options: DoctorOptions) -> list[str]:
     for var in ("ANTHROPIC_API_KEY", "ANTHROPIC_AUTH_TOKEN"):
         if inputs.env.get(var):
             out.append(inputs.env[var])
-    for value in [options.proxy or "", *(inputs.env.get(v, "") for v in (
-            "https_proxy", "HTTPS_PROXY", "http_proxy", "HTTP_PROXY", "ALL_PROXY", "all_proxy"))]:
+    for value in [options.proxy or "", *(inputs.env.get(v, "") for v in PROXY_VARS)]:
         if "@" in value and "://" in value:
             userinfo = value.split("://", 1)[1].rsplit("@", 1)[0]
             if ":" in userinfo:

@@ -9,7 +9,6 @@ Anthropic envelope through ``send_error``; nothing else writes an error body.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
@@ -282,4 +281,4 @@ class Gateway:
         return 200, len(body)
 
 
-__all__ = ["Gateway", "asyncio"]
+__all__ = ["Gateway"]

@@ -33,7 +33,12 @@ from ccgate.config.secrets import mask
 from ccgate.setup.files import FileState, read_state
 from ccgate.setup.jsonedit import JsonDoc, JsonFileError
 from ccgate.setup.paths import ClaudePaths
-from ccgate.upstream.proxy_env import no_proxy_matches
+from ccgate.upstream.proxy_env import (
+    CLAUDE_CODE_PROXY_VARS,
+    NO_PROXY_VARS,
+    no_proxy_matches,
+    split_no_proxy,
+)
 
 __all__ = [
     "DEFAULT_GATEWAY",
@@ -52,8 +57,8 @@ __all__ = [
 
 DEFAULT_GATEWAY = "http://127.0.0.1:4545"
 PLACEHOLDER_TOKEN = "ccgate-local"
-PROXY_VARS = ("https_proxy", "HTTPS_PROXY", "http_proxy", "HTTP_PROXY")
-NO_PROXY_VARS = ("NO_PROXY", "no_proxy")
+# Claude Code's proxy variables (it does not read ALL_PROXY).
+PROXY_VARS = CLAUDE_CODE_PROXY_VARS
 MODEL_VARS = {
     "model": "ANTHROPIC_MODEL",
     "haiku": "ANTHROPIC_DEFAULT_HAIKU_MODEL",
@@ -168,10 +173,6 @@ def normalize_gateway(url: str) -> str:
 
 
 # -- NO_PROXY, Claude Code's rules -----------------------------------------------------------
-
-
-def split_no_proxy(value: str) -> list[str]:
-    return [e for e in re.split(r"[\s,]+", value.strip()) if e]
 
 
 def no_proxy_covers(entries: Iterable[str], host: str, port: int | None = None) -> str | None:

@@ -10,13 +10,8 @@ import os
 import sys
 from collections.abc import Mapping
 
-from ccgate.setup.plan import (
-    NO_PROXY_VARS,
-    PROXY_VARS,
-    gateway_hosts,
-    no_proxy_covers,
-    split_no_proxy,
-)
+from ccgate.setup.plan import PROXY_VARS, gateway_hosts, no_proxy_covers
+from ccgate.upstream.proxy_env import NO_PROXY_VARS, split_no_proxy
 
 __all__ = ["SHELLS", "detect_shell", "env_assignments", "render"]
 

@@ -25,7 +25,8 @@ from urllib.parse import urlsplit
 import aiohttp
 import certifi
 
-from ccgate.setup.plan import NO_PROXY_VARS, PROXY_VARS, no_proxy_covers
+from ccgate.setup.plan import PROXY_VARS, no_proxy_covers
+from ccgate.upstream.proxy_env import NO_PROXY_VARS
 
 __all__ = ["VerifyResult", "VerifyStep", "claude_route", "verify_gateway", "verify_with_doctor"]
 

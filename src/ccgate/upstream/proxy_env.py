@@ -23,7 +23,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from urllib.parse import SplitResult, unquote, urlsplit
 
-PROXY_VARS = ("https_proxy", "HTTPS_PROXY", "http_proxy", "HTTP_PROXY", "all_proxy", "ALL_PROXY")
+# What Claude Code reads, in its order; ccgate also falls back to ALL_PROXY (curl's name).
+CLAUDE_CODE_PROXY_VARS = ("https_proxy", "HTTPS_PROXY", "http_proxy", "HTTP_PROXY")
+PROXY_VARS = (*CLAUDE_CODE_PROXY_VARS, "all_proxy", "ALL_PROXY")
 NO_PROXY_VARS = ("no_proxy", "NO_PROXY")
 SUPPORTED_SCHEMES = ("http", "https", "socks5", "socks5h")
 DEFAULT_PORTS = {"http": 80, "https": 443, "socks5": 1080, "socks5h": 1080}
@@ -126,11 +128,16 @@ def env_proxy_value(env: Mapping[str, str]) -> tuple[str, str] | None:
     return None
 
 
+def split_no_proxy(value: str) -> list[str]:
+    """NO_PROXY entries: separated by commas and/or whitespace."""
+    return [e for e in re.split(r"[\s,]+", value.strip()) if e]
+
+
 def no_proxy_entries(env: Mapping[str, str]) -> tuple[str, list[str]] | None:
     for name in NO_PROXY_VARS:
         value = env.get(name)
         if value is not None and value.strip():
-            return name, [e for e in value.replace(" ", ",").split(",") if e]
+            return name, split_no_proxy(value)
     return None
 
 

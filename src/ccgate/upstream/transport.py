@@ -114,7 +114,8 @@ class UpstreamTransport:
         return {"x-api-key": key}
 
     async def send(
-        self, method: str, path_and_query: str, headers: list[tuple[str, str]], body: bytes
+        self, method: str, path_and_query: str, headers: list[tuple[str, str]], body: bytes,
+        *, timeout: float | None = None,
     ) -> aiohttp.ClientResponse:
         """Send one request; the caller must release the response. Raises UpstreamError."""
         assert self._session is not None, "transport not started"
@@ -125,6 +126,7 @@ class UpstreamTransport:
                 headers=headers,
                 data=body if body else None,
                 allow_redirects=False,
+                timeout=aiohttp.ClientTimeout(total=timeout) if timeout else self._session.timeout,
                 **self._request_proxy,
             )
         except _TRANSPORT_ERRORS as exc:
@@ -141,7 +143,7 @@ class UpstreamTransport:
     async def probe(self, timeout: float = 5.0) -> str | None:
         """Reach the provider once; None when any HTTP answer came back, else why not."""
         try:
-            response = await self.send("HEAD", "/", [], b"")
+            response = await self.send("HEAD", "/", [], b"", timeout=timeout)
         except UpstreamError as err:
             return err.message
         response.release()
