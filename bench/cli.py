@@ -37,6 +37,29 @@ def main(argv: list[str] | None = None) -> int:
                    help="first wait up to SECONDS for other processes to leave the CPUs "
                         "(<15%% busy); the run records how busy they were either way")
     r.add_argument("--no-docs", action="store_true", help="do not update docs/benchmarks.md")
+    r.add_argument("--translated", action=argparse.BooleanOptionalAction, default=True,
+                   help="run the translation lanes (kind: openai-compatible; default on)")
+    p = sub.add_parser("peers", help="ccgate next to LiteLLM, claude-code-router, "
+                       "claude-code-proxy and the bare floor relay (installs them under "
+                       "bench/.peers/; full: ~20 minutes)")
+    p.add_argument("--only", help="comma-separated gateways (default: all): "
+                   "ccgate,floor,litellm,claude-code-router,claude-code-proxy")
+    p.add_argument("--quick", action="store_true",
+                   help="1 round, c=1 and 32 only, 20 open streams, no docs, no plot")
+    p.add_argument("--seconds", type=int, help="seconds per wrk round (default 1)")
+    p.add_argument("--rounds", type=int, help="alternating rounds per lane (default 3)")
+    p.add_argument("--sweep", default=None,
+                   help="concurrencies for the Claude Code lanes (default 1,8,32,64)")
+    p.add_argument("--streams-open", type=int, default=None,
+                   help="slow streams held open for the memory lane (default 200)")
+    p.add_argument("--large-body", choices=["auto", "capture", "synthetic"], default="auto")
+    p.add_argument("--capture-mode", choices=["interactive", "print"], default="interactive")
+    p.add_argument("--no-install", action="store_true", help="fail instead of installing")
+    p.add_argument("--no-trace", action="store_true", help="skip the strace connect() check")
+    p.add_argument("--out", type=Path, help="results JSON (default bench/results/peers.json)")
+    p.add_argument("--no-docs", action="store_true", help="do not update docs/benchmarks.md")
+    p.add_argument("--no-plot", action="store_true", help="do not draw the PNG")
+    p.add_argument("--wait-quiet", type=int, default=0, metavar="SECONDS")
     c = sub.add_parser("capture", help="(re)capture the Claude Code request only")
     c.add_argument("--capture-mode", choices=["interactive", "print"], default="interactive")
     args = ap.parse_args(argv)
@@ -51,6 +74,9 @@ def main(argv: list[str] | None = None) -> int:
             meta = capture.capture(Path(tmp), mode=args.capture_mode)
         print(json.dumps(meta, indent=2))
         return 0
+
+    if args.cmd == "peers":
+        return _peers(args, argv, ap)
 
     quick = args.quick
     floor = args.floor if args.floor is not None else ("" if quick else "uvicorn,aiohttp")
@@ -67,9 +93,46 @@ def main(argv: list[str] | None = None) -> int:
         docs=not (args.no_docs or quick),
         quick=quick,
         wait_quiet=args.wait_quiet,
+        translated=args.translated,
         command=bench_run.command_line(argv),
     )
     bad = [f for f in opts.floor if f not in ("uvicorn", "aiohttp")]
     if bad:
         ap.error(f"unknown floor relay(s): {', '.join(bad)}")
     return bench_run.main(opts)
+
+
+def _peers(args: argparse.Namespace, argv: list[str], ap: argparse.ArgumentParser) -> int:
+    from bench import peers
+
+    quick = args.quick
+    only = tuple(x for x in (args.only or ",".join(peers.PEERS)).split(",") if x)
+    bad = [x for x in only if x not in peers.PEERS]
+    if bad:
+        ap.error(f"unknown gateway(s): {', '.join(bad)}; known: {', '.join(peers.PEERS)}")
+    if "ccgate" in only:  # ccgate first: the other columns are compared with it
+        only = ("ccgate", *(x for x in only if x != "ccgate"))
+    sweep = tuple(int(x) for x in (args.sweep or ("1,32" if quick else "1,8,32,64")).split(","))
+    if 1 not in sweep or 32 not in sweep:
+        ap.error("--sweep must include 1 and 32")
+    base = bench_run.Options(
+        seconds=args.seconds or 1,
+        rounds=args.rounds or (1 if quick else 3),
+        warmup=0 if quick else 1,
+        floor=(),
+        large_body=args.large_body,
+        capture_mode=args.capture_mode,
+        quick=quick,
+        wait_quiet=args.wait_quiet,
+        command=bench_run.command_line(argv),
+    )
+    po = peers.PeerOptions(
+        base=base, only=only, sweep=sweep,
+        streams_open=args.streams_open if args.streams_open is not None else (
+            20 if quick else 200),
+        install=not args.no_install, trace=not args.no_trace,
+        out=args.out or RESULTS / ("peers-quick.json" if quick else "peers.json"),
+        plot=None if (args.no_plot or quick) else peers.PLOT,
+    )
+    return peers.main(po, docs=not (args.no_docs or quick))
+

@@ -1,7 +1,9 @@
 """The floor: a bare relay with no auth, logging, metrics or validation.
 
 What any Python gateway on this path costs at least: read the body, swap the credential, POST it
-upstream over a pooled keep-alive aiohttp session, send the answer back. Two servers, same client:
+upstream over a pooled keep-alive aiohttp session, send the answer back: whole for JSON, and
+for an event stream piece by piece as it arrives (one read, one write; nothing parsed).
+Two servers, same client:
   python bench/relay_floor.py --server uvicorn --port P --upstream http://127.0.0.1:U
   python bench/relay_floor.py --server aiohttp --port P --upstream http://127.0.0.1:U
 """
@@ -18,6 +20,8 @@ HOP = {"host", "connection", "keep-alive", "transfer-encoding", "content-length"
        "trailer", "upgrade", "proxy-authorization", "proxy-connection", "x-api-key",
        "authorization", "content-encoding"}
 KEY = "sk-ant-api03-bench-upstream-key-0123456789abcdef"  # = bench.gateway.UPSTREAM_KEY
+# Both credential headers: the bench upstreams take x-api-key (Anthropic) or Bearer (OpenAI).
+CREDENTIAL = {"x-api-key": KEY, "authorization": f"Bearer {KEY}"}
 
 
 def session() -> aiohttp.ClientSession:
@@ -36,14 +40,20 @@ def asgi_app(upstream: str) -> Any:
             msg = await receive()
             body, more = body + msg.get("body", b""), msg.get("more_body", False)
         headers = {k.decode(): v.decode() for k, v in scope["headers"] if k.decode() not in HOP}
-        headers["x-api-key"] = KEY
+        headers.update(CREDENTIAL)
         qs = scope["query_string"].decode()
         url = upstream + scope["path"] + ("?" + qs if qs else "")
         s = state.get("s") or state.setdefault("s", session())
         async with s.post(url, data=body, headers=headers) as r:
-            data = await r.read()
             out = [(k.lower().encode(), v.encode()) for k, v in r.headers.items()
                    if k.lower() not in HOP]
+            if r.content_type == "text/event-stream":
+                await send({"type": "http.response.start", "status": r.status, "headers": out})
+                async for chunk in r.content.iter_any():
+                    await send({"type": "http.response.body", "body": chunk, "more_body": True})
+                await send({"type": "http.response.body", "body": b""})
+                return
+            data = await r.read()
             await send({"type": "http.response.start", "status": r.status, "headers": out})
             await send({"type": "http.response.body", "body": data})
 
@@ -57,13 +67,20 @@ async def aiohttp_main(upstream: str, port: int) -> None:
 
     s = session()
 
-    async def relay(request: web.Request) -> web.Response:
+    async def relay(request: web.Request) -> web.StreamResponse:
         body = await request.read()
         headers = {k: v for k, v in request.headers.items() if k.lower() not in HOP}
-        headers["x-api-key"] = KEY
+        headers.update(CREDENTIAL)
         async with s.post(upstream + request.path_qs, data=body, headers=headers) as r:
-            data = await r.read()
             out = {k: v for k, v in r.headers.items() if k.lower() not in HOP}
+            if r.content_type == "text/event-stream":
+                resp = web.StreamResponse(status=r.status, headers=out)
+                await resp.prepare(request)
+                async for chunk in r.content.iter_any():
+                    await resp.write(chunk)
+                await resp.write_eof()
+                return resp
+            data = await r.read()
             return web.Response(status=r.status, body=data, headers=out)
 
     app = web.Application(client_max_size=64 * 1024 * 1024)

@@ -12,31 +12,24 @@ from __future__ import annotations
 import json
 import os
 import shlex
-import statistics
-import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench import capture, wrk
+from bench import capture, translated, wrk
 from bench.common import (
-    LOOPBACK,
     REPO,
-    RESULTS,
     BenchError,
     cpu_busy_pct,
-    free_port,
     http,
     machine,
     rss_kb,
-    stop,
-    wait_http,
 )
-from bench.gateway import CLIENT_TOKEN, UPSTREAM_KEY, Ccgate
+from bench.gateway import CLIENT_TOKEN, UPSTREAM_KEY, Ccgate, metric_counts
+from bench.lanes import Floor, Options, Request, lane, median, warm
 from bench.upstream import MESSAGE_BYTES, SSE_BYTES, SSE_HEADER, Nginx
 
 DOCS = REPO / "docs" / "benchmarks.md"
@@ -62,34 +55,6 @@ BASE_HEADERS = {
     "content-type": "application/json",
     "anthropic-version": "2023-06-01",
 }
-
-
-@dataclass
-class Options:
-    seconds: int = 1
-    rounds: int = 5
-    warmup: int = 1
-    threads: int = 1
-    concurrency: int = 32
-    floor: tuple[str, ...] = ("uvicorn", "aiohttp")
-    large_body: str = "auto"  # auto | capture | synthetic
-    capture_mode: str = "interactive"
-    out: Path = RESULTS / "latest.json"
-    docs: bool = True
-    quick: bool = False
-    wait_quiet: int = 0  # seconds to wait for other processes to leave the CPUs idle
-    command: str = ""
-    log: Any = field(default=print)
-
-
-@dataclass
-class Request:
-    name: str
-    body: bytes
-    headers: dict[str, str]
-    source: str
-    tools: int
-    meta: dict[str, Any] = field(default_factory=dict)
 
 
 def synthetic_large() -> Request:
@@ -161,79 +126,6 @@ def _is_stream(req: Request) -> bool:
         return False
 
 
-def _cpu_ticks(pid: int) -> int:
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return 0
-    return int(fields[11]) + int(fields[12])  # utime + stime
-
-
-class Floor:
-    """bench/relay_floor.py as a subprocess."""
-
-    def __init__(self, server: str, upstream: str, workdir: Path) -> None:
-        self.server = server
-        self.port = free_port()
-        self.url = f"http://{LOOPBACK}:{self.port}"
-        script = Path(__file__).resolve().parent / "relay_floor.py"
-        self.proc: subprocess.Popen[bytes] | None = subprocess.Popen(
-            [sys.executable, str(script), "--server", server, "--port", str(self.port),
-             "--upstream", upstream],
-            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-            stderr=(workdir / f"floor-{server}.log").open("wb"))
-        try:
-            wait_http(self.url + "/", self.proc, what=f"floor relay ({server})")
-        except BenchError:
-            self.stop()
-            raise
-
-    @property
-    def pid(self) -> int:
-        assert self.proc is not None
-        return self.proc.pid
-
-    def stop(self) -> None:
-        stop(self.proc)
-
-
-def _lane(opts: Options, label: str, url: str, req_file: Path, size: str, conns: int,
-          pid: int | None = None) -> dict[str, Any]:
-    ticks0 = _cpu_ticks(pid) if pid else 0
-    t0 = time.monotonic()
-    result = wrk.run(url, req_file, conns, opts.seconds, opts.threads)
-    wall = time.monotonic() - t0
-    result.update(target=label, request=size)
-    if pid:
-        hz = os.sysconf("SC_CLK_TCK")
-        result["cpu_pct"] = round(100.0 * (_cpu_ticks(pid) - ticks0) / hz / wall, 1)
-    lat = result["latency_us"]
-    opts.log(f"  {label:<14} {size:<6} c={conns:<3} {result['rps']:>10,.0f} req/s  "
-             f"p50 {lat['p50'] / 1000:.3f} ms  p99 {lat['p99'] / 1000:.3f} ms  "
-             f"errors {result['error_total']}" +
-             (f"  cpu {result['cpu_pct']}%" if "cpu_pct" in result else ""))
-    return result
-
-
-def _median(runs: list[dict[str, Any]]) -> dict[str, Any]:
-    """One lane from several rounds: medians of req/s and of each latency statistic."""
-    if len(runs) == 1:
-        return runs[0]
-    out = dict(runs[0])
-    out["rounds"] = [{"rps": r["rps"], "p50_us": r["latency_us"]["p50"],
-                      "p99_us": r["latency_us"]["p99"], "errors": r["error_total"]}
-                     for r in runs]
-    out["rps"] = statistics.median(r["rps"] for r in runs)
-    out["latency_us"] = {k: statistics.median(r["latency_us"][k] for r in runs)
-                         for k in runs[0]["latency_us"]}
-    for k in ("requests", "bytes", "duration_us", "error_total"):
-        out[k] = sum(r[k] for r in runs)
-    out["errors"] = {k: sum(r["errors"][k] for r in runs) for k in runs[0]["errors"]}
-    if all("cpu_pct" in r for r in runs):
-        out["cpu_pct"] = statistics.median(r["cpu_pct"] for r in runs)
-    return out
-
-
 def _check_answer(what: str, url: str, req: Request, key: str, stream: bool) -> None:
     status, body = http("POST", url + "/v1/messages?beta=true", req.body,
                         _with(req.headers, key, stream))
@@ -241,11 +133,6 @@ def _check_answer(what: str, url: str, req: Request, key: str, stream: bool) -> 
     if status != 200 or body != expected:
         raise BenchError(f"{what}: {req.name} request answered {status} with "
                          f"{body[:300]!r} instead of the fixed {'stream' if stream else 'message'}")
-
-
-def _warm(opts: Options, url: str, req_file: Path) -> None:
-    if opts.warmup > 0:
-        wrk.run(url, req_file, opts.concurrency, opts.warmup, opts.threads)
 
 
 def run(opts: Options) -> dict[str, Any]:
@@ -317,26 +204,32 @@ def run(opts: Options) -> dict[str, Any]:
                 *((f"floor-{f.server}", f.url, "direct", f.pid) for f in floors),
             ]
             access_before = gateway.access_lines()
-            metrics_before = _metric_counts(gateway.metrics())
+            metrics_before = metric_counts(gateway.metrics())
             for r in requests:
                 for _label, url, cred, _pid in targets[1:]:
-                    _warm(opts, url, files[(r.name, cred)])
+                    warm(opts, url, files[(r.name, cred)])
                 for conns in (1, opts.concurrency):
                     # All targets alternate, round after round: slow drifts on a shared
                     # machine hit every side alike; each lane reports its median round.
                     runs: dict[str, list[dict[str, Any]]] = {t[0]: [] for t in targets}
                     for _ in range(opts.rounds):
                         for label, url, cred, pid in targets:
-                            runs[label].append(_lane(opts, label, url, files[(r.name, cred)],
+                            runs[label].append(lane(opts, label, url, files[(r.name, cred)],
                                                      r.name, conns, pid=pid))
-                    lanes += [_median(v) for v in runs.values()]
+                    lanes += [median(v) for v in runs.values()]
             time.sleep(0.5)
             rss_load = rss_kb(gateway.pid)
-            metrics_after = _metric_counts(gateway.metrics())
+            metrics_after = metric_counts(gateway.metrics())
             access_after = gateway.access_lines()
             if gateway.proc is not None and gateway.proc.poll() is not None:
                 raise BenchError(f"ccgate died during the run: {gateway.stderr_tail()}")
             results["floor_rss"] = {f"floor-{f.server}": rss_kb(f.pid) for f in floors}
+            for f in floors:
+                f.stop()
+            gateway.stop()
+            if opts.translated:
+                opts.log("translated lanes (Anthropic in, OpenAI out):")
+                results["translated"] = translated.run(opts, workdir, large, nginx)
         finally:
             for f in floors:
                 f.stop()
@@ -360,20 +253,11 @@ def run(opts: Options) -> dict[str, Any]:
     }
     results["summary"] = _summary(results, opts.concurrency)
     results["targets"] = _targets(results["summary"], rss_idle)
+    if "translated" in results:
+        results["targets"] += translated.targets(results["translated"])
     results["loadavg_after"] = os.getloadavg()
     results["elapsed_seconds"] = round(time.monotonic() - started, 1)
     return results
-
-
-def _metric_counts(text: str) -> dict[str, float]:
-    out: dict[str, float] = {}
-    for line in text.splitlines():
-        if line.startswith("ccgate_requests_total{") and 'route="messages"' in line:
-            labels, value = line.rsplit(" ", 1)
-            status = labels.split('status="', 1)[1].split('"', 1)[0] if 'status="' in labels \
-                else "?"
-            out[status] = out.get(status, 0.0) + float(value)
-    return out
 
 
 def _find(lanes: list[dict[str, Any]], target: str, size: str, conns: int) -> dict[str, Any]:
@@ -419,7 +303,7 @@ def _targets(summary: dict[str, Any], rss_idle: dict[str, Any]) -> list[dict[str
     for key, desc, limit, unit, higher in TARGETS:
         value = measured[key]
         ok = value >= limit if higher else value <= limit
-        out.append({"key": key, "target": desc, "limit": limit, "unit": unit,
+        out.append({"key": key, "issue": 2, "target": desc, "limit": limit, "unit": unit,
                     "op": ">=" if higher else "<=", "measured": value, "pass": ok})
     return out
 
@@ -473,12 +357,16 @@ def tables(results: dict[str, Any]) -> str:
                 lines.append(f"| {name} | {title} | {_ms(g['p50_ms'])} ms "
                              f"| {_ms(g['added_p50_ms'])} ms | {_ms(g['added_p99_ms'])} ms "
                              f"| {g['rps']:,.0f} |")
-    lines += ["", "| target (issue 2) | limit | measured | result |", "|---|--:|--:|---|"]
+    if "translated" in results:
+        lines += ["", translated.tables(results["translated"], c)]
+    lines += ["", "| target | issue | limit | measured | result |", "|---|--:|--:|--:|---|"]
     for t in results["targets"]:
         fmt = (lambda v: f"{v:,.0f}") if t["unit"] == "req/s" else (
             (lambda v: f"{v:.3f}") if t["unit"] == "ms" else (lambda v: f"{v:.1f}"))
-        lines.append(f"| {t['target']} | {t['op']} {fmt(t['limit'])} {t['unit']} "
-                     f"| {fmt(t['measured'])} {t['unit']} | {'PASS' if t['pass'] else 'FAIL'} |")
+        unit = "µs" if t["unit"] == "us" else t["unit"]
+        lines.append(f"| {t['target']} | #{t.get('issue', 2)} | {t['op']} {fmt(t['limit'])} "
+                     f"{unit} | {fmt(t['measured'])} {unit} "
+                     f"| {'PASS' if t['pass'] else 'FAIL'} |")
     return "\n".join(lines)
 
 
@@ -558,6 +446,11 @@ def main(opts: Options) -> int:
     problems = []
     if results["checks"]["ccgate_errors"] or results["checks"]["direct_errors"]:
         problems.append("wrk saw errors (see lanes in the JSON)")
+    tr = results.get("translated", {}).get("checks")
+    if tr and (tr["ccgate_errors"] or tr["direct_errors"]):
+        problems.append("wrk saw errors in the translated lanes (see translated.lanes)")
+    if tr and any(k not in ("200", "499") for k in tr["metrics_messages_by_status"]):
+        problems.append("translated ccgate answered something other than 200 on /v1/messages")
     # 499 = wrk closed a connection with a request in flight when a lane's time was up.
     if any(k not in ("200", "499") for k in results["checks"]["metrics_messages_by_status"]):
         problems.append("ccgate answered something other than 200 on /v1/messages")

@@ -96,6 +96,7 @@ http {{
             add_header cache-control no-cache always;
             return 200 '{sse}';
         }}
+{extra}
         location / {{
             default_type application/json;
             return 404 '{{"type":"error","error":{{"type":"not_found_error","message":"bench"}}}}';
@@ -124,6 +125,9 @@ class Nginx:
         self.dir.mkdir(parents=True, exist_ok=True)
         # Workers drop to an unprivileged user when started as root: let them read the dir.
         os.chmod(self.dir, 0o755)
+        # ... and reach it (the static stream files) through the temporary parent directory.
+        parent = self.dir.parent
+        os.chmod(parent, parent.stat().st_mode | 0o711)
         body = MESSAGE_BYTES.decode()
         sse = SSE_BYTES.decode()
         bad = [t for t in (body, sse, self.api_key) if any(c in t for c in "'$\\")]
@@ -131,7 +135,7 @@ class Nginx:
             raise BenchError("fixed answers and key must not contain ' $ or \\ (nginx string)")
         conf = self.dir / "nginx.conf"
         conf.write_text(_CONF.format(d=self.dir, host=LOOPBACK, port=self.port, body=body, sse=sse,
-                                     key=self.api_key))
+                                     key=self.api_key, extra=self._more_locations()))
         self.proc = subprocess.Popen(
             [exe, "-p", str(self.dir), "-c", str(conf), "-e", str(self.dir / "error.log")],
             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
@@ -143,6 +147,53 @@ class Nginx:
             err = self.proc.stderr.read().decode(errors="replace") if self.proc.stderr else ""
             raise BenchError(f"{e}: {err.strip()}") from None
         return self
+
+    def _more_locations(self) -> str:
+        """OpenAI Chat Completions answers (translated lanes) and path-selected streams.
+
+        Paths, for gateways that do not forward the x-bench-response header:
+          /v1/chat/completions         fixed chat.completion JSON (Bearer key)
+          /sse/v1/chat/completions     the same answer as a short chunk stream
+          /sse500/v1/chat/completions  500 text chunks, finish, usage, [DONE] (static file)
+          /sse/v1/messages             the fixed Anthropic SSE answer
+          /sse500/v1/messages          500 Anthropic text deltas (static file)
+        Static files go through `error_page 405` because nginx's static handler refuses POST.
+        """
+        from bench import streams
+
+        inline = {"json": streams.CHAT_COMPLETION_BYTES.decode(),
+                  "oaisse": streams.OAI_SHORT_SSE.decode()}
+        for name, data in (("oai500.sse", streams.OAI_LONG_SSE),
+                           ("anth500.sse", streams.ANTH_LONG_SSE)):
+            (self.dir / name).write_bytes(data)
+        if any(c in t for t in inline.values() for c in "'$\\") or \
+                any(len(t) > 4000 for t in inline.values()):
+            raise BenchError("inline OpenAI answers must be < 4000 bytes without ' $ or \\")
+        bearer = f"Bearer {self.api_key}"
+        auth_oai = (f'if ($http_authorization != "{bearer}") {{ return 401 '
+                    "'{\"error\":{\"message\":\"bench upstream: wrong key\","
+                    "\"type\":\"invalid_request_error\"}}'; }")
+        auth_anth = (f'if ($http_x_api_key != "{self.api_key}") {{ return 401 '
+                     "'{\"type\":\"error\",\"error\":{\"type\":\"authentication_error\","
+                     "\"message\":\"bench upstream: wrong key\"}}'; }")
+        sse = "types { } default_type text/event-stream;"
+        out = [
+            f"location = /v1/chat/completions {{ {auth_oai} default_type application/json; "
+            f"return 200 '{inline['json']}'; }}",
+            f"location = /sse/v1/chat/completions {{ {auth_oai} default_type text/event-stream; "
+            f"return 200 '{inline['oaisse']}'; }}",
+            f"location = /sse/v1/messages {{ {auth_anth} default_type text/event-stream; "
+            f"add_header request-id req_bench_static always; "
+            f"return 200 '{SSE_BYTES.decode()}'; }}",
+        ]
+        for path, name, auth in (("/sse500/v1/chat/completions", "oai500.sse", auth_oai),
+                                 ("/sse500/v1/messages", "anth500.sse", auth_anth)):
+            out += [
+                f"location = {path} {{ {auth} {sse} error_page 405 =200 /__{name}; "
+                f"alias {self.dir / name}; }}",
+                f"location = /__{name} {{ internal; {sse} alias {self.dir / name}; }}",
+            ]
+        return "\n".join("        " + line for line in out)
 
     def stop(self) -> None:
         stop(self.proc)

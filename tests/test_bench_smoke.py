@@ -1,8 +1,11 @@
 """Smoke test for the benchmark machinery (bench/, docs/benchmarks.md).
 
-Runs `python -m bench run --quick` (1 s lanes, no warm-up, no floor relays, no docs update)
-and checks that it produced well-formed results and that ccgate answered only 200s. It makes
-no assertion about speed: speed is proven by the full bench, never in a timed unit test.
+Runs `python -m bench run --quick` once (1 s lanes, one round, no warm-up, no docs update; here
+with the uvicorn floor relay so its code paths run too) and checks that it produced
+well-formed results for every lane: passthrough, translated (Anthropic in, OpenAI out) and the
+500-chunk streams, that ccgate answered only 200s and that every translated answer was a valid
+Anthropic message or stream. It makes no assertion about speed: speed is proven by the full
+bench, never in a timed unit test.
 """
 
 from __future__ import annotations
@@ -18,13 +21,21 @@ import pytest
 REPO = Path(__file__).resolve().parent.parent
 
 
+def _translation_available() -> bool:
+    try:
+        import ccgate.server.translated  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
 def _run_quick(tmp_path: Path, *extra: str) -> dict:
     out = tmp_path / "quick.json"
     docs = REPO / "docs" / "benchmarks.md"
     before = docs.read_bytes() if docs.exists() else None
     proc = subprocess.run(
         [sys.executable, "-m", "bench", "run", "--quick", "--out", str(out), *extra],
-        cwd=REPO, capture_output=True, text=True, timeout=150,
+        cwd=REPO, capture_output=True, text=True, timeout=400,
     )
     assert proc.returncode == 0, f"bench failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
     after = docs.read_bytes() if docs.exists() else None
@@ -36,8 +47,15 @@ def _finite(x: object) -> bool:
     return isinstance(x, int | float) and math.isfinite(x)
 
 
-def test_bench_quick_run_is_well_formed(tmp_path: Path) -> None:
-    r = _run_quick(tmp_path, "--large-body", "synthetic")
+@pytest.fixture(scope="module")
+def quick(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    extra = [] if _translation_available() else ["--no-translated"]
+    return _run_quick(tmp_path_factory.mktemp("bench"), "--large-body", "synthetic",
+                      "--floor", "uvicorn", *extra)
+
+
+def test_bench_quick_run_is_well_formed(quick: dict) -> None:
+    r = quick
     assert r["schema"] == 1 and r["mode"] == "quick"
     assert r["machine"]["nproc"] >= 1 and r["machine"]["python"]
     assert r["requests"]["large"]["bytes"] > 50_000 and r["requests"]["large"]["tools"] >= 20
@@ -45,8 +63,8 @@ def test_bench_quick_run_is_well_formed(tmp_path: Path) -> None:
 
     lanes = r["lanes"]
     assert {(ln["target"], ln["request"], ln["connections"]) for ln in lanes} == {
-        (t, size, c) for t in ("direct", "ccgate") for size in ("small", "large")
-        for c in (1, 32)
+        (t, size, c) for t in ("direct", "ccgate", "floor-uvicorn")
+        for size in ("small", "large") for c in (1, 32)
     }
     for ln in lanes:
         assert ln["requests"] > 0, ln
@@ -66,7 +84,7 @@ def test_bench_quick_run_is_well_formed(tmp_path: Path) -> None:
         row = r["summary"][size]
         for key in ("p50_ms", "p99_ms", "added_p50_ms", "added_p99_ms", "rps"):
             assert _finite(row["ccgate"][key]), (size, key)
-    assert [t["key"] for t in r["targets"]] == [
+    assert [t["key"] for t in r["targets"]][:5] == [
         "added_p50_small_ms", "added_p50_large_ms", "rps_small_c32", "rps_large_c32",
         "idle_rss_mb",
     ]
@@ -74,6 +92,65 @@ def test_bench_quick_run_is_well_formed(tmp_path: Path) -> None:
     rss = r["rss"]
     assert rss["idle"]["vmrss_kb"] > 0 and rss["after_load"]["vmrss_kb"] > 0
     assert rss["idle"]["processes"] == 1  # one worker process, no children
+
+
+def test_bench_translated_lanes(quick: dict) -> None:
+    """Anthropic in, OpenAI out: every lane produced numbers from valid Anthropic answers."""
+    if "translated" not in quick:
+        pytest.skip("ccgate has no openai-compatible providers yet (ccgate.server.translated)")
+    t = quick["translated"]
+    # The bench refuses to measure unless every translated answer was valid Anthropic (JSON
+    # message or well-ordered stream with the exact text and all 500 chunks in order).
+    assert t["checks"]["valid_anthropic_answers"] is True
+    assert t["checks"]["ccgate_errors"] == 0 and t["checks"]["direct_errors"] == 0
+    assert set(t["checks"]["metrics_messages_by_status"]) <= {"200", "499"}
+    assert t["requests"]["large"]["openai_bytes"] > 50_000  # the translated Claude Code body
+    assert 0 < t["requests"]["small"]["openai_bytes"] < 1_000
+
+    assert {(ln["target"], ln["request"], ln["connections"]) for ln in t["lanes"]} == {
+        *((w, size, c) for w in ("direct", "ccgate") for size in ("small", "large")
+          for c in (1, 32)),
+        ("direct", "burst", 32), ("ccgate", "burst", 32),
+    }
+    for ln in t["lanes"]:
+        assert ln["requests"] > 0 and ln["error_total"] == 0, ln
+        assert _finite(ln["rps"]) and ln["latency_us"]["p50"] > 0
+    for size in ("small", "large"):
+        assert _finite(t["summary"][size]["ccgate"]["added_p50_ms"])
+
+    for name in ("burst", "paced"):
+        lane = t["streams"][name]
+        assert lane["chunks"] == 500
+        assert set(lane["targets"]) == {"direct", "floor", "ccgate"}
+        for side in lane["targets"].values():
+            assert 0 < side["ttfb_us"] <= side["ttft_us"] <= side["total_us"]
+        added = lane["added"]["ccgate"]
+        for key in ("ttfb_us", "ttft_us", "total_us", "per_chunk_us"):
+            assert _finite(added[key]), (name, key)
+    paced = t["streams"]["paced"]
+    assert paced["targets"]["ccgate"]["reads"] >= 250  # chunks really came one read at a time
+    assert _finite(paced["added"]["ccgate"]["chunk_latency_p50_us"])
+    assert _finite(paced["added"]["ccgate"]["request_forwarding_us"])
+    keys = [x["key"] for x in quick["targets"]]
+    assert {"added_p50_small_oai_ms", "per_chunk_burst_us", "chunk_latency_paced_us"} <= set(keys)
+
+
+def test_bench_stream_checks_reject_broken_answers() -> None:
+    """The validators the lanes rely on accept the real thing and refuse near misses."""
+    from bench import streams
+
+    good = streams.ANTH_LONG_SSE
+    assert streams.check_anthropic_sse(good, streams.LONG_TEXT) is None
+    assert streams.markers_in_order(good) is None
+    assert streams.check_anthropic_sse(good[: len(good) // 2], None)  # cut short
+    assert streams.check_anthropic_sse(good.replace(b"end_turn", b"nonsense"), None)
+    dropped = good.replace(streams.anth_text(streams.marker(7)), b"")
+    assert streams.check_anthropic_sse(dropped, streams.LONG_TEXT)
+    assert streams.markers_in_order(dropped)
+    assert streams.check_anthropic_sse(streams.OAI_LONG_SSE, None)  # OpenAI is not Anthropic
+    assert streams.check_anthropic_message(b'{"type":"message"}')
+    msg = json.loads(streams.CHAT_COMPLETION_BYTES)
+    assert streams.check_anthropic_message(json.dumps(msg).encode())
 
 
 def test_bench_capture_from_real_cli(tmp_path: Path) -> None:

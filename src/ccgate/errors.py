@@ -16,7 +16,8 @@ is the only place that turns one into bytes on the wire::
     ├── UpstreamError               5xx, a hop between us and the provider failed
     │   ├── UpstreamUnreachable     502 api_error (DNS, TCP, proxy, TLS)
     │   ├── UpstreamTimeout         504 timeout_error
-    │   └── UpstreamOverloaded      529 overloaded_error
+    │   ├── UpstreamOverloaded      529 overloaded_error
+    │   └── UpstreamRefusedGateway  502 api_error: the provider refused *our* key (not retried)
     └── InternalError               500 api_error (a bug in ccgate)
 
 Status codes and types follow https://platform.claude.com/docs/en/api/errors.
@@ -105,6 +106,16 @@ class UpstreamTimeout(UpstreamError):
 class UpstreamOverloaded(UpstreamError):
     status = 529
     error_type = "overloaded_error"
+
+
+class UpstreamRefusedGateway(UpstreamError):
+    """The provider refused the gateway's own credential (or every key is out of service).
+
+    Not relayed as the provider's 401/403: the client's credential is fine, and Claude Code
+    would tell its user to log in again. 502 with x-should-retry: false points at the gateway.
+    """
+
+    retryable = False
 
 
 class InternalError(GatewayError):

@@ -22,7 +22,7 @@ def free_port() -> int:
 
 
 CLEAN_ENV_DROP = ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY",
-                  "all_proxy", "NO_PROXY", "no_proxy", "CCGATE_CONFIG")
+                  "all_proxy", "NO_PROXY", "no_proxy", "CCGATE_CONFIG", "CCGATE_DB", "CCGATE_ADMIN_KEY")
 
 
 def clean_env(extra: dict[str, str] | None = None) -> dict[str, str]:
@@ -44,7 +44,9 @@ class Gateway:
         config["server"] = {**config["server"], "port": self.port}
         self.config_path.write_text(yaml.safe_dump(config))
         self.stderr_path = tmp / f"gateway-{self.port}.log"
-        self.env = clean_env(env)
+        # Each gateway gets its own store (issued keys, usage), never the user's.
+        self.db_path = tmp / "ccgate.db"
+        self.env = clean_env({"CCGATE_DB": str(self.db_path), **(env or {})})
         self.args = args or []
         self.proc: subprocess.Popen[bytes] | None = None
 

@@ -124,7 +124,6 @@ def test_gzip_response_relayed_untouched(
 @pytest.mark.parametrize(
     ("model", "status", "error_type", "headers"),
     [
-        ("fail-401", 401, "authentication_error", []),
         ("fail-403", 403, None, []),
         ("fail-404", 404, "not_found_error", []),
         ("fail-429", 429, "rate_limit_error", ["retry-after", "anthropic-ratelimit-requests-limit"]),
@@ -147,6 +146,24 @@ def test_upstream_errors_pass_through_unchanged(
     upstream_headers = {k.lower(): v for k, v in seen.response_headers.items()}
     for name in [*headers, "request-id"]:
         assert r.headers[name] == upstream_headers[name]
+
+
+def test_provider_refusing_the_gateway_key_is_not_relayed_as_the_clients_401(
+    upstream: FakeAnthropic, gateway: GatewayFactory, gw_ca_file: Path,
+) -> None:
+    # A relayed 401 would make Claude Code tell its user to log in again, but it is the
+    # gateway's own provider key that is wrong: 502, not retried, naming the provider.
+    gw = gateway(authed_config(upstream.url, gw_ca_file))
+    r = httpx.post(gw.url + "/v1/messages", json={**MSG, "model": "fail-401"},
+                   headers={"x-api-key": CLIENT_TOKEN, "anthropic-version": "2023-06-01"})
+    assert r.status_code == 502 and r.headers["x-should-retry"] == "false"
+    message = r.json()["error"]["message"]
+    assert "provider 'anthropic' refused the gateway's key" in message and "/readyz" in message
+    assert LAB_API_KEY not in r.text and LAB_API_KEY not in gw.log
+    assert len(upstream.requests_to("/v1/messages")) == 1  # disabled at once, not retried
+    ready = httpx.get(gw.url + "/readyz").json()
+    assert ready["status"] == "not ready"
+    assert ready["providers"]["anthropic"]["keys"][0]["state"] == "disabled"
 
 
 def test_stream_is_relayed_as_it_arrives(

@@ -19,6 +19,7 @@ import trustme
 from tests.lab.certs import LabPKI
 from tests.lab.claude_cli import claude_binary
 from tests.lab.fake_anthropic import FakeAnthropic
+from tests.lab.scripted import ScriptedUpstream
 from tests.lab.socks import DanteSocks, MicroSocks
 from tests.lab.squid import SquidProxy
 
@@ -190,3 +191,26 @@ def claude_bin() -> Path:
         _missing("Claude Code CLI")
     assert path is not None
     return path
+
+
+# --- scripted upstream ------------------------------------------------------------------------
+@pytest.fixture
+def scripted_upstream(lab_pki: LabPKI) -> Iterator[Callable[..., ScriptedUpstream]]:
+    """``make(*actions, default=None, tls=False, bearer_keys=None, name="scripted")
+    -> ScriptedUpstream`` (started; stopped at teardown). Call it twice for a primary and a
+    fallback. Plain HTTP at ``.http_url`` always; with ``tls=True`` also TLS (lab CA leaf) at
+    ``.https_url``, and ``.url`` is the TLS one. ``.openai_base_url`` is ``.url + "/v1"``.
+    Actions and recorded requests: see tests/lab/scripted.py."""
+    servers: list[ScriptedUpstream] = []
+
+    def make(*actions: Any, default: Any = None, tls: bool = False,
+             bearer_keys: Any = None, name: str = "scripted") -> ScriptedUpstream:
+        ctx = lab_pki.server_context() if tls else None
+        server = ScriptedUpstream(*actions, default=default, ssl_context=ctx,
+                                  bearer_keys=bearer_keys, name=name).start()
+        servers.append(server)
+        return server
+
+    yield make
+    for server in servers:
+        server.stop()

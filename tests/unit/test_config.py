@@ -56,6 +56,14 @@ def test_search_order(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
         ("- 1\n", "top level must be a mapping"),
         ("providers:\n  - name: a\n    api_keys: [env:NOPE_NOT_SET]\n", "providers[0].api_keys[0]: environment variable NOPE_NOT_SET is not set"),
         ("providers:\n  - name: a\n    tls: {ca_file: /nonexistent.pem}\n", "providers[0].tls.ca_file: file not found"),
+        ("providers:\n  - preset: deepsek\n", "providers[0].preset: unknown preset 'deepsek' (known: anthropic, deepseek"),
+        ("providers:\n  - name: a\n    kind: openai-compatible\n", "providers[0].base_url: required for an openai-compatible"),
+        ("providers:\n  - preset: vllm\n    base_url: http://h/v1/chat/completions\n", "appends /chat/completions itself"),
+        ("providers:\n  - preset: vllm\n    quirks: {reasoning_ech: true}\n", "quirks.reasoning_ech: unknown quirk"),
+        ("providers:\n  - preset: vllm\n    quirks: {tool_name_max: many}\n", "Expected `int`, got `str` - at `$.tool_name_max`"),
+        ("providers:\n  - preset: vllm\n    auth_header: none\n    api_keys: [k]\n", "auth_header is none but api_keys"),
+        ("providers:\n  - name: a\nmodels:\n  - match: '*'\n    to: a\n    fallbacks: [a, z/m]\n", "models[0].fallbacks[1]: unknown provider 'z'"),
+        ("providers:\n  - name: a\nmodels:\n  - match: '*'\n    to: a\n    max_tokens: 0\n", "max_tokens must be positive"),
     ],
 )
 def test_errors_name_file_and_key_path(tmp_path: Path, text: str, message: str) -> None:
@@ -94,9 +102,55 @@ def test_routes(tmp_path: Path) -> None:
         "models:\n  - match: 'claude-*haiku*'\n    to: other/glm-4.6\n  - match: 'claude-*'\n    to: main\n",
     )
     config = load_config(path, {}).config
-    provider, model = route_model(config, "claude-haiku-4-5")
-    assert (provider.name, model) == ("other", "glm-4.6")
-    provider, model = route_model(config, "claude-sonnet-4-5")
-    assert (provider.name, model) == ("main", "claude-sonnet-4-5")
-    provider, model = route_model(config, "gpt-x")
-    assert (provider.name, model) == ("main", "gpt-x")  # unmatched: first provider
+    target = route_model(config, "claude-haiku-4-5").primary
+    assert (target.provider.name, target.model) == ("other", "glm-4.6")
+    target = route_model(config, "claude-sonnet-4-5").primary
+    assert (target.provider.name, target.model) == ("main", "claude-sonnet-4-5")
+    target = route_model(config, "gpt-x").primary
+    assert (target.provider.name, target.model) == ("main", "gpt-x")  # unmatched: first provider
+
+
+def test_presets_fill_what_is_not_written(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        "providers:\n"
+        "  - preset: gemini\n    api_keys: [k-gemini-0123456789]\n"
+        "  - preset: ollama\n    base_url: http://10.0.0.5:11434/v1\n"
+        "  - preset: vllm\n    name: gpu\n    api_keys: [k-vllm-0123456789]\n    quirks: {tool_name_max: 40}\n"
+        "  - preset: kimi\n    api_keys: [k-kimi-0123456789]\n",
+    )
+    providers = {p.name: p for p in load_config(path, {}).config.providers}
+    gemini = providers["gemini"]
+    assert (gemini.kind, gemini.auth_header) == ("openai-compatible", "bearer")
+    assert gemini.base_url == "https://generativelanguage.googleapis.com/v1beta/openai"
+    assert "format" in gemini.openai_quirks().schema_strip
+    ollama = providers["ollama"]
+    assert ollama.base_url == "http://10.0.0.5:11434/v1" and ollama.auth_header == "none"
+    assert ollama.openai_quirks().stream_with_tools is False
+    gpu = providers["gpu"]  # self-hosted with a key: Bearer, and the user's quirk wins over none
+    assert gpu.auth_header == "bearer" and gpu.openai_quirks().tool_name_max == 40
+    assert providers["moonshot"].kind == "anthropic-compatible"
+    assert providers["moonshot"].anthropic_quirks().max_tools == 128
+
+
+def test_route_carries_limits_and_fallbacks(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        "providers:\n  - name: main\n  - preset: deepseek-openai\n    api_keys: [k-ds-0123456789]\n"
+        "models:\n  - match: 'claude-*'\n    to: main\n    max_tokens: 8192\n    context_window: 64000\n"
+        "    fallbacks: [deepseek-openai/deepseek-chat]\n",
+    )
+    route = route_model(load_config(path, {}).config, "claude-sonnet-4-5")
+    assert [(t.provider.name, t.model) for t in route.targets] == [
+        ("main", "claude-sonnet-4-5"), ("deepseek-openai", "deepseek-chat")
+    ]
+    assert (route.max_tokens, route.context_window) == (8192, 64000)
+
+
+def test_self_hosted_without_key_allowed_with_client_auth(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        "server:\n  auth:\n    tokens: [client-token-0123456789]\nproviders:\n  - preset: llamacpp\n",
+    )
+    loaded = load_config(path, {})
+    assert loaded.secrets.provider_keys["llamacpp"] == []

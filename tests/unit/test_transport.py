@@ -20,14 +20,13 @@ async def test_ipv4_only_and_pool_settings() -> None:
         await transport.close()
 
 
-def test_keys_rotate_and_header_follows_config() -> None:
+def test_byok_follows_keys_and_auth_header() -> None:
     keys = [Secret("key-one"), Secret("key-two")]
-    transport = UpstreamTransport(Provider(name="p"), keys, {})
-    assert [transport.credential_headers() for _ in range(3)] == [
-        {"x-api-key": "key-one"}, {"x-api-key": "key-two"}, {"x-api-key": "key-one"}]
-    bearer = UpstreamTransport(Provider(name="p", auth_header="bearer"), keys[:1], {})
-    assert bearer.credential_headers() == {"authorization": "Bearer key-one"}
+    assert not UpstreamTransport(Provider(name="p"), keys, {}).byok
     assert UpstreamTransport(Provider(name="p"), [], {}).byok
+    # auth_header none: no credential at all, and the client's is not forwarded either.
+    none = Provider(name="p", kind="openai-compatible", base_url="http://h/v1", auth_header="none")
+    assert not UpstreamTransport(none, [], {}).byok
 
 
 def test_env_proxy_decision_made_once() -> None:

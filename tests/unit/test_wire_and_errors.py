@@ -63,8 +63,8 @@ def test_envelope_shape_and_retry_header() -> None:
 
 def test_client_auth_accepts_both_headers() -> None:
     auth = ClientAuth({"alice": Secret("tok-alice-0123456789")})
-    assert auth.authenticate(b"tok-alice-0123456789", None) == "alice"
-    assert auth.authenticate(None, b"Bearer tok-alice-0123456789") == "alice"
+    assert auth.authenticate(b"tok-alice-0123456789", None).name == "alice"
+    assert auth.authenticate(None, b"Bearer tok-alice-0123456789").key_id == "config:alice"
     with pytest.raises(AuthenticationFailed, match="invalid"):
         auth.authenticate(b"tok-alice-012345678X", None)
     with pytest.raises(AuthenticationFailed, match="missing"):

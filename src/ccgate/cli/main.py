@@ -15,6 +15,8 @@ SUBCOMMANDS = {
     "doctor": ("ccgate.cli.doctor", "find the root cause of a failing connection"),
     "setup": ("ccgate.cli.setup", "wire a client (Claude Code) to the gateway"),
     "config": ("ccgate.cli.config_cmd", "check the configuration file"),
+    "keys": ("ccgate.cli.keys", "issue, list, revoke and rotate client keys"),
+    "usage": ("ccgate.cli.usage", "token usage per key, model, provider or session"),
 }
 
 

@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
 from pathlib import Path
+from typing import Any
 
 import msgspec
 import platformdirs
@@ -22,6 +23,7 @@ import yaml
 from ccgate.config.model import Config, Provider, ResolvedSecrets
 from ccgate.config.secrets import Secret, resolve_secret
 from ccgate.errors import ConfigError
+from ccgate.upstream.presets import ALIASES, PRESETS, find_preset
 from ccgate.upstream.proxy_env import DIRECT, ProxyURLError, parse_proxy_url, resolve_proxy
 
 CONFIG_ENV = "CCGATE_CONFIG"
@@ -83,10 +85,45 @@ def parse_config(text: str, origin: str) -> Config:
         data = {}
     if not isinstance(data, dict):
         raise ConfigError(f"{origin}: the top level must be a mapping of sections")
+    apply_presets(data, origin)
     try:
         return msgspec.convert(data, Config)
     except msgspec.ValidationError as exc:
         raise ConfigError(f"{origin}: {_explain_validation(exc)}") from None
+
+
+def apply_presets(data: dict[str, Any], origin: str) -> None:
+    """Fill each provider's unset fields from its preset, in the raw data (what is written wins)."""
+    providers = data.get("providers")
+    if not isinstance(providers, list):
+        return
+    for i, raw in enumerate(providers):
+        if not isinstance(raw, dict):
+            continue
+        where = f"{origin}: providers[{i}]"
+        name = raw.get("preset")
+        if name is None:
+            if raw.get("kind") == "openai-compatible":
+                if "base_url" not in raw:
+                    raise ConfigError(f"{where}.base_url: required for an openai-compatible provider")
+                raw.setdefault("auth_header", "bearer")  # the OpenAI convention
+            continue
+        preset = find_preset(str(name))
+        if preset is None:
+            known = ", ".join([*PRESETS, *ALIASES])
+            raise ConfigError(f"{where}.preset: unknown preset {name!r} (known: {known})")
+        raw.setdefault("name", preset.name)
+        raw.setdefault("kind", preset.kind)
+        raw.setdefault("base_url", preset.base_url)
+        if "auth_header" not in raw:
+            # Self-hosted servers usually run without a key; when one is given, send it as Bearer.
+            no_key = preset.auth_header == "none" and raw.get("api_keys")
+            raw["auth_header"] = "bearer" if no_key else preset.auth_header
+        user_quirks = raw.get("quirks") or {}
+        if not isinstance(user_quirks, dict):
+            raise ConfigError(f"{where}.quirks: must be a mapping of quirk names to values")
+        if raw["kind"] == preset.kind:
+            raw["quirks"] = {**preset.quirks, **user_quirks}
 
 
 def check_semantics(config: Config, origin: str) -> None:
@@ -100,20 +137,17 @@ def check_semantics(config: Config, origin: str) -> None:
     for i, provider in enumerate(config.providers):
         _check_provider(provider, f"{origin}: providers[{i}]")
     for i, route in enumerate(config.models):
-        target = route.to.split("/", 1)[0]
-        if target not in names:
-            raise ConfigError(
-                f"{origin}: models[{i}].to: unknown provider {target!r} "
-                f"(known: {', '.join(names)})"
-            )
+        targets = [("to", route.to)] + [(f"fallbacks[{j}]", t) for j, t in enumerate(route.fallbacks)]
+        for field, target in targets:
+            target_name = target.split("/", 1)[0]
+            if target_name not in names:
+                raise ConfigError(
+                    f"{origin}: models[{i}].{field}: unknown provider {target_name!r} "
+                    f"(known: {', '.join(names)})"
+                )
 
 
 def _check_provider(provider: Provider, where: str) -> None:
-    if provider.kind == "openai-compatible":
-        raise ConfigError(
-            f"{where}.kind: openai-compatible providers need request translation, "
-            "which this release does not include yet; use an anthropic-compatible endpoint"
-        )
     if provider.proxy is not None and provider.proxy.strip().lower() not in DIRECT:
         try:
             parse_proxy_url(provider.proxy, source="proxy")
@@ -151,15 +185,21 @@ def resolve_secrets(config: Config, origin: str, env: Mapping[str, str], base: P
             except ValueError as exc:
                 raise ConfigError(f"{origin}: providers[{i}].api_keys[{j}]: {exc}") from None
         provider_keys[provider.name] = keys
+    admin_key = None
+    if config.server.admin.key is not None:
+        try:
+            admin_key = resolve_secret(config.server.admin.key, env, base)
+        except ValueError as exc:
+            raise ConfigError(f"{origin}: server.admin.key: {exc}") from None
     if client_tokens:
         for i, provider in enumerate(config.providers):
-            if not provider_keys[provider.name]:
+            if not provider_keys[provider.name] and provider.auth_header != "none":
                 raise ConfigError(
                     f"{origin}: providers[{i}].api_keys: client authentication is on, so the "
                     "client's credential is a gateway token and cannot be forwarded; give this "
-                    "provider its own api_keys"
+                    "provider its own api_keys (or auth_header: none for a server without auth)"
                 )
-    return ResolvedSecrets(client_tokens=client_tokens, provider_keys=provider_keys)
+    return ResolvedSecrets(client_tokens=client_tokens, provider_keys=provider_keys, admin_key=admin_key)
 
 
 def load_config(explicit: str | None = None, env: Mapping[str, str] | None = None) -> LoadedConfig:
@@ -186,14 +226,40 @@ def load_config(explicit: str | None = None, env: Mapping[str, str] | None = Non
     return LoadedConfig(config=config, secrets=secrets, path=path)
 
 
-def route_model(config: Config, model: str) -> tuple[Provider, str]:
-    """The provider for ``model`` and the model name to send it (first matching route)."""
-    for route in config.models:
-        if fnmatchcase(model, route.match):
-            name, _, rewrite = route.to.partition("/")
-            provider = next(p for p in config.providers if p.name == name)
-            return provider, rewrite or model
-    return config.providers[0], model
+@dataclass(frozen=True)
+class Target:
+    """One place a request can go: a provider and the model name it is sent with."""
+
+    provider: Provider
+    model: str
 
 
-__all__ = ["LoadedConfig", "find_config_file", "load_config", "route_model"]
+@dataclass(frozen=True)
+class Route:
+    """Where a requested model goes: the primary target, its fallbacks, and per-model limits."""
+
+    targets: tuple[Target, ...]
+    max_tokens: int | None = None
+    context_window: int | None = None
+
+    @property
+    def primary(self) -> Target:
+        return self.targets[0]
+
+
+def _target(config: Config, spec: str, requested: str) -> Target:
+    name, _, rewrite = spec.partition("/")
+    provider = next(p for p in config.providers if p.name == name)
+    return Target(provider, rewrite or requested)
+
+
+def route_model(config: Config, model: str) -> Route:
+    """The route for ``model``: the first matching ``models`` entry, else the first provider."""
+    for entry in config.models:
+        if fnmatchcase(model, entry.match):
+            targets = [_target(config, spec, model) for spec in (entry.to, *entry.fallbacks)]
+            return Route(tuple(targets), entry.max_tokens, entry.context_window)
+    return Route((Target(config.providers[0], model),))
+
+
+__all__ = ["LoadedConfig", "Route", "Target", "find_config_file", "load_config", "route_model"]

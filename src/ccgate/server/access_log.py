@@ -26,6 +26,8 @@ class AccessRecord(msgspec.Struct, omit_defaults=True):
     model: str | None = None
     upstream: str | None = None
     stream: bool | None = None
+    # Every upstream attempt when there was more than one ("anthropic#0 529, deepseek#0 200").
+    attempts: str | None = None
     error: str | None = None
 
 

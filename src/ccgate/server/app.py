@@ -1,10 +1,12 @@
 """The gateway as one ASGI application: routing table, per-request bookkeeping, lifespan.
 
-Request flow (docs/architecture.md): route by path -> authenticate (``/v1/*``) -> read the
-bounded body -> validate the few fields we need (``wire.anthropic``) -> pick the provider
-(``config.route_model``) -> ``forward`` relays to the provider's transport -> access log
-and metrics. Every error raised on the way is a ``GatewayError`` and leaves as the
-Anthropic envelope through ``send_error``; nothing else writes an error body.
+Request flow (docs/architecture.md): route by path -> authenticate (``/v1/*``: config
+tokens or issued keys) -> read the bounded body -> validate the few fields we need
+(``wire.anthropic``) -> the key's model allowance and rate limit -> pick the route
+(``config.route_model``) -> ``Dispatcher`` runs the attempts (retries, breakers,
+fallbacks) and relays passthrough or translated -> usage, access log and metrics. Every
+error raised on the way is a ``GatewayError`` and leaves as the Anthropic envelope
+through ``send_error``; nothing else writes an error body.
 """
 
 from __future__ import annotations
@@ -16,16 +18,21 @@ from collections.abc import Awaitable, Callable, Mapping
 import msgspec
 
 from ccgate import __version__
-from ccgate.config.load import LoadedConfig, route_model
+from ccgate.config.load import LoadedConfig, Target, route_model
 from ccgate.errors import (
+    ConfigError,
     GatewayError,
     InternalError,
     MethodNotAllowed,
     NotFound,
+    PermissionDenied,
     UpstreamError,
     new_request_id,
 )
+from ccgate.routing import Breaker, KeyPool, NoKey, RateLimiter, RetryPolicy, Upstream
 from ccgate.server.access_log import AccessLog, AccessRecord, utc_now
+from ccgate.server.admin import PREFIX as ADMIN_PREFIX
+from ccgate.server.admin import AdminApi, admin_key_from
 from ccgate.server.asgi import (
     ClientGone,
     Receive,
@@ -36,10 +43,22 @@ from ccgate.server.asgi import (
     send_json,
     send_response,
 )
-from ccgate.server.auth import ClientAuth
-from ccgate.server.forward import forward
+from ccgate.server.auth import Client, ClientAuth
+from ccgate.server.dispatch import Dispatcher
+from ccgate.server.forward import Exchange, outgoing_headers, relay_passthrough, watch_disconnect
 from ccgate.server.metrics import Metrics
 from ccgate.server.readiness import Readiness
+from ccgate.store import (
+    KeyCache,
+    Store,
+    StoreError,
+    UsageRecorder,
+    UsageRow,
+    open_store,
+    resolve_db_path,
+    session_id_from_headers,
+)
+from ccgate.translate import estimate_input_tokens
 from ccgate.upstream.transport import UpstreamTransport
 from ccgate.wire.anthropic import decode_count_tokens, decode_messages, model_list
 
@@ -53,11 +72,14 @@ _QUIET_ROUTES = frozenset({"healthz", "readyz", "metrics"})
 class Context:
     """Per-request facts gathered along the way, for the access log."""
 
-    __slots__ = ("bytes_in", "client", "error", "model", "request_id", "stream", "upstream")
+    __slots__ = ("attempts", "bytes_in", "client", "error", "key", "model", "request_id", "stream",
+                 "upstream")
 
     def __init__(self) -> None:
         self.request_id = new_request_id()
         self.client: str | None = None
+        self.key: Client | None = None
+        self.attempts: str | None = None
         self.model: str | None = None
         self.upstream: str | None = None
         self.stream: bool | None = None
@@ -69,17 +91,50 @@ Handler = Callable[[Scope, Receive, Send, Context], Awaitable[tuple[int, int]]]
 
 
 class Gateway:
-    def __init__(self, loaded: LoadedConfig, env: Mapping[str, str]) -> None:
+    def __init__(self, loaded: LoadedConfig, env: Mapping[str, str], *, store: Store | None = None) -> None:
         self.loaded = loaded
         self.config = loaded.config
-        self.auth = ClientAuth(loaded.secrets.client_tokens)
+        self.store = store if store is not None else _open_store(loaded, env)
+        self.key_cache = KeyCache(self.store) if self.store is not None else None
+        if self.key_cache is not None:
+            self.key_cache.reload()  # a broken store fails the start, not the first request
+        self.auth = ClientAuth(loaded.secrets.client_tokens, self.key_cache)
+        self.recorder = (UsageRecorder(self.store)
+                         if self.store is not None and self.config.store.record_usage else None)
+        self.admin = (AdminApi(self.store, self.key_cache,
+                               admin_key_from(loaded.secrets.admin_key, env))
+                      if self.store is not None else None)
+        self.limiter = RateLimiter()
         self.transports = {
             p.name: UpstreamTransport(p, loaded.secrets.provider_keys[p.name], env)
             for p in self.config.providers
         }
         self.metrics = Metrics()
+        routing = self.config.routing
+        self.upstreams = {
+            p.name: Upstream(
+                p.name,
+                KeyPool(loaded.secrets.provider_keys[p.name], strategy=routing.key_strategy,
+                        name=p.name, on_change=self.metrics.key_event),
+                Breaker(p.name, failure_threshold=routing.breaker.failure_threshold,
+                        window=routing.breaker.window, open_seconds=routing.breaker.open_seconds,
+                        on_change=self.metrics.breaker_change),
+            )
+            for p in self.config.providers
+        }
+        retries = routing.retries
+        self.dispatcher = Dispatcher(
+            self.transports, self.upstreams,
+            RetryPolicy(max_attempts=retries.max_attempts, base=retries.base, cap=retries.cap,
+                        deadline=retries.deadline, max_wait=retries.max_wait),
+            # Parsed once: the hot path reads them per request.
+            {p.name: p.openai_quirks() for p in self.config.providers},
+            {p.name: p.anthropic_quirks() for p in self.config.providers},
+            self.config.server.ping_interval,
+        )
         self.access_log = AccessLog(self.config.log.access, self.config.log.file)
-        self.readiness = Readiness(list(self.transports.values()), self.config.server.ready_window)
+        self.readiness = Readiness(list(self.transports.values()), self.config.server.ready_window,
+                                   self.upstreams)
         self.max_body = self.config.server.max_body_bytes
         # (method, path) -> (route label, handler, needs client auth)
         self.routes: dict[tuple[str, str], tuple[str, Handler, bool]] = {
@@ -114,6 +169,10 @@ class Gateway:
             elif message["type"] == "lifespan.shutdown":
                 for transport in self.transports.values():
                     await transport.close()
+                if self.recorder is not None:
+                    await self.recorder.aclose()  # committed before we say we are done
+                if self.store is not None:
+                    self.store.close()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
 
@@ -123,8 +182,7 @@ class Gateway:
         path: str = scope["path"]
         ctx = Context()
         route = self.routes.get((method, path))
-        label = route[0] if route else ("event_logging" if path.startswith("/api/event_logging/")
-                                        else "unknown")
+        label = route[0] if route else _unrouted_label(path)
         status, bytes_out = 0, 0
         try:
             if route is None:
@@ -132,7 +190,8 @@ class Gateway:
             else:
                 _, handler, needs_auth = route
                 if needs_auth and self.auth.enabled:
-                    ctx.client = self.authenticate(scope)
+                    ctx.key = self.authenticate(scope)
+                    ctx.client = ctx.key.name
                 status, bytes_out = await handler(scope, receive, send, ctx)
         except GatewayError as err:
             status, bytes_out = err.status, await send_error(send, err, ctx.request_id)
@@ -159,11 +218,12 @@ class Gateway:
                     ts=utc_now(), request_id=ctx.request_id, method=method, path=path,
                     status=status, latency_ms=round(elapsed * 1000, 3), bytes_in=ctx.bytes_in,
                     bytes_out=bytes_out, client=ctx.client, model=ctx.model,
-                    upstream=ctx.upstream, stream=ctx.stream, error=ctx.error,
+                    upstream=ctx.upstream, stream=ctx.stream, attempts=ctx.attempts,
+                    error=ctx.error,
                 )
             )
 
-    def authenticate(self, scope: Scope) -> str:
+    def authenticate(self, scope: Scope) -> Client:
         api_key = authorization = None
         for name, value in scope["headers"]:
             if name == b"x-api-key":
@@ -174,6 +234,8 @@ class Gateway:
 
     async def unrouted(self, scope: Scope, receive: Receive, send: Send, ctx: Context) -> tuple[int, int]:
         path: str = scope["path"]
+        if path.startswith(ADMIN_PREFIX) and self.admin is not None:
+            return await self.admin.dispatch(scope, receive, send, ctx)
         if path.startswith("/api/event_logging/"):
             # Claude Code telemetry: absorbed here, never forwarded.
             await read_body(receive, self.max_body, None)
@@ -201,61 +263,133 @@ class Gateway:
         body = await self._read(scope, receive, ctx)
         head = decode_messages(body)
         ctx.model, ctx.stream = head.model, head.stream
-        return await self._forward_for_model(scope, receive, send, ctx, body, head.model)
+        self._admit(ctx, head.model)
+        return await self._dispatch(scope, receive, send, ctx, body, head.model)
 
     async def count_tokens(self, scope: Scope, receive: Receive, send: Send, ctx: Context) -> tuple[int, int]:
         body = await self._read(scope, receive, ctx)
         head = decode_count_tokens(body)
         ctx.model = head.model
-        return await self._forward_for_model(scope, receive, send, ctx, body, head.model)
+        if ctx.key is not None and ctx.key.issued is not None and not ctx.key.issued.allows_model(head.model):
+            raise self._model_denied(ctx.key, head.model)
+        route = route_model(self.config, head.model)
+        if route.primary.provider.translated:
+            # No OpenAI equivalent: answered from the local estimate (docs/translation.md).
+            ctx.upstream = route.primary.provider.name
+            reply = _json.encode({"input_tokens": estimate_input_tokens(msgspec.json.decode(body))})
+            await send_json(send, 200, reply)
+            return 200, len(reply)
+        return await self._dispatch(scope, receive, send, ctx, body, head.model, record=False)
 
-    async def _forward_for_model(
-        self, scope: Scope, receive: Receive, send: Send, ctx: Context, body: bytes, model: str
-    ) -> tuple[int, int]:
-        provider, upstream_model = route_model(self.config, model)
-        if upstream_model != model:
-            # A configured alias: the one case where the body is re-encoded.
-            data = msgspec.json.decode(body)
-            data["model"] = upstream_model
-            body = _json.encode(data)
-        transport = self.transports[provider.name]
-        ctx.upstream = provider.name
-        return await self._relay(transport, scope, receive, send, ctx, body)
+    def _admit(self, ctx: Context, model: str) -> None:
+        """An issued key's model allowance and rate limits, checked before any upstream work."""
+        client = ctx.key
+        if client is None or client.issued is None:
+            return
+        key = client.issued
+        if not key.allows_model(model):
+            raise self._model_denied(client, model)
+        if key.rpm is None and key.tpm is None:
+            return
+        admission = self.limiter.admit_sync(key.id, key.rpm, key.tpm)
+        if not admission.allowed:
+            self.metrics.rate_limited.labels(client.name).inc()
+            raise admission.error(client.name)
 
-    async def _relay(
-        self, transport: UpstreamTransport, scope: Scope, receive: Receive, send: Send,
-        ctx: Context, body: bytes,
+    @staticmethod
+    def _model_denied(client: Client, model: str) -> PermissionDenied:
+        allowed = ", ".join(client.issued.models) if client.issued else ""
+        return PermissionDenied(f"gateway key {client.name!r} may not use model {model!r} (allowed: {allowed})")
+
+    async def _dispatch(
+        self, scope: Scope, receive: Receive, send: Send, ctx: Context, body: bytes, model: str,
+        *, record: bool = True,
     ) -> tuple[int, int]:
-        query: bytes = scope["query_string"]
-        target = scope["path"] + ("?" + query.decode("latin-1") if query else "")
+        route = route_model(self.config, model)
+        ctx.upstream = route.primary.provider.name
+        if ctx.key is not None:
+            _refuse_client_credentials(route.targets, self.transports)
+        usage_wanted = (record and self.recorder is not None) or (
+            ctx.key is not None and ctx.key.issued is not None and ctx.key.issued.tpm is not None)
+        ex = Exchange(count_usage=usage_wanted)
+        try:
+            status_bytes = await self._exchange(
+                receive, ctx, ex,
+                lambda ex: self.dispatcher.run(route, model, scope, body, send, ex,
+                                               forward_client=ctx.key is None),
+            )
+        finally:
+            ctx.upstream = ex.provider or ctx.upstream
+            ctx.attempts = ex.trail or None
+            if record:
+                self._account(scope, ctx, ex, model)
+        return status_bytes
+
+    def _account(self, scope: Scope, ctx: Context, ex: Exchange, model: str) -> None:
+        usage = ex.usage or {}
+        tokens = int(usage.get("input_tokens", 0)) + int(usage.get("output_tokens", 0))
+        if ctx.key is not None and ctx.key.issued is not None and ctx.key.issued.tpm is not None and tokens:
+            self.limiter.record_tokens_sync(ctx.key.issued.id, tokens)
+        if self.recorder is None or not ex.status:
+            return
+        self.recorder.record(UsageRow(
+            ts=time.time(), status=ex.status, key_id=ctx.key.key_id if ctx.key else None,
+            model=model, provider=ex.provider, session_id=session_id_from_headers(scope["headers"]),
+            request_id=ctx.request_id,
+            input_tokens=int(usage.get("input_tokens", 0)),
+            output_tokens=int(usage.get("output_tokens", 0)),
+            cache_read_tokens=int(usage.get("cache_read_input_tokens", 0)),
+            cache_creation_tokens=int(usage.get("cache_creation_input_tokens", 0)),
+        ))
+
+    async def _exchange(
+        self, receive: Receive, ctx: Context, ex: Exchange, work: Callable[[Exchange], Awaitable[None]],
+    ) -> tuple[int, int]:
         gauge = self.metrics.open_streams
         streaming = bool(ctx.stream)
         if streaming:
             gauge.inc()
         try:
-            ex = await forward(transport, scope["method"], target, scope, body, receive, send)
+            await watch_disconnect(receive, ex, work(ex))
         finally:
             if streaming:
                 gauge.dec()
         if ex.error:
             ctx.error = ex.error
         if ex.status >= 400:
-            self.metrics.upstream_errors.labels(transport.name, f"http_{ex.status}").inc()
+            self.metrics.upstream_errors.labels(ex.provider or "-", f"http_{ex.status}").inc()
         return (499 if ex.client_gone and not ex.status else ex.status), ex.bytes_out
 
     async def models(self, scope: Scope, receive: Receive, send: Send, ctx: Context) -> tuple[int, int]:
+        # Exact ids only: a glob is not a model. Claude Code's picker keeps ids that start with
+        # "claude" or "anthropic", so aliases meant for it should be named that way.
         listed = [
-            (route.match, route.display_name or route.match)
+            (route.match, route.display_name or route.match, route.context_window, route.max_tokens)
             for route in self.config.models
             if not _GLOB & set(route.match)
         ]
-        if listed:
+        first = self.config.providers[0]
+        if listed or first.translated:
             body = _json.encode(model_list(listed))
             await send_json(send, 200, body)
             return 200, len(body)
         transport = next(iter(self.transports.values()))
         ctx.upstream = transport.name
-        return await self._relay(transport, scope, receive, send, ctx, b"")
+        query: bytes = scope["query_string"]
+        path = scope["path"] + ("?" + query.decode("latin-1") if query else "")
+        credentials = self.upstreams[transport.name].pool.acquire()
+        headers = outgoing_headers(
+            scope, transport, credentials.headers(transport.provider.auth_header)
+            if not isinstance(credentials, NoKey) else {},
+            forward_client=ctx.key is None,
+        )
+
+        async def work(ex: Exchange) -> None:
+            ex.provider = transport.name
+            response = await transport.send("GET", path, headers, b"")
+            await relay_passthrough(transport, response, send, ex)
+
+        return await self._exchange(receive, ctx, Exchange(), work)
 
     async def hello(self, scope: Scope, receive: Receive, send: Send, ctx: Context) -> tuple[int, int]:
         body = _json.encode({"service": "ccgate", "version": __version__})
@@ -279,6 +413,35 @@ class Gateway:
         body = self.metrics.render()
         await send_response(send, 200, [(b"content-type", b"text/plain; version=0.0.4")], body)
         return 200, len(body)
+
+
+def _unrouted_label(path: str) -> str:
+    if path.startswith("/api/event_logging/"):
+        return "event_logging"
+    return "admin" if path.startswith(ADMIN_PREFIX) else "unknown"
+
+
+def _refuse_client_credentials(targets: tuple[Target, ...], transports: dict[str, UpstreamTransport]) -> None:
+    """A client that authenticated with a gateway credential never has it forwarded upstream."""
+    for target in targets:
+        if transports[target.provider.name].byok:
+            raise InternalError(
+                f"provider {target.provider.name!r} has no api_keys (bring-your-own-key), but clients "
+                "authenticate with gateway keys, whose secrets are never forwarded; give it api_keys"
+            )
+
+
+def _open_store(loaded: LoadedConfig, env: Mapping[str, str]) -> Store | None:
+    settings = loaded.config.store
+    if not settings.enabled:
+        return None
+    path = resolve_db_path(None, env, settings.path)
+    try:
+        return open_store(path)
+    except StoreError as exc:
+        raise ConfigError(
+            f"store: cannot open {path}: {exc} (set store.path or $CCGATE_DB, or store.enabled: false)"
+        ) from None
 
 
 __all__ = ["Gateway"]

@@ -1,32 +1,57 @@
-"""Client authentication against the configured client tokens.
+"""Client authentication: tokens from the config file and keys issued by ``ccgate keys``.
 
-Tokens are kept only as SHA-256 digests and looked up by digest, so checking a request
+Both are kept only as SHA-256 digests and looked up by digest, so checking a request
 costs one hash and one dict lookup whatever the number of tokens, and its time does not
-depend on how much of a guess matches a real token.
+depend on how much of a guess matches a real token. Issued keys come from the store's
+in-memory ``KeyCache`` (no disk I/O per request).
+
+Authentication is on as soon as either kind exists. Once a key has been issued it stays
+on, even if every key is later revoked: revoking access must never open the gateway.
 """
 
 from __future__ import annotations
 
 import hashlib
+from dataclasses import dataclass
 
 from ccgate.config.secrets import Secret
 from ccgate.errors import AuthenticationFailed
+from ccgate.store import IssuedKey, KeyCache
 
 
 def digest(token: str) -> bytes:
     return hashlib.sha256(token.encode()).digest()
 
 
+@dataclass(frozen=True, slots=True)
+class Client:
+    """Who is calling: a name for logs, a stable id for usage, and the issued key if any."""
+
+    name: str
+    key_id: str
+    issued: IssuedKey | None = None
+
+
+_WHY = {
+    "revoked": "this gateway key was revoked",
+    "expired": "this gateway key has expired",
+    "grace_over": "this gateway key was rotated and its grace period is over; use the new key",
+}
+
+
 class ClientAuth:
-    def __init__(self, tokens: dict[str, Secret]) -> None:
-        self._by_digest = {digest(secret.value): name for name, secret in tokens.items()}
+    def __init__(self, tokens: dict[str, Secret], issued: KeyCache | None = None) -> None:
+        self._by_digest = {
+            digest(secret.value): Client(name, f"config:{name}") for name, secret in tokens.items()
+        }
+        self._issued = issued
 
     @property
     def enabled(self) -> bool:
-        return bool(self._by_digest)
+        return bool(self._by_digest) or (self._issued is not None and len(self._issued) > 0)
 
-    def authenticate(self, x_api_key: bytes | None, authorization: bytes | None) -> str:
-        """The client's name, or AuthenticationFailed. Accepts x-api-key or Bearer."""
+    def authenticate(self, x_api_key: bytes | None, authorization: bytes | None) -> Client:
+        """The calling client, or AuthenticationFailed. Accepts x-api-key or Bearer."""
         token: bytes | None = x_api_key
         if token is None and authorization is not None:
             scheme, _, value = authorization.partition(b" ")
@@ -37,7 +62,13 @@ class ClientAuth:
                 "missing gateway credential: send the ccgate client token as x-api-key or "
                 "'Authorization: Bearer' (ANTHROPIC_API_KEY or ANTHROPIC_AUTH_TOKEN in Claude Code)"
             )
-        name = self._by_digest.get(hashlib.sha256(token).digest())
-        if name is None:
-            raise AuthenticationFailed("invalid gateway credential")
-        return name
+        client = self._by_digest.get(hashlib.sha256(token).digest())
+        if client is not None:
+            return client
+        if self._issued is not None:
+            check = self._issued.check(token)
+            if check.key is not None:
+                if not check.ok:
+                    raise AuthenticationFailed(_WHY.get(check.verdict, "invalid gateway credential"))
+                return Client(check.key.name, check.key.id, check.key)
+        raise AuthenticationFailed("invalid gateway credential")

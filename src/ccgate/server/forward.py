@@ -1,4 +1,4 @@
-"""Relay one request to a provider and its answer back, unbuffered.
+"""Passthrough: relay one request to a provider and its answer back, unbuffered.
 
 Request: the body goes as received (unless a model rewrite applies); end-to-end headers
 pass, hop-by-hop headers do not; client credentials are swapped for the provider key
@@ -10,14 +10,17 @@ SSE pings flow through.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable
 from dataclasses import dataclass, field
+from typing import Any
 
 import aiohttp
 import msgspec
 
-from ccgate.errors import UpstreamError
+from ccgate.errors import GatewayError, UpstreamError
 from ccgate.server.asgi import Receive, Scope, Send
 from ccgate.upstream.transport import UpstreamTransport
+from ccgate.wire.usage import UsageTap
 
 HOP_BY_HOP = frozenset(
     {
@@ -43,16 +46,31 @@ class Exchange:
     streaming: bool = False
     client_gone: bool = False
     error: str | None = None
+    # The response head went to the client: from here on nothing may be retried.
+    started: bool = False
+    # Read usage out of the relayed answer (usage recording or a key's tokens-per-minute).
+    count_usage: bool = False
+    # Anthropic usage of the answer, when known (recorded per key, model and provider).
+    usage: dict[str, Any] | None = None
+    # The provider that answered, and every attempt on the way ("anthropic#0 529, ...").
+    provider: str | None = None
+    trail: str = ""
+    # The upstream broke the response after it started (counts against its breaker).
+    upstream_broke: bool = False
     finished: bool = field(default=False, repr=False)
 
 
-def outgoing_headers(scope: Scope, transport: UpstreamTransport) -> list[tuple[str, str]]:
+def outgoing_headers(
+    scope: Scope, transport: UpstreamTransport, credentials: dict[str, str], *, forward_client: bool = True,
+) -> list[tuple[str, str]]:
+    """The client's end-to-end headers, with its credential replaced by ``credentials`` (or
+    kept, for a bring-your-own-key provider when the client did not authenticate to us)."""
     raw: list[tuple[bytes, bytes]] = scope["headers"]
     listed = {b"connection"}
     for name, value in raw:
         if name == b"connection":
             listed.update(t.strip().lower() for t in value.split(b","))
-    drop_credentials = not transport.byok
+    drop_credentials = not (transport.byok and forward_client)
     out: list[tuple[str, str]] = []
     for name, value in raw:
         key = name.decode("latin-1")
@@ -61,11 +79,19 @@ def outgoing_headers(scope: Scope, transport: UpstreamTransport) -> list[tuple[s
         if drop_credentials and key in CREDENTIALS:
             continue
         out.append((key, value.decode("latin-1")))
-    out.extend(transport.credential_headers().items())
+    out.extend(credentials.items())
     return out
 
 
-async def _cancel_on_disconnect(receive: Receive, task: asyncio.Task[None], ex: Exchange) -> None:
+def response_headers(
+    response: aiohttp.ClientResponse, *, keep_length: bool = False
+) -> list[tuple[bytes, bytes]]:
+    """The upstream's response headers minus hop-by-hop ones (and its length, unless kept)."""
+    drop = _RESPONSE_DROP if keep_length else _RESPONSE_DROP | {b"content-length"}
+    return [(k.lower(), v) for k, v in response.raw_headers if k.lower() not in drop]
+
+
+async def _cancel_on_disconnect(receive: Receive, task: asyncio.Task[Any], ex: Exchange) -> None:
     # The body has been read, so the next ASGI message is the disconnect (or the end of
     # our own response, which `finished` tells apart).
     message = await receive()
@@ -74,22 +100,17 @@ async def _cancel_on_disconnect(receive: Receive, task: asyncio.Task[None], ex: 
         task.cancel()
 
 
-async def forward(
-    transport: UpstreamTransport,
-    method: str,
-    path_and_query: str,
-    scope: Scope,
-    body: bytes,
-    receive: Receive,
-    send: Send,
-) -> Exchange:
-    """Relay the exchange. Raises UpstreamError only before the response has started."""
-    ex = Exchange()
+async def watch_disconnect(receive: Receive, ex: Exchange, work: Awaitable[None]) -> Exchange:
+    """Run ``work`` (the whole upstream exchange), cancelling it if the client goes away.
+
+    Cancelling closes the upstream response, which is what tells the provider to stop
+    generating. Raises what ``work`` raises (an UpstreamError before the response started).
+    """
     task = asyncio.current_task()
     assert task is not None
     watcher = asyncio.create_task(_cancel_on_disconnect(receive, task, ex))
     try:
-        await _relay(transport, method, path_and_query, scope, body, send, ex)
+        await work
     except asyncio.CancelledError:
         if not ex.client_gone:
             raise
@@ -101,36 +122,37 @@ async def forward(
     return ex
 
 
-async def _relay(
-    transport: UpstreamTransport,
-    method: str,
-    path_and_query: str,
-    scope: Scope,
-    body: bytes,
-    send: Send,
-    ex: Exchange,
+async def relay_passthrough(
+    transport: UpstreamTransport, response: aiohttp.ClientResponse, send: Send, ex: Exchange
 ) -> None:
-    response = await transport.send(method, path_and_query, outgoing_headers(scope, transport), body)
+    """Relay status, headers and body as they arrive; closes or releases ``response``."""
     complete = False
     try:
-        headers = [(k.lower(), v) for k, v in response.raw_headers if k.lower() not in _RESPONSE_DROP]
+        headers = response_headers(response, keep_length=True)
         content_type = response.headers.get("content-type", "")
         ex.streaming = content_type.startswith("text/event-stream")
         ex.status = response.status
         await send({"type": "http.response.start", "status": response.status, "headers": headers})
+        ex.started = True
+        tap = UsageTap(sse=ex.streaming) if ex.count_usage and response.status < 400 else None
         try:
             async for chunk in response.content.iter_any():
                 ex.bytes_out += len(chunk)
+                if tap is not None:
+                    tap.feed(chunk)
                 await send({"type": "http.response.body", "body": chunk, "more_body": True})
         except (aiohttp.ClientError, TimeoutError) as exc:
             err: UpstreamError = transport.failure(exc, "read")
             ex.error = f"upstream broke mid-response: {err.message}"
+            ex.upstream_broke = True
             if ex.streaming:
                 # Headers are gone; tell an SSE client in-band, the way Anthropic does.
-                await send({"type": "http.response.body", "body": _sse_error(err), "more_body": True})
+                await send({"type": "http.response.body", "body": sse_error(err), "more_body": True})
         else:
             complete = True
         ex.finished = True
+        if tap is not None:
+            ex.usage = tap.result()
         if complete or ex.streaming:
             await send({"type": "http.response.body", "body": b"", "more_body": False})
         # else: a JSON body cut short by the upstream; ending without the final message makes
@@ -145,7 +167,7 @@ async def _relay(
             response.close()
 
 
-def _sse_error(err: UpstreamError) -> bytes:
+def sse_error(err: GatewayError) -> bytes:
     data = msgspec.json.encode(
         {"type": "error", "error": {"type": err.error_type, "message": err.message}}
     )

@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
+import logging
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+from ccgate.routing import BreakerState, KeyEvent
+
+log = logging.getLogger("ccgate")
+_BREAKER_VALUE = {BreakerState.CLOSED: 0, BreakerState.HALF_OPEN: 1, BreakerState.OPEN: 2}
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
 
@@ -30,6 +37,30 @@ class Metrics:
             "ccgate_response_bytes", "Response body bytes sent to clients, by route.",
             ["route"], registry=self.registry,
         )
+
+        self.breaker_state = Gauge(
+            "ccgate_breaker_state", "Circuit breaker per provider: 0 closed, 1 half-open, 2 open.",
+            ["provider"], registry=self.registry,
+        )
+        self.key_state_changes = Counter(
+            "ccgate_upstream_key_state_changes",
+            "Upstream keys changing state (cooling after 429, disabled after 401/403, back).",
+            ["provider", "key", "state"], registry=self.registry,
+        )
+        self.rate_limited = Counter(
+            "ccgate_rate_limited", "Requests refused by an issued key's rpm/tpm limit, by key name.",
+            ["client"], registry=self.registry,
+        )
+
+    def breaker_change(self, provider: str, old: BreakerState, new: BreakerState) -> None:
+        self.breaker_state.labels(provider).set(_BREAKER_VALUE[new])
+        log.warning("circuit breaker of provider %r: %s -> %s", provider, old.value, new.value)
+
+    def key_event(self, event: KeyEvent) -> None:
+        # The masked key and the index only: a metric label or log line never holds a secret.
+        self.key_state_changes.labels(event.pool, str(event.index), event.new.value).inc()
+        log.warning("provider %r key #%d (%s): %s -> %s: %s", event.pool, event.index, event.key,
+                    event.old.value, event.new.value, event.reason)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

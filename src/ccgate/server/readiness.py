@@ -7,14 +7,18 @@ from __future__ import annotations
 import asyncio
 import time
 
+from ccgate.routing import Upstream
 from ccgate.upstream.transport import UpstreamTransport
 
 PROBE_CACHE_SECONDS = 10.0
 
 
 class Readiness:
-    def __init__(self, transports: list[UpstreamTransport], window: float) -> None:
+    def __init__(
+        self, transports: list[UpstreamTransport], window: float, upstreams: dict[str, Upstream] | None = None
+    ) -> None:
         self.transports = transports
+        self.upstreams = upstreams or {}
         self.window = window
         self._probed: dict[str, tuple[float, str | None]] = {}
         self._lock = asyncio.Lock()
@@ -33,7 +37,13 @@ class Readiness:
                 else:
                     _, error = self._probed[t.name]
                     detail[t.name] = {"reachable": error is None, **({"error": error} if error else {})}
-            return any(d["reachable"] for d in detail.values()), detail
+                upstream = self.upstreams.get(t.name)
+                if upstream is not None:
+                    # Breaker state and each key's health (disabled keys say why; no secrets).
+                    detail[t.name].update(upstream.snapshot())
+                    detail[t.name]["usable"] = upstream.usable()
+            ready = any(d["reachable"] and d.get("usable", True) for d in detail.values())
+            return ready, detail
 
     def _fresh(self, t: UpstreamTransport, now: float) -> bool:
         if t.last_success is not None and now - t.last_success <= self.window:

@@ -1,1 +1,38 @@
-"""ccgate.translate"""
+"""Anthropic Messages <-> OpenAI Chat Completions, sans-IO (no sockets, no asyncio, no I/O).
+
+Data in, data out, in the style of h11: the server owns the connections and calls these.
+
+    tr = translate_request(body, model="deepseek-chat", quirks=quirks)      # may raise InvalidRequest
+    # non-streaming: translate_response(resp, model=client_model, tools=tr.tools, ...)
+    # streaming:     st = StreamTranslator(model=client_model, tools=tr.tools, ...)
+    #                st.start(); st.feed(chunk)...; st.finish()    (st.fail(...) if upstream dies)
+    # client streams but tr.upstream_stream is False: stream_from_response(resp, ...)
+    # upstream HTTP error before any byte was sent: raise translate_upstream_error(status, body, ...)
+
+docs/translation.md tables every field decision.
+"""
+
+from ccgate.translate.errors import BillingError, UpstreamServerError, error_in_chunk, translate_upstream_error
+from ccgate.translate.quirks import Quirks
+from ccgate.translate.reasoning import is_gateway_signature
+from ccgate.translate.request import TranslatedRequest, translate_request
+from ccgate.translate.response import translate_response
+from ccgate.translate.stream import StreamTranslator, stream_from_response
+from ccgate.translate.tokens import estimate_input_tokens
+from ccgate.translate.toolnames import ToolNames
+
+__all__ = [
+    "BillingError",
+    "Quirks",
+    "StreamTranslator",
+    "ToolNames",
+    "TranslatedRequest",
+    "UpstreamServerError",
+    "error_in_chunk",
+    "estimate_input_tokens",
+    "is_gateway_signature",
+    "stream_from_response",
+    "translate_request",
+    "translate_response",
+    "translate_upstream_error",
+]

@@ -1,4 +1,7 @@
-"""One pooled HTTP client per provider, wired to its proxy, TLS settings and keys.
+"""One pooled HTTP client per provider, wired to its proxy and TLS settings.
+
+Which key a request carries is the key pool's decision (``routing.KeyPool``); the
+transport only moves bytes.
 
 Bodies are sent and received as bytes, untouched: no decompression, no cookie jar (a
 gateway shared by many clients must not mix their cookies), no headers invented by the
@@ -7,7 +10,6 @@ client library.
 
 from __future__ import annotations
 
-import itertools
 import socket
 import time
 from collections.abc import Mapping
@@ -46,7 +48,6 @@ class UpstreamTransport:
         parts = urlsplit(provider.base_url)
         self.base_url = provider.base_url
         self.target = f"{parts.hostname}:{parts.port or (443 if parts.scheme == 'https' else 80)}"
-        self._key_cycle = itertools.cycle(keys) if keys else None
         self._session: aiohttp.ClientSession | None = None
         self._request_proxy: dict[str, Any] = {}
         self.last_success: float | None = None  # monotonic time of the last HTTP answer
@@ -58,7 +59,7 @@ class UpstreamTransport:
     @property
     def byok(self) -> bool:
         """Bring-your-own-key: no keys configured, the client's credential passes through."""
-        return self._key_cycle is None
+        return not self.keys and self.provider.auth_header != "none"
 
     async def start(self) -> None:
         p = self.provider
@@ -103,15 +104,6 @@ class UpstreamTransport:
         if self._session is not None:
             await self._session.close()
             self._session = None
-
-    def credential_headers(self) -> dict[str, str]:
-        """The upstream credential for the next request (keys are used in turn)."""
-        if self._key_cycle is None:
-            return {}
-        key = next(self._key_cycle).value
-        if self.provider.auth_header == "bearer":
-            return {"authorization": f"Bearer {key}"}
-        return {"x-api-key": key}
 
     async def send(
         self, method: str, path_and_query: str, headers: list[tuple[str, str]], body: bytes,

@@ -78,12 +78,18 @@ def _explain(text: str, body: bytes) -> str:
     return text
 
 
-def model_list(models: list[tuple[str, str]]) -> dict[str, object]:
-    """GET /v1/models in Anthropic's list shape from (id, display_name) pairs."""
-    data = [
-        {"type": "model", "id": mid, "display_name": name, "created_at": "2025-01-01T00:00:00Z"}
-        for mid, name in models
-    ]
+def model_list(models: list[tuple[str, str, int | None, int | None]]) -> dict[str, object]:
+    """GET /v1/models in Anthropic's list shape from (id, display_name, context, max_output)."""
+    data: list[dict[str, object]] = []
+    for mid, name, context_window, max_tokens in models:
+        info: dict[str, object] = {
+            "type": "model", "id": mid, "display_name": name, "created_at": "2025-01-01T00:00:00Z",
+        }
+        if context_window is not None:
+            info["max_input_tokens"] = context_window
+        if max_tokens is not None:
+            info["max_tokens"] = max_tokens
+        data.append(info)
     return {
         "data": data,
         "has_more": False,

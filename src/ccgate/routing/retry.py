@@ -1,0 +1,88 @@
+"""How long to wait before trying again, and until when trying again is allowed.
+
+Backoff is exponential with full jitter (AWS architecture blog, "Exponential Backoff And
+Jitter"): the n-th retry (n = 0 for the first) waits ``uniform(0, min(cap, base * 2**n))``,
+which spreads the retries of many clients hit by the same failure instead of synchronising
+them. An upstream ``retry-after`` is a floor: the wait is never shorter. A wait that would
+end after the deadline is not made at all (``None``): the caller gives up or moves on.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from dataclasses import dataclass
+
+from ccgate.routing.clock import SYSTEM_CLOCK, Clock
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    # Attempts per candidate provider, the first one included (so 3 = up to 2 retries).
+    max_attempts: int = 3
+    base: float = 0.5
+    cap: float = 8.0
+    # Seconds from the start of the request after which no new attempt starts. It bounds
+    # waiting and retrying, not the length of an attempt (a stream may run for minutes).
+    deadline: float = 60.0
+    # A wait longer than this (a long retry-after, a key resting) is not sat out when a
+    # fallback provider can take the request now; on the last candidate the deadline rules.
+    max_wait: float = 10.0
+
+    def __post_init__(self) -> None:
+        if self.max_attempts < 1:
+            raise ValueError("max_attempts must be at least 1")
+        if self.base < 0 or self.cap < 0 or self.deadline < 0 or self.max_wait < 0:
+            raise ValueError("base, cap, deadline and max_wait must not be negative")
+
+    def backoff_bound(self, retry: int) -> float:
+        """Upper bound of the jittered wait before retry number ``retry`` (0-based)."""
+        if retry >= 64:  # far past any cap, and 2.0**n overflows a float past n = 1023
+            return self.cap
+        return min(self.cap, self.base * 2.0**retry)
+
+    def delay(
+        self,
+        retry: int,
+        retry_after: float | None = None,
+        *,
+        remaining: float = math.inf,
+        rng: random.Random | None = None,
+    ) -> float | None:
+        """Seconds to wait before retry number ``retry`` (0-based), or None when the wait would
+        not end within ``remaining`` seconds of deadline."""
+        r = rng if rng is not None else random
+        wait = r.uniform(0.0, self.backoff_bound(max(0, retry)))
+        if retry_after is not None and retry_after > wait:
+            wait = retry_after
+        if wait > remaining:
+            return None
+        return wait
+
+
+class RetryBudget:
+    """One request's deadline and randomness: ``RetryPolicy`` bound to a clock and a start."""
+
+    __slots__ = ("_clock", "_rng", "policy", "started")
+
+    def __init__(self, policy: RetryPolicy, clock: Clock = SYSTEM_CLOCK,
+                 rng: random.Random | None = None) -> None:
+        self.policy = policy
+        self._clock = clock
+        self._rng = rng or random.Random()
+        self.started = clock.monotonic()
+
+    @property
+    def deadline_at(self) -> float:
+        return self.started + self.policy.deadline
+
+    def remaining(self) -> float:
+        return max(0.0, self.deadline_at - self._clock.monotonic())
+
+    def expired(self) -> bool:
+        """True once the deadline has passed (an attempt may still start exactly at it)."""
+        return self._clock.monotonic() > self.deadline_at
+
+    def delay(self, retry: int, retry_after: float | None = None) -> float | None:
+        """``RetryPolicy.delay`` against the time left."""
+        return self.policy.delay(retry, retry_after, remaining=self.remaining(), rng=self._rng)

@@ -1,0 +1,329 @@
+"""The admin HTTP API: the ``ccgate keys`` / ``ccgate usage`` operations over HTTP.
+
+Enabled only when an admin key is configured; otherwise every ``/admin/...`` path is 404,
+as if it did not exist. Every endpoint except the OpenAPI document needs the admin key as
+``Authorization: Bearer`` or ``x-api-key``; it is compared by SHA-256 digest with
+``hmac.compare_digest``. Issued client keys are never admin keys.
+
+Handlers have the gateway's signature ``(scope, receive, send, ctx) -> (status, bytes_out)``
+and raise ``GatewayError`` subclasses, so errors leave as the Anthropic envelope. Store calls
+run in a worker thread: a key write may wait on SQLite's lock (busy_timeout), and that wait
+must not stall the event loop that is relaying other requests. Changes are applied to the
+in-process ``KeyCache`` at once; other processes see them at their next poll (~1 s).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import hashlib
+import hmac
+import logging
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any, ParamSpec, Protocol, TypeVar, cast
+from urllib.parse import parse_qsl
+
+import msgspec
+
+from ccgate import __version__
+from ccgate.config.secrets import Secret
+from ccgate.errors import (
+    AuthenticationFailed,
+    ClientError,
+    InternalError,
+    InvalidRequest,
+    MethodNotAllowed,
+    NotFound,
+)
+from ccgate.server.asgi import Receive, Scope, Send, read_body, send_response
+from ccgate.server.openapi import openapi_document
+from ccgate.store import (
+    GROUP_BY,
+    GroupBy,
+    InvalidInput,
+    IssuedKey,
+    KeyCache,
+    KeyConflict,
+    KeyManager,
+    KeyNotFound,
+    Store,
+    StoreError,
+    key_summary,
+    parse_duration,
+)
+from ccgate.store.report import usage_report
+
+log = logging.getLogger("ccgate.admin")
+
+ADMIN_KEY_ENV = "CCGATE_ADMIN_KEY"
+MIN_ADMIN_KEY_LENGTH = 16
+PREFIX = "/admin/"
+_KEYS = "/admin/keys"
+_OPENAPI = "/admin/openapi.json"  # the one admin path served without the admin key
+_MAX_BODY = 64 * 1024
+_json = msgspec.json.Encoder()
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+
+class Conflict(ClientError):
+    """409: the request contradicts the current state (duplicate name, already revoked)."""
+
+    status = 409
+
+
+class AdminContext(Protocol):
+    """What the admin handlers use of the gateway's per-request ``Context``."""
+
+    request_id: str
+    client: str | None
+    bytes_in: int
+
+
+AdminHandler = Callable[[Scope, Receive, Send, AdminContext], Awaitable[tuple[int, int]]]
+
+
+class CreateKeyBody(msgspec.Struct, forbid_unknown_fields=True):
+    name: str
+    models: list[str] = []
+    rpm: int | None = None
+    tpm: int | None = None
+    expires: str | None = None
+
+
+class RotateBody(msgspec.Struct, forbid_unknown_fields=True):
+    grace: str | None = None
+
+
+def admin_key_from(configured: Secret | str | None, env: Mapping[str, str]) -> str | None:
+    """The admin key: ``server.admin.key`` from the config, else ``$CCGATE_ADMIN_KEY``."""
+    if isinstance(configured, Secret):
+        return configured.value or None
+    return configured or env.get(ADMIN_KEY_ENV) or None
+
+
+class AdminApi:
+    def __init__(
+        self, store: Store, cache: KeyCache | None, admin_key: str | Secret | None, *,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        value = admin_key.value if isinstance(admin_key, Secret) else admin_key
+        if value is not None and len(value) < MIN_ADMIN_KEY_LENGTH:
+            # Raised at startup (ValueError, safe message: the key itself is not shown).
+            raise ValueError(
+                f"the admin key is {len(value)} characters; use at least {MIN_ADMIN_KEY_LENGTH} random "
+                f"characters (e.g. python3 -c 'import secrets; print(secrets.token_urlsafe(32))')"
+            )
+        self.store = store
+        self.cache = cache
+        self.keys = KeyManager(store, clock)
+        self.clock = clock
+        self._digest = hashlib.sha256(value.encode()).digest() if value else None
+        self._fixed: dict[str, dict[str, AdminHandler]] = {
+            _KEYS: {"GET": self.list_keys, "POST": self.create_key},
+            "/admin/usage": {"GET": self.usage},
+            _OPENAPI: {"GET": self.openapi},
+        }
+
+    @property
+    def enabled(self) -> bool:
+        return self._digest is not None
+
+    # Routing -----------------------------------------------------------------------------
+
+    def routes(self) -> dict[tuple[str, str], AdminHandler]:
+        """Fixed-path routes, each already guarded by ``authorize``. Paths with a key in them
+        (``/admin/keys/{key}...``) are served by ``dispatch``; wiring every ``/admin/`` path
+        to ``dispatch`` covers both. Empty when the API is disabled."""
+        if not self.enabled:
+            return {}
+        return {(method, path): self._guard(path, handler)
+                for path, methods in self._fixed.items() for method, handler in methods.items()}
+
+    async def dispatch(self, scope: Scope, receive: Receive, send: Send, ctx: AdminContext) -> tuple[int, int]:
+        """Serve any ``/admin/...`` request: 404 when disabled, 401 before anything else."""
+        method: str = scope["method"]
+        path: str = scope["path"]
+        if not self.enabled:
+            raise NotFound(f"no such endpoint: {method} {path}")
+        if path != _OPENAPI:
+            self.authorize(scope)  # before telling an anonymous caller which paths exist
+            ctx.client = "admin"
+        handler = self._match(method, path)
+        return await handler(scope, receive, send, ctx)
+
+    def _match(self, method: str, path: str) -> AdminHandler:
+        methods = self._fixed.get(path)
+        if methods is None and path.startswith(_KEYS + "/"):
+            methods = self._key_routes(path[len(_KEYS) + 1:])
+        if methods is None:
+            raise NotFound(f"no such endpoint: {method} {path}")
+        handler = methods.get(method)
+        if handler is None:
+            allowed = ", ".join(sorted(methods))
+            raise MethodNotAllowed(f"method {method} is not allowed on {path}; use {allowed}")
+        return handler
+
+    def _key_routes(self, rest: str) -> dict[str, AdminHandler] | None:
+        ref, _, action = rest.partition("/")
+        if not ref:
+            return None
+        if action == "":
+            return {"GET": functools.partial(self.get_key, ref)}
+        if action == "revoke":
+            return {"POST": functools.partial(self.revoke_key, ref)}
+        if action == "rotate":
+            return {"POST": functools.partial(self.rotate_key, ref)}
+        return None
+
+    def _guard(self, path: str, handler: AdminHandler) -> AdminHandler:
+        if path == _OPENAPI:
+            return handler
+
+        async def guarded(scope: Scope, receive: Receive, send: Send, ctx: AdminContext) -> tuple[int, int]:
+            self.authorize(scope)
+            ctx.client = "admin"
+            return await handler(scope, receive, send, ctx)
+
+        return guarded
+
+    def authorize(self, scope: Scope) -> None:
+        """Raise ``AuthenticationFailed`` unless the request carries the admin key."""
+        if self._digest is None:
+            raise NotFound(f"no such endpoint: {scope['method']} {scope['path']}")
+        token: bytes | None = None
+        for name, value in scope["headers"]:
+            if name == b"x-api-key":
+                token = value
+                break
+            if name == b"authorization":
+                scheme, _, rest = value.partition(b" ")
+                if scheme.lower() == b"bearer":
+                    token = rest.strip()
+        if not token:
+            raise AuthenticationFailed(
+                "missing admin credential: send the admin key (server.admin.key or CCGATE_ADMIN_KEY) "
+                "as 'Authorization: Bearer' or x-api-key"
+            )
+        if not hmac.compare_digest(hashlib.sha256(token).digest(), self._digest):
+            raise AuthenticationFailed("invalid admin credential")
+
+    # Handlers ----------------------------------------------------------------------------
+
+    async def list_keys(self, scope: Scope, receive: Receive, send: Send, ctx: AdminContext) -> tuple[int, int]:
+        keys = await self._call(self.keys.list_keys)
+        now = self.clock()
+        return await _reply(send, 200, {"data": [key_summary(k, now) for k in keys]})
+
+    async def create_key(self, scope: Scope, receive: Receive, send: Send,
+                         ctx: AdminContext) -> tuple[int, int]:
+        body = _decode(await _read(scope, receive, ctx), CreateKeyBody, required=True)
+        expires = _duration(body.expires, "expires")
+        key, secret = await self._call(self.keys.create, body.name, models=body.models, rpm=body.rpm,
+                                       tpm=body.tpm, expires_in=expires)
+        self._applied(key)
+        log.info("admin: created key %s (%s)", key.name, key.id)
+        return await _reply(send, 201, {"key": key_summary(key, self.clock()), "secret": secret})
+
+    async def get_key(self, ref: str, scope: Scope, receive: Receive, send: Send,
+                      ctx: AdminContext) -> tuple[int, int]:
+        key = await self._call(self.keys.resolve, ref)
+        return await _reply(send, 200, key_summary(key, self.clock()))
+
+    async def revoke_key(self, ref: str, scope: Scope, receive: Receive, send: Send,
+                         ctx: AdminContext) -> tuple[int, int]:
+        await _read(scope, receive, ctx)  # no body expected; drain whatever came
+        key = await self._call(self.keys.revoke, ref)
+        self._applied(key)
+        log.info("admin: revoked key %s (%s)", key.name, key.id)
+        return await _reply(send, 200, key_summary(key, self.clock()))
+
+    async def rotate_key(self, ref: str, scope: Scope, receive: Receive, send: Send,
+                         ctx: AdminContext) -> tuple[int, int]:
+        body = _decode(await _read(scope, receive, ctx), RotateBody, required=False)
+        grace = _duration(body.grace, "grace")
+        key, secret = await self._call(self.keys.rotate, ref, grace=grace)
+        self._applied(key)
+        log.info("admin: rotated key %s (%s)", key.name, key.id)
+        return await _reply(send, 200, {"key": key_summary(key, self.clock()), "secret": secret})
+
+    async def usage(self, scope: Scope, receive: Receive, send: Send, ctx: AdminContext) -> tuple[int, int]:
+        params = dict(parse_qsl(scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True))
+        unknown = sorted(set(params) - {"since", "by"})
+        if unknown:
+            raise InvalidRequest(f"unknown query parameter {unknown[0]!r}; use since and by")
+        by_text = params.get("by", "key")
+        if by_text not in GROUP_BY:
+            raise InvalidRequest(f"by: {by_text!r} is not one of {', '.join(GROUP_BY)}")
+        by = cast(GroupBy, by_text)
+        since_text = params.get("since", "7d")
+        since = None if since_text == "all" else self.clock() - (_duration(since_text, "since") or 0)
+        groups = await self._call(self.store.usage_summary, since=since, by=by)
+        return await _reply(send, 200, usage_report(groups, since=since, by=by))
+
+    async def openapi(self, scope: Scope, receive: Receive, send: Send, ctx: AdminContext) -> tuple[int, int]:
+        return await _reply(send, 200, openapi_document(__version__))
+
+    # Helpers -----------------------------------------------------------------------------
+
+    def _applied(self, key: IssuedKey) -> None:
+        if self.cache is not None:
+            self.cache.apply(key)
+
+    async def _call(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+        """Run a store operation off the event loop; map store errors to HTTP errors."""
+        try:
+            return await asyncio.to_thread(fn, *args, **kwargs)
+        except InvalidInput as exc:
+            raise InvalidRequest(str(exc)) from None
+        except KeyNotFound as exc:
+            raise NotFound(str(exc)) from None
+        except KeyConflict as exc:
+            raise Conflict(str(exc)) from None
+        except StoreError as exc:
+            log.error("admin: key store error: %s", exc)
+            raise InternalError("the key store is unavailable; see the gateway log") from None
+
+
+def _duration(text: str | None, what: str) -> int | None:
+    if text is None:
+        return None
+    try:
+        return parse_duration(text, what)
+    except InvalidInput as exc:
+        raise InvalidRequest(str(exc)) from None
+
+
+async def _read(scope: Scope, receive: Receive, ctx: AdminContext) -> bytes:
+    declared = None
+    for name, value in scope["headers"]:
+        if name == b"content-length":
+            declared = int(value) if value.isdigit() else None
+    body = await read_body(receive, _MAX_BODY, declared)
+    ctx.bytes_in = len(body)
+    return body
+
+
+def _decode(body: bytes, kind: type[T], *, required: bool) -> T:
+    if not body.strip():
+        if required:
+            raise InvalidRequest("request body: expected a JSON object, got nothing")
+        body = b"{}"
+    try:
+        return msgspec.json.decode(body, type=kind)
+    except msgspec.ValidationError as exc:
+        raise InvalidRequest(f"request body: {exc}") from None
+    except msgspec.DecodeError as exc:
+        raise InvalidRequest(f"request body is not valid JSON: {exc}") from None
+
+
+async def _reply(send: Send, status: int, payload: Any) -> tuple[int, int]:
+    body = _json.encode(payload)
+    # no-store: responses may carry a secret (create, rotate); no cache may keep one.
+    await send_response(send, status, [
+        (b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
+        (b"cache-control", b"no-store"),
+    ], body)
+    return status, len(body)

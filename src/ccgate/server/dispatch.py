@@ -1,0 +1,237 @@
+"""One request's way to an answer: attempts over a route's targets, then the relay.
+
+The decisions (which provider, which key, wait how long, retry or fall back or give up)
+belong to ``routing.Planner``; this module is the thin I/O loop around it (docs/routing.md):
+
+    next_step -> Wait: sleep | GiveUp: relay the last answer or raise | Attempt: send
+    status >= 400 -> read the (small) error body, classify, report, loop
+    status < 400  -> report success and relay; from the first byte on, nothing is retried
+
+Each target is prepared once, lazily: the client's bytes for passthrough (rewritten only
+when an alias, a clamp or a provider quirk demands it), or a translated Chat Completions
+request for openai-compatible providers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+import msgspec
+
+from ccgate.config.load import Route, Target
+from ccgate.errors import GatewayError, InvalidRequest, UpstreamError
+from ccgate.routing import Attempt, Candidate, GiveUp, Planner, RetryPolicy, Upstream, Wait, classify
+from ccgate.server.asgi import Scope, Send
+from ccgate.server.forward import Exchange, outgoing_headers, relay_passthrough, response_headers
+from ccgate.server.translated import (
+    check_context_window,
+    openai_headers,
+    relay_translated,
+    upstream_error,
+)
+from ccgate.translate import Quirks, TranslatedRequest, translate_request
+from ccgate.upstream.compat import AnthropicQuirks, rewrite_body
+from ccgate.upstream.transport import UpstreamTransport
+
+_json = msgspec.json.Encoder()
+# Error bodies are held to be classified and perhaps relayed; real ones are a few hundred bytes.
+_ERROR_BODY_LIMIT = 64 * 1024
+
+
+@dataclass
+class Prepared:
+    """A request ready for one target."""
+
+    target: Target
+    transport: UpstreamTransport
+    path: str
+    body: bytes
+    translated: TranslatedRequest | None = None
+
+
+@dataclass
+class _Held:
+    """The last error answer, kept in case it is what the client finally gets."""
+
+    prepared: Prepared
+    status: int
+    headers: list[tuple[bytes, bytes]]
+    body: bytes
+
+
+class Dispatcher:
+    def __init__(
+        self,
+        transports: dict[str, UpstreamTransport],
+        upstreams: dict[str, Upstream],
+        policy: RetryPolicy,
+        quirks: dict[str, Quirks],
+        compat: dict[str, AnthropicQuirks],
+        ping_interval: float,
+    ) -> None:
+        self.transports = transports
+        self.upstreams = upstreams
+        self.policy = policy
+        self.quirks = quirks
+        self.compat = compat
+        self.ping_interval = ping_interval
+
+    # Preparing a target --------------------------------------------------------------------
+
+    def prepare(
+        self, target: Target, route: Route, model: str, body: bytes, decoded: dict[str, Any] | None,
+        scope: Scope,
+    ) -> Prepared:
+        provider = target.provider
+        transport = self.transports[provider.name]
+        if provider.translated:
+            data = decoded if decoded is not None else msgspec.json.decode(body)
+            request = translate_request(
+                data, model=target.model, quirks=self.quirks[provider.name],
+                max_output_tokens=route.max_tokens,
+            )
+            check_context_window(request, route.context_window)
+            return Prepared(target, transport, "/chat/completions", _json.encode(request.body), request)
+        query: bytes = scope["query_string"]
+        path = scope["path"] + ("?" + query.decode("latin-1") if query else "")
+        counting = scope["path"].endswith("/count_tokens")
+        return Prepared(target, transport, path, self._passthrough_body(body, model, target, route, counting))
+
+    def _passthrough_body(
+        self, body: bytes, model: str, target: Target, route: Route, counting: bool
+    ) -> bytes:
+        """The client's bytes, unless an alias, a clamp or a provider quirk needs a rewrite."""
+        quirks = self.compat[target.provider.name]
+        clamp = route.max_tokens
+        if (target.model == model and clamp is None and quirks.max_tools is None
+                and not quirks.rewrites_body):
+            return body  # the common case: byte for byte, signatures on thinking blocks intact
+        data: dict[str, Any] = msgspec.json.decode(body)
+        data["model"] = target.model
+        rewrite_body(data, quirks)
+        tools = data.get("tools")
+        if quirks.max_tools is not None and isinstance(tools, list) and len(tools) > quirks.max_tools:
+            raise InvalidRequest(
+                f"tools: {len(tools)} tools, but provider {target.provider.name!r} accepts at most "
+                f"{quirks.max_tools}; disable some MCP servers or turn on tool search"
+            )
+        max_tokens = data.get("max_tokens")
+        if not counting and clamp is not None and isinstance(max_tokens, int) and max_tokens > clamp:
+            data["max_tokens"] = clamp
+        return _json.encode(data)
+
+    # The attempt loop ----------------------------------------------------------------------
+
+    async def run(
+        self, route: Route, model: str, scope: Scope, body: bytes, send: Send, ex: Exchange,
+        *, method: str = "POST", forward_client: bool = True,
+    ) -> None:
+        candidates = [Candidate(self.upstreams[t.provider.name], t) for t in route.targets]
+        planner: Planner[Target] = Planner(candidates, self.policy)
+        prepared: dict[int, Prepared] = {}
+        decoded: dict[str, Any] | None = None
+        held: _Held | None = None
+        try:
+            while True:
+                step = planner.next_step()
+                if isinstance(step, Wait):
+                    await asyncio.sleep(step.seconds)
+                    continue
+                if isinstance(step, GiveUp):
+                    await self._give_up(step, held, send, ex)
+                    return
+                index = route.targets.index(step.target)
+                if index not in prepared:
+                    if decoded is None and step.target.provider.translated:
+                        decoded = msgspec.json.decode(body)
+                    prepared[index] = self.prepare(step.target, route, model, body, decoded, scope)
+                prep = prepared[index]
+                ex.provider = prep.transport.name
+                result = await self._attempt(planner, step, prep, scope, method, forward_client)
+                if isinstance(result, _Held):
+                    held = result
+                    continue
+                await self._relay(planner, step, prep, result, model, send, ex)
+                return
+        finally:
+            ex.trail = planner.trail()
+
+    async def _attempt(
+        self, planner: Planner[Target], step: Attempt[Target], prep: Prepared, scope: Scope, method: str,
+        forward_client: bool,
+    ) -> aiohttp.ClientResponse | _Held:
+        transport, provider = prep.transport, prep.target.provider
+        credentials = step.lease.headers(provider.auth_header)
+        if prep.translated is not None:
+            headers = openai_headers(credentials)
+        else:
+            headers = outgoing_headers(scope, transport, credentials, forward_client=forward_client)
+        try:
+            response = await transport.send(method, prep.path, headers, prep.body)
+        except UpstreamError as err:
+            planner.report(step, classify(None, err, {}))
+            return self._raise_later(err, prep)
+        except BaseException:
+            planner.abandon(step)
+            raise
+        if response.status < 400:
+            planner.report(step, classify(response.status, None, response.headers))
+            return response
+        try:
+            error_body = await response.content.read(_ERROR_BODY_LIMIT)
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            response.close()
+            broken = transport.failure(exc, "read")
+            planner.report(step, classify(None, broken, {}))
+            return self._raise_later(broken, prep)
+        except BaseException:
+            response.close()
+            planner.abandon(step)
+            raise
+        response.close()
+        planner.report(step, classify(response.status, None, response.headers, error_body))
+        return _Held(prep, response.status, response_headers(response), error_body)
+
+    @staticmethod
+    def _raise_later(err: GatewayError, prep: Prepared) -> _Held:
+        # A transport failure has no answer to relay; the planner's GiveUp carries the error.
+        return _Held(prep, err.status, [], b"")
+
+    async def _relay(
+        self, planner: Planner[Target], step: Attempt[Target], prep: Prepared,
+        response: aiohttp.ClientResponse, model: str, send: Send, ex: Exchange,
+    ) -> None:
+        if prep.translated is not None:
+            await relay_translated(
+                prep.transport, response, prep.translated, model, send, ex, self.ping_interval,
+                self.quirks[prep.target.provider.name],
+            )
+        else:
+            await relay_passthrough(prep.transport, response, send, ex)
+        if ex.upstream_broke:
+            planner.stream_failed(step)
+
+    async def _give_up(self, step: GiveUp, held: _Held | None, send: Send, ex: Exchange) -> None:
+        if step.relay_last and held is not None and held.headers:
+            if held.prepared.translated is not None:
+                raise upstream_error(held.prepared.transport, held.status, held.body,
+                                     _as_str(held.headers))
+            # Passthrough: the provider's own answer, unchanged; Claude Code parses its wording.
+            ex.status = held.status
+            headers = [*held.headers, (b"content-length", str(len(held.body)).encode())]
+            await send({"type": "http.response.start", "status": held.status, "headers": headers})
+            ex.started = True
+            ex.bytes_out += len(held.body)
+            ex.finished = True
+            await send({"type": "http.response.body", "body": held.body, "more_body": False})
+            return
+        if step.error is not None:
+            raise step.error
+        raise UpstreamError(f"no provider could take the request: {step.reason}")
+
+
+def _as_str(headers: list[tuple[bytes, bytes]]) -> dict[str, str]:
+    return {k.decode("latin-1"): v.decode("latin-1") for k, v in headers}

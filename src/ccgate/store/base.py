@@ -1,0 +1,174 @@
+"""What a key and usage store is, independent of where it keeps its data.
+
+``SQLiteStore`` (``store/sqlite.py``) is the embedded implementation. A PostgreSQL (+ Redis
+for the change signal) backend only has to provide these methods; everything above them
+(``KeyManager``, ``KeyCache``, ``UsageRecorder``, the CLI and the admin API) is written
+against the protocols here and does not know which backend it talks to.
+
+Backends persist; they do not generate secrets, parse durations or validate names. That lives
+once in ``store/keys.py`` so every backend behaves the same.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from fnmatch import fnmatchcase
+from typing import Literal, Protocol
+
+KeyStatus = Literal["active", "rotating", "expired", "revoked"]
+GroupBy = Literal["key", "model", "provider", "session"]
+GROUP_BY: tuple[GroupBy, ...] = ("key", "model", "provider", "session")
+
+
+# Errors ------------------------------------------------------------------------------------
+# Messages are safe to show to the user: they name keys by name/id, never by secret.
+
+
+class StoreError(Exception):
+    """The store cannot do what was asked (I/O, lock, corrupt or unknown file)."""
+
+
+class StoreMissing(StoreError):
+    """The database file does not exist and the caller asked not to create it."""
+
+
+class InvalidInput(StoreError, ValueError):
+    """A name, glob, limit or duration is not acceptable; nothing was changed."""
+
+
+class KeyNotFound(StoreError):
+    """No issued key with that id (or name)."""
+
+
+class KeyConflict(StoreError):
+    """The change contradicts the key's state: duplicate name, already revoked, expired."""
+
+
+class DuplicateKeyName(KeyConflict):
+    pass
+
+
+# Records -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class IssuedKey:
+    """A client key ccgate issued. Times are Unix seconds (UTC); None means "never".
+
+    ``digest`` is SHA-256 of the current secret; during a rotation grace period
+    ``old_digest`` still authenticates until ``grace_until``. Digests are not secrets, but
+    they stay out of ``repr`` and out of every listing anyway.
+    """
+
+    id: str
+    name: str
+    prefix: str  # "ccg_" + the first 8 characters of the secret: enough to recognise it
+    models: tuple[str, ...]  # fnmatch globs; empty = every model
+    rpm: int | None
+    tpm: int | None
+    created_at: float
+    expires_at: float | None
+    revoked_at: float | None
+    digest: bytes = field(repr=False)
+    old_digest: bytes | None = field(default=None, repr=False)
+    grace_until: float | None = None
+
+    def status(self, now: float) -> KeyStatus:
+        if self.revoked_at is not None:
+            return "revoked"
+        if self.expires_at is not None and now >= self.expires_at:
+            return "expired"
+        if self.old_digest is not None and self.grace_until is not None and now < self.grace_until:
+            return "rotating"
+        return "active"
+
+    def allows_model(self, model: str) -> bool:
+        return not self.models or any(fnmatchcase(model, glob) for glob in self.models)
+
+
+@dataclass(frozen=True, slots=True)
+class UsageRow:
+    """One request through the gateway. One row per request, so COUNT(*) is the request count.
+
+    ``key_id`` is ``IssuedKey.id`` for issued keys; the gateway may use another label (e.g.
+    ``config:<name>`` for a token from the config file) or None when auth is off.
+    ``model`` is the model the client asked for; ``provider`` the one that served it.
+    """
+
+    ts: float
+    status: int
+    key_id: str | None = None
+    model: str | None = None
+    provider: str | None = None
+    session_id: str | None = None  # Claude Code's x-claude-code-session-id
+    request_id: str | None = None
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cache_read_tokens: int = 0
+    cache_creation_tokens: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class UsageGroup:
+    """Totals for one value of the grouping column (``group`` None: not recorded)."""
+
+    group: str | None
+    label: str | None  # by key: the key's name when the id is an issued key
+    requests: int
+    errors: int  # status >= 400 (499: the client went away)
+    input_tokens: int
+    output_tokens: int
+    cache_read_tokens: int
+    cache_creation_tokens: int
+    first_ts: float
+    last_ts: float
+
+
+# Protocols ---------------------------------------------------------------------------------
+
+
+class KeyStore(Protocol):
+    def add_key(self, key: IssuedKey) -> None:
+        """Insert; DuplicateKeyName if an unrevoked key already has that name."""
+
+    def get_key(self, key_id: str) -> IssuedKey | None: ...
+
+    def keys_named(self, name: str) -> list[IssuedKey]:
+        """Every key with that name, newest first (revoked ones keep their name)."""
+
+    def list_keys(self) -> list[IssuedKey]:
+        """All keys, revoked and expired included, oldest first."""
+
+    def revoke_key(self, key_id: str, at: float) -> IssuedKey:
+        """Mark revoked (the old digest goes too). KeyNotFound / KeyConflict if already revoked."""
+
+    def rotate_key(
+        self, key_id: str, *, expected_digest: bytes, digest: bytes, prefix: str,
+        old_digest: bytes | None, grace_until: float | None,
+    ) -> IssuedKey:
+        """Swap in a new digest if the current one is still ``expected_digest``.
+
+        Compare-and-swap so two concurrent rotations cannot both hand out a working secret;
+        the loser gets KeyConflict.
+        """
+
+    def keys_version(self) -> int:
+        """A number that changes whenever any key changes, in any process. Must be cheap:
+        ``KeyCache`` polls it about once a second."""
+
+
+class UsageStore(Protocol):
+    def add_usage(self, rows: Sequence[UsageRow]) -> None:
+        """Commit all rows in one transaction; when this returns they are durable."""
+
+    def usage_summary(self, *, since: float | None, by: GroupBy) -> list[UsageGroup]:
+        """Totals per group for rows with ``ts >= since``, most tokens first."""
+
+
+class Store(KeyStore, UsageStore, Protocol):
+    @property
+    def location(self) -> str:
+        """Where the data lives, for messages (a path or a URL without credentials)."""
+
+    def close(self) -> None: ...

@@ -1,0 +1,128 @@
+"""``KeyCache``: issued keys in memory, so authenticating a request never touches the disk.
+
+``authenticate(token)`` hashes the token once and does one dict lookup by SHA-256 digest.
+That is the constant-time comparison: the dict compares digests, not the token, and an
+attacker cannot steer which digest their guess lands next to, so response time tells them
+nothing about how close a guess is (the same reasoning as ``server/auth.py``).
+
+Freshness: changes made in this process (the admin API) are applied directly with
+``apply(key)``. Changes made elsewhere (``ccgate keys`` in a shell, another replica) are found
+by polling ``store.keys_version()`` - one indexed row - at most every ``poll_interval``
+seconds, from inside ``authenticate``; only when it moved are the keys re-read. Revocation
+therefore takes effect in other processes within about a second. If the store cannot be read
+the cache keeps serving what it has and logs a warning, rather than failing every request.
+
+Revocation, expiry and the end of a rotation grace period are checked against ``clock()`` on
+every call, so they take effect on time even without a reload.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Literal
+
+from ccgate.store.base import IssuedKey, KeyStore, StoreError
+from ccgate.store.keys import SECRET_PREFIX, digest
+
+log = logging.getLogger("ccgate.store")
+
+Verdict = Literal["ok", "unknown", "revoked", "expired", "grace_over"]
+
+
+@dataclass(frozen=True, slots=True)
+class KeyCheck:
+    """Why a token was accepted or refused; ``key`` is set whenever the token is one of ours."""
+
+    verdict: Verdict
+    key: IssuedKey | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.verdict == "ok"
+
+
+_UNKNOWN = KeyCheck("unknown")
+
+
+class KeyCache:
+    def __init__(
+        self, store: KeyStore, *, clock: Callable[[], float] = time.time,
+        monotonic: Callable[[], float] = time.monotonic, poll_interval: float = 1.0,
+    ) -> None:
+        self._store = store
+        self._clock = clock
+        self._monotonic = monotonic
+        self._poll_interval = poll_interval
+        # digest -> (key, True if this is the old secret of a rotation)
+        self._by_digest: dict[bytes, tuple[IssuedKey, bool]] = {}
+        self._version: int | None = None
+        self._next_poll = float("-inf")
+
+    def __len__(self) -> int:
+        return len(self._by_digest)
+
+    # Lookups (hot path) ------------------------------------------------------------------
+
+    def check(self, token: str | bytes) -> KeyCheck:
+        self.poll()
+        raw = token.encode() if isinstance(token, str) else token
+        if not raw.startswith(SECRET_PREFIX.encode()):
+            return _UNKNOWN
+        hit = self._by_digest.get(digest(raw))
+        if hit is None:
+            return _UNKNOWN
+        key, is_old = hit
+        now = self._clock()
+        if key.revoked_at is not None:
+            return KeyCheck("revoked", key)
+        if key.expires_at is not None and now >= key.expires_at:
+            return KeyCheck("expired", key)
+        if is_old and (key.grace_until is None or now >= key.grace_until):
+            return KeyCheck("grace_over", key)
+        return KeyCheck("ok", key)
+
+    def authenticate(self, token: str | bytes) -> IssuedKey | None:
+        """The key this token belongs to if it may be used now, else None."""
+        result = self.check(token)
+        return result.key if result.ok else None
+
+    # Freshness ---------------------------------------------------------------------------
+
+    def poll(self) -> None:
+        """Reload if another process changed the keys; costs nothing between polls."""
+        now = self._monotonic()
+        if now < self._next_poll:
+            return
+        self._next_poll = now + self._poll_interval
+        try:
+            if self._store.keys_version() != self._version:
+                self.reload()
+        except StoreError as exc:
+            log.warning("cannot refresh issued keys (serving the cached ones): %s", exc)
+
+    def reload(self) -> None:
+        """Read every key. The version is read first: a change racing with the read bumps it
+        again, so the next poll reloads instead of keeping a stale view."""
+        version = self._store.keys_version()
+        keys = self._store.list_keys()
+        table: dict[bytes, tuple[IssuedKey, bool]] = {}
+        for key in keys:
+            self._index(table, key)
+        self._by_digest = table  # one reference swap: a concurrent lookup sees old or new
+        self._version = version
+        self._next_poll = self._monotonic() + self._poll_interval
+
+    def apply(self, key: IssuedKey) -> None:
+        """Take a change made in this process into account at once (admin API)."""
+        table = {d: hit for d, hit in self._by_digest.items() if hit[0].id != key.id}
+        self._index(table, key)
+        self._by_digest = table
+
+    @staticmethod
+    def _index(table: dict[bytes, tuple[IssuedKey, bool]], key: IssuedKey) -> None:
+        table[key.digest] = (key, False)
+        if key.old_digest is not None:
+            table[key.old_digest] = (key, True)

@@ -1,0 +1,174 @@
+"""Schema migrations for the SQLite store: an ordered list of steps, applied in place.
+
+The schema version lives in ``PRAGMA user_version`` (a field in the database header, so it
+is read without touching any table and changes atomically with the step's DDL). Opening a
+file runs every step above its version in one ``BEGIN IMMEDIATE`` transaction: a crash
+half way leaves the old version intact, and two processes opening an old file at once do not
+both migrate it (the second sees the new version once it gets the lock).
+
+Before an existing file is upgraded, a copy is written next to it (``<db>.v<N>.bak``).
+
+Rules for new steps: append, never edit a released step; a step is a list of statements
+(no ``executescript``: it commits on its own and would break the all-or-nothing upgrade).
+SQLite cannot drop a constraint, so changing one means rebuilding the table (step 3).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sqlite3
+from dataclasses import dataclass
+from pathlib import Path
+
+from ccgate.store.base import StoreError
+
+
+@dataclass(frozen=True)
+class Migration:
+    version: int
+    summary: str
+    statements: tuple[str, ...]
+
+
+_KEY_COLUMNS_V3 = (
+    "id, name, prefix, digest, models, rpm, tpm, created_at, expires_at, revoked_at, old_digest, grace_until"
+)
+
+MIGRATIONS: tuple[Migration, ...] = (
+    Migration(1, "issued keys and usage rows", (
+        """CREATE TABLE keys (
+            id TEXT PRIMARY KEY,
+            name TEXT NOT NULL UNIQUE,
+            prefix TEXT NOT NULL,
+            digest BLOB NOT NULL UNIQUE,
+            models TEXT NOT NULL DEFAULT '[]',
+            rpm INTEGER,
+            tpm INTEGER,
+            created_at REAL NOT NULL,
+            expires_at REAL,
+            revoked_at REAL
+        )""",
+        """CREATE TABLE usage (
+            id INTEGER PRIMARY KEY,
+            ts REAL NOT NULL,
+            key_id TEXT,
+            model TEXT,
+            provider TEXT,
+            status INTEGER NOT NULL,
+            input_tokens INTEGER NOT NULL DEFAULT 0,
+            output_tokens INTEGER NOT NULL DEFAULT 0,
+            cache_read_tokens INTEGER NOT NULL DEFAULT 0,
+            cache_creation_tokens INTEGER NOT NULL DEFAULT 0
+        )""",
+        "CREATE INDEX usage_ts ON usage(ts)",
+    )),
+    Migration(2, "key rotation with a grace period; Claude Code session and request id on usage", (
+        "ALTER TABLE keys ADD COLUMN old_digest BLOB",
+        "ALTER TABLE keys ADD COLUMN grace_until REAL",
+        "CREATE UNIQUE INDEX keys_old_digest ON keys(old_digest) WHERE old_digest IS NOT NULL",
+        "ALTER TABLE usage ADD COLUMN session_id TEXT",
+        "ALTER TABLE usage ADD COLUMN request_id TEXT",
+    )),
+    Migration(3, "names unique among unrevoked keys only; keys_version change counter", (
+        # Rebuild: the v1 UNIQUE(name) constraint cannot be dropped in place.
+        """CREATE TABLE keys_v3 (
+            id TEXT PRIMARY KEY,
+            name TEXT NOT NULL,
+            prefix TEXT NOT NULL,
+            digest BLOB NOT NULL UNIQUE,
+            models TEXT NOT NULL DEFAULT '[]',
+            rpm INTEGER,
+            tpm INTEGER,
+            created_at REAL NOT NULL,
+            expires_at REAL,
+            revoked_at REAL,
+            old_digest BLOB,
+            grace_until REAL
+        )""",
+        f"INSERT INTO keys_v3 ({_KEY_COLUMNS_V3}) SELECT {_KEY_COLUMNS_V3} FROM keys",
+        "DROP TABLE keys",
+        "ALTER TABLE keys_v3 RENAME TO keys",
+        "CREATE UNIQUE INDEX keys_live_name ON keys(name) WHERE revoked_at IS NULL",
+        "CREATE INDEX keys_name ON keys(name)",
+        "CREATE UNIQUE INDEX keys_old_digest ON keys(old_digest) WHERE old_digest IS NOT NULL",
+        # keys_version: bumped by triggers on any change to keys, whoever makes it (CLI, admin
+        # API, another replica, hand-written SQL), so a running gateway can poll one row
+        # instead of re-reading every key. PRAGMA data_version would also change on every
+        # usage write and make the gateway reload keys constantly under traffic.
+        "CREATE TABLE meta (name TEXT PRIMARY KEY, value INTEGER NOT NULL)",
+        "INSERT INTO meta (name, value) VALUES ('keys_version', 1)",
+        """CREATE TRIGGER keys_changed_insert AFTER INSERT ON keys BEGIN
+            UPDATE meta SET value = value + 1 WHERE name = 'keys_version'; END""",
+        """CREATE TRIGGER keys_changed_update AFTER UPDATE ON keys BEGIN
+            UPDATE meta SET value = value + 1 WHERE name = 'keys_version'; END""",
+        """CREATE TRIGGER keys_changed_delete AFTER DELETE ON keys BEGIN
+            UPDATE meta SET value = value + 1 WHERE name = 'keys_version'; END""",
+    )),
+)
+
+LATEST = MIGRATIONS[-1].version
+assert [m.version for m in MIGRATIONS] == list(range(1, LATEST + 1))
+
+
+def schema_version(conn: sqlite3.Connection) -> int:
+    row = conn.execute("PRAGMA user_version").fetchone()
+    return int(row[0])
+
+
+def _has_tables(conn: sqlite3.Connection) -> bool:
+    row = conn.execute("SELECT count(*) FROM sqlite_master WHERE name NOT LIKE 'sqlite_%'").fetchone()
+    return bool(row[0])
+
+
+def migrate(conn: sqlite3.Connection, path: Path) -> tuple[int, int]:
+    """Bring ``conn``'s database to ``LATEST``. Returns (version before, version after).
+
+    ``conn`` must be in autocommit mode (isolation_level=None).
+    """
+    before = schema_version(conn)
+    _refuse_unknown(conn, path, before)
+    if before == LATEST:
+        return before, before
+    if before > 0:
+        backup(conn, path, before)
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        current = schema_version(conn)  # another process may have migrated while we waited
+        _refuse_unknown(conn, path, current)
+        for step in MIGRATIONS[current:]:
+            for statement in step.statements:
+                conn.execute(statement)
+            conn.execute(f"PRAGMA user_version = {step.version}")
+        conn.execute("COMMIT")
+    except BaseException:
+        with contextlib.suppress(sqlite3.Error):
+            conn.execute("ROLLBACK")
+        raise
+    return before, LATEST
+
+
+def _refuse_unknown(conn: sqlite3.Connection, path: Path, version: int) -> None:
+    if version > LATEST:
+        raise StoreError(
+            f"{path} has schema version {version}, written by a newer ccgate (this one knows up to "
+            f"{LATEST}); upgrade ccgate or point --db / CCGATE_DB at another file"
+        )
+    if version == 0 and _has_tables(conn):
+        raise StoreError(f"{path} is an SQLite database but not a ccgate store; nothing was changed")
+
+
+def backup(conn: sqlite3.Connection, path: Path, version: int) -> Path:
+    """A consistent copy of the database before it is upgraded, mode 0600."""
+    target = path.with_name(f"{path.name}.v{version}.bak")
+    n = 1
+    while target.exists():
+        target = path.with_name(f"{path.name}.v{version}.{n}.bak")
+        n += 1
+    os.close(os.open(target, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
+    dest = sqlite3.connect(target)
+    try:
+        conn.backup(dest)
+    finally:
+        dest.close()
+    return target

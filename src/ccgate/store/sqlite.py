@@ -1,0 +1,282 @@
+"""The embedded store: one SQLite file (stdlib ``sqlite3``), WAL mode.
+
+Durability choice: ``journal_mode=WAL`` with ``synchronous=NORMAL``. A transaction is
+committed once its frames are in the WAL file, i.e. in the OS page cache: it survives the
+process being killed at any instant (SIGKILL, OOM killer), which is what the crash test
+checks. Only an OS crash or power loss can drop the last few commits (the database stays
+consistent either way). ``synchronous=FULL`` would close that window at the price of an
+fsync per commit on the usage writer; for usage counters and an admin-run key store that
+trade is not worth it. See docs/keys.md.
+
+Connections: one per thread (``threading.local``). In WAL mode readers never wait for
+writers, so the gateway's event-loop thread (``KeyCache`` polling ``keys_version``) is never
+held up by the usage writer thread or an admin write running in a worker thread; writers
+queue on SQLite's own lock with ``busy_timeout``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import sqlite3
+import threading
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import cast
+
+from ccgate.store.base import (
+    DuplicateKeyName,
+    GroupBy,
+    IssuedKey,
+    KeyConflict,
+    KeyNotFound,
+    StoreError,
+    StoreMissing,
+    UsageGroup,
+    UsageRow,
+)
+from ccgate.store.keys import iso
+from ccgate.store.migrations import migrate
+
+BUSY_TIMEOUT_MS = 5000
+_KEY_COLUMNS = (
+    "id, name, prefix, models, rpm, tpm, created_at, expires_at, revoked_at, digest, old_digest, grace_until"
+)
+_GROUP_COLUMN: dict[GroupBy, str] = {
+    "key": "u.key_id", "model": "u.model", "provider": "u.provider", "session": "u.session_id",
+}
+_USAGE_INSERT = (
+    "INSERT INTO usage (ts, key_id, model, provider, session_id, request_id, status, input_tokens, "
+    "output_tokens, cache_read_tokens, cache_creation_tokens) VALUES (?,?,?,?,?,?,?,?,?,?,?)"
+)
+
+
+def _opt_int(value: object) -> int | None:
+    return None if value is None else int(cast(int, value))
+
+
+def _opt_float(value: object) -> float | None:
+    return None if value is None else float(cast(float, value))
+
+
+def _opt_bytes(value: object) -> bytes | None:
+    return None if value is None else bytes(cast(bytes, value))
+
+
+def _key(row: Sequence[object]) -> IssuedKey:
+    (id_, name, prefix, models, rpm, tpm, created, expires, revoked, dig, old, grace) = row
+    return IssuedKey(
+        id=str(id_), name=str(name), prefix=str(prefix), models=tuple(json.loads(str(models))),
+        rpm=_opt_int(rpm), tpm=_opt_int(tpm), created_at=float(cast(float, created)),
+        expires_at=_opt_float(expires), revoked_at=_opt_float(revoked),
+        digest=_opt_bytes(dig) or b"", old_digest=_opt_bytes(old), grace_until=_opt_float(grace),
+    )
+
+
+def _prepare_file(path: Path, create: bool) -> None:
+    if path.exists():
+        if path.is_dir():
+            raise StoreError(f"{path} is a directory; --db / CCGATE_DB must name a file")
+        return
+    if not create:
+        raise StoreMissing(f"no key store at {path} yet (nothing has been created)")
+    if not path.parent.exists():
+        # Only the innermost directory gets 0700; parents are created like mkdir -p.
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with contextlib.suppress(OSError):
+            os.chmod(path.parent, 0o700)
+    # Create the file ourselves so it is 0600 from the first byte; SQLite gives the -wal and
+    # -shm files the same mode as the database file.
+    with contextlib.suppress(FileExistsError):
+        os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
+
+
+class SQLiteStore:
+    """``Store`` on one SQLite file. Safe to share between threads and processes."""
+
+    def __init__(self, path: Path, *, create: bool = True) -> None:
+        self.path = path
+        self._local = threading.local()
+        self._conns: list[sqlite3.Connection] = []
+        self._lock = threading.Lock()
+        self._closed = False
+        try:
+            _prepare_file(path, create)
+            self.migrated_from, _ = migrate(self._conn(), path)
+        except sqlite3.Error as exc:
+            self.close()
+            raise StoreError(f"cannot open the key store {path}: {exc}") from None
+        except BaseException:
+            self.close()
+            raise
+
+    @property
+    def location(self) -> str:
+        return str(self.path)
+
+    # Connections -------------------------------------------------------------------------
+
+    def _conn(self) -> sqlite3.Connection:
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is not None:
+            return conn
+        with self._lock:
+            if self._closed:
+                raise StoreError(f"the key store {self.path} is closed")
+            # isolation_level=None: we issue BEGIN/COMMIT ourselves. check_same_thread=False
+            # only so close() may close every thread's connection; each is used by one thread.
+            conn = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None,
+                                   check_same_thread=False)
+            self._conns.append(conn)
+        conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        conn.execute("PRAGMA journal_mode = WAL")
+        conn.execute("PRAGMA synchronous = NORMAL")
+        self._local.conn = conn
+        return conn
+
+    @contextlib.contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        try:
+            conn = self._conn()
+            conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error as exc:
+            raise StoreError(f"the key store {self.path} is busy or unwritable: {exc}") from None
+        try:
+            yield conn
+            conn.execute("COMMIT")
+        except BaseException:
+            with contextlib.suppress(sqlite3.Error):
+                conn.execute("ROLLBACK")
+            raise
+
+    def _read(self, sql: str, params: Sequence[object] = ()) -> list[tuple[object, ...]]:
+        try:
+            return list(self._conn().execute(sql, params).fetchall())
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot read the key store {self.path}: {exc}") from None
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            conns, self._conns = self._conns, []
+        for conn in conns:
+            with contextlib.suppress(sqlite3.Error):
+                conn.close()
+
+    # Keys --------------------------------------------------------------------------------
+
+    def add_key(self, key: IssuedKey) -> None:
+        try:
+            with self._write() as conn:
+                conn.execute(
+                    f"INSERT INTO keys ({_KEY_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+                    (key.id, key.name, key.prefix, json.dumps(list(key.models)), key.rpm, key.tpm,
+                     key.created_at, key.expires_at, key.revoked_at, key.digest, key.old_digest,
+                     key.grace_until),
+                )
+        except sqlite3.IntegrityError as exc:
+            if "keys.name" in str(exc):
+                raise DuplicateKeyName(
+                    f"a key named {key.name!r} already exists; pick another name, or revoke it first"
+                ) from None
+            raise StoreError(f"cannot add key {key.name!r}: {exc}") from None
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot write the key store {self.path}: {exc}") from None
+
+    def get_key(self, key_id: str) -> IssuedKey | None:
+        rows = self._read(f"SELECT {_KEY_COLUMNS} FROM keys WHERE id = ?", (key_id,))
+        return _key(rows[0]) if rows else None
+
+    def keys_named(self, name: str) -> list[IssuedKey]:
+        rows = self._read(
+            f"SELECT {_KEY_COLUMNS} FROM keys WHERE name = ? ORDER BY created_at DESC, rowid DESC", (name,))
+        return [_key(r) for r in rows]
+
+    def list_keys(self) -> list[IssuedKey]:
+        rows = self._read(f"SELECT {_KEY_COLUMNS} FROM keys ORDER BY created_at, rowid")
+        return [_key(r) for r in rows]
+
+    def _changed(self, conn: sqlite3.Connection, key_id: str, sql: str, params: Sequence[object],
+                 conflict: str) -> IssuedKey:
+        if conn.execute(sql, params).rowcount == 1:
+            row = conn.execute(f"SELECT {_KEY_COLUMNS} FROM keys WHERE id = ?", (key_id,)).fetchone()
+            return _key(row)
+        exists = conn.execute("SELECT name, revoked_at FROM keys WHERE id = ?", (key_id,)).fetchone()
+        if exists is None:
+            raise KeyNotFound(f"no key with id {key_id!r}")
+        if exists[1] is not None:
+            raise KeyConflict(f"key {exists[0]} ({key_id}) was already revoked at {iso(exists[1])}")
+        raise KeyConflict(conflict)
+
+    def revoke_key(self, key_id: str, at: float) -> IssuedKey:
+        try:
+            with self._write() as conn:
+                return self._changed(
+                    conn, key_id,
+                    "UPDATE keys SET revoked_at = ?, old_digest = NULL, grace_until = NULL "
+                    "WHERE id = ? AND revoked_at IS NULL", (at, key_id),
+                    f"key {key_id} changed while revoking it; try again",
+                )
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot write the key store {self.path}: {exc}") from None
+
+    def rotate_key(
+        self, key_id: str, *, expected_digest: bytes, digest: bytes, prefix: str,
+        old_digest: bytes | None, grace_until: float | None,
+    ) -> IssuedKey:
+        try:
+            with self._write() as conn:
+                return self._changed(
+                    conn, key_id,
+                    "UPDATE keys SET digest = ?, prefix = ?, old_digest = ?, grace_until = ? "
+                    "WHERE id = ? AND digest = ? AND revoked_at IS NULL",
+                    (digest, prefix, old_digest, grace_until, key_id, expected_digest),
+                    f"key {key_id} was rotated by someone else at the same time; nothing was changed",
+                )
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot write the key store {self.path}: {exc}") from None
+
+    def keys_version(self) -> int:
+        rows = self._read("SELECT value FROM meta WHERE name = 'keys_version'")
+        return _opt_int(rows[0][0]) or 0 if rows else 0
+
+    # Usage -------------------------------------------------------------------------------
+
+    def add_usage(self, rows: Sequence[UsageRow]) -> None:
+        if not rows:
+            return
+        try:
+            with self._write() as conn:
+                conn.executemany(_USAGE_INSERT, [
+                    (r.ts, r.key_id, r.model, r.provider, r.session_id, r.request_id, r.status,
+                     r.input_tokens, r.output_tokens, r.cache_read_tokens, r.cache_creation_tokens)
+                    for r in rows
+                ])
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot record usage in {self.path}: {exc}") from None
+
+    def usage_summary(self, *, since: float | None, by: GroupBy) -> list[UsageGroup]:
+        column = _GROUP_COLUMN[by]  # from a fixed table: never user text in the SQL
+        label = "MAX(k.name)" if by == "key" else "NULL"
+        join = "LEFT JOIN keys k ON k.id = u.key_id" if by == "key" else ""
+        where, params = ("WHERE u.ts >= ?", (since,)) if since is not None else ("", ())
+        rows = self._read(
+            f"SELECT {column}, {label}, COUNT(*), COALESCE(SUM(u.status >= 400), 0), "
+            "COALESCE(SUM(u.input_tokens), 0), COALESCE(SUM(u.output_tokens), 0), "
+            "COALESCE(SUM(u.cache_read_tokens), 0), COALESCE(SUM(u.cache_creation_tokens), 0), "
+            f"MIN(u.ts), MAX(u.ts) FROM usage u {join} {where} GROUP BY {column} ORDER BY "
+            "SUM(u.input_tokens + u.output_tokens + u.cache_read_tokens + u.cache_creation_tokens) DESC, "
+            f"COUNT(*) DESC, {column}",
+            params,
+        )
+        return [
+            UsageGroup(
+                group=None if r[0] is None else str(r[0]), label=None if r[1] is None else str(r[1]),
+                requests=_opt_int(r[2]) or 0, errors=_opt_int(r[3]) or 0,
+                input_tokens=_opt_int(r[4]) or 0, output_tokens=_opt_int(r[5]) or 0,
+                cache_read_tokens=_opt_int(r[6]) or 0, cache_creation_tokens=_opt_int(r[7]) or 0,
+                first_ts=_opt_float(r[8]) or 0.0, last_ts=_opt_float(r[9]) or 0.0,
+            )
+            for r in rows
+        ]

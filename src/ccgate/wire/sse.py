@@ -1,0 +1,123 @@
+"""Server-Sent Events, sans-IO: an incremental decoder (bytes in, events out) and an encoder.
+
+The decoder follows the WHATWG event-stream rules that matter for LLM providers:
+
+* lines end in CRLF, LF or CR, and a chunk may end between the CR and the LF of one CRLF;
+* bytes are decoded incrementally, so a chunk may split a UTF-8 sequence anywhere;
+* lines starting with ``:`` are comments (OpenRouter's ``: OPENROUTER PROCESSING`` keepalive);
+* several ``data:`` lines of one event are joined with ``\\n``; a blank line dispatches the event;
+* a leading byte-order mark is dropped.
+
+One deliberate leniency: :meth:`SSEDecoder.close` dispatches a final event that lacks its
+closing blank line, because several servers end the stream with ``data: [DONE]\\n`` and EOF.
+"""
+
+from __future__ import annotations
+
+import codecs
+from dataclasses import dataclass
+from typing import Any
+
+import msgspec
+
+_encoder = msgspec.json.Encoder()
+
+
+@dataclass(frozen=True, slots=True)
+class SSEEvent:
+    """One dispatched event. ``event`` is "message" when the stream gave no ``event:`` line."""
+
+    data: str
+    event: str = "message"
+    id: str | None = None
+
+
+class SSEDecoder:
+    """Feed bytes as they arrive; get back the events completed by them."""
+
+    def __init__(self) -> None:
+        self._utf8 = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        self._buffer = ""
+        self._started = False
+        self._data: list[str] = []
+        self._event = ""
+        self._last_id: str | None = None
+        self.comments = 0  # comment lines seen (keepalives); callers may log or ignore it
+
+    def feed(self, chunk: bytes) -> list[SSEEvent]:
+        text = self._utf8.decode(chunk)
+        return self._take(text, final=False)
+
+    def close(self) -> list[SSEEvent]:
+        """End of stream: flush the decoder and dispatch any complete-looking trailing event."""
+        text = self._utf8.decode(b"", final=True)
+        events = self._take(text, final=True)
+        if self._buffer:
+            line, self._buffer = self._buffer, ""
+            self._line(line)
+        if self._data:
+            events.append(self._dispatch())
+        return events
+
+    def _take(self, text: str, *, final: bool) -> list[SSEEvent]:
+        if not self._started and text:
+            self._started = True
+            if text.startswith("\ufeff"):
+                text = text[1:]
+        buf = self._buffer + text
+        events: list[SSEEvent] = []
+        start = 0
+        n = len(buf)
+        while True:
+            cr = buf.find("\r", start)
+            lf = buf.find("\n", start)
+            if cr < 0 and lf < 0:
+                break
+            if cr >= 0 and (lf < 0 or cr < lf):
+                # A CR as the very last character may be the first half of a CRLF: wait.
+                if cr == n - 1 and not final:
+                    break
+                end, nxt = cr, cr + 2 if cr + 1 < n and buf[cr + 1] == "\n" else cr + 1
+            else:
+                end, nxt = lf, lf + 1
+            line = buf[start:end]
+            start = nxt
+            if line == "":
+                if self._data:
+                    events.append(self._dispatch())
+                else:
+                    self._event = ""  # an event with no data is dropped, per the spec
+            else:
+                self._line(line)
+        self._buffer = buf[start:]
+        return events
+
+    def _line(self, line: str) -> None:
+        if line.startswith(":"):
+            self.comments += 1
+            return
+        name, sep, value = line.partition(":")
+        if sep and value.startswith(" "):
+            value = value[1:]
+        if name == "data":
+            self._data.append(value)
+        elif name == "event":
+            self._event = value
+        elif name == "id" and "\x00" not in value:
+            self._last_id = value
+        # "retry" and unknown fields are ignored: nothing here reconnects.
+
+    def _dispatch(self) -> SSEEvent:
+        event = SSEEvent(data="\n".join(self._data), event=self._event or "message", id=self._last_id)
+        self._data = []
+        self._event = ""
+        return event
+
+
+def encode_event(event: str, data: dict[str, Any]) -> bytes:
+    """``event: X\\ndata: {json}\\n\\n``. Compact JSON never contains a raw newline."""
+    return b"event: " + event.encode() + b"\ndata: " + _encoder.encode(data) + b"\n\n"
+
+
+def encode_events(events: list[tuple[str, dict[str, Any]]]) -> bytes:
+    return b"".join(encode_event(name, data) for name, data in events)

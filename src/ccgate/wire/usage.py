@@ -1,0 +1,80 @@
+"""Read token usage out of an Anthropic response while relaying it, without slowing it down.
+
+Passthrough relays bytes untouched; usage accounting still needs the numbers. ``UsageTap``
+looks at each chunk once with a C-speed substring search and decodes only the few SSE
+lines that carry ``"usage"`` (``message_start`` and ``message_delta``), or the whole JSON
+body at the end for a non-streamed answer. Sans-IO: bytes in, a usage dict out.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+
+_USAGE = b'"usage"'
+_JSON_LIMIT = 4 * 1024 * 1024  # a larger non-streamed answer is relayed, just not counted
+_FIELDS = ("input_tokens", "output_tokens", "cache_read_input_tokens", "cache_creation_input_tokens")
+_decode = msgspec.json.Decoder()
+
+
+class UsageTap:
+    def __init__(self, *, sse: bool) -> None:
+        self.sse = sse
+        self._tail = b""
+        self._json: list[bytes] = []
+        self._json_size = 0
+        self.usage: dict[str, int] = {}
+
+    def feed(self, chunk: bytes) -> None:
+        if not self.sse:
+            self._json_size += len(chunk)
+            if self._json_size <= _JSON_LIMIT:
+                self._json.append(chunk)
+            return
+        data = self._tail + chunk if self._tail else chunk
+        cut = data.rfind(b"\n")
+        if cut < 0:
+            self._tail = data
+            return
+        self._tail = data[cut + 1:]
+        if _USAGE in data:
+            for line in data[:cut].split(b"\n"):
+                if line.startswith(b"data:") and _USAGE in line:
+                    self._merge_event(line[5:])
+
+    def result(self) -> dict[str, int] | None:
+        """The usage seen so far (cumulative, as Anthropic reports it), or None if none was."""
+        if not self.sse and self._json and self._json_size <= _JSON_LIMIT:
+            try:
+                body = _decode.decode(b"".join(self._json))
+            except msgspec.DecodeError:
+                body = None
+            self._json = []
+            if isinstance(body, dict):
+                self._take(body.get("usage"))
+        return dict(self.usage) if self.usage else None
+
+    def _merge_event(self, raw: bytes) -> None:
+        try:
+            event = _decode.decode(raw)
+        except msgspec.DecodeError:
+            return
+        if not isinstance(event, dict):
+            return
+        if event.get("type") == "message_start":
+            message = event.get("message")
+            self._take(message.get("usage") if isinstance(message, dict) else None)
+        elif event.get("type") == "message_delta":
+            self._take(event.get("usage"))
+
+    def _take(self, usage: Any) -> None:
+        # message_delta counts are cumulative, so later values replace earlier ones.
+        if isinstance(usage, dict):
+            for name in _FIELDS:
+                value = usage.get(name)
+                if isinstance(value, int):
+                    self.usage[name] = value
+
+
+__all__ = ["UsageTap"]

@@ -1,0 +1,116 @@
+from __future__ import annotations
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from ccgate.wire.openai import ChunkDecodeError, decode_chunk, iter_chunks
+from ccgate.wire.sse import SSEDecoder, SSEEvent, encode_event, encode_events
+from tests.translate.helpers import split
+
+
+def decode_all(pieces: list[bytes]) -> list[SSEEvent]:
+    decoder = SSEDecoder()
+    events = []
+    for piece in pieces:
+        events += decoder.feed(piece)
+    return events + decoder.close()
+
+
+def test_lf_crlf_and_cr_line_endings_are_equivalent() -> None:
+    for sep in (b"\n", b"\r\n", b"\r"):
+        raw = b"event: a" + sep + b"data: 1" + sep + sep + b"data: 2" + sep + sep
+        assert decode_all([raw]) == [SSEEvent("1", "a"), SSEEvent("2")]
+
+
+def test_crlf_split_between_cr_and_lf_is_one_line_ending() -> None:
+    assert decode_all([b"data: x\r", b"\n\r", b"\ndata: y\r\n\r\n"]) == [SSEEvent("x"), SSEEvent("y")]
+
+
+def test_comments_are_skipped_and_counted() -> None:
+    decoder = SSEDecoder()
+    events = decoder.feed(b": OPENROUTER PROCESSING\n\n: keep-alive\n\ndata: {}\n\n")
+    assert events == [SSEEvent("{}")]
+    assert decoder.comments == 2
+
+
+def test_multi_line_data_is_joined_with_newline() -> None:
+    assert decode_all([b"data: a\ndata:b\ndata:  c\n\n"]) == [SSEEvent("a\nb\n c")]
+
+
+def test_field_without_colon_and_unknown_fields() -> None:
+    assert decode_all([b"data\nretry: 10\nfoo: bar\n\n"]) == [SSEEvent("")]
+
+
+def test_event_without_data_is_not_dispatched() -> None:
+    assert decode_all([b"event: ping\n\ndata: x\n\n"]) == [SSEEvent("x")]
+
+
+def test_id_is_remembered() -> None:
+    assert decode_all([b"id: 7\ndata: x\n\ndata: y\n\n"]) == [SSEEvent("x", id="7"), SSEEvent("y", id="7")]
+
+
+def test_bom_is_dropped_only_at_start() -> None:
+    assert decode_all([b"\xef\xbb", b"\xbfdata: x\n\n"]) == [SSEEvent("x")]
+
+
+def test_utf8_split_inside_a_sequence() -> None:
+    raw = "data: température 日本\n\n".encode()
+    for cut in range(1, len(raw)):
+        assert decode_all([raw[:cut], raw[cut:]]) == [SSEEvent("température 日本")]
+
+
+def test_trailing_event_without_blank_line_is_dispatched_on_close() -> None:
+    assert decode_all([b"data: [DONE]\n"]) == [SSEEvent("[DONE]")]
+    assert decode_all([b"data: [DONE]"]) == [SSEEvent("[DONE]")]
+    assert decode_all([b"data: x\r"]) == [SSEEvent("x")]
+
+
+def test_invalid_utf8_is_replaced_not_raised() -> None:
+    assert decode_all([b"data: \xff\n\n"]) == [SSEEvent("\ufffd")]
+
+
+def test_encoder_round_trips() -> None:
+    events = [("message_start", {"type": "message_start", "text": "a\nb"}), ("ping", {"type": "ping"})]
+    raw = encode_events(events)
+    assert raw.startswith(b"event: message_start\ndata: {")
+    assert encode_event("ping", {"type": "ping"}) == b'event: ping\ndata: {"type":"ping"}\n\n'
+    decoded = decode_all([raw])
+    assert [(e.event, e.data) for e in decoded] == [
+        ("message_start", '{"type":"message_start","text":"a\\nb"}'),
+        ("ping", '{"type":"ping"}'),
+    ]
+
+
+def test_decode_chunk() -> None:
+    assert decode_chunk(" [DONE] ") is None
+    assert decode_chunk('{"a": 1}') == {"a": 1}
+    for bad in ("nope", "[1]"):
+        try:
+            decode_chunk(bad)
+        except ChunkDecodeError:
+            continue
+        raise AssertionError(bad)
+    assert list(iter_chunks([SSEEvent(""), SSEEvent('{"x":1}'), SSEEvent("[DONE]")])) == [{"x": 1}, None]
+
+
+_line = st.text(alphabet=st.characters(blacklist_characters="\r\n", blacklist_categories=("Cs",)), max_size=20)
+
+
+@given(
+    payloads=st.lists(_line, min_size=1, max_size=6),
+    sep=st.sampled_from(["\n", "\r\n", "\r"]),
+    comments=st.booleans(),
+    cuts=st.lists(st.integers(min_value=1, max_value=400), max_size=30),
+)
+def test_any_split_of_any_stream_decodes_the_same(
+    payloads: list[str], sep: str, comments: bool, cuts: list[int]
+) -> None:
+    text = ""
+    for p in payloads:
+        if comments:
+            text += ": keepalive" + sep
+        text += "data: " + p + sep + sep
+    raw = text.encode()
+    whole = decode_all([raw])
+    assert [e.data for e in whole] == payloads  # "data: " loses exactly its one space
+    assert decode_all(split(raw, cuts)) == whole
