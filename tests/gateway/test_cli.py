@@ -54,13 +54,12 @@ def test_refuses_public_address_without_auth(tmp_path: Path) -> None:
 
 def test_exposure_rule() -> None:
     from ccgate.cli.serve import exposure_problem
-    from ccgate.config.load import load_config
 
-    loaded = load_config(None, {})
-    assert exposure_problem(loaded, "127.0.0.1", False) is None
-    assert exposure_problem(loaded, "::1", False) is None
-    assert exposure_problem(loaded, "10.1.2.3", False) is not None
-    assert exposure_problem(loaded, "10.1.2.3", True) is None
+    assert exposure_problem(False, "127.0.0.1", False) is None
+    assert exposure_problem(False, "::1", False) is None
+    assert exposure_problem(False, "10.1.2.3", False) is not None
+    assert exposure_problem(False, "10.1.2.3", True) is None
+    assert exposure_problem(True, "10.1.2.3", False) is None  # tokens or issued keys
 
 
 def test_version_and_help() -> None:

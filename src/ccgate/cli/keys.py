@@ -16,6 +16,8 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from ccgate.config.load import configured_store_path
+from ccgate.errors import ConfigError
 from ccgate.store import (
     DB_ENV,
     InvalidInput,
@@ -68,7 +70,11 @@ def _limit_arg(text: str) -> int:
 
 def add_db_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--db", metavar="PATH",
-                        help=f"the key and usage store (else ${DB_ENV}, else {default_db_path()})")
+                        help=f"the key and usage store (else ${DB_ENV}, else store.path in the "
+                             f"config, else {default_db_path()})")
+    parser.add_argument("--config", metavar="FILE",
+                        help="the gateway's config file, for its store.path (default: the one "
+                             "`ccgate serve` would find)")
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -99,7 +105,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    path = resolve_db_path(args.db, os.environ)
+    try:
+        path = resolve_db_path(args.db, os.environ, configured_store_path(args.config, os.environ))
+    except ConfigError as exc:
+        print(f"ccgate keys: config error: {exc}", file=sys.stderr)
+        return 2
     action = ACTIONS[args.keys_action]
     try:
         return action(args, path)

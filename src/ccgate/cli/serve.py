@@ -7,6 +7,7 @@ import ipaddress
 import logging
 import os
 import sys
+from typing import TYPE_CHECKING
 
 from ccgate.config.load import LoadedConfig, load_config
 from ccgate.errors import ConfigError
@@ -27,6 +28,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
     )
 
 
+if TYPE_CHECKING:
+    from ccgate.server.app import Gateway
+
+
 def is_loopback(host: str) -> bool:
     if host == "localhost":
         return True
@@ -36,18 +41,19 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-def exposure_problem(loaded: LoadedConfig, host: str, allow: bool) -> str | None:
-    if is_loopback(host) or loaded.secrets.client_tokens or allow:
+def exposure_problem(authenticated: bool, host: str, allow: bool) -> str | None:
+    if is_loopback(host) or authenticated or allow:
         return None
     return (
         f"refusing to listen on {host} without client authentication: anyone who can reach "
         f"this port could use the gateway and its provider keys.\n"
-        f"Add client tokens under server.auth.tokens in the config, listen on 127.0.0.1, "
+        f"Issue keys with `ccgate keys create`, add client tokens under server.auth.tokens in "
+        f"the config, listen on 127.0.0.1, "
         f"or pass {UNSAFE_FLAG} if another layer already authenticates clients."
     )
 
 
-def describe(loaded: LoadedConfig, host: str, port: int) -> list[str]:
+def describe(loaded: LoadedConfig, host: str, port: int, app: Gateway | None = None) -> list[str]:
     lines = [f"ccgate listening on http://{host}:{port} (config: {loaded.source})"]
     for provider in loaded.config.providers:
         decision = resolve_proxy(provider.base_url, provider.proxy, os.environ)
@@ -56,8 +62,17 @@ def describe(loaded: LoadedConfig, host: str, port: int) -> list[str]:
         keys = loaded.secrets.provider_keys[provider.name]
         cred = f"{len(keys)} key(s)" if keys else "client's own key (bring-your-own-key)"
         lines.append(f"  provider {provider.name}: {provider.base_url} {via}; {cred}")
-    auth = "on" if loaded.secrets.client_tokens else "off"
+    tokens = len(loaded.secrets.client_tokens)
+    if app is None:  # `config check`: the store is not opened
+        auth = f"on ({tokens} config token(s))" if tokens else "off unless keys have been issued"
+    else:
+        issued = len(app.key_cache) if app.key_cache is not None else 0
+        auth = f"on ({tokens} config token(s), {issued} issued key(s))" if app.auth.enabled else "off"
     lines.append(f"  client authentication: {auth}")
+    if app is not None and app.store is not None:
+        usage = "usage recorded" if app.recorder is not None else "usage not recorded"
+        admin = "admin API on" if app.admin is not None and app.admin.enabled else "admin API off"
+        lines.append(f"  store: {app.store.location}; {usage}; {admin}")
     lines.append(f"  Claude Code: ANTHROPIC_BASE_URL=http://{host}:{port}")
     return lines
 
@@ -71,22 +86,26 @@ def run(args: argparse.Namespace) -> int:
     server = loaded.config.server
     host = args.host or server.host
     port = args.port if args.port is not None else server.port
-    problem = exposure_problem(loaded, host, args.allow_unauthenticated)
+    logging.basicConfig(level=loaded.config.log.level.upper(),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from ccgate.server.app import Gateway
+
+    try:
+        app = Gateway(loaded, os.environ)
+    except (ConfigError, ValueError) as exc:  # store unusable, admin key too short
+        print(f"ccgate: config error: {exc}", file=sys.stderr)
+        return 2
+    problem = exposure_problem(app.auth.enabled, host, args.allow_unauthenticated)
     if problem:
         print(f"ccgate: {problem}", file=sys.stderr)
         return 2
-    if args.allow_unauthenticated and not is_loopback(host) and not loaded.secrets.client_tokens:
+    if args.allow_unauthenticated and not is_loopback(host) and not app.auth.enabled:
         print(f"ccgate: WARNING: serving {host}:{port} with NO client authentication "
               f"({UNSAFE_FLAG})", file=sys.stderr)
 
     import uvicorn
 
-    from ccgate.server.app import Gateway
-
-    logging.basicConfig(level=loaded.config.log.level.upper(),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    app = Gateway(loaded, os.environ)
-    for line in describe(loaded, host, port):
+    for line in describe(loaded, host, port, app):
         print(line, file=sys.stderr, flush=True)
     try:
         import uvloop  # noqa: F401

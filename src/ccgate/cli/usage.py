@@ -9,6 +9,8 @@ import sys
 import time
 
 from ccgate.cli.keys import add_db_option, duration_arg, render_table
+from ccgate.config.load import configured_store_path
+from ccgate.errors import ConfigError
 from ccgate.store import (
     DB_ENV,
     GROUP_BY,
@@ -38,7 +40,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    path = resolve_db_path(args.db, os.environ)
+    try:
+        path = resolve_db_path(args.db, os.environ, configured_store_path(args.config, os.environ))
+    except ConfigError as exc:
+        print(f"ccgate usage: config error: {exc}", file=sys.stderr)
+        return 2
     since = None if args.since is None else time.time() - args.since
     by: GroupBy = args.by
     try:

@@ -253,6 +253,26 @@ def _target(config: Config, spec: str, requested: str) -> Target:
     return Target(provider, rewrite or requested)
 
 
+def configured_store_path(explicit: str | None, env: Mapping[str, str]) -> str | None:
+    """``store.path`` from the config file ``serve`` would use, for the keys/usage commands.
+
+    Only the file is parsed (no secrets resolved), so ``ccgate keys`` works where the
+    provider keys' environment variables are not set.
+    """
+    path = find_config_file(explicit, env)
+    if path is None:
+        return None
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read config file: {exc}") from None
+    config = parse_config(text, str(path))
+    if not config.store.path:
+        return None
+    store_path = Path(config.store.path).expanduser()
+    return str(store_path if store_path.is_absolute() else path.parent / store_path)
+
+
 def route_model(config: Config, model: str) -> Route:
     """The route for ``model``: the first matching ``models`` entry, else the first provider."""
     for entry in config.models:
