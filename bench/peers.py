@@ -237,7 +237,10 @@ class LitellmPeer(Peer):
         cfg = home / "litellm.yaml"
         cfg.write_text("\n".join(lines) + "\n")
         env = self.base_env(home)
-        env.update(LITELLM_LOG="ERROR", LITELLM_MODE="PRODUCTION")
+        # Its documented opt-out of the Responses API bridge: without it /v1/messages to an
+        # openai/ model calls {api_base}/responses, which OpenAI-compatible servers lack.
+        env.update(LITELLM_LOG="ERROR", LITELLM_MODE="PRODUCTION",
+                   LITELLM_USE_CHAT_COMPLETIONS_URL_FOR_ANTHROPIC_MESSAGES="True")
         return [str(self.venv / "bin" / "litellm"), "--config", str(cfg), "--host", LOOPBACK,
                 "--port", str(port), "--num_workers", "1"], env
 

@@ -28,7 +28,7 @@ from ccgate.translate import (
     translate_upstream_error,
 )
 from ccgate.upstream.transport import UpstreamTransport
-from ccgate.wire.sse import SSEDecoder
+from ccgate.wire.sse import SSEDecoder, encode_events
 
 _json = msgspec.json.Encoder()
 _decode = msgspec.json.Decoder()
@@ -215,12 +215,6 @@ async def _relay_stream(
             response.release()
         else:
             response.close()
-
-
-def encode_events(events: list[tuple[str, dict[str, Any]]]) -> bytes:
-    return b"".join(
-        b"event: " + name.encode() + b"\ndata: " + _json.encode(data) + b"\n\n" for name, data in events
-    )
 
 
 def _note_usage(ex: Exchange, events: list[tuple[str, dict[str, Any]]]) -> None:
