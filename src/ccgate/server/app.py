@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
+from pathlib import Path
 
 import msgspec
 
@@ -435,7 +436,10 @@ def _open_store(loaded: LoadedConfig, env: Mapping[str, str]) -> Store | None:
     settings = loaded.config.store
     if not settings.enabled:
         return None
-    path = resolve_db_path(None, env, settings.path)
+    configured = settings.path
+    if configured and loaded.path is not None and not Path(configured).expanduser().is_absolute():
+        configured = str(loaded.path.parent / configured)  # relative to the config file
+    path = resolve_db_path(None, env, configured)
     try:
         return open_store(path)
     except StoreError as exc:
