@@ -46,8 +46,8 @@ def main(argv: list[str] | None = None) -> int:
                    "ccgate,floor,litellm,claude-code-router,claude-code-proxy")
     p.add_argument("--quick", action="store_true",
                    help="1 round, c=1 and 32 only, 20 open streams, no docs, no plot")
-    p.add_argument("--seconds", type=int, help="seconds per wrk round (default 1)")
-    p.add_argument("--rounds", type=int, help="alternating rounds per lane (default 3)")
+    p.add_argument("--seconds", type=int, help="seconds per wrk round (default 3; quick 1)")
+    p.add_argument("--rounds", type=int, help="alternating rounds per lane (default 3; quick 1)")
     p.add_argument("--sweep", default=None,
                    help="concurrencies for the Claude Code lanes (default 1,8,32,64)")
     p.add_argument("--streams-open", type=int, default=None,
@@ -116,7 +116,8 @@ def _peers(args: argparse.Namespace, argv: list[str], ap: argparse.ArgumentParse
     if 1 not in sweep or 32 not in sweep:
         ap.error("--sweep must include 1 and 32")
     base = bench_run.Options(
-        seconds=args.seconds or 1,
+        # 3 s rounds: a slow gateway at c=32-64 needs more than a second to finish anything
+        seconds=args.seconds or (1 if quick else 3),
         rounds=args.rounds or (1 if quick else 3),
         warmup=0 if quick else 1,
         floor=(),

@@ -22,7 +22,8 @@ def series(results: dict[str, Any], key: str) -> dict[str, list[tuple[int, float
         lane = peer["lanes"].get(key)
         if not lane or "error" in lane or "unsupported" in lane:
             continue
-        pts = sorted((int(c), max(v["added_p50_ms"], 1e-3)) for c, v in lane.items())
+        pts = sorted((int(c), max(v["added_p50_ms"], 1e-3)) for c, v in lane.items()
+                     if "added_p50_ms" in v)
         out[name] = pts
     return out
 

@@ -403,9 +403,26 @@ def docs_section(results: dict[str, Any]) -> str:
         f"{_fmt_counts(ch['metrics_messages_by_status'])} on `/v1/messages` (499: wrk "
         f"closed connections with requests in flight at the end of a lane); the access log "
         f"grew by {ch['access_log_lines_during_load']:,} lines during the load.",
+        *_translated_checks(results),
         "",
         END,
     ])
+
+
+def _translated_checks(results: dict[str, Any]) -> list[str]:
+    t = results.get("translated")
+    if not t:
+        return []
+    ch = t["checks"]
+    return [
+        "",
+        f"Translated: {ch['ccgate_requests']:,} wrk requests through ccgate, "
+        f"{ch['ccgate_errors']} errors; its `/metrics` counted "
+        f"{_fmt_counts(ch['metrics_messages_by_status'])} on `/v1/messages`. Before the load "
+        "every translated answer (JSON, 5-chunk and 500-chunk streams, static and paced) was "
+        "checked to be a valid Anthropic message or stream with the exact text, and during the "
+        "stream lanes every one of them was checked again.",
+    ]
 
 
 def _fmt_counts(counts: dict[str, float]) -> str:

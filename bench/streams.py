@@ -177,6 +177,9 @@ def check_anthropic_sse(body: bytes, text: str | None = TEXT) -> str | None:
         events = parse_sse(body)
     except ValueError as e:
         return f"undecodable event data: {e}"
+    # An OpenAI-style `data: [DONE]` (no event name) is not Anthropic, but the Anthropic SDKs
+    # skip it (the TypeScript one, which Claude Code uses, ends the stream on it): tolerated.
+    events = [(n, d) for n, d in events if not (n == "" and d == "[DONE]")]
     names = [n for n, _ in events if n != "ping"]
     if not names or names[0] != "message_start":
         return f"first event {names[:1]} is not message_start"

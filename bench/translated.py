@@ -404,7 +404,8 @@ TARGETS = [
     ("per_chunk_burst_us", "translated: per-chunk overhead, 500-chunk stream, median", 50.0,
      "us"),
     ("chunk_latency_paced_us", "translated: added latency of each chunk, paced 500-chunk "
-     "stream (one read per chunk), median", 50.0, "us"),
+     "stream (one read per chunk), median (same limit, applied to the honest variant)", 50.0,
+     "us"),
 ]
 
 
@@ -475,10 +476,15 @@ def tables(t: dict[str, Any], c: int) -> str:
             lat = (f"{a['chunk_latency_p50_us']:.1f} / {a['chunk_latency_p99_us']:.1f} µs"
                    if "chunk_latency_p50_us" in a else "—")
             cpu = (f"{side['cpu_us_per_chunk']:.1f} µs" if "cpu_us_per_chunk" in side else "")
+            # Paced: the total is set by the upstream's pauses and a gateway's work per chunk
+            # hides in them, so (added total - added TTFB) / 500 is noise; the latency is the
+            # measure there.
+            per = (f"**{a['per_chunk_us']:.2f} µs**" if "chunk_latency_p50_us" not in a
+                   else f"({a['per_chunk_us']:.1f} µs)")
             lines.append(
                 f"| {label} | {name} | {side['ttfb_us']:.0f} µs | **{a['ttfb_us']:.0f} µs** "
                 f"| {a['ttft_us']:.0f} µs | {side['total_us'] / 1000:.2f} ms "
-                f"| **{a['per_chunk_us']:.2f} µs** | {lat} | {cpu} |")
+                f"| {per} | {lat} | {cpu} |")
     lines += [
         "",
         f"Static 500-chunk stream at c={c}: {bc['direct_streams_per_s']:,.0f} streams/s direct, "

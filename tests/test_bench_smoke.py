@@ -153,6 +153,40 @@ def test_bench_stream_checks_reject_broken_answers() -> None:
     assert streams.check_anthropic_message(json.dumps(msg).encode())
 
 
+def test_bench_peers_harness_with_ccgate_only(tmp_path: Path) -> None:
+    """`bench peers --quick --only ccgate`: the peers code paths, no installs, no timing."""
+    if not _translation_available():
+        pytest.skip("ccgate has no openai-compatible providers yet (ccgate.server.translated)")
+    out = tmp_path / "peers.json"
+    docs = REPO / "docs" / "benchmarks.md"
+    before = docs.read_bytes()
+    proc = subprocess.run(
+        [sys.executable, "-m", "bench", "peers", "--quick", "--only", "ccgate", "--no-trace",
+         "--no-install", "--large-body", "synthetic", "--streams-open", "5", "--out", str(out)],
+        cwd=REPO, capture_output=True, text=True, timeout=400,
+    )
+    assert proc.returncode == 0, f"peers failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+    assert docs.read_bytes() == before, "--quick must not rewrite docs/benchmarks.md"
+    r = json.loads(out.read_text())
+    cc = r["peers"]["ccgate"]
+    for key in ("pt-small", "pt-large", "tr-small", "tr-large"):
+        lane = cc["lanes"][key]
+        assert "error" not in lane, (key, lane)
+        assert set(lane) == {"1", "32"}
+        assert lane["32"]["gateway"]["requests"] > 0 and lane["32"]["gateway"]["errors"] == 0
+        assert _finite(lane["1"]["added_p50_ms"])
+    for key in ("pt-burst", "pt-paced", "tr-burst", "tr-paced"):
+        lane = cc["streams"][key]
+        assert "error" not in lane, (key, lane)
+        assert _finite(lane["added"]["gateway"]["ttfb_us"])
+    assert cc["correctness"]["pt-cc"]["valid"] and cc["correctness"]["tr-cc"]["valid"]
+    assert cc["correctness"]["pt-cc"]["byte_exact"] is True  # passthrough is byte for byte
+    for slow in ("pt-slow", "tr-slow"):
+        assert cc["memory"][slow]["established"] == 5, cc["memory"][slow]
+    assert cc["memory"]["idle"]["tree_vmrss_kb"] > 0
+    assert "| lane | ccgate" in proc.stdout  # the tables rendered
+
+
 def test_bench_capture_from_real_cli(tmp_path: Path) -> None:
     """The capture drives the pinned CLI against a loopback server and keeps its request."""
     from bench import capture

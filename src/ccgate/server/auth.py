@@ -48,7 +48,14 @@ class ClientAuth:
 
     @property
     def enabled(self) -> bool:
-        return bool(self._by_digest) or (self._issued is not None and len(self._issued) > 0)
+        if self._by_digest:
+            return True
+        if self._issued is None:
+            return False
+        # A key issued by another process (`ccgate keys create`) must switch auth on within a
+        # poll interval; poll() costs nothing between polls.
+        self._issued.poll()
+        return len(self._issued) > 0
 
     def authenticate(self, x_api_key: bytes | None, authorization: bytes | None) -> Client:
         """The calling client, or AuthenticationFailed. Accepts x-api-key or Bearer."""
