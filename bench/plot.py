@@ -35,12 +35,14 @@ def main(argv: list[str]) -> int:
     import matplotlib.pyplot as plt
 
     results = json.loads(Path(argv[0]).read_text())
+    names = list(results["peers"])
+    colors = {n: f"C{i}" for i, n in enumerate(names)}  # one colour per gateway, both panels
     fig, axes = plt.subplots(1, len(PANELS), figsize=(12, 4.8), sharey=True)
     for ax, (key, title) in zip(axes, PANELS, strict=True):
         for name, pts in series(results, key).items():
             xs, ys = zip(*pts, strict=True)
             ax.plot(xs, ys, marker="o", linewidth=2.4 if name == "ccgate" else 1.4,
-                    label=name)
+                    color=colors[name], label=name)
         ax.set_xscale("log", base=2)
         ax.set_yscale("log")
         ax.set_xticks(results.get("sweep", [1, 8, 32, 64]))
@@ -51,12 +53,15 @@ def main(argv: list[str]) -> int:
     axes[0].set_ylabel("added p50 latency vs direct (ms, log)")
     failed = [f"{n}: {k} fails" for n, p in results["peers"].items() for k, _ in PANELS
               if "error" in (p["lanes"].get(k) or {})]
-    axes[-1].legend(loc="upper left", fontsize=9)
+    handles = [matplotlib.lines.Line2D([], [], color=colors[n], marker="o", label=n)
+               for n in names]
+    fig.legend(handles=handles, loc="lower center", ncol=len(names), fontsize=9,
+               bbox_to_anchor=(0.5, 0.0))
     m = results["machine"]
     fig.suptitle(f"Added p50 latency vs concurrency, same static upstream (nginx), "
                  f"{results['generated_at'][:10]}, {m['nproc']} CPUs shared by all"
                  + (f"\n({'; '.join(failed)})" if failed else ""), fontsize=10)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0.06, 1, 1))
     fig.savefig(argv[1], dpi=110)
     return 0
 
