@@ -54,6 +54,8 @@ from typing import Any
 
 from aiohttp import web
 
+from tests.lab.threaded import ThreadedServer
+
 #: Key the lab's upstream expects by default (fake; safe to appear in code, never printed).
 LAB_API_KEY = "sk-ant-api03-lab-0000000000000000000000000000000000000000-TESTKEY"
 
@@ -127,7 +129,7 @@ class Disconnect:
     events_sent: int
 
 
-class FakeAnthropic:
+class FakeAnthropic(ThreadedServer):
     """See module docstring. Use as a context manager or call start()/stop().
 
     Knobs (plain attributes, change them any time): ``scenario``, ``fail_times``, ``text``,
@@ -142,6 +144,8 @@ class FakeAnthropic:
     def __init__(self, ssl_context: ssl.SSLContext | None = None, *,
                  expected_api_key: str | None = LAB_API_KEY, accept_bearer: bool = False,
                  plain_http: bool = True) -> None:
+        super().__init__()
+        self.thread_name = "fake-anthropic"
         self.ssl_context = ssl_context
         self.plain_http = plain_http or ssl_context is None
         self.expected_api_key = expected_api_key
@@ -164,8 +168,6 @@ class FakeAnthropic:
         self.tls_port = 0
         self.http_port = 0
         self._lock = threading.Lock()
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._thread: threading.Thread | None = None
         self._runner: web.AppRunner | None = None
 
     # --- addresses ----------------------------------------------------------------------
@@ -183,40 +185,6 @@ class FakeAnthropic:
         return f"https://{host}:{self.tls_port}"
 
     # --- lifecycle ----------------------------------------------------------------------
-    def start(self) -> FakeAnthropic:
-        ready = threading.Event()
-        errors: list[BaseException] = []
-
-        def run() -> None:
-            loop = asyncio.new_event_loop()
-            self._loop = loop
-            try:
-                loop.run_until_complete(self._astart())
-            except BaseException as exc:  # surfaced to the caller of start()
-                errors.append(exc)
-                ready.set()
-                return
-            ready.set()
-            loop.run_forever()
-            loop.run_until_complete(self._astop())
-            loop.close()
-
-        self._thread = threading.Thread(target=run, name="fake-anthropic", daemon=True)
-        self._thread.start()
-        if not ready.wait(10) or errors:
-            raise RuntimeError(f"fake upstream failed to start: {errors!r}")
-        return self
-
-    def stop(self) -> None:
-        if self._loop and self._thread and self._thread.is_alive():
-            self._loop.call_soon_threadsafe(self._loop.stop)
-            self._thread.join(10)
-
-    def __enter__(self) -> FakeAnthropic:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
     def reset(self) -> None:
         """Forget recorded requests and disconnects."""

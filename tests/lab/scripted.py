@@ -72,6 +72,8 @@ from typing import Any, TypeAlias
 
 from aiohttp import web
 
+from tests.lab.threaded import ThreadedServer
+
 _ALNUM = string.ascii_letters + string.digits
 DONE = b"data: [DONE]\n\n"
 #: What OpenAI itself says when the prompt does not fit (vLLM and most compatible servers copy it).
@@ -319,7 +321,7 @@ class _ClientGone(Exception):
 
 
 # --- the server -----------------------------------------------------------------------------
-class ScriptedUpstream:
+class ScriptedUpstream(ThreadedServer):
     """See the module docstring. Use as a context manager, or ``start()``/``stop()``.
 
     Script: ``script(*actions)`` appends, ``default`` answers when the script is empty.
@@ -333,6 +335,8 @@ class ScriptedUpstream:
     def __init__(self, *actions: Action, default: Action | None = None,
                  ssl_context: ssl.SSLContext | None = None,
                  bearer_keys: Iterable[str] | None = None, name: str = "scripted") -> None:
+        super().__init__()
+        self.thread_name = f"scripted-{name}"
         self.name = name
         self.ssl_context = ssl_context
         self.default: Action = default if default is not None else Auto()
@@ -343,8 +347,6 @@ class ScriptedUpstream:
         self._script: collections.deque[Action] = collections.deque(actions)
         self._lock = threading.Lock()
         self._changed = threading.Condition(self._lock)
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._thread: threading.Thread | None = None
         self._runner: web.AppRunner | None = None
         self._stopping = False
 
@@ -432,41 +434,9 @@ class ScriptedUpstream:
             self._script.clear()
 
     # --- lifecycle ----------------------------------------------------------------------
-    def start(self) -> ScriptedUpstream:
-        ready = threading.Event()
-        errors: list[BaseException] = []
-
-        def run() -> None:
-            loop = asyncio.new_event_loop()
-            self._loop = loop
-            try:
-                loop.run_until_complete(self._astart())
-            except BaseException as exc:  # surfaced to the caller of start()
-                errors.append(exc)
-                ready.set()
-                return
-            ready.set()
-            loop.run_forever()
-            loop.run_until_complete(self._astop())
-            loop.close()
-
-        self._thread = threading.Thread(target=run, name=f"scripted-{self.name}", daemon=True)
-        self._thread.start()
-        if not ready.wait(10) or errors:
-            raise RuntimeError(f"scripted upstream failed to start: {errors!r}")
-        return self
-
     def stop(self) -> None:
         self._stopping = True
-        if self._loop and self._thread and self._thread.is_alive():
-            self._loop.call_soon_threadsafe(self._loop.stop)
-            self._thread.join(10)
-
-    def __enter__(self) -> ScriptedUpstream:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
+        super().stop()
 
     async def _astart(self) -> None:
         app = web.Application(client_max_size=64 * 1024 * 1024)

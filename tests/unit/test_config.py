@@ -154,3 +154,19 @@ def test_self_hosted_without_key_allowed_with_client_auth(tmp_path: Path) -> Non
     )
     loaded = load_config(path, {})
     assert loaded.secrets.provider_keys["llamacpp"] == []
+
+
+def test_routing_config_defaults_are_the_policies_defaults() -> None:
+    # The schema repeats the defaults so docs/configuration.md can list them; keep them one truth.
+    import dataclasses
+
+    from ccgate.config.model import BreakerSettings, Retries
+    from ccgate.routing import Breaker, RetryPolicy
+
+    policy = {f.name: f.default for f in dataclasses.fields(RetryPolicy)}
+    assert {name: getattr(Retries(), name) for name in policy} == policy
+    import inspect
+
+    breaker = inspect.signature(Breaker).parameters
+    for name in ("failure_threshold", "window", "open_seconds"):
+        assert getattr(BreakerSettings(), name) == breaker[name].default

@@ -22,7 +22,7 @@ import aiohttp
 import msgspec
 
 from ccgate.config.load import Route, Target
-from ccgate.errors import GatewayError, InvalidRequest, UpstreamError
+from ccgate.errors import InvalidRequest, UpstreamError
 from ccgate.routing import Attempt, Candidate, GiveUp, Planner, RetryPolicy, Upstream, Wait, classify
 from ccgate.server.asgi import Scope, Send
 from ccgate.server.forward import Exchange, outgoing_headers, relay_passthrough, response_headers
@@ -151,6 +151,8 @@ class Dispatcher:
                 prep = prepared[index]
                 ex.provider = prep.transport.name
                 result = await self._attempt(planner, step, prep, scope, method, forward_client)
+                if result is None:  # transport failure: the planner's GiveUp carries the error
+                    continue
                 if isinstance(result, _Held):
                     held = result
                     continue
@@ -162,7 +164,7 @@ class Dispatcher:
     async def _attempt(
         self, planner: Planner[Target], step: Attempt[Target], prep: Prepared, scope: Scope, method: str,
         forward_client: bool,
-    ) -> aiohttp.ClientResponse | _Held:
+    ) -> aiohttp.ClientResponse | _Held | None:
         transport, provider = prep.transport, prep.target.provider
         credentials = step.lease.headers(provider.auth_header)
         if prep.translated is not None:
@@ -173,7 +175,7 @@ class Dispatcher:
             response = await transport.send(method, prep.path, headers, prep.body)
         except UpstreamError as err:
             planner.report(step, classify(None, err, {}))
-            return self._raise_later(err, prep)
+            return None
         except BaseException:
             planner.abandon(step)
             raise
@@ -186,7 +188,7 @@ class Dispatcher:
             response.close()
             broken = transport.failure(exc, "read")
             planner.report(step, classify(None, broken, {}))
-            return self._raise_later(broken, prep)
+            return None
         except BaseException:
             response.close()
             planner.abandon(step)
@@ -194,11 +196,6 @@ class Dispatcher:
         response.close()
         planner.report(step, classify(response.status, None, response.headers, error_body))
         return _Held(prep, response.status, response_headers(response), error_body)
-
-    @staticmethod
-    def _raise_later(err: GatewayError, prep: Prepared) -> _Held:
-        # A transport failure has no answer to relay; the planner's GiveUp carries the error.
-        return _Held(prep, err.status, [], b"")
 
     async def _relay(
         self, planner: Planner[Target], step: Attempt[Target], prep: Prepared,
@@ -215,7 +212,7 @@ class Dispatcher:
             planner.stream_failed(step)
 
     async def _give_up(self, step: GiveUp, held: _Held | None, send: Send, ex: Exchange) -> None:
-        if step.relay_last and held is not None and held.headers:
+        if step.relay_last and held is not None:
             if held.prepared.translated is not None:
                 raise upstream_error(held.prepared.transport, held.status, held.body,
                                      _as_str(held.headers))

@@ -32,8 +32,6 @@ from ccgate.wire.sse import SSEDecoder, encode_events
 
 _json = msgspec.json.Encoder()
 _decode = msgspec.json.Decoder()
-# Bounded read of an upstream error body: enough for any JSON envelope, never a whole page.
-_ERROR_BODY_LIMIT = 64 * 1024
 _SSE_HEADERS = [
     (b"content-type", b"text/event-stream; charset=utf-8"),
     (b"cache-control", b"no-cache"),
@@ -76,16 +74,6 @@ def upstream_error(
     )
 
 
-async def _upstream_error(transport: UpstreamTransport, response: aiohttp.ClientResponse) -> GatewayError:
-    try:
-        raw = await response.content.read(_ERROR_BODY_LIMIT)
-    except (aiohttp.ClientError, TimeoutError) as exc:
-        return transport.failure(exc, "read")
-    finally:
-        response.close()
-    return upstream_error(transport, response.status, raw, response.headers)
-
-
 async def relay_translated(
     transport: UpstreamTransport,
     response: aiohttp.ClientResponse,
@@ -96,9 +84,10 @@ async def relay_translated(
     ping_interval: float,
     quirks: Quirks,
 ) -> None:
-    """Answer the client from an upstream chat completion (JSON or SSE); closes ``response``."""
-    if response.status >= 400:
-        raise await _upstream_error(transport, response)
+    """Answer the client from a 2xx chat completion (JSON or SSE); closes ``response``.
+
+    Error statuses never get here: the dispatcher reads and classifies them first.
+    """
     upstream_streams = response.headers.get("content-type", "").startswith("text/event-stream")
     if request.stream and upstream_streams:
         await _relay_stream(transport, response, request, client_model, send, ex, ping_interval, quirks)
