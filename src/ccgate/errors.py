@@ -25,7 +25,7 @@ Status codes and types follow https://platform.claude.com/docs/en/api/errors.
 
 from __future__ import annotations
 
-import secrets
+import random
 
 import msgspec
 
@@ -128,7 +128,9 @@ class ConfigError(Exception):
 
 
 def new_request_id() -> str:
-    return "req_ccgate_" + secrets.token_hex(12)
+    # Unique, not secret: 96 bits from the random module's generator (seeded once, and again
+    # in a forked child) instead of an OS entropy read per request.
+    return f"req_ccgate_{random.getrandbits(96):024x}"
 
 
 _encoder = msgspec.json.Encoder()

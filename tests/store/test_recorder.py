@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Sequence
 
 import pytest
@@ -120,3 +121,30 @@ def test_session_id_from_headers() -> None:
     assert session_id_from_headers([(b"other", b"x")]) is None
     assert session_id_from_headers([(b"x-claude-code-session-id", b"bad\x01value")]) is None
     assert len(session_id_from_headers([(b"x-claude-code-session-id", b"a" * 1000)]) or "") == 128
+
+
+def test_a_row_recorded_during_a_commit_is_committed_without_further_traffic() -> None:
+    slow = BlockingStore()
+    recorder = UsageRecorder(slow, batch_size=1, interval=0.01)  # type: ignore[arg-type]
+    recorder.record(rows(1)[0])
+    assert slow.entered.wait(timeout=30)  # the writer is inside a commit
+    recorder.record(rows(1, 1)[0])  # nothing else will arrive to wake it
+    slow.release.set()
+    for _ in range(3000):  # a bound for a hung test, not a speed assertion
+        if len(slow.rows) == 2:
+            break
+        time.sleep(0.01)
+    assert [r.request_id for r in slow.rows] == ["r0", "r1"]
+    recorder.close()
+
+
+def test_rows_from_many_threads_are_all_committed(store: SQLiteStore) -> None:
+    recorder = UsageRecorder(store, batch_size=7, interval=0.005)
+    threads = [threading.Thread(target=lambda s=s: [recorder.record(r) for r in rows(200, s)])
+               for s in range(0, 1000, 200)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    recorder.close()
+    assert total_requests(store) == 1000 and recorder.written == 1000 and recorder.dropped == 0

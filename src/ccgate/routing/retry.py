@@ -10,10 +10,16 @@ end after the deadline is not made at all (``None``): the caller gives up or mov
 from __future__ import annotations
 
 import math
+import os
 import random
 from dataclasses import dataclass
 
 from ccgate.routing.clock import SYSTEM_CLOCK, Clock
+
+# Jitter needs spread, not secrecy: one generator for the process, because seeding a new
+# one per request reads the OS entropy pool on every request.
+_JITTER = random.Random()
+os.register_at_fork(after_in_child=_JITTER.seed)  # a forked worker must not replay our jitter
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,7 +75,7 @@ class RetryBudget:
                  rng: random.Random | None = None) -> None:
         self.policy = policy
         self._clock = clock
-        self._rng = rng or random.Random()
+        self._rng = rng or _JITTER
         self.started = clock.monotonic()
 
     @property

@@ -172,6 +172,7 @@ class Gateway:
                     await transport.close()
                 if self.recorder is not None:
                     await self.recorder.aclose()  # committed before we say we are done
+                self.access_log.flush()
                 if self.store is not None:
                     self.store.close()
                 await send({"type": "lifespan.shutdown.complete"})
