@@ -1,5 +1,6 @@
 """An upstream that dies after its response started: the client must learn it, in-band for
-SSE (an Anthropic `error` event) and by a truncated, closed response for JSON."""
+SSE (an Anthropic `error` event); for JSON by a 502 envelope when the answer is held whole
+(up to ``WHOLE_BODY_LIMIT``), else by a truncated, closed response, never a faked one."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
+from ccgate.server.forward import WHOLE_BODY_LIMIT
 from tests.gateway.conftest import CLIENT_TOKEN, GatewayFactory
 
 MSG = {"model": "claude-opus-4-8", "max_tokens": 16, "messages": [{"role": "user", "content": "hi"}]}
@@ -18,6 +20,8 @@ HEADERS = {"x-api-key": CLIENT_TOKEN, "anthropic-version": "2023-06-01"}
 SSE_HEAD = (b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n")
 SSE_EVENT = b'event: message_start\ndata: {"type":"message_start","message":{"id":"msg_1"}}\n\n'
 JSON_HEAD = b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 500\r\n\r\n"
+BIG_JSON_HEAD = (b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n"
+                 b"content-length: %d\r\n\r\n" % (WHOLE_BODY_LIMIT + 1))
 
 
 class DyingUpstream:
@@ -66,6 +70,13 @@ def dying_json() -> Iterator[DyingUpstream]:
     up.close()
 
 
+@pytest.fixture
+def dying_big_json() -> Iterator[DyingUpstream]:
+    up = DyingUpstream(BIG_JSON_HEAD + b'{"id":"msg_1","type":"mess')
+    yield up
+    up.close()
+
+
 def config(port: int) -> dict[str, object]:
     return {"server": {"auth": {"tokens": [CLIENT_TOKEN]}},
             "providers": [{"name": "up", "base_url": f"http://127.0.0.1:{port}", "api_keys": ["k-123456789"]}]}
@@ -81,8 +92,21 @@ def test_stream_broken_after_start_ends_with_error_event(dying_sse: DyingUpstrea
     assert record["error"].startswith("upstream broke mid-response")
 
 
-def test_json_broken_after_start_is_truncated_not_faked(dying_json: DyingUpstream, gateway: GatewayFactory) -> None:
+def test_json_broken_mid_body_becomes_a_502_envelope(dying_json: DyingUpstream, gateway: GatewayFactory) -> None:
     gw = gateway(config(dying_json.port))
+    r = httpx.post(gw.url + "/v1/messages", json=MSG, headers=HEADERS)
+    assert r.status_code == 502
+    body = r.json()
+    assert body["type"] == "error" and body["error"]["type"] == "api_error"
+    assert "up" in body["error"]["message"]
+    record = next(x for x in gw.wait_access_records(1) if x["path"] == "/v1/messages")
+    assert record["status"] == 502 and record["error"]
+
+
+def test_big_json_broken_after_start_is_truncated_not_faked(
+    dying_big_json: DyingUpstream, gateway: GatewayFactory,
+) -> None:
+    gw = gateway(config(dying_big_json.port))
     with pytest.raises(httpx.RemoteProtocolError):
         httpx.post(gw.url + "/v1/messages", json=MSG, headers=HEADERS)
     record = next(x for x in gw.wait_access_records(1) if x["path"] == "/v1/messages")

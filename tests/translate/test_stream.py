@@ -7,6 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ccgate.translate import StreamTranslator, ToolNames, stream_from_response
+from ccgate.translate.tokens import count_text
 from ccgate.wire.openai import decode_chunk
 from ccgate.wire.sse import SSEDecoder
 from tests.translate.grammar import validate
@@ -61,6 +62,12 @@ def test_usage_chunk_after_finish_reason_is_consumed() -> None:
 def test_no_usage_falls_back_to_estimates() -> None:
     message = validate(run([chunk({"content": "Hello there"}, "stop")], estimate=321))
     assert message["usage"]["input_tokens"] == 321 and message["usage"]["output_tokens"] >= 1
+
+
+def test_output_estimate_counts_every_piece_sent() -> None:
+    pieces = ["Hello there, ", "general Kenobi. ", "x" * 40, "\n\n1234567"]
+    message = validate(run([chunk({"content": p}) for p in pieces] + [chunk({}, "stop")]))
+    assert message["usage"]["output_tokens"] == sum(count_text(p) for p in pieces)
 
 
 def test_whitespace_only_text_opens_no_block() -> None:

@@ -211,9 +211,7 @@ class Gateway:
                 status = 500
             ctx.error = "internal error"
         elapsed = time.perf_counter() - started
-        self.metrics.requests.labels(label, str(status), ctx.upstream or "-").inc()
-        self.metrics.latency.labels(label).observe(elapsed)
-        self.metrics.bytes_out.labels(label).inc(bytes_out)
+        self.metrics.request_done(label, status, ctx.upstream or "-", elapsed, bytes_out)
         if self.access_log.enabled and label not in _QUIET_ROUTES:
             self.access_log.write(
                 AccessRecord(

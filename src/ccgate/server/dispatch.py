@@ -201,15 +201,17 @@ class Dispatcher:
         self, planner: Planner[Target], step: Attempt[Target], prep: Prepared,
         response: aiohttp.ClientResponse, model: str, send: Send, ex: Exchange,
     ) -> None:
-        if prep.translated is not None:
-            await relay_translated(
-                prep.transport, response, prep.translated, model, send, ex, self.ping_interval,
-                self.quirks[prep.target.provider.name],
-            )
-        else:
-            await relay_passthrough(prep.transport, response, send, ex)
-        if ex.upstream_broke:
-            planner.stream_failed(step)
+        try:
+            if prep.translated is not None:
+                await relay_translated(
+                    prep.transport, response, prep.translated, model, send, ex, self.ping_interval,
+                    self.quirks[prep.target.provider.name],
+                )
+            else:
+                await relay_passthrough(prep.transport, response, send, ex)
+        finally:
+            if ex.upstream_broke:
+                planner.stream_failed(step)
 
     async def _give_up(self, step: GiveUp, held: _Held | None, send: Send, ex: Exchange) -> None:
         if step.relay_last and held is not None:

@@ -31,6 +31,8 @@ HOP_BY_HOP = frozenset(
 )
 CREDENTIALS = frozenset({"x-api-key", "authorization"})
 # Hop-by-hop headers, plus ``date`` because the server adds a fresh one of its own.
+# Non-streamed answers up to this size are read whole before they are sent (``_relay_whole``).
+WHOLE_BODY_LIMIT = 1024 * 1024
 _RESPONSE_DROP = frozenset(
     {b"connection", b"keep-alive", b"proxy-authenticate", b"proxy-connection", b"te",
      b"trailer", b"transfer-encoding", b"upgrade", b"date"}
@@ -132,6 +134,10 @@ async def relay_passthrough(
         content_type = response.headers.get("content-type", "")
         ex.streaming = content_type.startswith("text/event-stream")
         ex.status = response.status
+        length = response.content_length
+        if not ex.streaming and length is not None and length <= WHOLE_BODY_LIMIT:
+            complete = await _relay_whole(transport, response, headers, send, ex)
+            return
         await send({"type": "http.response.start", "status": response.status, "headers": headers})
         ex.started = True
         tap = UsageTap(sse=ex.streaming) if ex.count_usage and response.status < 400 else None
@@ -165,6 +171,34 @@ async def relay_passthrough(
             response.release()
         else:
             response.close()
+
+
+async def _relay_whole(
+    transport: UpstreamTransport, response: aiohttp.ClientResponse, headers: list[tuple[bytes, bytes]],
+    send: Send, ex: Exchange,
+) -> bool:
+    """A complete answer of known, modest length: read it, then send head and body together.
+
+    A JSON answer is useless to its client until its last byte anyway; holding it saves a
+    send and an event-loop round per request, and an upstream that breaks mid-body becomes a
+    clean 502 envelope instead of a truncated response.
+    """
+    try:
+        body = await response.read()
+    except (aiohttp.ClientError, TimeoutError) as exc:
+        ex.upstream_broke = True
+        ex.status = 0
+        raise transport.failure(exc, "read") from exc
+    if ex.count_usage and response.status < 400:
+        tap = UsageTap(sse=False)
+        tap.feed(body)
+        ex.usage = tap.result()
+    ex.finished = True
+    await send({"type": "http.response.start", "status": response.status, "headers": headers})
+    ex.started = True
+    ex.bytes_out += len(body)
+    await send({"type": "http.response.body", "body": body, "more_body": False})
+    return True
 
 
 def sse_error(err: GatewayError) -> bytes:

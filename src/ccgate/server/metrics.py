@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
@@ -51,6 +52,22 @@ class Metrics:
             "ccgate_rate_limited", "Requests refused by an issued key's rpm/tpm limit, by key name.",
             ["client"], registry=self.registry,
         )
+
+        # Label lookups take a lock and build a key each time; a request's three are cached
+        # here (the label sets are few: routes x statuses x providers).
+        self._per_request: dict[tuple[str, str, str], tuple[Any, Any, Any]] = {}
+
+    def request_done(self, route: str, status: int, provider: str, seconds: float, bytes_out: int) -> None:
+        key = (route, str(status), provider)
+        children = self._per_request.get(key)
+        if children is None:
+            children = (self.requests.labels(*key), self.latency.labels(route),
+                        self.bytes_out.labels(route))
+            self._per_request[key] = children
+        count, latency, sent = children
+        count.inc()
+        latency.observe(seconds)
+        sent.inc(bytes_out)
 
     def breaker_change(self, provider: str, old: BreakerState, new: BreakerState) -> None:
         self.breaker_state.labels(provider).set(_BREAKER_VALUE[new])

@@ -94,7 +94,9 @@ class StreamTranslator:
         self._matched_stop: Any = None
         self._usage: dict[str, Any] | None = None
         self._refused = False
-        self._output_estimate = 0
+        # Text sent so far, counted only if the provider reports no completion_tokens: a
+        # per-delta count cost a quarter of the per-chunk time for a number rarely used.
+        self._output_pieces: list[str] = []
         self.warnings: list[str] = []  # provider misbehaviour worth a debug log line
 
     @property
@@ -179,7 +181,7 @@ class StreamTranslator:
         if self._refused and stop == "end_turn":
             stop = "refusal"
         usage = anthropic_usage(
-            self._usage, input_estimate=self._input_estimate, output_estimate=self._output_estimate
+            self._usage, input_estimate=self._input_estimate, output_estimate=self._output_estimate()
         )
         events.append(
             (
@@ -194,6 +196,12 @@ class StreamTranslator:
         events.append(("message_stop", {"type": "message_stop"}))
         self._finished = True
         return events
+
+    def _output_estimate(self) -> int:
+        u = self._usage
+        if isinstance(u, dict) and isinstance(u.get("completion_tokens"), int) and u["completion_tokens"] > 0:
+            return 0  # the provider's count is used
+        return sum(count_text(piece) for piece in self._output_pieces)
 
     def fail(self, error_type: str, message: str) -> list[Event]:
         """Upstream broke after ``start``: an ``error`` event, and no ``message_stop`` (Claude Code
@@ -233,12 +241,12 @@ class StreamTranslator:
             events += self._close()
             events += self._start_block("thinking", {"type": "thinking", "thinking": "", "signature": ""})
         self._thinking.append(text)
-        self._output_estimate += count_text(text)
+        self._output_pieces.append(text)
         events.append(self._block_delta({"type": "thinking_delta", "thinking": text}))
         return events
 
     def _text_delta(self, text: str) -> list[Event]:
-        self._output_estimate += count_text(text)
+        self._output_pieces.append(text)
         if self._open == "text":
             return [self._block_delta({"type": "text_delta", "text": text})]
         pending = self._whitespace + text
@@ -267,7 +275,7 @@ class StreamTranslator:
             return []
         if name and call.name is None:
             call.name = self._tools.anthropic_name(name)
-        self._output_estimate += count_text(args)
+        self._output_pieces.append(args)
         events: list[Event] = []
         if call.block is None:
             call.text += args

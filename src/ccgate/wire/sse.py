@@ -68,6 +68,19 @@ class SSEDecoder:
         events: list[SSEEvent] = []
         start = 0
         n = len(buf)
+        if "\r" not in buf:
+            # Every provider we know ends lines with LF alone: one search per line, not two.
+            while (lf := buf.find("\n", start)) >= 0:
+                line = buf[start:lf]
+                start = lf + 1
+                if line:
+                    self._line(line)
+                elif self._data:
+                    events.append(self._dispatch())
+                else:
+                    self._event = ""
+            self._buffer = buf[start:]
+            return events
         while True:
             cr = buf.find("\r", start)
             lf = buf.find("\n", start)
