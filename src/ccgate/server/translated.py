@@ -155,24 +155,23 @@ async def _relay_stream(
     decoder = SSEDecoder()
     complete = False
     ex.status, ex.streaming = 200, True
+    silence = SilenceWatch(ping_interval)
     try:
         await send({"type": "http.response.start", "status": 200, "headers": _SSE_HEADERS})
         ex.started = True
         await _emit(send, ex, translator.start())
         while not translator.finished:
-            silence = asyncio.timeout(ping_interval)
             try:
-                async with silence:
-                    chunk = await response.content.readany()
+                chunk = await silence.read(response.content)
             except (aiohttp.ClientError, TimeoutError) as exc:
-                if silence.expired():
-                    await _emit(send, ex, translator.ping())
-                    continue
                 err = transport.failure(exc, "read")
                 ex.error = f"upstream broke mid-stream: {err.message}"
                 ex.upstream_broke = True
                 await _emit(send, ex, translator.fail(err.error_type, err.message))
                 break
+            if chunk is None:
+                await _emit(send, ex, translator.ping())
+                continue
             eof = not chunk
             events: list[tuple[str, dict[str, Any]]] = []
             for event in decoder.close() if eof else decoder.feed(chunk):
@@ -200,10 +199,63 @@ async def _relay_stream(
         ex.finished = True
         await send({"type": "http.response.body", "body": b"", "more_body": False})
     finally:
+        silence.close()
         if complete:
             response.release()
         else:
             response.close()
+
+
+class SilenceWatch:
+    """Interrupts the relay's wait for upstream bytes after ``interval`` seconds of silence, so
+    a ping goes out (Claude Code and proxies drop a stream that says nothing for too long).
+
+    One timer per stream, re-armed lazily when it fires: a read only stamps the time. (An
+    ``asyncio.timeout`` around each read set and cancelled a timer per chunk.) The interrupt
+    is a cancel of the relay task, delivered only while it is parked in ``read``.
+    """
+
+    def __init__(self, interval: float) -> None:
+        self._loop = asyncio.get_running_loop()
+        task = asyncio.current_task()
+        assert task is not None
+        self._task = task
+        self._interval = interval
+        self._last = self._loop.time()
+        self._reading = False
+        self._fired = False
+        self._handle = self._loop.call_at(self._last + interval, self._check)
+
+    async def read(self, content: aiohttp.StreamReader) -> bytes | None:
+        """``content.readany()``, or None when the upstream stayed silent for the interval."""
+        self._reading = True
+        try:
+            chunk = await content.readany()
+        except asyncio.CancelledError:
+            if not self._fired:
+                raise
+            self._fired = False
+            self._last = self._loop.time()
+            if self._task.uncancel() > 0:
+                raise  # cancelled by someone else as well (the client went away)
+            return None
+        finally:
+            self._reading = False
+        self._last = self._loop.time()
+        return chunk
+
+    def close(self) -> None:
+        self._handle.cancel()
+
+    def _check(self) -> None:
+        now = self._loop.time()
+        due = self._last + self._interval
+        if now >= due:
+            if self._reading and not self._fired:
+                self._fired = True
+                self._task.cancel()
+            due = now + self._interval
+        self._handle = self._loop.call_at(due, self._check)
 
 
 def _note_usage(ex: Exchange, events: list[tuple[str, dict[str, Any]]]) -> None:
