@@ -60,6 +60,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--no-docs", action="store_true", help="do not update docs/benchmarks.md")
     p.add_argument("--no-plot", action="store_true", help="do not draw the PNG")
     p.add_argument("--wait-quiet", type=int, default=0, metavar="SECONDS")
+    k = sub.add_parser("cost", help="CPU per request with features switched off, next to the floor")
+    k.add_argument("variants", nargs="*", default=["full", "no-usage", "no-access-log", "bare"],
+                   help="full, no-usage, no-store, no-access-log, bare (default: all but no-store)")
+    k.add_argument("--request", choices=["small", "large"], default="small")
+    k.add_argument("--concurrency", type=int, default=32)
+    k.add_argument("--seconds", type=int, default=3)
+    k.add_argument("--rounds", type=int, default=5)
+    k.add_argument("--out", type=Path, help="results JSON (default bench/results/cost.json)")
     c = sub.add_parser("capture", help="(re)capture the Claude Code request only")
     c.add_argument("--capture-mode", choices=["interactive", "print"], default="interactive")
     args = ap.parse_args(argv)
@@ -77,6 +85,12 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.cmd == "peers":
         return _peers(args, argv, ap)
+
+    if args.cmd == "cost":
+        from bench import cost
+
+        return cost.main(args.variants, size=args.request, conns=args.concurrency,
+                         seconds=args.seconds, rounds=args.rounds, out_path=args.out)
 
     quick = args.quick
     floor = args.floor if args.floor is not None else ("" if quick else "uvicorn,aiohttp")

@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import gzip
+import http.client
+import json
 import socket
+import sqlite3
+import time
 from pathlib import Path
 from typing import Any
 
@@ -105,6 +109,26 @@ def test_body_and_headers_forwarded_byte_for_byte(
     assert len(r.headers.get_list("date")) == 1
 
 
+def test_no_headers_invented_for_the_client(
+    upstream: FakeAnthropic, gateway: GatewayFactory, gw_ca_file: Path
+) -> None:
+    """A client that sends no user-agent, accept or accept-encoding: none reach the upstream
+    (an invented accept-encoding could get it a compressed body it never asked for)."""
+    gw = gateway(authed_config(upstream.url, gw_ca_file))
+    body = json.dumps(MSG).encode()
+    conn = http.client.HTTPConnection("127.0.0.1", int(gw.url.rsplit(":", 1)[1]), timeout=30)
+    conn.putrequest("POST", "/v1/messages", skip_accept_encoding=True)
+    for name, value in (("x-api-key", CLIENT_TOKEN), ("content-type", "application/json"),
+                        ("anthropic-version", "2023-06-01"), ("content-length", str(len(body)))):
+        conn.putheader(name, value)
+    conn.endheaders(body)
+    assert conn.getresponse().status == 200
+    conn.close()
+    seen = upstream.requests_to("/v1/messages")[-1]
+    for invented in ("user-agent", "accept", "accept-encoding"):
+        assert seen.header(invented) is None, invented
+
+
 def test_gzip_response_relayed_untouched(
     upstream: FakeAnthropic, gateway: GatewayFactory, gw_ca_file: Path
 ) -> None:
@@ -119,6 +143,32 @@ def test_gzip_response_relayed_untouched(
     assert r.headers["content-encoding"] == "gzip"
     # httpx decoded it; the bytes on the wire must be exactly what upstream sent.
     assert gzip.decompress(seen.response_body) == raw
+
+
+def test_usage_is_read_from_a_gzip_answer(
+    upstream: FakeAnthropic, gateway: GatewayFactory, gw_ca_file: Path
+) -> None:
+    """Claude Code accepts br and zstd too; the gateway narrows that to what it can inflate,
+    relays the compressed bytes untouched, and still records the answer's tokens."""
+    upstream.gzip = True
+    gw = gateway(authed_config(upstream.url, gw_ca_file))
+    with httpx.Client() as client:
+        r = client.post(gw.url + "/v1/messages", json=MSG,
+                        headers={"x-api-key": CLIENT_TOKEN, "anthropic-version": "2023-06-01",
+                                 "accept-encoding": "gzip, deflate, br, zstd"})
+        r.read()
+    assert r.status_code == 200 and r.headers["content-encoding"] == "gzip"
+    assert upstream.requests_to("/v1/messages")[-1].header("accept-encoding") == "gzip, deflate"
+    expected = (r.json()["usage"]["input_tokens"], r.json()["usage"]["output_tokens"])
+    rows: list[tuple[int, int]] = []
+    for _ in range(500):  # committed within ~200 ms; a bound for a hung test, not a speed assertion
+        if gw.db_path.exists():
+            with sqlite3.connect(gw.db_path) as db:
+                rows = db.execute("SELECT input_tokens, output_tokens FROM usage").fetchall()
+        if rows:
+            break
+        time.sleep(0.02)
+    assert rows == [expected] and expected[1] > 0
 
 
 @pytest.mark.parametrize(

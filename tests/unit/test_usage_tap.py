@@ -1,9 +1,13 @@
+import gzip
 import json
+import zlib
 from itertools import pairwise
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from ccgate.server.forward import readable_codings
 from ccgate.wire.usage import UsageTap
 
 EVENTS = [
@@ -49,3 +53,51 @@ def test_stream_cut_before_message_delta_keeps_start_usage() -> None:
     tap = UsageTap(sse=True)
     tap.feed(STREAM[: STREAM.index(b"event: message_delta")])
     assert tap.result() == {**EXPECTED, "output_tokens": 1}
+
+
+JSON_BODY = json.dumps({"id": "m", "type": "message", "usage": {"input_tokens": 9, "output_tokens": 4}}).encode()
+
+
+def _deflate(data: bytes, wbits: int) -> bytes:
+    c = zlib.compressobj(wbits=wbits)
+    return c.compress(data) + c.flush()
+
+
+@pytest.mark.parametrize(("encoding", "wbits"), [("gzip", 31), ("x-gzip", 31), ("deflate", 15), ("deflate", -15)])
+def test_compressed_json_answer_is_read(encoding: str, wbits: int) -> None:
+    tap = UsageTap(sse=False, encoding=encoding)
+    body = _deflate(JSON_BODY, wbits)
+    for i in range(0, len(body), 7):
+        tap.feed(body[i:i + 7])
+    assert tap.result() == {"input_tokens": 9, "output_tokens": 4}
+
+
+@given(st.lists(st.integers(min_value=0, max_value=200), max_size=20))
+def test_gzip_sse_usage_for_any_chunking(cuts: list[int]) -> None:
+    body = gzip.compress(STREAM)
+    points = sorted({0, len(body), *(c % (len(body) + 1) for c in cuts)})
+    tap = UsageTap(sse=True, encoding="gzip")
+    for a, b in pairwise(points):
+        tap.feed(body[a:b])
+    assert tap.result() == EXPECTED
+
+
+@pytest.mark.parametrize("encoding", ["br", "zstd", "compress"])
+def test_unreadable_encodings_are_not_guessed_at(encoding: str) -> None:
+    tap = UsageTap(sse=False, encoding=encoding)
+    tap.feed(JSON_BODY)  # even bytes that happen to be plain JSON: the header says otherwise
+    assert not tap.readable and tap.result() is None
+
+
+def test_corrupt_gzip_counts_nothing_and_raises_nothing() -> None:
+    tap = UsageTap(sse=True, encoding="gzip")
+    tap.feed(b"\x1f\x8b not really gzip")
+    tap.feed(STREAM)
+    assert tap.result() is None
+
+
+def test_accept_encoding_is_narrowed_to_what_the_tap_reads() -> None:
+    assert readable_codings("gzip, deflate, br, zstd") == "gzip, deflate"
+    assert readable_codings("br;q=1.0, gzip;q=0.8") == "gzip;q=0.8"
+    assert readable_codings("br, zstd") == "identity"
+    assert readable_codings("identity") == "identity"

@@ -150,7 +150,8 @@ class Dispatcher:
                     prepared[index] = self.prepare(step.target, route, model, body, decoded, scope)
                 prep = prepared[index]
                 ex.provider = prep.transport.name
-                result = await self._attempt(planner, step, prep, scope, method, forward_client)
+                result = await self._attempt(planner, step, prep, scope, method, forward_client,
+                                             ex.count_usage)
                 if result is None:  # transport failure: the planner's GiveUp carries the error
                     continue
                 if isinstance(result, _Held):
@@ -163,14 +164,15 @@ class Dispatcher:
 
     async def _attempt(
         self, planner: Planner[Target], step: Attempt[Target], prep: Prepared, scope: Scope, method: str,
-        forward_client: bool,
+        forward_client: bool, count_usage: bool,
     ) -> aiohttp.ClientResponse | _Held | None:
         transport, provider = prep.transport, prep.target.provider
         credentials = step.lease.headers(provider.auth_header)
         if prep.translated is not None:
             headers = openai_headers(credentials)
         else:
-            headers = outgoing_headers(scope, transport, credentials, forward_client=forward_client)
+            headers = outgoing_headers(scope, transport, credentials, forward_client=forward_client,
+                                       readable_encoding=count_usage)
         try:
             response = await transport.send(method, prep.path, headers, prep.body)
         except UpstreamError as err:

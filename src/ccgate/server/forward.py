@@ -1,10 +1,12 @@
-"""Passthrough: relay one request to a provider and its answer back, unbuffered.
+"""Passthrough: relay one request to a provider and its answer back, unchanged.
 
 Request: the body goes as received (unless a model rewrite applies); end-to-end headers
 pass, hop-by-hop headers do not; client credentials are swapped for the provider key
 unless the provider runs bring-your-own-key. Response: status, headers (minus hop-by-hop)
-and body bytes reach the client as they arrive, so upstream errors arrive unchanged and
-SSE pings flow through.
+and body bytes go back unchanged, so upstream errors arrive as the provider worded them.
+A stream (or a body of unknown or large size) is relayed chunk by chunk as it arrives, so
+SSE pings flow through; a non-streamed answer of known length up to ``WHOLE_BODY_LIMIT``
+is read whole first (``_relay_whole``).
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ import msgspec
 from ccgate.errors import GatewayError, UpstreamError
 from ccgate.server.asgi import Receive, Scope, Send
 from ccgate.upstream.transport import UpstreamTransport
-from ccgate.wire.usage import UsageTap
+from ccgate.wire.usage import READABLE_ENCODINGS, UsageTap
 
 HOP_BY_HOP = frozenset(
     {
@@ -30,9 +32,12 @@ HOP_BY_HOP = frozenset(
     }
 )
 CREDENTIALS = frozenset({"x-api-key", "authorization"})
-# Hop-by-hop headers, plus ``date`` because the server adds a fresh one of its own.
+# The same as raw ASGI header names, for the per-request filter.
+_DROP = frozenset(name.encode() for name in HOP_BY_HOP)
+_DROP_WITH_CREDENTIALS = _DROP | frozenset(name.encode() for name in CREDENTIALS)
 # Non-streamed answers up to this size are read whole before they are sent (``_relay_whole``).
 WHOLE_BODY_LIMIT = 1024 * 1024
+# Hop-by-hop headers, plus ``date`` because the server adds a fresh one of its own.
 _RESPONSE_DROP = frozenset(
     {b"connection", b"keep-alive", b"proxy-authenticate", b"proxy-connection", b"te",
      b"trailer", b"transfer-encoding", b"upgrade", b"date"}
@@ -64,25 +69,33 @@ class Exchange:
 
 def outgoing_headers(
     scope: Scope, transport: UpstreamTransport, credentials: dict[str, str], *, forward_client: bool = True,
+    readable_encoding: bool = False,
 ) -> list[tuple[str, str]]:
     """The client's end-to-end headers, with its credential replaced by ``credentials`` (or
-    kept, for a bring-your-own-key provider when the client did not authenticate to us)."""
+    kept, for a bring-your-own-key provider when the client did not authenticate to us).
+
+    ``readable_encoding``: the gateway reads usage out of the answer, so ``accept-encoding``
+    is narrowed to the encodings ``UsageTap`` can inflate (a subset of what the client
+    accepts, so the client still reads the answer it gets).
+    """
     raw: list[tuple[bytes, bytes]] = scope["headers"]
-    listed = {b"connection"}
+    drop = _DROP_WITH_CREDENTIALS if not (transport.byok and forward_client) else _DROP
     for name, value in raw:
-        if name == b"connection":
-            listed.update(t.strip().lower() for t in value.split(b","))
-    drop_credentials = not (transport.byok and forward_client)
-    out: list[tuple[str, str]] = []
-    for name, value in raw:
-        key = name.decode("latin-1")
-        if key in HOP_BY_HOP or name in listed:
-            continue
-        if drop_credentials and key in CREDENTIALS:
-            continue
-        out.append((key, value.decode("latin-1")))
+        if name == b"connection":  # and the headers it lists are hop-by-hop too
+            drop = drop | {t.strip().lower() for t in value.split(b",")}
+    out = [(name.decode("latin-1"), value.decode("latin-1")) for name, value in raw if name not in drop]
+    if readable_encoding:
+        out = [(name, readable_codings(value)) if name == "accept-encoding" else (name, value)
+               for name, value in out]
     out.extend(credentials.items())
     return out
+
+
+def readable_codings(accept_encoding: str) -> str:
+    """``gzip, deflate, br, zstd`` -> ``gzip, deflate``; nothing readable left -> ``identity``."""
+    kept = [part.strip() for part in accept_encoding.split(",")
+            if part.split(";")[0].strip().lower() in (*READABLE_ENCODINGS, "identity")]
+    return ", ".join(kept) or "identity"
 
 
 def response_headers(
@@ -140,7 +153,8 @@ async def relay_passthrough(
             return
         await send({"type": "http.response.start", "status": response.status, "headers": headers})
         ex.started = True
-        tap = UsageTap(sse=ex.streaming) if ex.count_usage and response.status < 400 else None
+        tap = (UsageTap(sse=ex.streaming, encoding=response.headers.get("content-encoding"))
+               if ex.count_usage and response.status < 400 else None)
         try:
             async for chunk in response.content.iter_any():
                 ex.bytes_out += len(chunk)
@@ -190,7 +204,7 @@ async def _relay_whole(
         ex.status = 0
         raise transport.failure(exc, "read") from exc
     if ex.count_usage and response.status < 400:
-        tap = UsageTap(sse=False)
+        tap = UsageTap(sse=False, encoding=response.headers.get("content-encoding"))
         tap.feed(body)
         ex.usage = tap.result()
     ex.finished = True

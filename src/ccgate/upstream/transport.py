@@ -36,8 +36,10 @@ _TRANSPORT_ERRORS = (
     aiohttp.ClientError, OSError, TimeoutError, ProxyError, ProxyConnectionError, ProxyTimeoutError,
 )
 
-# Headers aiohttp would otherwise add on its own; we send only what the client sent.
-_SKIP_AUTO = ("User-Agent", "Accept", "Accept-Encoding")
+# Headers aiohttp would otherwise add on its own; we send only what the client sent. They are
+# skipped per request, only when absent: a session-wide skip list costs aiohttp a header copy
+# and a sorted multidict on every request, and Claude Code sends all three anyway.
+_AUTO_HEADERS = ("user-agent", "accept", "accept-encoding")
 
 
 class UpstreamTransport:
@@ -95,7 +97,6 @@ class UpstreamTransport:
             connector=connector,
             auto_decompress=False,
             cookie_jar=aiohttp.DummyCookieJar(),
-            skip_auto_headers=_SKIP_AUTO,
             timeout=aiohttp.ClientTimeout(total=t.total, sock_connect=t.connect, sock_read=t.read),
             trust_env=False,  # the proxy decision above is ours, made once and documented
         )
@@ -111,11 +112,14 @@ class UpstreamTransport:
     ) -> aiohttp.ClientResponse:
         """Send one request; the caller must release the response. Raises UpstreamError."""
         assert self._session is not None, "transport not started"
+        present = {name.lower() for name, _ in headers}
+        skip = [name for name in _AUTO_HEADERS if name not in present]
         try:
             response = await self._session.request(
                 method,
                 self.base_url + path_and_query,
                 headers=headers,
+                skip_auto_headers=skip or None,
                 data=body if body else None,
                 allow_redirects=False,
                 timeout=aiohttp.ClientTimeout(total=timeout) if timeout else self._session.timeout,

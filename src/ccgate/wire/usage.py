@@ -4,10 +4,16 @@ Passthrough relays bytes untouched; usage accounting still needs the numbers. ``
 looks at each chunk once with a C-speed substring search and decodes only the few SSE
 lines that carry ``"usage"`` (``message_start`` and ``message_delta``), or the whole JSON
 body at the end for a non-streamed answer. Sans-IO: bytes in, a usage dict out.
+
+The relayed bytes may be compressed (the client's ``accept-encoding`` is forwarded): gzip
+and deflate are inflated for the tap alone, with the stdlib's zlib; other encodings are not
+read (``readable`` is False), which is why the gateway narrows ``accept-encoding`` to
+``READABLE_ENCODINGS`` when it needs the usage.
 """
 
 from __future__ import annotations
 
+import zlib
 from typing import Any
 
 import msgspec
@@ -16,17 +22,32 @@ _USAGE = b'"usage"'
 _JSON_LIMIT = 4 * 1024 * 1024  # a larger non-streamed answer is relayed, just not counted
 _FIELDS = ("input_tokens", "output_tokens", "cache_read_input_tokens", "cache_creation_input_tokens")
 _decode = msgspec.json.Decoder()
+READABLE_ENCODINGS = ("gzip", "deflate")
+# zlib window bits: 47 accepts a gzip or a zlib header; deflate without a header is retried raw.
+_AUTO_HEADER = 47
 
 
 class UsageTap:
-    def __init__(self, *, sse: bool) -> None:
+    def __init__(self, *, sse: bool, encoding: str | None = None) -> None:
         self.sse = sse
         self._tail = b""
         self._json: list[bytes] = []
         self._json_size = 0
         self.usage: dict[str, int] = {}
+        coding = (encoding or "identity").strip().lower()
+        self._inflate: Any = None
+        self.readable = coding in ("identity", "", "x-gzip", *READABLE_ENCODINGS)
+        if coding in ("gzip", "x-gzip", "deflate"):
+            self._inflate = zlib.decompressobj(_AUTO_HEADER)
+            self._raw_deflate = coding == "deflate"
 
     def feed(self, chunk: bytes) -> None:
+        if not self.readable:
+            return
+        if self._inflate is not None:
+            chunk = self._inflated(chunk)
+            if not chunk:
+                return
         if not self.sse:
             self._json_size += len(chunk)
             if self._json_size <= _JSON_LIMIT:
@@ -42,6 +63,19 @@ class UsageTap:
             for line in data[:cut].split(b"\n"):
                 if line.startswith(b"data:") and _USAGE in line:
                     self._merge_event(line[5:])
+
+    def _inflated(self, chunk: bytes) -> bytes:
+        try:
+            # Bounded: an answer inflating past the JSON limit is not counted anyway.
+            return bytes(self._inflate.decompress(chunk, _JSON_LIMIT))
+        except zlib.error:
+            if self._raw_deflate and self._json_size == 0 and not self._tail:
+                # "deflate" sent as a raw stream (no zlib header), as some servers do.
+                self._raw_deflate = False
+                self._inflate = zlib.decompressobj(-zlib.MAX_WBITS)
+                return self._inflated(chunk)
+            self.readable = False
+            return b""
 
     def result(self) -> dict[str, int] | None:
         """The usage seen so far (cumulative, as Anthropic reports it), or None if none was."""

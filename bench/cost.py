@@ -1,0 +1,141 @@
+"""Where ccgate's time goes: CPU per request with features switched off, next to the floor.
+
+`python -m bench cost` starts one nginx, the floor relay and one `ccgate serve` per variant
+(the production config of `bench run`, minus what the variant switches off), then runs the
+same wrk load through each in alternating rounds and reports, per variant, the median req/s,
+the median CPU time the gateway process spent per request (utime + stime from /proc over
+the round, divided by the requests wrk completed) and both as ratios to the floor's. CPU per
+request is steadier than req/s on a shared machine; the difference between two variants is
+what the switched-off feature costs.
+
+Variants: `full` (production), `no-usage` (store on, usage rows off), `no-store` (no SQLite
+store at all), `no-access-log`, `bare` (no store, no access log).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from bench import wrk
+from bench.common import RESULTS, BenchError
+from bench.gateway import CLIENT_TOKEN, CONFIG, UPSTREAM_KEY, Ccgate
+from bench.lanes import Floor, Options, cpu_ticks
+from bench.run import BASE_HEADERS, SMALL_BODY, large_request
+from bench.upstream import Nginx
+
+VARIANTS: dict[str, tuple[str, ...]] = {
+    "full": (),
+    "no-usage": ("no-usage",),
+    "no-store": ("no-store",),
+    "no-access-log": ("no-access-log",),
+    "bare": ("no-store", "no-access-log"),
+}
+
+
+def config(switches: tuple[str, ...]) -> str:
+    text = CONFIG
+    if "no-access-log" in switches:
+        text = text.replace("access: true", "access: false")
+    if "no-store" in switches:
+        text += "store:\n  enabled: false\n"
+    elif "no-usage" in switches:
+        text += "store:\n  record_usage: false\n"
+    return text
+
+
+@dataclass
+class Side:
+    name: str
+    url: str
+    request: Path
+    pid: int
+    rounds: list[dict[str, float]]
+
+
+def _round(side: Side, conns: int, seconds: int) -> dict[str, float]:
+    hz = os.sysconf("SC_CLK_TCK")
+    before = cpu_ticks(side.pid)
+    result = wrk.run(side.url, side.request, conns, seconds, 1)
+    spent = (cpu_ticks(side.pid) - before) / hz
+    if result["error_total"]:
+        raise BenchError(f"{side.name}: {result['error_total']} wrk errors (non-2xx or socket)")
+    return {"rps": result["rps"], "cpu_us_per_request": 1e6 * spent / max(result["requests"], 1),
+            "p50_us": result["latency_us"]["p50"]}
+
+
+def run(variants: list[str], *, size: str, conns: int, seconds: int, rounds: int,
+        log: Any = print) -> dict[str, Any]:
+    work = Path(tempfile.mkdtemp(prefix="ccgate-bench-cost-"))
+    body, headers = SMALL_BODY, dict(BASE_HEADERS)
+    if size == "large":
+        large = large_request(Options(log=log), work)
+        body, headers = large.body, dict(large.headers)
+    nginx = Nginx(work, UPSTREAM_KEY).start()
+    started: list[Ccgate] = []
+    floor: Floor | None = None
+    try:
+        sides: list[Side] = []
+        for name in variants:
+            gw = Ccgate(work, nginx.url, name=f"ccgate-{name}", config=config(VARIANTS[name])).start()
+            started.append(gw)
+            req = wrk.write_request(work, f"req-{name}", body, {**headers, "x-api-key": CLIENT_TOKEN})
+            sides.append(Side(name, gw.url, req, gw.pid, []))
+        floor = Floor("uvicorn", nginx.url, work)
+        req = wrk.write_request(work, "req-floor", body, {**headers, "x-api-key": UPSTREAM_KEY})
+        sides.append(Side("floor", floor.url, req, floor.pid, []))
+        for side in sides:  # warm
+            wrk.run(side.url, side.request, conns, 1, 1)
+        for i in range(rounds):
+            for side in sides:
+                side.rounds.append(_round(side, conns, seconds))
+            log(f"round {i + 1}: " + " | ".join(
+                f"{s.name} {s.rounds[-1]['rps']:,.0f} req/s {s.rounds[-1]['cpu_us_per_request']:.0f} us"
+                for s in sides))
+    finally:
+        for gw in started:
+            gw.stop()
+        if floor is not None:
+            floor.stop()
+        nginx.stop()
+    out: dict[str, Any] = {"request": size, "concurrency": conns, "seconds": seconds, "rounds": rounds,
+                           "variants": {}}
+    for side in sides:
+        out["variants"][side.name] = {
+            k: statistics.median(r[k] for r in side.rounds) for k in side.rounds[0]
+        } | {"rounds": side.rounds}
+    f = out["variants"]["floor"]
+    for v in out["variants"].values():
+        v["rps_vs_floor"] = round(v["rps"] / f["rps"], 3)
+        v["cpu_vs_floor"] = round(v["cpu_us_per_request"] / f["cpu_us_per_request"], 3)
+    return out
+
+
+def table(out: dict[str, Any]) -> str:
+    lines = [f"request {out['request']}, c={out['concurrency']}, {out['rounds']} alternating rounds of "
+             f"{out['seconds']} s (medians):", "",
+             "| variant | req/s | × floor | CPU per request | × floor |", "|---|--:|--:|--:|--:|"]
+    for name, v in out["variants"].items():
+        lines.append(f"| {name} | {v['rps']:,.0f} | {v['rps_vs_floor']:.2f} | "
+                     f"{v['cpu_us_per_request']:.0f} µs | {v['cpu_vs_floor']:.2f} |")
+    return "\n".join(lines)
+
+
+def main(variants: list[str], *, size: str, conns: int, seconds: int, rounds: int,
+         out_path: Path | None = None) -> int:
+    unknown = [v for v in variants if v not in VARIANTS]
+    if unknown:
+        raise SystemExit(f"unknown variant(s) {', '.join(unknown)}; choose from {', '.join(VARIANTS)}")
+    out = run(variants, size=size, conns=conns, seconds=seconds, rounds=rounds)
+    print()
+    print(table(out))
+    path = out_path or RESULTS / "cost.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(out, indent=2) + "\n")
+    print(f"\nwrote {path}")
+    return 0
