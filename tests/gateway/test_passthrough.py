@@ -238,6 +238,28 @@ def test_stream_is_relayed_as_it_arrives(
         assert b"message_stop" not in sent_so_far
 
 
+def test_client_gone_before_the_upstream_answers_cancels_it_too(
+    upstream: FakeAnthropic, gateway: GatewayFactory, gw_ca_file: Path
+) -> None:
+    """The client leaves at once, well inside WATCH_AFTER, while the upstream is still
+    thinking: the watcher that starts later must still see it and cancel the exchange."""
+    upstream.scenario = "slow"
+    upstream.headers_delay = 0.3
+    upstream.slow_delay = 0.5
+    upstream.slow_chunks = 40
+    gw = gateway(authed_config(upstream.url, gw_ca_file))
+    body = httpx.Request("POST", "/", json={**MSG, "stream": True}).content
+    with socket.create_connection(("127.0.0.1", gw.port)) as sock:
+        sock.sendall(
+            b"POST /v1/messages HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n"
+            + f"anthropic-version: 2023-06-01\r\nx-api-key: {CLIENT_TOKEN}\r\ncontent-length: {len(body)}\r\n\r\n".encode() + body
+        )
+    gone = upstream.wait_disconnect(timeout=10)
+    assert gone.events_sent < 40
+    records = gw.wait_access_records(1)
+    assert records[-1]["error"] == "client disconnected" and records[-1]["status"] == 499
+
+
 def test_client_disconnect_cancels_upstream(
     upstream: FakeAnthropic, gateway: GatewayFactory, gw_ca_file: Path
 ) -> None:

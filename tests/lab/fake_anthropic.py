@@ -360,9 +360,9 @@ class FakeAnthropic(ThreadedServer):
         headers["Cache-Control"] = "no-cache"
         resp = web.StreamResponse(status=200, headers=headers)
         rec.status, rec.response_headers = 200, dict(headers)
-        await resp.prepare(request)
         sent = 0
         try:
+            await resp.prepare(request)  # inside: a client gone before the headers counts too
             for name, data, slow in _sse_events(scenario, model, input_tokens, blocks,
                                                  self.slow_chunks):
                 if slow:

@@ -35,6 +35,8 @@ CREDENTIALS = frozenset({"x-api-key", "authorization"})
 # The same as raw ASGI header names, for the per-request filter.
 _DROP = frozenset(name.encode() for name in HOP_BY_HOP)
 _DROP_WITH_CREDENTIALS = _DROP | frozenset(name.encode() for name in CREDENTIALS)
+# Seconds an exchange runs before a task starts watching for the client's disconnect.
+WATCH_AFTER = 0.05
 # Non-streamed answers up to this size are read whole before they are sent (``_relay_whole``).
 WHOLE_BODY_LIMIT = 1024 * 1024
 # Hop-by-hop headers, plus ``date`` because the server adds a fresh one of its own.
@@ -120,10 +122,20 @@ async def watch_disconnect(receive: Receive, ex: Exchange, work: Awaitable[None]
 
     Cancelling closes the upstream response, which is what tells the provider to stop
     generating. Raises what ``work`` raises (an UpstreamError before the response started).
+    The watcher task starts only once the exchange has run ``WATCH_AFTER`` seconds: most
+    quick exchanges never pay for it, and a generation worth stopping lasts far longer.
     """
     task = asyncio.current_task()
     assert task is not None
-    watcher = asyncio.create_task(_cancel_on_disconnect(receive, task, ex))
+    loop = asyncio.get_running_loop()
+    watcher: asyncio.Task[None] | None = None
+
+    def start_watching() -> None:
+        nonlocal watcher
+        if not ex.finished:
+            watcher = loop.create_task(_cancel_on_disconnect(receive, task, ex))
+
+    timer = loop.call_later(WATCH_AFTER, start_watching)
     try:
         await work
     except asyncio.CancelledError:
@@ -133,7 +145,9 @@ async def watch_disconnect(receive: Receive, ex: Exchange, work: Awaitable[None]
         ex.error = "client disconnected"
     finally:
         ex.finished = True
-        watcher.cancel()
+        timer.cancel()
+        if watcher is not None:
+            watcher.cancel()
     return ex
 
 
