@@ -151,6 +151,7 @@ def test_access_log_and_metrics(
         "method": "POST", "path": "/v1/messages", "status": 200, "model": "claude-opus-4-8",
         "upstream": "anthropic", "client": "tester"}
     assert first["latency_ms"] > 0 and first["bytes_in"] > 0 and first["bytes_out"] > 0
+    assert "attempts" not in first  # one attempt: no trail (docs/observability.md)
     assert records[1]["status"] == 429 and records[2]["stream"] is True
     assert records[3]["status"] == 401 and "client" not in records[3]
     metrics = httpx.get(gw.url + "/metrics").text

@@ -160,7 +160,8 @@ class Dispatcher:
                 await self._relay(planner, step, prep, result, model, send, ex)
                 return
         finally:
-            ex.trail = planner.trail()
+            # The trail is logged only when there was more than one attempt.
+            ex.trail = planner.trail() if planner.attempts > 1 else ""
 
     async def _attempt(
         self, planner: Planner[Target], step: Attempt[Target], prep: Prepared, scope: Scope, method: str,
