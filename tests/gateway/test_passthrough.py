@@ -16,6 +16,7 @@ import httpx
 import pytest
 
 from tests.gateway.conftest import CLIENT_TOKEN, GatewayFactory, authed_config
+from tests.gateway.harness import Gateway
 from tests.lab.certs import LabPKI
 from tests.lab.fake_anthropic import LAB_API_KEY, FakeAnthropic
 from tests.lab.sdk import sdk_client
@@ -238,43 +239,34 @@ def test_stream_is_relayed_as_it_arrives(
         assert b"message_stop" not in sent_so_far
 
 
-def test_client_gone_before_the_upstream_answers_cancels_it_too(
-    upstream: FakeAnthropic, gateway: GatewayFactory, gw_ca_file: Path
-) -> None:
-    """The client leaves at once, well inside WATCH_AFTER, while the upstream is still
-    thinking: the watcher that starts later must still see it and cancel the exchange."""
-    upstream.scenario = "slow"
-    upstream.headers_delay = 0.3
-    upstream.slow_delay = 0.5
-    upstream.slow_chunks = 40
-    gw = gateway(authed_config(upstream.url, gw_ca_file))
+def slow_stream_request(gw: Gateway, *, wait_for_start: bool) -> None:
+    """Send a streaming request over a raw socket and close it: once the stream has started
+    (``wait_for_start``), or at once."""
     body = httpx.Request("POST", "/", json={**MSG, "stream": True}).content
     with socket.create_connection(("127.0.0.1", gw.port)) as sock:
         sock.sendall(
             b"POST /v1/messages HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n"
             + f"anthropic-version: 2023-06-01\r\nx-api-key: {CLIENT_TOKEN}\r\ncontent-length: {len(body)}\r\n\r\n".encode() + body
         )
-    gone = upstream.wait_disconnect(timeout=10)
-    assert gone.events_sent < 40
-    records = gw.wait_access_records(1)
-    assert records[-1]["error"] == "client disconnected" and records[-1]["status"] == 499
+        if wait_for_start:
+            assert b"message_start" in sock.recv(65536) or b"message_start" in sock.recv(65536)
 
 
+@pytest.mark.parametrize("headers_delay", [0.0, 0.3])
 def test_client_disconnect_cancels_upstream(
-    upstream: FakeAnthropic, gateway: GatewayFactory, gw_ca_file: Path
+    upstream: FakeAnthropic, gateway: GatewayFactory, gw_ca_file: Path, headers_delay: float
 ) -> None:
+    """0.0: the client leaves mid-stream. 0.3: it leaves at once, well inside WATCH_AFTER,
+    while the upstream is still thinking; the watcher that starts later must still see it."""
     upstream.scenario = "slow"
+    upstream.headers_delay = headers_delay
     upstream.slow_delay = 0.5
     upstream.slow_chunks = 40
     gw = gateway(authed_config(upstream.url, gw_ca_file))
-    body = httpx.Request("POST", "/", json={**MSG, "stream": True}).content
-    with socket.create_connection(("127.0.0.1", gw.port)) as sock:
-        sock.sendall(
-            b"POST /v1/messages HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n"
-            + f"anthropic-version: 2023-06-01\r\nx-api-key: {CLIENT_TOKEN}\r\ncontent-length: {len(body)}\r\n\r\n".encode() + body
-        )
-        assert b"message_start" in sock.recv(65536) or b"message_start" in sock.recv(65536)
+    slow_stream_request(gw, wait_for_start=not headers_delay)
     gone = upstream.wait_disconnect(timeout=10)
     assert gone.events_sent < 40  # the upstream stopped long before the end
     records = gw.wait_access_records(1)
     assert records[-1]["error"] == "client disconnected"
+    if headers_delay:
+        assert records[-1]["status"] == 499
