@@ -130,23 +130,7 @@ def test_no_headers_invented_for_the_client(
         assert seen.header(invented) is None, invented
 
 
-def test_gzip_response_relayed_untouched(
-    upstream: FakeAnthropic, gateway: GatewayFactory, gw_ca_file: Path
-) -> None:
-    upstream.gzip = True
-    gw = gateway(authed_config(upstream.url, gw_ca_file))
-    with httpx.Client() as client:
-        r = client.post(gw.url + "/v1/messages", json=MSG,
-                        headers={"x-api-key": CLIENT_TOKEN, "accept-encoding": "gzip",
-                                 "anthropic-version": "2023-06-01"})
-        raw = r.read()
-    seen = upstream.requests_to("/v1/messages")[-1]
-    assert r.headers["content-encoding"] == "gzip"
-    # httpx decoded it; the bytes on the wire must be exactly what upstream sent.
-    assert gzip.decompress(seen.response_body) == raw
-
-
-def test_usage_is_read_from_a_gzip_answer(
+def test_gzip_answer_relayed_untouched_and_its_usage_read(
     upstream: FakeAnthropic, gateway: GatewayFactory, gw_ca_file: Path
 ) -> None:
     """Claude Code accepts br and zstd too; the gateway narrows that to what it can inflate,
@@ -157,9 +141,12 @@ def test_usage_is_read_from_a_gzip_answer(
         r = client.post(gw.url + "/v1/messages", json=MSG,
                         headers={"x-api-key": CLIENT_TOKEN, "anthropic-version": "2023-06-01",
                                  "accept-encoding": "gzip, deflate, br, zstd"})
-        r.read()
+        raw = r.read()
     assert r.status_code == 200 and r.headers["content-encoding"] == "gzip"
-    assert upstream.requests_to("/v1/messages")[-1].header("accept-encoding") == "gzip, deflate"
+    seen = upstream.requests_to("/v1/messages")[-1]
+    assert seen.header("accept-encoding") == "gzip, deflate"
+    # httpx decoded it; the bytes on the wire must be exactly what upstream sent.
+    assert gzip.decompress(seen.response_body) == raw
     expected = (r.json()["usage"]["input_tokens"], r.json()["usage"]["output_tokens"])
     rows: list[tuple[int, int]] = []
     for _ in range(500):  # committed within ~200 ms; a bound for a hung test, not a speed assertion
