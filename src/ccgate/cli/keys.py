@@ -77,6 +77,16 @@ def add_db_option(parser: argparse.ArgumentParser) -> None:
                              "`ccgate serve` would find)")
 
 
+def db_path(args: argparse.Namespace, command: str) -> Path | None:
+    """The store the options of ``add_db_option`` point at; None (after saying why) when the
+    config they name cannot be read."""
+    try:
+        return resolve_db_path(args.db, os.environ, configured_store_path(args.config, os.environ))
+    except ConfigError as exc:
+        print(f"ccgate {command}: config error: {exc}", file=sys.stderr)
+        return None
+
+
 def configure(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="keys_action", metavar="ACTION", required=True)
     db = argparse.ArgumentParser(add_help=False)
@@ -105,10 +115,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    try:
-        path = resolve_db_path(args.db, os.environ, configured_store_path(args.config, os.environ))
-    except ConfigError as exc:
-        print(f"ccgate keys: config error: {exc}", file=sys.stderr)
+    path = db_path(args, "keys")
+    if path is None:
         return 2
     action = ACTIONS[args.keys_action]
     try:

@@ -4,13 +4,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import time
 
-from ccgate.cli.keys import add_db_option, duration_arg, render_table
-from ccgate.config.load import configured_store_path
-from ccgate.errors import ConfigError
+from ccgate.cli.keys import add_db_option, db_path, duration_arg, render_table
 from ccgate.store import (
     DB_ENV,
     GROUP_BY,
@@ -19,7 +16,6 @@ from ccgate.store import (
     StoreMissing,
     UsageGroup,
     open_store,
-    resolve_db_path,
 )
 from ccgate.store.keys import iso
 from ccgate.store.report import usage_report
@@ -40,10 +36,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    try:
-        path = resolve_db_path(args.db, os.environ, configured_store_path(args.config, os.environ))
-    except ConfigError as exc:
-        print(f"ccgate usage: config error: {exc}", file=sys.stderr)
+    path = db_path(args, "usage")
+    if path is None:
         return 2
     since = None if args.since is None else time.time() - args.since
     by: GroupBy = args.by

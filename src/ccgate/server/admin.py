@@ -37,6 +37,7 @@ from ccgate.errors import (
     NotFound,
 )
 from ccgate.server.asgi import Receive, Scope, Send, read_body, send_response
+from ccgate.server.auth import presented_token
 from ccgate.server.openapi import openapi_document
 from ccgate.store import (
     GROUP_BY,
@@ -193,15 +194,8 @@ class AdminApi:
         """Raise ``AuthenticationFailed`` unless the request carries the admin key."""
         if self._digest is None:
             raise NotFound(f"no such endpoint: {scope['method']} {scope['path']}")
-        token: bytes | None = None
-        for name, value in scope["headers"]:
-            if name == b"x-api-key":
-                token = value
-                break
-            if name == b"authorization":
-                scheme, _, rest = value.partition(b" ")
-                if scheme.lower() == b"bearer":
-                    token = rest.strip()
+        headers = dict(scope["headers"])
+        token = presented_token(headers.get(b"x-api-key"), headers.get(b"authorization"))
         if not token:
             raise AuthenticationFailed(
                 "missing admin credential: send the admin key (server.admin.key or CCGATE_ADMIN_KEY) "

@@ -19,6 +19,17 @@ from ccgate.errors import AuthenticationFailed
 from ccgate.store import IssuedKey, KeyCache
 
 
+def presented_token(x_api_key: bytes | None, authorization: bytes | None) -> bytes | None:
+    """The credential a request carries: ``x-api-key``, else an ``Authorization: Bearer`` token."""
+    if x_api_key is not None:
+        return x_api_key
+    if authorization is not None:
+        scheme, _, value = authorization.partition(b" ")
+        if scheme.lower() == b"bearer":
+            return value.strip()
+    return None
+
+
 def digest(token: str) -> bytes:
     return hashlib.sha256(token.encode()).digest()
 
@@ -59,11 +70,7 @@ class ClientAuth:
 
     def authenticate(self, x_api_key: bytes | None, authorization: bytes | None) -> Client:
         """The calling client, or AuthenticationFailed. Accepts x-api-key or Bearer."""
-        token: bytes | None = x_api_key
-        if token is None and authorization is not None:
-            scheme, _, value = authorization.partition(b" ")
-            if scheme.lower() == b"bearer":
-                token = value.strip()
+        token = presented_token(x_api_key, authorization)
         if not token:
             raise AuthenticationFailed(
                 "missing gateway credential: send the ccgate client token as x-api-key or "
