@@ -4,17 +4,24 @@ Every error the gateway itself produces is a ``GatewayError``. Each subclass fix
 HTTP status, the Anthropic ``error.type`` and whether a retry can help; ``to_envelope``
 is the only place that turns one into bytes on the wire::
 
-    GatewayError
-    ├── ClientError                 4xx, the client's request is at fault (never retried)
+    GatewayError                    500 api_error
+    ├── ClientError                 400 invalid_request_error; 4xx, the client's request is at
+    │   │                           fault (never retried)
     │   ├── InvalidRequest          400 invalid_request_error
     │   ├── AuthenticationFailed    401 authentication_error
+    │   ├── BillingError            402 billing_error: the provider account behind the gateway
+    │   │                           is out of credit
     │   ├── PermissionDenied        403 permission_error
     │   ├── NotFound                404 not_found_error
     │   ├── MethodNotAllowed        405 invalid_request_error
+    │   ├── Conflict                409 invalid_request_error: the admin API's request contradicts
+    │   │                           the current state (duplicate name, already revoked)
     │   ├── RequestTooLarge         413 request_too_large
     │   └── RateLimited             429 rate_limit_error (retryable)
-    ├── UpstreamError               5xx, a hop between us and the provider failed
+    ├── UpstreamError               502 api_error; 5xx, a hop between us and the provider failed
+    │   ├── UpstreamServerError     500 api_error: the provider answered with its own server error
     │   ├── UpstreamUnreachable     502 api_error (DNS, TCP, proxy, TLS)
+    │   ├── UpstreamProtocolError   502 api_error: a 200 that is not a chat completion (not retried)
     │   ├── UpstreamTimeout         504 timeout_error
     │   ├── UpstreamOverloaded      529 overloaded_error
     │   └── UpstreamRefusedGateway  502 api_error: the provider refused *our* key (not retried)
@@ -55,6 +62,13 @@ class AuthenticationFailed(ClientError):
     error_type = "authentication_error"
 
 
+class BillingError(ClientError):
+    """402 billing_error: the provider account behind the gateway is out of credit."""
+
+    status = 402
+    error_type = "billing_error"
+
+
 class PermissionDenied(ClientError):
     status = 403
     error_type = "permission_error"
@@ -67,6 +81,12 @@ class NotFound(ClientError):
 
 class MethodNotAllowed(ClientError):
     status = 405
+
+
+class Conflict(ClientError):
+    """409: the request contradicts the current state (duplicate name, already revoked)."""
+
+    status = 409
 
 
 class RequestTooLarge(ClientError):
@@ -94,8 +114,22 @@ class UpstreamError(GatewayError):
         self.hop = hop
 
 
+class UpstreamServerError(UpstreamError):
+    """500 api_error: the provider answered with its own server error (not a network failure)."""
+
+    status = 500
+
+
 class UpstreamUnreachable(UpstreamError):
     pass
+
+
+class UpstreamProtocolError(UpstreamError):
+    """The provider answered 200 with something that is not a chat completion."""
+
+    status = 502
+    error_type = "api_error"
+    retryable = False
 
 
 class UpstreamTimeout(UpstreamError):

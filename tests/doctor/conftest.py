@@ -41,7 +41,7 @@ def doctor(lab_home: Path, tmp_path: Path) -> DoctorRun:
         kw.setdefault("timeout", 12.0)
         opts = DoctorOptions(env={"HOME": str(lab_home), "PATH": "/usr/bin:/bin", **(env or {})},
                              home=lab_home, cwd=tmp_path,
-                             managed_settings=tmp_path / "no-managed.json", **kw)
+                             managed_dir=tmp_path / "no-managed", **kw)
         return await run_checks_async(opts)
 
     return run

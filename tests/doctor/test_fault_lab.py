@@ -330,6 +330,10 @@ def test_cli_json_and_exit_codes(fake_anthropic: FakeAnthropic, lab_ca_file: Pat
                                  lab_home: Path, monkeypatch: pytest.MonkeyPatch,
                                  capsys: pytest.CaptureFixture[str]) -> None:
     from ccgate.cli import doctor as cli
+    from ccgate.cli.main import main
+
+    def doctor_cli(argv: list[str]) -> int:
+        return main(["doctor", *argv])
 
     onboarded(lab_home)
     for var in ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "NO_PROXY",
@@ -340,16 +344,16 @@ def test_cli_json_and_exit_codes(fake_anthropic: FakeAnthropic, lab_ca_file: Pat
     monkeypatch.setenv("ANTHROPIC_API_KEY", LAB_API_KEY)
     monkeypatch.chdir(lab_home)
     args = ["--json", "--base-url", fake_anthropic.url, "--ca-file", str(lab_ca_file)]
-    assert cli.main(args) == 0
+    assert doctor_cli(args) == 0
     data = json.loads(capsys.readouterr().out)
     assert data["findings"][-1]["id"] == "api.ok" and data["exit_code"] == 0
-    assert cli.main([*args, "--model", "fail-401"]) == 1
+    assert doctor_cli([*args, "--model", "fail-401"]) == 1
     out = capsys.readouterr().out
     assert json.loads(out)["findings"][0]["id"] == "api.invalid_key"
     assert LAB_API_KEY not in out
     # human output with --explain
-    assert cli.main(["--base-url", fake_anthropic.url, "--ca-file", str(lab_ca_file),
-                     "--model", "fail-401", "--explain", "API Error: 401 invalid x-api-key"]) == 1
+    assert doctor_cli(["--base-url", fake_anthropic.url, "--ca-file", str(lab_ca_file),
+                      "--model", "fail-401", "--explain", "API Error: 401 invalid x-api-key"]) == 1
     human = capsys.readouterr().out
     assert "Your message means" in human and "explained by: api.invalid_key" in human
     assert LAB_API_KEY not in human
@@ -358,5 +362,5 @@ def test_cli_json_and_exit_codes(fake_anthropic: FakeAnthropic, lab_ca_file: Pat
         raise RuntimeError("kaputt")
 
     monkeypatch.setattr(cli, "run_checks", boom)
-    assert cli.main(["--json"]) == 2
+    assert doctor_cli(["--json"]) == 2
     assert "could not run" in capsys.readouterr().err

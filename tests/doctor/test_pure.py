@@ -27,7 +27,7 @@ from ccgate.doctor.mask import mask_header, mask_secret, mask_url_userinfo
 from ccgate.doctor.model import Report, Severity, finding, order_findings
 from ccgate.doctor.net import ConnectAttempt, ConnectReply, HttpResponse, Resolution, parse_head
 from ccgate.doctor.tlscheck import CertInfo, classify_tls_failure
-from ccgate.upstream.proxy_env import parse_proxy_url
+from ccgate.proxy_env import parse_proxy_url
 
 KEY = "sk-ant-api03-abcdefghijklmnopqrstuvwxyz0123456789-wxyz"
 
@@ -36,7 +36,7 @@ def opts(tmp_path: Path, env: dict[str, str], **kw: object) -> DoctorOptions:
     home = tmp_path / "home"
     home.mkdir(exist_ok=True)
     return DoctorOptions(env={"HOME": str(home), **env}, home=home, cwd=tmp_path,
-                         managed_settings=tmp_path / "none.json", **kw)  # type: ignore[arg-type]
+                         managed_dir=tmp_path / "no-managed", **kw)  # type: ignore[arg-type]
 
 
 def ids(findings: list) -> list[str]:  # type: ignore[type-arg]

@@ -2,33 +2,19 @@
 
 from __future__ import annotations
 
-import asyncio
-
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ccgate.errors import RateLimited, to_envelope
 from ccgate.routing.clock import ManualClock
-from ccgate.routing.ratelimit import Admission, RateLimitBackend, RateLimiter, rfc3339
+from ccgate.routing.ratelimit import Admission, RateLimiter, rfc3339
 
 
 def test_exactly_rpm_admitted_in_a_tight_loop() -> None:
     limiter = RateLimiter(ManualClock())
     results = [limiter.admit_sync("alice", 10, None).allowed for _ in range(100)]
     assert results.count(True) == 10 and results[:10] == [True] * 10
-
-
-async def test_exact_under_asyncio_concurrency() -> None:
-    limiter = RateLimiter(ManualClock())
-    backend: RateLimitBackend = limiter
-
-    async def one() -> bool:
-        await asyncio.sleep(0)
-        return (await backend.admit("alice", 10, None)).allowed
-
-    results = await asyncio.gather(*(one() for _ in range(100)))
-    assert results.count(True) == 10
 
 
 def test_keys_are_independent() -> None:
@@ -182,7 +168,7 @@ def test_rfc3339_rounds_up() -> None:
     assert rfc3339(1_767_225_600.1) == "2026-01-01T00:00:01Z"
 
 
-def test_memory_is_bounded_and_idle_keys_are_swept() -> None:
+def test_memory_is_bounded() -> None:
     clock = ManualClock(start=0.0)
     limiter = RateLimiter(clock)
     for _ in range(10_000):
@@ -191,22 +177,3 @@ def test_memory_is_bounded_and_idle_keys_are_swept() -> None:
         limiter.record_tokens_sync("k", 3)
     logs = limiter._keys["k"]
     assert len(logs.requests.buckets) <= 62 and len(logs.tokens.buckets) <= 62
-    limiter.forget("k")
-    assert limiter._keys == {}
-
-
-def test_idle_keys_are_swept() -> None:
-    clock = ManualClock(start=0.0)
-    limiter = RateLimiter(clock)
-    limiter.admit_sync("idle", 5, None)
-    clock.advance(30)
-    limiter.admit_sync("busy", 5, None)
-    clock.advance(31)  # idle's bucket [0, 1) expires at 61
-    assert limiter.sweep() == 1
-    assert list(limiter._keys) == ["busy"]
-
-
-async def test_async_record_tokens() -> None:
-    limiter = RateLimiter(ManualClock())
-    await limiter.record_tokens("k", 10)
-    assert (await limiter.admit("k", None, 10)).allowed is False

@@ -13,8 +13,9 @@ import pytest
 from ccgate.config.secrets import Secret
 from ccgate.errors import GatewayError, new_request_id
 from ccgate.server.admin import AdminApi, admin_key_from
-from ccgate.server.asgi import Message, send_error
+from ccgate.server.asgi import Message
 from ccgate.server.openapi import openapi_document
+from ccgate.server.response import Response
 from ccgate.store import KeyCache, SQLiteStore, UsageRow
 from tests.store.conftest import T0, FakeClock
 
@@ -57,12 +58,14 @@ async def call(api: AdminApi, method: str, path: str, body: bytes | dict[str, An
         sent.append(message)
 
     ctx = Ctx()
+    response = Response(send)
     try:
-        _, size = await api.dispatch(scope, receive, send, ctx)
-        assert size == len(sent[1]["body"])
+        await api.dispatch(scope, receive, response, ctx)
+        assert response.bytes_out == len(sent[1]["body"])
     except GatewayError as err:
-        await send_error(send, err, ctx.request_id)
+        await response.error(err, ctx.request_id)
     start, payload = sent
+    assert response.status == start["status"] and response.finished
     hdrs = {k.decode(): v.decode() for k, v in start["headers"]}
     return Reply(start["status"], hdrs, json.loads(payload["body"]), payload["body"])
 
@@ -311,9 +314,10 @@ async def test_fixed_routes_are_guarded(api: tuple[AdminApi, KeyCache]) -> None:
 
     scope = {"type": "http", "method": "GET", "path": "/admin/keys", "query_string": b"", "headers": []}
     with pytest.raises(GatewayError) as info:
-        await handler(scope, receive, send, Ctx())
+        await handler(scope, receive, Response(send), Ctx())
     assert info.value.status == 401 and not sent
     scope["headers"] = [(b"x-api-key", ADMIN_KEY.encode())]
     ctx = Ctx()
-    status, _ = await handler(scope, receive, send, ctx)
-    assert status == 200 and ctx.client == "admin"
+    response = Response(send)
+    await handler(scope, receive, response, ctx)
+    assert response.status == 200 and response.finished and ctx.client == "admin"

@@ -1,4 +1,4 @@
-"""Shared helpers: run raw provider SSE bytes through the decoder and the translator."""
+"""Shared helpers: run raw provider SSE bytes through the production ``StreamPipeline``."""
 
 from __future__ import annotations
 
@@ -7,9 +7,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from ccgate.translate import StreamTranslator, ToolNames
-from ccgate.wire.openai import decode_chunk
-from ccgate.wire.sse import SSEDecoder
+from ccgate.translate import StreamPipeline, StreamTranslator, ToolNames
 
 FIXTURES = Path(__file__).parent / "fixtures"
 STREAMS = FIXTURES / "streams"
@@ -25,7 +23,7 @@ def stream_meta(name: str) -> dict[str, Any]:
 
 
 def run_stream(name: str, pieces: Iterable[bytes]) -> list[tuple[str, dict[str, Any]]]:
-    """Decode ``pieces`` (the fixture split anywhere) and translate, as the server would."""
+    """Feed ``pieces`` (the fixture split anywhere) through the production pipeline."""
     meta = stream_meta(name)
     translator = StreamTranslator(
         model=meta["model"],
@@ -34,26 +32,15 @@ def run_stream(name: str, pieces: Iterable[bytes]) -> list[tuple[str, dict[str, 
         message_id=f"msg_{name}",
         provider=meta["provider"],
     )
-    decoder = SSEDecoder()
-    events = translator.start()
-    done = False
+    return pipe(StreamPipeline(translator, provider=meta["provider"]), pieces)
 
-    def handle(sse_events: list[Any]) -> None:
-        nonlocal done
-        for sse in sse_events:
-            if done or not sse.data.strip():
-                continue
-            chunk = decode_chunk(sse.data)
-            if chunk is None:
-                done = True
-                events.extend(translator.finish())
-            else:
-                events.extend(translator.feed(chunk))
 
+def pipe(pipeline: StreamPipeline, pieces: Iterable[bytes]) -> list[tuple[str, dict[str, Any]]]:
+    """What the relay does with a pipeline: start, feed every piece, close at EOF."""
+    events = pipeline.start()
     for piece in pieces:
-        handle(decoder.feed(piece))
-    handle(decoder.close())
-    events.extend(translator.finish(truncated=not done))
+        events.extend(pipeline.feed(piece))
+    events.extend(pipeline.close())
     return events
 
 

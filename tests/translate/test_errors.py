@@ -7,6 +7,7 @@ import json
 import pytest
 
 from ccgate.errors import (
+    BillingError,
     GatewayError,
     InvalidRequest,
     NotFound,
@@ -14,10 +15,11 @@ from ccgate.errors import (
     RateLimited,
     RequestTooLarge,
     UpstreamOverloaded,
+    UpstreamServerError,
     UpstreamTimeout,
 )
 from ccgate.translate import translate_upstream_error
-from ccgate.translate.errors import BillingError, UpstreamServerError, error_in_chunk
+from ccgate.translate.errors import error_in_chunk
 
 
 def err(status: int, body: object, **kw: object) -> GatewayError:

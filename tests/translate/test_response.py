@@ -4,9 +4,8 @@ from typing import Any
 
 import pytest
 
-from ccgate.errors import UpstreamOverloaded
+from ccgate.errors import BillingError, UpstreamOverloaded, UpstreamServerError
 from ccgate.translate import ToolNames, translate_response
-from ccgate.translate.errors import BillingError, UpstreamServerError
 from ccgate.translate.response import parse_arguments
 
 

@@ -6,12 +6,10 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ccgate.translate import StreamTranslator, ToolNames, stream_from_response
+from ccgate.translate import StreamPipeline, StreamTranslator, ToolNames, stream_from_response
 from ccgate.translate.tokens import count_text
-from ccgate.wire.openai import decode_chunk
-from ccgate.wire.sse import SSEDecoder
 from tests.translate.grammar import validate
-from tests.translate.helpers import split
+from tests.translate.helpers import pipe, split
 
 
 def chunk(
@@ -484,13 +482,7 @@ def test_generated_streams_survive_any_chunking(
         translator = StreamTranslator(
             model="claude-x", tools=ToolNames(), input_tokens_estimate=100, message_id="msg_t"
         )
-        decoder = SSEDecoder()
-        events = translator.start()
-        sse_events = [e for p in pieces for e in decoder.feed(p)] + decoder.close()
-        for sse in sse_events:
-            decoded = decode_chunk(sse.data)
-            events += translator.finish() if decoded is None else translator.feed(decoded)
-        return events
+        return pipe(StreamPipeline(translator, provider="upstream"), pieces)
 
     whole = through_sse([raw_bytes])
     assert whole == run(chunks)

@@ -2,7 +2,7 @@ from pathlib import Path
 
 import pytest
 
-from ccgate.config.load import find_config_file, load_config, route_model
+from ccgate.config.load import find_config_file, load_config
 from ccgate.errors import ConfigError
 
 
@@ -64,6 +64,11 @@ def test_search_order(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
         ("providers:\n  - preset: vllm\n    auth_header: none\n    api_keys: [k]\n", "auth_header is none but api_keys"),
         ("providers:\n  - name: a\nmodels:\n  - match: '*'\n    to: a\n    fallbacks: [a, z/m]\n", "models[0].fallbacks[1]: unknown provider 'z'"),
         ("providers:\n  - name: a\nmodels:\n  - match: '*'\n    to: a\n    max_tokens: 0\n", "max_tokens must be positive"),
+        ("routing:\n  retries:\n    max_attempts: 0\n", "routing.retries: max_attempts must be at least 1"),
+        ("routing:\n  retries:\n    deadline: -1\n", "routing.retries: deadline must not be negative"),
+        ("routing:\n  retries:\n    cap: fast\n", "routing.retries.cap: Expected `float`, got `str`"),
+        ("routing:\n  breaker:\n    window: 0\n", "routing.breaker: window and open_seconds must be positive"),
+        ("routing:\n  breaker:\n    probe_timeout: 5\n", "routing.breaker: Object contains unknown field `probe_timeout`"),
     ],
 )
 def test_errors_name_file_and_key_path(tmp_path: Path, text: str, message: str) -> None:
@@ -95,21 +100,6 @@ def test_secrets_resolve_and_stay_masked(tmp_path: Path) -> None:
     assert "alice-secret-token-value" not in shown and "0123456789abcdef" not in shown
 
 
-def test_routes(tmp_path: Path) -> None:
-    path = write(
-        tmp_path,
-        "providers:\n  - name: main\n  - name: other\n    base_url: https://other.example/anthropic\n"
-        "models:\n  - match: 'claude-*haiku*'\n    to: other/glm-4.6\n  - match: 'claude-*'\n    to: main\n",
-    )
-    config = load_config(path, {}).config
-    target = route_model(config, "claude-haiku-4-5").primary
-    assert (target.provider.name, target.model) == ("other", "glm-4.6")
-    target = route_model(config, "claude-sonnet-4-5").primary
-    assert (target.provider.name, target.model) == ("main", "claude-sonnet-4-5")
-    target = route_model(config, "gpt-x").primary
-    assert (target.provider.name, target.model) == ("main", "gpt-x")  # unmatched: first provider
-
-
 def test_presets_fill_what_is_not_written(tmp_path: Path) -> None:
     path = write(
         tmp_path,
@@ -133,20 +123,6 @@ def test_presets_fill_what_is_not_written(tmp_path: Path) -> None:
     assert providers["moonshot"].anthropic_quirks().max_tools == 128
 
 
-def test_route_carries_limits_and_fallbacks(tmp_path: Path) -> None:
-    path = write(
-        tmp_path,
-        "providers:\n  - name: main\n  - preset: deepseek-openai\n    api_keys: [k-ds-0123456789]\n"
-        "models:\n  - match: 'claude-*'\n    to: main\n    max_tokens: 8192\n    context_window: 64000\n"
-        "    fallbacks: [deepseek-openai/deepseek-chat]\n",
-    )
-    route = route_model(load_config(path, {}).config, "claude-sonnet-4-5")
-    assert [(t.provider.name, t.model) for t in route.targets] == [
-        ("main", "claude-sonnet-4-5"), ("deepseek-openai", "deepseek-chat")
-    ]
-    assert (route.max_tokens, route.context_window) == (8192, 64000)
-
-
 def test_self_hosted_without_key_allowed_with_client_auth(tmp_path: Path) -> None:
     path = write(
         tmp_path,
@@ -156,17 +132,33 @@ def test_self_hosted_without_key_allowed_with_client_auth(tmp_path: Path) -> Non
     assert loaded.secrets.provider_keys["llamacpp"] == []
 
 
-def test_routing_config_defaults_are_the_policies_defaults() -> None:
-    # The schema repeats the defaults so docs/configuration.md can list them; keep them one truth.
-    import dataclasses
+def test_routing_config_is_the_one_source_of_the_policies_settings(tmp_path: Path) -> None:
+    # config.model.Retries / BreakerSettings define the fields, defaults and checks once;
+    # routing.RetryPolicy is a Retries and Breaker takes its defaults and checks from BreakerSettings.
+    import inspect
+
+    import msgspec
 
     from ccgate.config.model import BreakerSettings, Retries
     from ccgate.routing import Breaker, RetryPolicy
 
-    policy = {f.name: f.default for f in dataclasses.fields(RetryPolicy)}
-    assert {name: getattr(Retries(), name) for name in policy} == policy
-    import inspect
-
+    assert issubclass(RetryPolicy, Retries)
+    assert msgspec.structs.fields(RetryPolicy) == msgspec.structs.fields(Retries)
     breaker = inspect.signature(Breaker).parameters
-    for name in ("failure_threshold", "window", "open_seconds"):
-        assert getattr(BreakerSettings(), name) == breaker[name].default
+    settings = msgspec.structs.asdict(BreakerSettings())
+    assert {name: breaker[name].default for name in settings} == settings
+    # What the file says is what the policies get, field for field.
+    path = write(tmp_path, "routing:\n  retries: {max_attempts: 5, deadline: 20}\n"
+                           "  breaker: {failure_threshold: 2, open_seconds: 7}\n")
+    routing = load_config(path, {}).config.routing
+    policy = RetryPolicy(**msgspec.structs.asdict(routing.retries))
+    assert (policy.max_attempts, policy.deadline, policy.cap) == (5, 20.0, 8.0)
+    b = Breaker("p", **msgspec.structs.asdict(routing.breaker))
+    assert (b.failure_threshold, b.window, b.open_seconds) == (2, 60.0, 7.0)
+    # Both sides reject the same values with the same words.
+    for bad in ({"max_attempts": 0}, {"base": -1}):
+        with pytest.raises(ValueError) as policy_error:
+            RetryPolicy(**bad)
+        with pytest.raises(ValueError) as config_error:
+            Retries(**bad)
+        assert str(policy_error.value) == str(config_error.value)

@@ -3,7 +3,7 @@ from pathlib import Path
 import pytest
 
 from ccgate.config.model import Provider
-from ccgate.upstream.presets import ALIASES, PRESETS
+from ccgate.config.presets import ALIASES, PRESETS
 
 DOC = (Path(__file__).parents[2] / "docs" / "providers.md").read_text()
 

@@ -1,6 +1,6 @@
 import pytest
 
-from ccgate.upstream.proxy_env import (
+from ccgate.proxy_env import (
     ProxyURLError,
     no_proxy_matches,
     parse_proxy_url,

@@ -20,12 +20,12 @@ async def test_silence_gives_none_then_data_flows() -> None:
     content = reader()
     watch = SilenceWatch(0.01)
     try:
-        assert await watch.read(content) is None  # silent: a ping is due
-        assert await watch.read(content) is None  # and again, one per interval
+        assert await watch.read(content.readany) is None  # silent: a ping is due
+        assert await watch.read(content.readany) is None  # and again, one per interval
         asyncio.get_running_loop().call_soon(content.feed_data, b"data: 1\n\n")
-        assert await watch.read(content) == b"data: 1\n\n"
+        assert await watch.read(content.readany) == b"data: 1\n\n"
         content.feed_eof()
-        assert await watch.read(content) == b""
+        assert await watch.read(content.readany) == b""
     finally:
         watch.close()
 
@@ -36,7 +36,7 @@ async def test_data_before_the_interval_gives_no_interrupt() -> None:
     try:
         for i in range(50):
             asyncio.get_running_loop().call_soon(content.feed_data, b"x%d" % i)
-            assert await watch.read(content) == b"x%d" % i
+            assert await watch.read(content.readany) == b"x%d" % i
     finally:
         watch.close()
 
@@ -47,7 +47,7 @@ async def test_a_client_disconnect_cancel_propagates() -> None:
     async def relay() -> None:
         watch = SilenceWatch(3600)
         try:
-            await watch.read(content)
+            await watch.read(content.readany)
         finally:
             watch.close()
 
@@ -75,7 +75,7 @@ async def test_an_outside_cancel_at_the_same_time_as_the_interrupt_still_propaga
         watch._handle.cancel()
         watch._handle = asyncio.get_running_loop().call_later(0.01, check_then_cancel_too)
         try:
-            await watch.read(content)
+            await watch.read(content.readany)
         finally:
             watch.close()
 

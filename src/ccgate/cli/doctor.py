@@ -82,14 +82,3 @@ def run(args: argparse.Namespace) -> int:
     else:
         sys.stdout.write(render(report, color=sys.stdout.isatty()))
     return report.exit_code
-
-
-def main(argv: list[str] | None = None) -> int:
-    """Standalone entry (``python -m ccgate.cli.doctor``), for tests and before main.py exists."""
-    parser = argparse.ArgumentParser(prog="ccgate doctor")
-    configure(parser)
-    return run(parser.parse_args(argv))
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 
 from ccgate.config.load import LoadedConfig, load_config
 from ccgate.errors import ConfigError
-from ccgate.upstream.proxy_env import resolve_proxy
+from ccgate.proxy_env import resolve_proxy
 
 UNSAFE_FLAG = "--dangerously-allow-unauthenticated"
 

@@ -15,28 +15,30 @@ from pathlib import Path
 from typing import Any, TextIO
 from urllib.parse import urlsplit
 
+from ccgate.claude_code.env import MODEL_VARS, collect_secrets
+from ccgate.claude_code.files import ClaudeFiles
+from ccgate.config.secrets import mask
+from ccgate.setup import build_plan
 from ccgate.setup.files import (
     SetupFileError,
     apply_writes,
+    backup_root,
     latest_backup,
     plan_restore,
     restore_backup,
 )
-from ccgate.setup.paths import ClaudePaths
-from ccgate.setup.plan import (
+from ccgate.setup.model import (
     DEFAULT_GATEWAY,
     MISSING,
-    MODEL_VARS,
     PLACEHOLDER_TOKEN,
     Plan,
     SetupError,
     SetupOptions,
-    build_plan,
-    collect_secrets,
-    mask,
-    normalize_gateway,
+    display_path,
+    redact,
     unified_diff,
 )
+from ccgate.setup.plan import choose_token, normalize_gateway
 from ccgate.setup.shellenv import SHELLS, detect_shell, env_assignments, render
 from ccgate.setup.verify import VerifyResult, verify_gateway, verify_with_doctor
 
@@ -164,13 +166,6 @@ def _show(value: Any, secret: bool) -> str:
     return json.dumps(value, ensure_ascii=False)
 
 
-def _where(path: Path, home: Path) -> str:
-    try:
-        return "~/" + str(path.relative_to(home))
-    except ValueError:
-        return str(path)
-
-
 def print_plan(plan: Plan, home: Path, out: TextIO) -> None:
     token = plan.token if plan.token == PLACEHOLDER_TOKEN else mask(plan.token)
     print(f"Claude Code -> {plan.gateway}  (token {token}, from {plan.token_source})", file=out)
@@ -180,7 +175,7 @@ def print_plan(plan: Plan, home: Path, out: TextIO) -> None:
         for change in plan.changes:
             if change.file != current:
                 current = change.file
-                print(f"  {_where(change.file, home)}", file=out)
+                print(f"  {display_path(change.file, home)}", file=out)
             if change.new is MISSING:
                 line = f"    - {change.key}  (was {_show(change.old, change.secret)})"
             elif change.old is MISSING:
@@ -229,11 +224,11 @@ def _setup(args: argparse.Namespace, env: dict[str, str], home: Path) -> int:
         if not _confirm(args):
             print("Nothing written.", file=out)
             return EXIT_OK
-        backup = apply_writes(plan.writes, plan.paths.backups)
-        written = ", ".join(_where(state.path, home) for state, _ in plan.writes)
+        backup = apply_writes(plan.writes, backup_root(plan.files.config_dir))
+        written = ", ".join(display_path(state.path, home) for state, _ in plan.writes)
         print(f"\nWrote {written}.", file=out)
         print(
-            f"Backup in {_where(backup.directory, home)}; undo with: ccgate setup claude-code --undo",
+            f"Backup in {display_path(backup.directory, home)}; undo with: ccgate setup claude-code --undo",
             file=out,
         )
     if args.dry_run or args.no_verify:
@@ -250,7 +245,7 @@ def verify(plan: Plan, options: SetupOptions) -> VerifyResult:
             options.env,
             options.home,
             options.project_dir,
-            plan.paths.managed_dir / "managed-settings.json",
+            plan.files.managed_dir,
         )
     except Exception as exc:  # the doctor is another component; never lose the check
         result = verify_gateway(plan.gateway, plan.token, plan.effective_env)
@@ -272,12 +267,7 @@ def print_verify(result: VerifyResult, plan: Plan, out: TextIO) -> None:
 def _print_env(args: argparse.Namespace, options: SetupOptions) -> int:
     shell = detect_shell(options.env) if args.print_env == "auto" else str(args.print_env)
     gateway = normalize_gateway(options.gateway)
-    if options.key:
-        token, source = options.key, "--key"
-    elif options.config_tokens:
-        token, source = options.config_tokens[0], "the ccgate config"
-    else:
-        token, source = PLACEHOLDER_TOKEN, "placeholder (the gateway has no client keys)"
+    token, source = choose_token(options, {}, gateway)  # no files: only --key, config, placeholder
     host = urlsplit(gateway).hostname or ""
     assign, unset = env_assignments(gateway, token, options.models, options.env, host)
     sys.stdout.write(render(shell, assign, unset))
@@ -294,10 +284,10 @@ def _print_env(args: argparse.Namespace, options: SetupOptions) -> int:
 
 
 def _undo(args: argparse.Namespace, env: dict[str, str], home: Path) -> int:
-    paths = ClaudePaths.from_env(env, home)
-    backup = latest_backup(paths.backups)
+    backups = backup_root(ClaudeFiles.locate(env, home).config_dir)
+    backup = latest_backup(backups)
     if backup is None:
-        _err(f"no setup backup to restore in {paths.backups}")
+        _err(f"no setup backup to restore in {backups}")
         return EXIT_VERIFY_FAILED
     restore = plan_restore(backup)
     out = sys.stdout
@@ -307,13 +297,12 @@ def _undo(args: argparse.Namespace, env: dict[str, str], home: Path) -> int:
             if blob:
                 with contextlib.suppress(ValueError):
                     collect_secrets(json.loads(blob), secrets)
-    redactor = Plan(paths=paths, gateway="", token="", token_source="", secrets=secrets)
     print(f"Restoring the backup from {backup.manifest.get('created', backup.directory.name)}:")
     for current, raw, _ in restore.restores:
         action = "restore" if raw is not None else "delete (it did not exist before setup)"
-        print(f"  {_where(current.path, home)}: {action}", file=out)
+        print(f"  {display_path(current.path, home)}: {action}", file=out)
     if restore.modified_since:
-        names = ", ".join(_where(p, home) for p in restore.modified_since)
+        names = ", ".join(display_path(p, home) for p in restore.modified_since)
         if not args.yes and not args.dry_run:
             _err(
                 f"{names} changed since setup wrote it (Claude Code itself updates "
@@ -329,8 +318,8 @@ def _undo(args: argparse.Namespace, env: dict[str, str], home: Path) -> int:
             new = (raw or b"").decode("utf-8", "replace")
             diff.append(unified_diff(old, new, str(current.path), str(current.path)))
         print("\nDiff (dry run, nothing restored):", file=out)
-        out.write(redactor.redact("".join(diff)))
+        out.write(redact("".join(diff), secrets))
         return EXIT_OK
     restore_backup(restore)
-    print(f"Restored. The backup stays in {_where(backup.directory, home)}.", file=out)
+    print(f"Restored. The backup stays in {display_path(backup.directory, home)}.", file=out)
     return EXIT_OK

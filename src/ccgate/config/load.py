@@ -12,7 +12,6 @@ import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import Any
 
@@ -21,10 +20,10 @@ import platformdirs
 import yaml
 
 from ccgate.config.model import Config, Provider, ResolvedSecrets
+from ccgate.config.presets import ALIASES, PRESETS, find_preset
 from ccgate.config.secrets import Secret, resolve_secret
 from ccgate.errors import ConfigError
-from ccgate.upstream.presets import ALIASES, PRESETS, find_preset
-from ccgate.upstream.proxy_env import DIRECT, ProxyURLError, parse_proxy_url, resolve_proxy
+from ccgate.proxy_env import DIRECT, ProxyURLError, parse_proxy_url, resolve_proxy
 
 CONFIG_ENV = "CCGATE_CONFIG"
 FILE_NAME = "ccgate.yaml"
@@ -226,33 +225,6 @@ def load_config(explicit: str | None = None, env: Mapping[str, str] | None = Non
     return LoadedConfig(config=config, secrets=secrets, path=path)
 
 
-@dataclass(frozen=True)
-class Target:
-    """One place a request can go: a provider and the model name it is sent with."""
-
-    provider: Provider
-    model: str
-
-
-@dataclass(frozen=True)
-class Route:
-    """Where a requested model goes: the primary target, its fallbacks, and per-model limits."""
-
-    targets: tuple[Target, ...]
-    max_tokens: int | None = None
-    context_window: int | None = None
-
-    @property
-    def primary(self) -> Target:
-        return self.targets[0]
-
-
-def _target(config: Config, spec: str, requested: str) -> Target:
-    name, _, rewrite = spec.partition("/")
-    provider = next(p for p in config.providers if p.name == name)
-    return Target(provider, rewrite or requested)
-
-
 def configured_store_path(explicit: str | None, env: Mapping[str, str]) -> str | None:
     """``store.path`` from the config file ``serve`` would use, for the keys/usage commands.
 
@@ -273,13 +245,4 @@ def configured_store_path(explicit: str | None, env: Mapping[str, str]) -> str |
     return str(store_path if store_path.is_absolute() else path.parent / store_path)
 
 
-def route_model(config: Config, model: str) -> Route:
-    """The route for ``model``: the first matching ``models`` entry, else the first provider."""
-    for entry in config.models:
-        if fnmatchcase(model, entry.match):
-            targets = [_target(config, spec, model) for spec in (entry.to, *entry.fallbacks)]
-            return Route(tuple(targets), entry.max_tokens, entry.context_window)
-    return Route((Target(config.providers[0], model),))
-
-
-__all__ = ["LoadedConfig", "Route", "Target", "find_config_file", "load_config", "route_model"]
+__all__ = ["LoadedConfig", "configured_store_path", "find_config_file", "load_config"]

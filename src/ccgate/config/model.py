@@ -10,8 +10,8 @@ from typing import Any, Literal, TypeVar
 import msgspec
 
 from ccgate.config.secrets import Secret
+from ccgate.translate.compat import AnthropicQuirks
 from ccgate.translate.quirks import Quirks
-from ccgate.upstream.compat import AnthropicQuirks
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 4545
@@ -20,6 +20,7 @@ ANTHROPIC_URL = "https://api.anthropic.com"
 
 _Q = TypeVar("_Q", Quirks, AnthropicQuirks)
 ProviderKind = Literal["anthropic", "anthropic-compatible", "openai-compatible"]
+AuthHeader = Literal["x-api-key", "bearer", "none"]
 
 
 class _Strict(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
@@ -90,7 +91,7 @@ class Pool(_Strict):
 
 class Provider(_Strict):
     name: str
-    # A named provider (upstream/presets.py) filling kind, base_url, auth_header and quirks;
+    # A named provider (config/presets.py) filling kind, base_url, auth_header and quirks;
     # applied to the raw file before this struct is built, so fields given here win.
     preset: str | None = None
     kind: ProviderKind = "anthropic"
@@ -100,8 +101,8 @@ class Provider(_Strict):
     # Empty means bring-your-own-key: the client's credential passes through unchanged.
     api_keys: list[str] = []
     # "none": send no credential at all (self-hosted servers without auth).
-    auth_header: Literal["x-api-key", "bearer", "none"] = "x-api-key"
-    # Overrides of the preset's quirks (translate.Quirks or upstream.compat.AnthropicQuirks).
+    auth_header: AuthHeader = "x-api-key"
+    # Overrides of the preset's quirks (translate.Quirks or translate.compat.AnthropicQuirks).
     quirks: dict[str, Any] = {}
     proxy: str | None = None
     tls: Tls = msgspec.field(default_factory=Tls)
@@ -183,13 +184,18 @@ class Store(_Strict):
 
 
 class Retries(_Strict):
-    # Attempts per provider, the first included; backoff is full jitter in [0, min(cap, base*2^n)].
+    """``routing.retries``; also the fields of ``routing.RetryPolicy``, which applies them."""
+
+    # Attempts per candidate provider, the first included (3 = up to 2 retries); backoff is
+    # full jitter in [0, min(cap, base*2^n)].
     max_attempts: int = 3
     base: float = 0.5
     cap: float = 8.0
-    # No new attempt starts later than this many seconds after the request arrived.
+    # No new attempt starts later than this many seconds after the request arrived. It bounds
+    # waiting and retrying, not the length of an attempt (a stream may run for minutes).
     deadline: float = 60.0
-    # Longest single wait (retry-after, cooling keys) before a ready fallback is preferred.
+    # Longest single wait (retry-after, cooling keys) before a ready fallback is preferred;
+    # on the last candidate the deadline rules.
     max_wait: float = 10.0
 
     def __post_init__(self) -> None:
@@ -201,6 +207,8 @@ class Retries(_Strict):
 
 
 class BreakerSettings(_Strict):
+    """``routing.breaker``; also the defaults and checks of ``routing.Breaker``'s settings."""
+
     # Consecutive failures (5xx, 529, timeouts, connect errors) within `window` seconds that open it.
     failure_threshold: int = 5
     window: float = 60.0

@@ -78,7 +78,7 @@ CATALOGUE: dict[str, Entry] = {
         "claude", "warn",
         "Claude Code's first interactive start will check api.anthropic.com and "
         "platform.claude.com directly, ignoring ANTHROPIC_BASE_URL ({reason})",
-        ("Seed the onboarding flag: add \"hasCompletedOnboarding\": true to {claude_json}, "
+        ("Seed the onboarding flag: add \"hasCompletedOnboarding\": true to {global_config}, "
          "or use ANTHROPIC_AUTH_TOKEN instead of ANTHROPIC_API_KEY "
          "(`ccgate setup claude-code` does both safely).",),
     ),

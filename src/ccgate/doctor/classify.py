@@ -11,7 +11,7 @@ from ccgate.doctor.inputs import is_anthropic_host
 from ccgate.doctor.mask import format_headers
 from ccgate.doctor.model import Finding, Severity, finding
 from ccgate.doctor.net import ConnectAttempt, ConnectReply, HttpResponse, Resolution
-from ccgate.upstream.proxy_env import ProxySpec
+from ccgate.proxy_env import ProxySpec
 
 VENDOR_HEADERS = ("server", "via", "x-squid-error", "x-cache", "proxy-agent", "x-bluecoat-via",
                   "cf-mitigated")

@@ -2,7 +2,7 @@
 
 Pure: works on an ``Inputs`` snapshot, touches no network. Proxy rules are Claude Code's:
 ``https_proxy > HTTPS_PROXY > http_proxy > HTTP_PROXY`` for every target (ALL_PROXY is
-not read), NO_PROXY matched with ``ccgate.upstream.proxy_env.no_proxy_matches``.
+not read), NO_PROXY matched with ``ccgate.proxy_env.no_proxy_matches``.
 """
 
 from __future__ import annotations
@@ -13,11 +13,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from ccgate.claude_code import env as cc
+from ccgate.claude_code.files import STORED_API_KEY
 from ccgate.doctor.inputs import Inputs, is_anthropic_host, preflight_reason
 from ccgate.doctor.mask import mask_url_userinfo
 from ccgate.doctor.model import DoctorOptions, Finding, Severity, finding
-from ccgate.upstream.proxy_env import (
-    CLAUDE_CODE_PROXY_VARS,
+from ccgate.proxy_env import (
     DIRECT,
     ProxySpec,
     ProxyURLError,
@@ -26,7 +27,6 @@ from ccgate.upstream.proxy_env import (
     parse_proxy_url,
 )
 
-CLAUDE_PROXY_VARS = CLAUDE_CODE_PROXY_VARS
 CA_VARS = ("NODE_EXTRA_CA_CERTS",)
 
 
@@ -75,11 +75,7 @@ def set_var_fix(inputs: Inputs, var: str, value: str) -> str:
 def claude_proxy(inputs: Inputs, options: DoctorOptions) -> tuple[str, str] | None:
     if options.proxy is not None:
         return ("--proxy", options.proxy)
-    for name in CLAUDE_PROXY_VARS:
-        value = inputs.env.get(name, "")
-        if value.strip():
-            return name, value
-    return None
+    return cc.proxy_variable(inputs.env)
 
 
 def plan_route(url: str, inputs: Inputs, options: DoctorOptions) -> Route:
@@ -226,13 +222,21 @@ def check_pem_file(var: str, path_text: str) -> Finding | None:
 
 
 def lint(inputs: Inputs, options: DoctorOptions) -> list[Finding]:
+    """Every configuration finding, in the order the report lists them within a layer."""
+    out = [finding("claude.settings_unreadable", subject=str(path), path=path, problem=problem)
+           for path, problem in inputs.settings_errors]
+    out += _lint_proxy_variables(inputs, options)
+    out += _lint_base_url(inputs)
+    out += _lint_no_proxy(inputs, options)
+    out += _lint_credentials(inputs)
+    out += _lint_ca_files(inputs, options)
+    out += _lint_preflight(inputs, options)
+    return out
+
+
+def _lint_proxy_variables(inputs: Inputs, options: DoctorOptions) -> list[Finding]:
     env = inputs.env
     out: list[Finding] = []
-    for path, problem in inputs.settings_errors:
-        out.append(finding("claude.settings_unreadable", subject=str(path), path=path,
-                           problem=problem))
-
-    # proxy variables
     for lower, upper in (("https_proxy", "HTTPS_PROXY"), ("http_proxy", "HTTP_PROXY"),
                          ("no_proxy", "NO_PROXY")):
         lo, up = env.get(lower), env.get(upper)
@@ -253,21 +257,30 @@ def lint(inputs: Inputs, options: DoctorOptions) -> list[Finding]:
             fix=[shell_export(inputs.shell, "HTTPS_PROXY",
                               mask_url_userinfo(env.get("ALL_PROXY") or env.get("all_proxy", ""))
                               )]))
+    return out
 
-    # base URL
+
+def _lint_base_url(inputs: Inputs) -> list[Finding]:
     base = inputs.base_url
     parts = urlsplit(base)
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        out.append(finding("env.base_url_malformed", subject="ANTHROPIC_BASE_URL", url=base))
-    elif parts.path.rstrip("/").endswith("/v1"):
+        return [finding("env.base_url_malformed", subject=cc.BASE_URL, url=base)]
+    if parts.path.rstrip("/").endswith("/v1"):
         fixed = base.rstrip("/")[: -len("/v1")]
-        out.append(finding("env.base_url_has_v1", subject="ANTHROPIC_BASE_URL", url=base,
-                           fixed=fixed,
-                           evidence=[f"requests would go to {base.rstrip('/')}/v1/messages"],
-                           fix=[set_var_fix(inputs, "ANTHROPIC_BASE_URL", fixed)]))
+        return [finding("env.base_url_has_v1", subject=cc.BASE_URL, url=base, fixed=fixed,
+                        evidence=[f"requests would go to {base.rstrip('/')}/v1/messages"],
+                        fix=[set_var_fix(inputs, cc.BASE_URL, fixed)])]
+    return []
 
-    # NO_PROXY against the API host and the gateway
+
+def _lint_no_proxy(inputs: Inputs, options: DoctorOptions) -> list[Finding]:
+    """NO_PROXY against the endpoint (a loopback gateway must be listed exactly; a remote API
+    must not be) and against api.anthropic.com when the first-run check will go there."""
+    env = inputs.env
+    parts = urlsplit(inputs.base_url)
+    found = claude_proxy(inputs, options)
     exempt = no_proxy_entries(env)
+    out: list[Finding] = []
     if found is not None and found[0] != "--proxy" and parts.hostname:
         host = parts.hostname.lower()
         port = parts.port or (443 if parts.scheme == "https" else 80)
@@ -275,18 +288,7 @@ def lint(inputs: Inputs, options: DoctorOptions) -> list[Finding]:
         var = exempt[0] if exempt else "NO_PROXY"
         if _is_local_host(host):
             if hit is None:
-                ev = [f"ANTHROPIC_BASE_URL={base}", f"{found[0]} is set",
-                      f"{var}={env.get(var, '') or '(unset)'}"]
-                if host != "localhost" and exempt and any(
-                    e.strip().lower() == "localhost" for e in exempt[1]
-                ):
-                    ev.append(f"'localhost' in {var} does not cover {host}: Claude Code matches "
-                              "the exact host")
-                current = env.get(var, "")
-                new = f"{current},{host}" if current else host
-                out.append(finding("env.no_proxy_misses_gateway", subject=host, host=host,
-                                   var=var, evidence=ev,
-                                   fix=[set_var_fix(inputs, "NO_PROXY", new)]))
+                out.append(_gateway_not_exempt(inputs, host, var, found[0], exempt))
         elif hit is not None:
             out.append(finding("env.no_proxy_bypasses_api", subject=host, var=var, entry=hit,
                                host=host, evidence=[f"{var}={env.get(var)}"]))
@@ -296,24 +298,39 @@ def lint(inputs: Inputs, options: DoctorOptions) -> list[Finding]:
             out.append(finding("env.no_proxy_bypasses_api", subject="api.anthropic.com",
                                var=exempt[0], entry=api_hit, host="api.anthropic.com",
                                evidence=[f"{exempt[0]}={env.get(exempt[0])}"]))
+    return out
 
-    # credentials
-    if len(inputs.credentials_seen) > 1 and "ANTHROPIC_AUTH_TOKEN" in inputs.credentials_seen:
-        others = [s for s in inputs.credentials_seen if s != "ANTHROPIC_AUTH_TOKEN"]
-        if others and others != ["apiKeyHelper"]:
-            out.append(finding(
-                "env.auth_conflict", sources=", ".join(inputs.credentials_seen),
-                winner="ANTHROPIC_AUTH_TOKEN",
-                evidence=[f"{s} is set" for s in inputs.credentials_seen],
-                fix=[shell_unset(inputs.shell, "ANTHROPIC_API_KEY")
-                     if "ANTHROPIC_API_KEY" in others
-                     else "Run /logout in Claude Code (or remove primaryApiKey from "
-                          f"{inputs.claude_json_path})"]))
 
-    # CA files
+def _gateway_not_exempt(inputs: Inputs, host: str, var: str, proxy_var: str,
+                        exempt: tuple[str, list[str]] | None) -> Finding:
+    ev = [f"{cc.BASE_URL}={inputs.base_url}", f"{proxy_var} is set",
+          f"{var}={inputs.env.get(var, '') or '(unset)'}"]
+    if host != "localhost" and exempt and any(e.strip().lower() == "localhost" for e in exempt[1]):
+        ev.append(f"'localhost' in {var} does not cover {host}: Claude Code matches "
+                  "the exact host")
+    current = inputs.env.get(var, "")
+    new = f"{current},{host}" if current else host
+    return finding("env.no_proxy_misses_gateway", subject=host, host=host, var=var, evidence=ev,
+                   fix=[set_var_fix(inputs, "NO_PROXY", new)])
+
+
+def _lint_credentials(inputs: Inputs) -> list[Finding]:
+    sources = inputs.credential_sources
+    if not cc.auth_conflict(sources):
+        return []
+    fix = (shell_unset(inputs.shell, cc.API_KEY) if cc.API_KEY in sources
+           else f"Run /logout in Claude Code (or remove {STORED_API_KEY} from "
+                f"{inputs.global_config_path})")
+    labels = [inputs.credential_label(s) for s in sources]
+    return [finding("env.auth_conflict", sources=", ".join(labels), winner=cc.AUTH_TOKEN,
+                    evidence=[f"{s} is set" for s in labels], fix=[fix])]
+
+
+def _lint_ca_files(inputs: Inputs, options: DoctorOptions) -> list[Finding]:
+    out: list[Finding] = []
     for var in CA_VARS:
-        if env.get(var):
-            f = check_pem_file(var, env[var])
+        if inputs.env.get(var):
+            f = check_pem_file(var, inputs.env[var])
             if f is not None:
                 if inputs.where(var) != "environment":
                     f.evidence.append(f"set in {inputs.where(var)}; some Claude Code versions "
@@ -324,15 +341,18 @@ def lint(inputs: Inputs, options: DoctorOptions) -> list[Finding]:
         if f is not None:
             f.severity = Severity.FAIL
             out.append(f)
-
-    # Claude Code's first-run preflight
-    reason = preflight_reason(inputs)
-    if reason is not None and options.preflight != "never":
-        non_anthropic = not is_anthropic_host(parts.hostname or "")
-        out.append(finding(
-            "claude.preflight_will_run",
-            severity=Severity.WARN if non_anthropic else Severity.OK,
-            reason=reason, claude_json=inputs.claude_json_path,
-            evidence=[f"ANTHROPIC_BASE_URL={base}" if non_anthropic else
-                      "base URL is Anthropic's own API"]))
     return out
+
+
+def _lint_preflight(inputs: Inputs, options: DoctorOptions) -> list[Finding]:
+    """Claude Code's first-run check, which ignores ANTHROPIC_BASE_URL."""
+    reason = preflight_reason(inputs)
+    if reason is None or options.preflight == "never":
+        return []
+    non_anthropic = not is_anthropic_host(urlsplit(inputs.base_url).hostname or "")
+    return [finding(
+        "claude.preflight_will_run",
+        severity=Severity.WARN if non_anthropic else Severity.OK,
+        reason=reason, global_config=inputs.global_config_path,
+        evidence=[f"{cc.BASE_URL}={inputs.base_url}" if non_anthropic else
+                  "base URL is Anthropic's own API"])]

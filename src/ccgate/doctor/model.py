@@ -213,7 +213,7 @@ class DoctorOptions:
     env: Mapping[str, str] | None = None  # default: os.environ
     home: Path | None = None  # default: $HOME of env, else Path.home()
     cwd: Path | None = None  # project dir for .claude/settings*.json; default Path.cwd()
-    managed_settings: Path | None = None  # default /etc/claude-code/managed-settings.json
+    managed_dir: Path | None = None  # holds managed-settings.json; default: the system's
     read_claude_files: bool = True
     base_url: str | None = None
     proxy: str | None = None  # "none"/"direct" forces no proxy

@@ -14,6 +14,8 @@ import time
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from ccgate.claude_code import env as cc
+from ccgate.claude_code.files import onboarding_done
 from ccgate.doctor import classify
 from ccgate.doctor.catalogue import LAYER_ORDER
 from ccgate.doctor.explain import decode
@@ -38,9 +40,11 @@ from ccgate.doctor.model import (
 from ccgate.doctor.net import Deadline, HttpResponse
 from ccgate.doctor.probe import Env, Walk, fetch
 from ccgate.doctor.tlscheck import trust_context
-from ccgate.upstream.proxy_env import PROXY_VARS
+from ccgate.proxy_env import PROXY_VARS
 
 DEFAULT_CLAUDE_VERSION = "2.1.330"
+
+WalkTasks = dict[str, asyncio.Task[tuple[Walk, list[Finding]]]]
 
 
 async def claude_version(options: DoctorOptions, env: dict[str, str]) -> str | None:
@@ -220,7 +224,7 @@ def _layers(findings: list[Finding], walks: dict[str, Walk], inputs: Inputs,
             note = f"base URL {inputs.base_url} ({inputs.base_url_source})"
             status = worst or "ok"
         elif layer == "claude":
-            done = (inputs.claude_json or {}).get("hasCompletedOnboarding") is True
+            done = onboarding_done(inputs.global_config)
             note = (f"Claude Code {version}" if version else "claude not found") + (
                 "; onboarding done" if done else "; onboarding not done")
             status = worst or "ok"
@@ -250,74 +254,19 @@ async def run_checks_async(options: DoctorOptions) -> Report:
     version = await version_task
     _progress(options, "claude", "done")
 
-    ca_files: list[str] = []
-    ca_sources: list[str] = []
-    if inputs.env.get("NODE_EXTRA_CA_CERTS") and not any(
-            f.id == "env.ca_file_invalid" and f.subject == "NODE_EXTRA_CA_CERTS" for f in findings):
-        ca_files.append(str(Path(inputs.env["NODE_EXTRA_CA_CERTS"]).expanduser()))
-        ca_sources.append(f"NODE_EXTRA_CA_CERTS={inputs.env['NODE_EXTRA_CA_CERTS']}")
-    if options.ca_file and not any(f.subject == "--ca-file" for f in findings):
-        ca_files.append(options.ca_file)
-        ca_sources.append(f"--ca-file {options.ca_file}")
-    env = Env(
-        resolve={k.lower(): v for k, v in options.resolve.items()},
-        deadline=deadline, connect_timeout=options.connect_timeout,
-        trust=trust_context(ca_files, options.use_os_store and not options.ca_file_only),
-        ca_sources=ca_sources,
-        user_agent=f"claude-cli/{version or DEFAULT_CLAUDE_VERSION} (external, cli)",
-    )
-
-    blocking = [f for f in findings if f.severity is Severity.FAIL and f.id in (
-        "env.base_url_malformed",)]
-    tasks: dict[str, asyncio.Task[tuple[Walk, list[Finding]]]] = {}
-    run_pre = options.preflight == "always" or (
-        options.preflight == "auto" and preflight_reason(inputs) is not None)
-    if run_pre:
-        for i, url in enumerate(options.preflight_urls or PREFLIGHT_URLS):
-            route = plan_route(url, inputs, options)
-            tasks[f"preflight{i}"] = asyncio.create_task(preflight_probe(url, route, env))
-    if options.api_check and not blocking:
-        base = inputs.base_url.rstrip("/")
-        route = plan_route(base + "/v1/messages/count_tokens?beta=true", inputs, options)
-        tasks["api"] = asyncio.create_task(api_probe(inputs, route, env))
+    env = _probe_env(inputs, options, findings, version, deadline)
+    tasks = _start_walks(inputs, options, env, findings)
     _progress(options, "network", "start")
-    walks: dict[str, Walk] = {}
-    from_task: dict[str, list[Finding]] = {}
-    if tasks:
-        done, pending = await asyncio.wait(tasks.values(), timeout=deadline.left() + 0.5)
-        for name, task in tasks.items():
-            if task in done and task.exception() is None:
-                walk, found = task.result()
-                walks[name] = walk
-                from_task[name] = found
-                findings.extend(found)
-            elif task in pending:
-                task.cancel()
-                findings.append(finding("http.no_response", subject=name, url=name,
-                                        problem=f"the check did not finish within "
-                                                f"{options.timeout:.0f} s"))
-            else:
-                exc = task.exception()
-                raise RuntimeError(f"check {name} crashed: {exc!r}") from exc
+    walks, from_task = await _finish_walks(tasks, options, deadline, findings)
     _progress(options, "network", "done")
+    replayed = any(name.startswith("preflight") for name in tasks)
 
     _correlate(findings, walks, inputs, from_task)
     ordered = order_findings(findings)
     report = Report(
         findings=ordered,
         layers=_layers(ordered, walks, inputs, version),
-        context={
-            "claude_version": version,
-            "base_url": inputs.base_url,
-            "base_url_source": inputs.base_url_source,
-            "credential": (f"{inputs.credential.source} {mask_secret(inputs.credential.value)}"
-                           f" via {inputs.credential.header}") if inputs.credential else None,
-            "model": inputs.model,
-            "proxy": next((w.route.proxy.display for w in walks.values() if w.route.proxy),
-                          None),
-            "preflight_replayed": run_pre,
-            "settings_files": [str(p) for p in inputs.settings_files],
-        },
+        context=_context(inputs, walks, version, replayed),
         elapsed=time.monotonic() - start,
         secrets=_secrets(inputs, options),
     )
@@ -329,22 +278,98 @@ async def run_checks_async(options: DoctorOptions) -> Report:
     return report
 
 
-def _secrets(inputs: Inputs, options: DoctorOptions) -> list[str]:
-    from urllib.parse import quote
+def _probe_env(inputs: Inputs, options: DoctorOptions, findings: list[Finding],
+               version: str | None, deadline: Deadline) -> Env:
+    """What every walk shares: Claude Code's trust (minus CA files lint found broken), its user
+    agent, the budgets."""
+    ca_files: list[str] = []
+    ca_sources: list[str] = []
+    if inputs.env.get("NODE_EXTRA_CA_CERTS") and not any(
+            f.id == "env.ca_file_invalid" and f.subject == "NODE_EXTRA_CA_CERTS" for f in findings):
+        ca_files.append(str(Path(inputs.env["NODE_EXTRA_CA_CERTS"]).expanduser()))
+        ca_sources.append(f"NODE_EXTRA_CA_CERTS={inputs.env['NODE_EXTRA_CA_CERTS']}")
+    if options.ca_file and not any(f.subject == "--ca-file" for f in findings):
+        ca_files.append(options.ca_file)
+        ca_sources.append(f"--ca-file {options.ca_file}")
+    return Env(
+        resolve={k.lower(): v for k, v in options.resolve.items()},
+        deadline=deadline, connect_timeout=options.connect_timeout,
+        trust=trust_context(ca_files, options.use_os_store and not options.ca_file_only),
+        ca_sources=ca_sources,
+        user_agent=f"claude-cli/{version or DEFAULT_CLAUDE_VERSION} (external, cli)",
+    )
 
-    out: list[str] = []
+
+def _start_walks(inputs: Inputs, options: DoctorOptions, env: Env,
+                 findings: list[Finding]) -> WalkTasks:
+    """The preflight replay (when Claude Code would run it, or as asked) and the API call,
+    started concurrently; "preflight<i>" and "api" name them."""
+    tasks: WalkTasks = {}
+    run_pre = options.preflight == "always" or (
+        options.preflight == "auto" and preflight_reason(inputs) is not None)
+    if run_pre:
+        for i, url in enumerate(options.preflight_urls or PREFLIGHT_URLS):
+            route = plan_route(url, inputs, options)
+            tasks[f"preflight{i}"] = asyncio.create_task(preflight_probe(url, route, env))
+    unusable = any(f.severity is Severity.FAIL and f.id == "env.base_url_malformed"
+                   for f in findings)
+    if options.api_check and not unusable:
+        base = inputs.base_url.rstrip("/")
+        route = plan_route(base + "/v1/messages/count_tokens?beta=true", inputs, options)
+        tasks["api"] = asyncio.create_task(api_probe(inputs, route, env))
+    return tasks
+
+
+async def _finish_walks(tasks: WalkTasks, options: DoctorOptions, deadline: Deadline,
+                        findings: list[Finding]) -> tuple[dict[str, Walk], dict[str, list[Finding]]]:
+    """Wait for the walks within the budget; a walk still running then becomes a finding."""
+    walks: dict[str, Walk] = {}
+    from_task: dict[str, list[Finding]] = {}
+    if not tasks:
+        return walks, from_task
+    done, pending = await asyncio.wait(tasks.values(), timeout=deadline.left() + 0.5)
+    for name, task in tasks.items():
+        if task in done and task.exception() is None:
+            walk, found = task.result()
+            walks[name] = walk
+            from_task[name] = found
+            findings.extend(found)
+        elif task in pending:
+            task.cancel()
+            findings.append(finding("http.no_response", subject=name, url=name,
+                                    problem=f"the check did not finish within "
+                                            f"{options.timeout:.0f} s"))
+        else:
+            exc = task.exception()
+            raise RuntimeError(f"check {name} crashed: {exc!r}") from exc
+    return walks, from_task
+
+
+def _context(inputs: Inputs, walks: dict[str, Walk], version: str | None,
+             preflight_replayed: bool) -> dict[str, object]:
+    cred = inputs.credential
+    return {
+        "claude_version": version,
+        "base_url": inputs.base_url,
+        "base_url_source": inputs.base_url_source,
+        "credential": f"{cred.source} {mask_secret(cred.value)} via {cred.header}" if cred else None,
+        "model": inputs.model,
+        "proxy": next((w.route.proxy.display for w in walks.values() if w.route.proxy), None),
+        "preflight_replayed": preflight_replayed,
+        "settings_files": [str(p) for p in inputs.settings_files],
+    }
+
+
+def _secrets(inputs: Inputs, options: DoctorOptions) -> list[str]:
+    """Every value the report must not show: the credential, the key and token variables and
+    proxy passwords (also percent-encoded)."""
+    out: set[str] = set()
     if inputs.credential is not None:
-        out.append(inputs.credential.value)
-    for var in ("ANTHROPIC_API_KEY", "ANTHROPIC_AUTH_TOKEN"):
-        if inputs.env.get(var):
-            out.append(inputs.env[var])
-    for value in [options.proxy or "", *(inputs.env.get(v, "") for v in PROXY_VARS)]:
-        if "@" in value and "://" in value:
-            userinfo = value.split("://", 1)[1].rsplit("@", 1)[0]
-            if ":" in userinfo:
-                pw = userinfo.split(":", 1)[1]
-                out += [pw, quote(pw, safe="")]
-    return [s for s in out if s]
+        out.add(inputs.credential.value)
+    named = (cc.API_KEY, cc.AUTH_TOKEN, *PROXY_VARS)
+    cc.collect_secrets({var: inputs.env.get(var, "") for var in named}, out)
+    cc.collect_secrets(options.proxy or "", out)
+    return sorted(s for s in out if s)
 
 
 def run_checks(options: DoctorOptions) -> Report:

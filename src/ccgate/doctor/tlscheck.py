@@ -146,6 +146,34 @@ def chain_evidence(chain: list[CertInfo]) -> list[str]:
     return out
 
 
+def _validity_finding(host: str, subject: str, leaf: CertInfo | None, verify_code: int | None,
+                      now: datetime, reference_date: datetime | None, reference_source: str,
+                      ev: list[str]) -> Finding:
+    """An expired or not-yet-valid certificate; the server's Date header tells a wrong clock
+    here from a certificate that really is out of date."""
+    problem = "expired" if verify_code == 10 or (
+        leaf and leaf.not_after and now > leaf.not_after) else "not yet valid"
+    if leaf and leaf.not_after and leaf.not_before:
+        problem += (f": valid {leaf.not_before:%Y-%m-%d %H:%M} .. "
+                    f"{leaf.not_after:%Y-%m-%d %H:%M} UTC")
+    problem += f", this machine's clock says {now:%Y-%m-%d %H:%M} UTC"
+    if reference_date is not None and leaf and leaf.not_before and leaf.not_after:
+        skew = (now - reference_date).total_seconds()
+        ev.append(f"{reference_source} Date header: {reference_date:%Y-%m-%d %H:%M:%S} UTC "
+                  f"(local clock differs by {skew:+.0f} s)")
+        if leaf.not_before <= reference_date <= leaf.not_after and abs(skew) > 300:
+            problem += "; the server's clock says the certificate is valid: CLOCK SKEW here"
+            return finding("tls.expired_or_clock_skew", subject=subject, host=host,
+                           problem=problem, evidence=ev,
+                           fix=["This machine's clock is wrong: enable NTP "
+                                "(sudo timedatectl set-ntp true) or set the time."])
+    return finding("tls.expired_or_clock_skew", subject=subject, host=host, problem=problem,
+                   evidence=ev,
+                   fix=[f"The certificate presented for {host} has expired or is not valid "
+                        "yet: if the clock here is right, the server (or the intercepting "
+                        "proxy) must renew it."])
+
+
 def classify_tls_failure(
     host: str,
     port: int,
@@ -174,27 +202,8 @@ def classify_tls_failure(
     if verify_code in (9, 10) or (
         leaf and leaf.not_after and leaf.not_before and not leaf.not_before <= now <= leaf.not_after
     ):
-        problem = "expired" if verify_code == 10 or (
-            leaf and leaf.not_after and now > leaf.not_after) else "not yet valid"
-        if leaf and leaf.not_after and leaf.not_before:
-            problem += (f": valid {leaf.not_before:%Y-%m-%d %H:%M} .. "
-                        f"{leaf.not_after:%Y-%m-%d %H:%M} UTC")
-        problem += f", this machine's clock says {now:%Y-%m-%d %H:%M} UTC"
-        if reference_date is not None and leaf and leaf.not_before and leaf.not_after:
-            skew = (now - reference_date).total_seconds()
-            ev.append(f"{reference_source} Date header: {reference_date:%Y-%m-%d %H:%M:%S} UTC "
-                      f"(local clock differs by {skew:+.0f} s)")
-            if leaf.not_before <= reference_date <= leaf.not_after and abs(skew) > 300:
-                problem += "; the server's clock says the certificate is valid: CLOCK SKEW here"
-                return finding("tls.expired_or_clock_skew", subject=subject, host=host,
-                               problem=problem, evidence=ev,
-                               fix=["This machine's clock is wrong: enable NTP "
-                                    "(sudo timedatectl set-ntp true) or set the time."])
-        return finding("tls.expired_or_clock_skew", subject=subject, host=host, problem=problem,
-                       evidence=ev,
-                       fix=[f"The certificate presented for {host} has expired or is not valid "
-                            "yet: if the clock here is right, the server (or the intercepting "
-                            "proxy) must renew it."])
+        return _validity_finding(host, subject, leaf, verify_code, now, reference_date,
+                                 reference_source, ev)
     if verify_code == 62 or "hostname mismatch" in verify_message.lower() or (
         "doesn't match" in verify_message
     ):

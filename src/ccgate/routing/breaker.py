@@ -29,7 +29,12 @@ from collections import deque
 from collections.abc import Callable
 from enum import StrEnum
 
+from ccgate.config.model import BreakerSettings
 from ccgate.routing.clock import SYSTEM_CLOCK, Clock
+
+# ``failure_threshold``, ``window`` and ``open_seconds`` are the config's ``routing.breaker``:
+# their defaults and checks are ``config.model.BreakerSettings``, written once there.
+_CONFIGURED = BreakerSettings()
 
 
 class BreakerState(StrEnum):
@@ -43,18 +48,18 @@ class Breaker:
         self,
         name: str = "",
         *,
-        failure_threshold: int = 5,
-        window: float = 60.0,
-        open_seconds: float = 30.0,
+        failure_threshold: int = _CONFIGURED.failure_threshold,
+        window: float = _CONFIGURED.window,
+        open_seconds: float = _CONFIGURED.open_seconds,
         max_open_seconds: float = 300.0,
         probe_timeout: float = 600.0,
         clock: Clock = SYSTEM_CLOCK,
         on_change: Callable[[str, BreakerState, BreakerState], None] | None = None,
     ) -> None:
-        if failure_threshold < 1:
-            raise ValueError("failure_threshold must be at least 1")
-        if window <= 0 or open_seconds <= 0 or probe_timeout <= 0:
-            raise ValueError("window, open_seconds and probe_timeout must be positive")
+        # The configurable three are checked by the rules the config file is checked with.
+        BreakerSettings(failure_threshold=failure_threshold, window=window, open_seconds=open_seconds)
+        if probe_timeout <= 0:
+            raise ValueError("probe_timeout must be positive")
         self.name = name
         self.failure_threshold = failure_threshold
         self.window = window

@@ -7,29 +7,24 @@ in any 60-second span (a fixed per-minute window lets 2 x rpm through across a m
 boundary). Memory per key is bounded by 61 buckets whatever the rate; the price is that a
 slot frees up to one second later than an exact sliding log would free it.
 
-Requests: ``admit`` checks and counts in one synchronous step (no ``await`` in between), so
-within one asyncio process N concurrent requests against rpm=10 admit exactly 10.
+Requests: ``admit_sync`` checks and counts in one synchronous step (no ``await`` in between),
+so within one asyncio process N concurrent requests against rpm=10 admit exactly 10. State is
+per process; a limiter shared between replicas is for [scale-out] to design.
 
-Tokens: the size of a request is not known before it runs, so ``admit`` lets a request in
-while the tokens recorded in the window are below ``tpm``; ``record_tokens`` adds a
+Tokens: the size of a request is not known before it runs, so ``admit_sync`` lets a request in
+while the tokens recorded in the window are below ``tpm``; ``record_tokens_sync`` adds a
 finished request's tokens (input + output, as the caller counts them). A burst admitted
 together can therefore end above ``tpm``; the following requests then wait until the window
 drains below it.
-
-``RateLimitBackend`` is the interface the server should depend on. Its methods are async so
-that a shared (Redis) backend can implement it; ``RateLimiter`` is the in-process one, whose
-async methods run synchronously (an ``async def`` with no ``await`` cannot be interleaved),
-and whose ``*_sync`` twins serve callers and tests that are not async.
 """
 
 from __future__ import annotations
 
 import math
 from collections import deque
-from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Literal, Protocol
+from typing import Literal
 
 from ccgate.errors import RateLimited
 from ccgate.routing.clock import SYSTEM_CLOCK, Clock
@@ -86,12 +81,6 @@ def rfc3339(unix: float) -> str:
     return datetime.fromtimestamp(math.ceil(unix), UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-class RateLimitBackend(Protocol):
-    async def admit(self, key_id: str, rpm: int | None, tpm: int | None) -> Admission: ...
-
-    async def record_tokens(self, key_id: str, tokens: int) -> None: ...
-
-
 class _Log:
     """Amounts per bucket, oldest first, with their running total."""
 
@@ -141,8 +130,7 @@ class _KeyLogs:
 
 
 class RateLimiter:
-    """The in-process ``RateLimitBackend``: exact within one process, not shared between
-    replicas."""
+    """Per-key limits in this process: exact within it, not shared between replicas."""
 
     def __init__(self, clock: Clock = SYSTEM_CLOCK, *, resolution: float = 1.0) -> None:
         if not 0 < resolution <= WINDOW:
@@ -150,12 +138,6 @@ class RateLimiter:
         self._clock = clock
         self._resolution = resolution
         self._keys: dict[str, _KeyLogs] = {}
-
-    async def admit(self, key_id: str, rpm: int | None, tpm: int | None) -> Admission:
-        return self.admit_sync(key_id, rpm, tpm)
-
-    async def record_tokens(self, key_id: str, tokens: int) -> None:
-        self.record_tokens_sync(key_id, tokens)
 
     def admit_sync(self, key_id: str, rpm: int | None, tpm: int | None) -> Admission:
         """Check both limits and, if admitted, count the request; one synchronous step."""
@@ -195,21 +177,6 @@ class RateLimiter:
         now = self._clock.monotonic()
         self._logs(key_id, now).tokens.add(math.floor(now / self._resolution), tokens)
 
-    def forget(self, key_id: str) -> None:
-        """Drop a key's state (revoked key)."""
-        self._keys.pop(key_id, None)
-
-    def sweep(self) -> int:
-        """Drop the state of keys idle for a full window; returns how many were dropped."""
-        now = self._clock.monotonic()
-        idle = [k for k, logs in self._items() if not self._prune(logs, now)]
-        for k in idle:
-            del self._keys[k]
-        return len(idle)
-
-    def _items(self) -> Iterator[tuple[str, _KeyLogs]]:
-        return iter(list(self._keys.items()))
-
     def _logs(self, key_id: str, now: float) -> _KeyLogs:
         logs = self._keys.get(key_id)
         if logs is None:
@@ -218,8 +185,7 @@ class RateLimiter:
             self._prune(logs, now)
         return logs
 
-    def _prune(self, logs: _KeyLogs, now: float) -> bool:
-        """Expire old buckets; True if anything is left."""
+    def _prune(self, logs: _KeyLogs, now: float) -> None:
+        """Expire old buckets."""
         logs.requests.prune(now, self._resolution)
         logs.tokens.prune(now, self._resolution)
-        return bool(logs.requests.buckets or logs.tokens.buckets)

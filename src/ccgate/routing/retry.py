@@ -12,8 +12,8 @@ from __future__ import annotations
 import math
 import os
 import random
-from dataclasses import dataclass
 
+from ccgate.config.model import Retries
 from ccgate.routing.clock import SYSTEM_CLOCK, Clock
 
 # Jitter needs spread, not secrecy: one generator for the process, because seeding a new
@@ -22,24 +22,11 @@ _JITTER = random.Random()
 os.register_at_fork(after_in_child=_JITTER.seed)  # a forked worker must not replay our jitter
 
 
-@dataclass(frozen=True, slots=True)
-class RetryPolicy:
-    # Attempts per candidate provider, the first one included (so 3 = up to 2 retries).
-    max_attempts: int = 3
-    base: float = 0.5
-    cap: float = 8.0
-    # Seconds from the start of the request after which no new attempt starts. It bounds
-    # waiting and retrying, not the length of an attempt (a stream may run for minutes).
-    deadline: float = 60.0
-    # A wait longer than this (a long retry-after, a key resting) is not sat out when a
-    # fallback provider can take the request now; on the last candidate the deadline rules.
-    max_wait: float = 10.0
+class RetryPolicy(Retries):
+    """The config's ``routing.retries`` and the arithmetic that applies them.
 
-    def __post_init__(self) -> None:
-        if self.max_attempts < 1:
-            raise ValueError("max_attempts must be at least 1")
-        if self.base < 0 or self.cap < 0 or self.deadline < 0 or self.max_wait < 0:
-            raise ValueError("base, cap, deadline and max_wait must not be negative")
+    The fields, their defaults and checks are ``config.model.Retries``, written once there.
+    """
 
     def backoff_bound(self, retry: int) -> float:
         """Upper bound of the jittered wait before retry number ``retry`` (0-based)."""

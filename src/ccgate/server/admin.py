@@ -5,7 +5,7 @@ as if it did not exist. Every endpoint except the OpenAPI document needs the adm
 ``Authorization: Bearer`` or ``x-api-key``; it is compared by SHA-256 digest with
 ``hmac.compare_digest``. Issued client keys are never admin keys.
 
-Handlers have the gateway's signature ``(scope, receive, send, ctx) -> (status, bytes_out)``
+Handlers have the gateway's signature ``(scope, receive, response, ctx)``
 and raise ``GatewayError`` subclasses, so errors leave as the Anthropic envelope. Store calls
 run in a worker thread: a key write may wait on SQLite's lock (busy_timeout), and that wait
 must not stall the event loop that is relaying other requests. Changes are applied to the
@@ -30,15 +30,16 @@ from ccgate import __version__
 from ccgate.config.secrets import Secret
 from ccgate.errors import (
     AuthenticationFailed,
-    ClientError,
+    Conflict,
     InternalError,
     InvalidRequest,
     MethodNotAllowed,
     NotFound,
 )
-from ccgate.server.asgi import Receive, Scope, Send, read_body, send_response
+from ccgate.server.asgi import Receive, Scope, read_body
 from ccgate.server.auth import presented_token
 from ccgate.server.openapi import openapi_document
+from ccgate.server.response import Response
 from ccgate.store import (
     GROUP_BY,
     GroupBy,
@@ -69,12 +70,6 @@ P = ParamSpec("P")
 T = TypeVar("T")
 
 
-class Conflict(ClientError):
-    """409: the request contradicts the current state (duplicate name, already revoked)."""
-
-    status = 409
-
-
 class AdminContext(Protocol):
     """What the admin handlers use of the gateway's per-request ``Context``."""
 
@@ -83,7 +78,7 @@ class AdminContext(Protocol):
     bytes_in: int
 
 
-AdminHandler = Callable[[Scope, Receive, Send, AdminContext], Awaitable[tuple[int, int]]]
+AdminHandler = Callable[[Scope, Receive, Response, AdminContext], Awaitable[None]]
 
 
 class CreateKeyBody(msgspec.Struct, forbid_unknown_fields=True):
@@ -143,7 +138,7 @@ class AdminApi:
         return {(method, path): self._guard(path, handler)
                 for path, methods in self._fixed.items() for method, handler in methods.items()}
 
-    async def dispatch(self, scope: Scope, receive: Receive, send: Send, ctx: AdminContext) -> tuple[int, int]:
+    async def dispatch(self, scope: Scope, receive: Receive, response: Response, ctx: AdminContext) -> None:
         """Serve any ``/admin/...`` request: 404 when disabled, 401 before anything else."""
         method: str = scope["method"]
         path: str = scope["path"]
@@ -153,7 +148,7 @@ class AdminApi:
             self.authorize(scope)  # before telling an anonymous caller which paths exist
             ctx.client = "admin"
         handler = self._match(method, path)
-        return await handler(scope, receive, send, ctx)
+        await handler(scope, receive, response, ctx)
 
     def _match(self, method: str, path: str) -> AdminHandler:
         methods = self._fixed.get(path)
@@ -183,10 +178,10 @@ class AdminApi:
         if path == _OPENAPI:
             return handler
 
-        async def guarded(scope: Scope, receive: Receive, send: Send, ctx: AdminContext) -> tuple[int, int]:
+        async def guarded(scope: Scope, receive: Receive, response: Response, ctx: AdminContext) -> None:
             self.authorize(scope)
             ctx.client = "admin"
-            return await handler(scope, receive, send, ctx)
+            await handler(scope, receive, response, ctx)
 
         return guarded
 
@@ -206,44 +201,44 @@ class AdminApi:
 
     # Handlers ----------------------------------------------------------------------------
 
-    async def list_keys(self, scope: Scope, receive: Receive, send: Send, ctx: AdminContext) -> tuple[int, int]:
+    async def list_keys(self, scope: Scope, receive: Receive, response: Response, ctx: AdminContext) -> None:
         keys = await self._call(self.keys.list_keys)
         now = self.clock()
-        return await _reply(send, 200, {"data": [key_summary(k, now) for k in keys]})
+        await _reply(response, 200, {"data": [key_summary(k, now) for k in keys]})
 
-    async def create_key(self, scope: Scope, receive: Receive, send: Send,
-                         ctx: AdminContext) -> tuple[int, int]:
+    async def create_key(self, scope: Scope, receive: Receive, response: Response,
+                         ctx: AdminContext) -> None:
         body = _decode(await _read(scope, receive, ctx), CreateKeyBody, required=True)
         expires = _duration(body.expires, "expires")
         key, secret = await self._call(self.keys.create, body.name, models=body.models, rpm=body.rpm,
                                        tpm=body.tpm, expires_in=expires)
         self._applied(key)
         log.info("admin: created key %s (%s)", key.name, key.id)
-        return await _reply(send, 201, {"key": key_summary(key, self.clock()), "secret": secret})
+        await _reply(response, 201, {"key": key_summary(key, self.clock()), "secret": secret})
 
-    async def get_key(self, ref: str, scope: Scope, receive: Receive, send: Send,
-                      ctx: AdminContext) -> tuple[int, int]:
+    async def get_key(self, ref: str, scope: Scope, receive: Receive, response: Response,
+                      ctx: AdminContext) -> None:
         key = await self._call(self.keys.resolve, ref)
-        return await _reply(send, 200, key_summary(key, self.clock()))
+        await _reply(response, 200, key_summary(key, self.clock()))
 
-    async def revoke_key(self, ref: str, scope: Scope, receive: Receive, send: Send,
-                         ctx: AdminContext) -> tuple[int, int]:
+    async def revoke_key(self, ref: str, scope: Scope, receive: Receive, response: Response,
+                         ctx: AdminContext) -> None:
         await _read(scope, receive, ctx)  # no body expected; drain whatever came
         key = await self._call(self.keys.revoke, ref)
         self._applied(key)
         log.info("admin: revoked key %s (%s)", key.name, key.id)
-        return await _reply(send, 200, key_summary(key, self.clock()))
+        await _reply(response, 200, key_summary(key, self.clock()))
 
-    async def rotate_key(self, ref: str, scope: Scope, receive: Receive, send: Send,
-                         ctx: AdminContext) -> tuple[int, int]:
+    async def rotate_key(self, ref: str, scope: Scope, receive: Receive, response: Response,
+                         ctx: AdminContext) -> None:
         body = _decode(await _read(scope, receive, ctx), RotateBody, required=False)
         grace = _duration(body.grace, "grace")
         key, secret = await self._call(self.keys.rotate, ref, grace=grace)
         self._applied(key)
         log.info("admin: rotated key %s (%s)", key.name, key.id)
-        return await _reply(send, 200, {"key": key_summary(key, self.clock()), "secret": secret})
+        await _reply(response, 200, {"key": key_summary(key, self.clock()), "secret": secret})
 
-    async def usage(self, scope: Scope, receive: Receive, send: Send, ctx: AdminContext) -> tuple[int, int]:
+    async def usage(self, scope: Scope, receive: Receive, response: Response, ctx: AdminContext) -> None:
         params = dict(parse_qsl(scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True))
         unknown = sorted(set(params) - {"since", "by"})
         if unknown:
@@ -255,10 +250,10 @@ class AdminApi:
         since_text = params.get("since", "7d")
         since = None if since_text == "all" else self.clock() - (_duration(since_text, "since") or 0)
         groups = await self._call(self.store.usage_summary, since=since, by=by)
-        return await _reply(send, 200, usage_report(groups, since=since, by=by))
+        await _reply(response, 200, usage_report(groups, since=since, by=by))
 
-    async def openapi(self, scope: Scope, receive: Receive, send: Send, ctx: AdminContext) -> tuple[int, int]:
-        return await _reply(send, 200, openapi_document(__version__))
+    async def openapi(self, scope: Scope, receive: Receive, response: Response, ctx: AdminContext) -> None:
+        await _reply(response, 200, openapi_document(__version__))
 
     # Helpers -----------------------------------------------------------------------------
 
@@ -313,11 +308,10 @@ def _decode(body: bytes, kind: type[T], *, required: bool) -> T:
         raise InvalidRequest(f"request body is not valid JSON: {exc}") from None
 
 
-async def _reply(send: Send, status: int, payload: Any) -> tuple[int, int]:
+async def _reply(response: Response, status: int, payload: Any) -> None:
     body = _json.encode(payload)
     # no-store: responses may carry a secret (create, rotate); no cache may keep one.
-    await send_response(send, status, [
+    await response.whole(status, [
         (b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
         (b"cache-control", b"no-store"),
     ], body)
-    return status, len(body)

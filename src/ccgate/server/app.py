@@ -3,14 +3,16 @@
 Request flow (docs/architecture.md): route by path -> authenticate (``/v1/*``: config
 tokens or issued keys) -> read the bounded body -> validate the few fields we need
 (``wire.anthropic``) -> the key's model allowance and rate limit -> pick the route
-(``config.route_model``) -> ``Dispatcher`` runs the attempts (retries, breakers,
+(``routing.route_model``) -> ``Dispatcher`` runs the attempts (retries, breakers,
 fallbacks) and relays passthrough or translated -> usage, access log and metrics. Every
 error raised on the way is a ``GatewayError`` and leaves as the Anthropic envelope
-through ``send_error``; nothing else writes an error body.
+through ``Response.error``; nothing else writes an error body.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
@@ -19,7 +21,9 @@ from pathlib import Path
 import msgspec
 
 from ccgate import __version__
-from ccgate.config.load import LoadedConfig, Target, route_model
+from ccgate.config.load import LoadedConfig
+from ccgate.config.model import Provider
+from ccgate.config.secrets import Secret
 from ccgate.errors import (
     ConfigError,
     GatewayError,
@@ -31,24 +35,19 @@ from ccgate.errors import (
     new_request_id,
 )
 from ccgate.routing import Breaker, KeyPool, NoKey, RateLimiter, RetryPolicy, Upstream
+from ccgate.routing.clock import SYSTEM_CLOCK, Clock
+from ccgate.routing.route import Target, route_model
 from ccgate.server.access_log import AccessLog, AccessRecord, utc_now
 from ccgate.server.admin import PREFIX as ADMIN_PREFIX
 from ccgate.server.admin import AdminApi, admin_key_from
-from ccgate.server.asgi import (
-    ClientGone,
-    Receive,
-    Scope,
-    Send,
-    read_body,
-    send_error,
-    send_json,
-    send_response,
-)
+from ccgate.server.asgi import ClientGone, Receive, Scope, Send, read_body
 from ccgate.server.auth import Client, ClientAuth
 from ccgate.server.dispatch import Dispatcher
-from ccgate.server.forward import Exchange, outgoing_headers, relay_passthrough, watch_disconnect
+from ccgate.server.exchange import Exchange, watch_disconnect
+from ccgate.server.forward import outgoing_headers, relay_passthrough
 from ccgate.server.metrics import Metrics
 from ccgate.server.readiness import Readiness
+from ccgate.server.response import Response
 from ccgate.store import (
     KeyCache,
     Store,
@@ -60,7 +59,7 @@ from ccgate.store import (
     session_id_from_headers,
 )
 from ccgate.translate import estimate_input_tokens
-from ccgate.upstream.transport import UpstreamTransport
+from ccgate.upstream.transport import Transport, UpstreamTransport
 from ccgate.wire.anthropic import decode_count_tokens, decode_messages, model_list
 
 log = logging.getLogger("ccgate")
@@ -73,8 +72,8 @@ _QUIET_ROUTES = frozenset({"healthz", "readyz", "metrics"})
 class Context:
     """Per-request facts gathered along the way, for the access log."""
 
-    __slots__ = ("attempts", "bytes_in", "client", "error", "key", "model", "request_id", "stream",
-                 "upstream")
+    __slots__ = ("attempts", "bytes_in", "client", "error", "key", "model", "request_id", "status",
+                 "stream", "upstream")
 
     def __init__(self) -> None:
         self.request_id = new_request_id()
@@ -86,13 +85,22 @@ class Context:
         self.stream: bool | None = None
         self.bytes_in = 0
         self.error: str | None = None
+        self.status = 0  # set when no response was sent (499: the client went away first)
 
 
-Handler = Callable[[Scope, Receive, Send, Context], Awaitable[tuple[int, int]]]
+# A handler answers through ``Response``, which records the status and bytes sent.
+Handler = Callable[[Scope, Receive, Response, Context], Awaitable[None]]
+TransportFactory = Callable[[Provider, list[Secret], Mapping[str, str]], Transport]
 
 
 class Gateway:
-    def __init__(self, loaded: LoadedConfig, env: Mapping[str, str], *, store: Store | None = None) -> None:
+    def __init__(
+        self, loaded: LoadedConfig, env: Mapping[str, str], *, store: Store | None = None,
+        transport: TransportFactory = UpstreamTransport, clock: Clock = SYSTEM_CLOCK,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
+        """``transport``, ``clock`` and ``sleep`` are seams for in-process tests
+        (``upstream.mock.ScriptedTransport``, ``routing.ManualClock``)."""
         self.loaded = loaded
         self.config = loaded.config
         self.store = store if store is not None else _open_store(loaded, env)
@@ -105,9 +113,9 @@ class Gateway:
         self.admin = (AdminApi(self.store, self.key_cache,
                                admin_key_from(loaded.secrets.admin_key, env))
                       if self.store is not None else None)
-        self.limiter = RateLimiter()
+        self.limiter = RateLimiter(clock)
         self.transports = {
-            p.name: UpstreamTransport(p, loaded.secrets.provider_keys[p.name], env)
+            p.name: transport(p, loaded.secrets.provider_keys[p.name], env)
             for p in self.config.providers
         }
         self.metrics = Metrics()
@@ -116,22 +124,20 @@ class Gateway:
             p.name: Upstream(
                 p.name,
                 KeyPool(loaded.secrets.provider_keys[p.name], strategy=routing.key_strategy,
-                        name=p.name, on_change=self.metrics.key_event),
-                Breaker(p.name, failure_threshold=routing.breaker.failure_threshold,
-                        window=routing.breaker.window, open_seconds=routing.breaker.open_seconds,
-                        on_change=self.metrics.breaker_change),
+                        name=p.name, on_change=self.metrics.key_event, clock=clock),
+                Breaker(p.name, **msgspec.structs.asdict(routing.breaker),
+                        on_change=self.metrics.breaker_change, clock=clock),
             )
             for p in self.config.providers
         }
-        retries = routing.retries
         self.dispatcher = Dispatcher(
             self.transports, self.upstreams,
-            RetryPolicy(max_attempts=retries.max_attempts, base=retries.base, cap=retries.cap,
-                        deadline=retries.deadline, max_wait=retries.max_wait),
+            RetryPolicy(**msgspec.structs.asdict(routing.retries)),
             # Parsed once: the hot path reads them per request.
             {p.name: p.openai_quirks() for p in self.config.providers},
             {p.name: p.anthropic_quirks() for p in self.config.providers},
             self.config.server.ping_interval,
+            clock=clock, sleep=sleep,
         )
         self.access_log = AccessLog(self.config.log.access, self.config.log.file)
         self.readiness = Readiness(list(self.transports.values()), self.config.server.ready_window,
@@ -183,20 +189,21 @@ class Gateway:
         method: str = scope["method"]
         path: str = scope["path"]
         ctx = Context()
+        response = Response(send)
         route = self.routes.get((method, path))
         label = route[0] if route else _unrouted_label(path)
-        status, bytes_out = 0, 0
+        status = 0
         try:
             if route is None:
-                status, bytes_out = await self.unrouted(scope, receive, send, ctx)
+                await self.unrouted(scope, receive, response, ctx)
             else:
                 _, handler, needs_auth = route
                 if needs_auth and self.auth.enabled:
                     ctx.key = self.authenticate(scope)
                     ctx.client = ctx.key.name
-                status, bytes_out = await handler(scope, receive, send, ctx)
+                await handler(scope, receive, response, ctx)
         except GatewayError as err:
-            status, bytes_out = err.status, await send_error(send, err, ctx.request_id)
+            await response.error(err, ctx.request_id)
             ctx.error = err.message
             if isinstance(err, UpstreamError):
                 self.metrics.upstream_errors.labels(ctx.upstream or "-", err.hop).inc()
@@ -205,12 +212,15 @@ class Gateway:
         except Exception:
             log.exception("internal error on %s %s (request %s)", method, path, ctx.request_id)
             internal = InternalError(f"internal gateway error (request {ctx.request_id})")
-            try:
-                status, bytes_out = 500, await send_error(send, internal, ctx.request_id)
-            except Exception:
-                status = 500
-            ctx.error = "internal error"
-        elapsed = time.perf_counter() - started
+            with contextlib.suppress(Exception):
+                await response.error(internal, ctx.request_id)
+            status, ctx.error = 500, "internal error"
+        status = status or response.status or ctx.status
+        self._observe(method, path, label, status, response.bytes_out, time.perf_counter() - started, ctx)
+
+    def _observe(self, method: str, path: str, label: str, status: int, bytes_out: int, elapsed: float,
+                 ctx: Context) -> None:
+        """Metrics and the access log line for one finished request."""
         self.metrics.request_done(label, status, ctx.upstream or "-", elapsed, bytes_out)
         if self.access_log.enabled and label not in _QUIET_ROUTES:
             self.access_log.write(
@@ -227,15 +237,16 @@ class Gateway:
         headers = dict(scope["headers"])  # a C-speed pass; a repeated header: the last one
         return self.auth.authenticate(headers.get(b"x-api-key"), headers.get(b"authorization"))
 
-    async def unrouted(self, scope: Scope, receive: Receive, send: Send, ctx: Context) -> tuple[int, int]:
+    async def unrouted(self, scope: Scope, receive: Receive, response: Response, ctx: Context) -> None:
         path: str = scope["path"]
         if path.startswith(ADMIN_PREFIX) and self.admin is not None:
-            return await self.admin.dispatch(scope, receive, send, ctx)
+            await self.admin.dispatch(scope, receive, response, ctx)
+            return
         if path.startswith("/api/event_logging/"):
             # Claude Code telemetry: absorbed here, never forwarded.
             await read_body(receive, self.max_body, None)
-            await send_response(send, 204, [])
-            return 204, 0
+            await response.whole(204, [])
+            return
         if path in self.known_paths:
             allowed = sorted(m for m, p in self.routes if p == path)
             raise MethodNotAllowed(
@@ -252,14 +263,14 @@ class Gateway:
         ctx.bytes_in = len(body)
         return body
 
-    async def messages(self, scope: Scope, receive: Receive, send: Send, ctx: Context) -> tuple[int, int]:
+    async def messages(self, scope: Scope, receive: Receive, response: Response, ctx: Context) -> None:
         body = await self._read(scope, receive, ctx)
         head = decode_messages(body)
         ctx.model, ctx.stream = head.model, head.stream
         self._admit(ctx, head.model)
-        return await self._dispatch(scope, receive, send, ctx, body, head.model)
+        await self._dispatch(scope, receive, response, ctx, body, head.model)
 
-    async def count_tokens(self, scope: Scope, receive: Receive, send: Send, ctx: Context) -> tuple[int, int]:
+    async def count_tokens(self, scope: Scope, receive: Receive, response: Response, ctx: Context) -> None:
         body = await self._read(scope, receive, ctx)
         head = decode_count_tokens(body)
         ctx.model = head.model
@@ -270,9 +281,9 @@ class Gateway:
             # No OpenAI equivalent: answered from the local estimate (docs/translation.md).
             ctx.upstream = route.primary.provider.name
             reply = _json.encode({"input_tokens": estimate_input_tokens(msgspec.json.decode(body))})
-            await send_json(send, 200, reply)
-            return 200, len(reply)
-        return await self._dispatch(scope, receive, send, ctx, body, head.model, record=False)
+            await response.json(200, reply)
+            return
+        await self._dispatch(scope, receive, response, ctx, body, head.model, record=False)
 
     def _admit(self, ctx: Context, model: str) -> None:
         """An issued key's model allowance and rate limits, checked before any upstream work."""
@@ -295,38 +306,37 @@ class Gateway:
         return PermissionDenied(f"gateway key {client.name!r} may not use model {model!r} (allowed: {allowed})")
 
     async def _dispatch(
-        self, scope: Scope, receive: Receive, send: Send, ctx: Context, body: bytes, model: str,
+        self, scope: Scope, receive: Receive, response: Response, ctx: Context, body: bytes, model: str,
         *, record: bool = True,
-    ) -> tuple[int, int]:
+    ) -> None:
         route = route_model(self.config, model)
         ctx.upstream = route.primary.provider.name
         if ctx.key is not None:
             _refuse_client_credentials(route.targets, self.transports)
         usage_wanted = (record and self.recorder is not None) or (
             ctx.key is not None and ctx.key.issued is not None and ctx.key.issued.tpm is not None)
-        ex = Exchange(count_usage=usage_wanted)
+        ex = Exchange(response, count_usage=usage_wanted)
         try:
-            status_bytes = await self._exchange(
+            await self._exchange(
                 receive, ctx, ex,
-                lambda ex: self.dispatcher.run(route, model, scope, body, send, ex,
-                                               forward_client=ctx.key is None),
+                self.dispatcher.run(route, model, scope, body, ex, forward_client=ctx.key is None),
             )
         finally:
             ctx.upstream = ex.provider or ctx.upstream
             ctx.attempts = ex.trail or None
             if record:
                 self._account(scope, ctx, ex, model)
-        return status_bytes
 
     def _account(self, scope: Scope, ctx: Context, ex: Exchange, model: str) -> None:
         usage = ex.usage or {}
         tokens = int(usage.get("input_tokens", 0)) + int(usage.get("output_tokens", 0))
         if ctx.key is not None and ctx.key.issued is not None and ctx.key.issued.tpm is not None and tokens:
             self.limiter.record_tokens_sync(ctx.key.issued.id, tokens)
-        if self.recorder is None or not ex.status:
+        status = ex.response.status
+        if self.recorder is None or not status:
             return
         self.recorder.record(UsageRow(
-            ts=time.time(), status=ex.status, key_id=ctx.key.key_id if ctx.key else None,
+            ts=time.time(), status=status, key_id=ctx.key.key_id if ctx.key else None,
             model=model, provider=ex.provider, session_id=session_id_from_headers(scope["headers"]),
             request_id=ctx.request_id,
             input_tokens=int(usage.get("input_tokens", 0)),
@@ -335,25 +345,23 @@ class Gateway:
             cache_creation_tokens=int(usage.get("cache_creation_input_tokens", 0)),
         ))
 
-    async def _exchange(
-        self, receive: Receive, ctx: Context, ex: Exchange, work: Callable[[Exchange], Awaitable[None]],
-    ) -> tuple[int, int]:
+    async def _exchange(self, receive: Receive, ctx: Context, ex: Exchange, work: Awaitable[None]) -> None:
         gauge = self.metrics.open_streams
         streaming = bool(ctx.stream)
         if streaming:
             gauge.inc()
         try:
-            await watch_disconnect(receive, ex, work(ex))
+            await watch_disconnect(receive, ex, work)
         finally:
             if streaming:
                 gauge.dec()
         if ex.error:
             ctx.error = ex.error
+        ctx.status = ex.status
         if ex.status >= 400:
             self.metrics.upstream_errors.labels(ex.provider or "-", f"http_{ex.status}").inc()
-        return (499 if ex.client_gone and not ex.status else ex.status), ex.bytes_out
 
-    async def models(self, scope: Scope, receive: Receive, send: Send, ctx: Context) -> tuple[int, int]:
+    async def models(self, scope: Scope, receive: Receive, response: Response, ctx: Context) -> None:
         # Exact ids only: a glob is not a model. Claude Code's picker keeps ids that start with
         # "claude" or "anthropic", so aliases meant for it should be named that way.
         listed = [
@@ -363,9 +371,8 @@ class Gateway:
         ]
         first = self.config.providers[0]
         if listed or first.translated:
-            body = _json.encode(model_list(listed))
-            await send_json(send, 200, body)
-            return 200, len(body)
+            await response.json(200, _json.encode(model_list(listed)))
+            return
         transport = next(iter(self.transports.values()))
         ctx.upstream = transport.name
         query: bytes = scope["query_string"]
@@ -376,36 +383,28 @@ class Gateway:
             if not isinstance(credentials, NoKey) else {},
             forward_client=ctx.key is None,
         )
+        ex = Exchange(response, provider=transport.name)
 
-        async def work(ex: Exchange) -> None:
-            ex.provider = transport.name
-            response = await transport.send("GET", path, headers, b"")
-            await relay_passthrough(transport, response, send, ex)
+        async def work() -> None:
+            await relay_passthrough(await transport.send("GET", path, headers, b""), ex)
 
-        return await self._exchange(receive, ctx, Exchange(), work)
+        await self._exchange(receive, ctx, ex, work())
 
-    async def hello(self, scope: Scope, receive: Receive, send: Send, ctx: Context) -> tuple[int, int]:
+    async def hello(self, scope: Scope, receive: Receive, response: Response, ctx: Context) -> None:
         body = _json.encode({"service": "ccgate", "version": __version__})
-        await send_json(send, 200, body, head_only=scope["method"] == "HEAD")
-        return 200, len(body)
+        await response.json(200, body, head_only=scope["method"] == "HEAD")
 
-    async def healthz(self, scope: Scope, receive: Receive, send: Send, ctx: Context) -> tuple[int, int]:
-        body = _json.encode({"status": "ok"})
-        await send_json(send, 200, body)
-        return 200, len(body)
+    async def healthz(self, scope: Scope, receive: Receive, response: Response, ctx: Context) -> None:
+        await response.json(200, _json.encode({"status": "ok"}))
 
-    async def readyz(self, scope: Scope, receive: Receive, send: Send, ctx: Context) -> tuple[int, int]:
+    async def readyz(self, scope: Scope, receive: Receive, response: Response, ctx: Context) -> None:
         ready, detail = await self.readiness.check()
         body = _json.encode({"status": "ready" if ready else "not ready",
                              "config": self.loaded.source, "providers": detail})
-        status = 200 if ready else 503
-        await send_json(send, status, body)
-        return status, len(body)
+        await response.json(200 if ready else 503, body)
 
-    async def render_metrics(self, scope: Scope, receive: Receive, send: Send, ctx: Context) -> tuple[int, int]:
-        body = self.metrics.render()
-        await send_response(send, 200, [(b"content-type", b"text/plain; version=0.0.4")], body)
-        return 200, len(body)
+    async def render_metrics(self, scope: Scope, receive: Receive, response: Response, ctx: Context) -> None:
+        await response.whole(200, [(b"content-type", b"text/plain; version=0.0.4")], self.metrics.render())
 
 
 def _unrouted_label(path: str) -> str:
@@ -414,7 +413,7 @@ def _unrouted_label(path: str) -> str:
     return "admin" if path.startswith(ADMIN_PREFIX) else "unknown"
 
 
-def _refuse_client_credentials(targets: tuple[Target, ...], transports: dict[str, UpstreamTransport]) -> None:
+def _refuse_client_credentials(targets: tuple[Target, ...], transports: dict[str, Transport]) -> None:
     """A client that authenticated with a gateway credential never has it forwarded upstream."""
     for target in targets:
         if transports[target.provider.name].byok:

@@ -1,4 +1,5 @@
-"""Minimal typed ASGI helpers: read a bounded body, send a complete response.
+"""Minimal typed ASGI helpers: the types, and reading a bounded body (responses are sent
+through ``server.response.Response``).
 
 No web framework: the gateway has a handful of routes and the hot path must stay short.
 """
@@ -8,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
-from ccgate.errors import GatewayError, RequestTooLarge, to_envelope
+from ccgate.errors import RequestTooLarge
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -40,25 +41,3 @@ async def read_body(receive: Receive, limit: int, declared: int | None) -> bytes
         if not message.get("more_body", False):
             break
     return chunks[0] if len(chunks) == 1 else b"".join(chunks)
-
-
-async def send_response(
-    send: Send, status: int, headers: RawHeaders, body: bytes = b"", *, head_only: bool = False
-) -> None:
-    await send({"type": "http.response.start", "status": status, "headers": headers})
-    await send({"type": "http.response.body", "body": b"" if head_only else body})
-
-
-JSON = [(b"content-type", b"application/json")]
-
-
-async def send_json(send: Send, status: int, body: bytes, *, head_only: bool = False) -> None:
-    await send_response(send, status, [*JSON, (b"content-length", str(len(body)).encode())],
-                        body, head_only=head_only)
-
-
-async def send_error(send: Send, err: GatewayError, request_id: str) -> int:
-    status, headers, body = to_envelope(err, request_id)
-    headers.append((b"content-length", str(len(body)).encode()))
-    await send_response(send, status, headers, body)
-    return len(body)

@@ -15,17 +15,19 @@ request for openai-compatible providers.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-import aiohttp
 import msgspec
 
-from ccgate.config.load import Route, Target
 from ccgate.errors import InvalidRequest, UpstreamError
 from ccgate.routing import Attempt, Candidate, GiveUp, Planner, RetryPolicy, Upstream, Wait, classify
-from ccgate.server.asgi import Scope, Send
-from ccgate.server.forward import Exchange, outgoing_headers, relay_passthrough, response_headers
+from ccgate.routing.clock import SYSTEM_CLOCK, Clock
+from ccgate.routing.route import Route, Target
+from ccgate.server.asgi import RawHeaders, Scope
+from ccgate.server.exchange import Exchange
+from ccgate.server.forward import outgoing_headers, relay_passthrough, response_headers
 from ccgate.server.translated import (
     check_context_window,
     openai_headers,
@@ -33,8 +35,9 @@ from ccgate.server.translated import (
     upstream_error,
 )
 from ccgate.translate import Quirks, TranslatedRequest, translate_request
-from ccgate.upstream.compat import AnthropicQuirks, rewrite_body
-from ccgate.upstream.transport import UpstreamTransport
+from ccgate.translate.compat import AnthropicQuirks, rewrite_body
+from ccgate.upstream.response import UpstreamResponse
+from ccgate.upstream.transport import Transport
 
 _json = msgspec.json.Encoder()
 # Error bodies are held to be classified and perhaps relayed; real ones are a few hundred bytes.
@@ -46,7 +49,7 @@ class Prepared:
     """A request ready for one target."""
 
     target: Target
-    transport: UpstreamTransport
+    transport: Transport
     path: str
     body: bytes
     translated: TranslatedRequest | None = None
@@ -58,19 +61,22 @@ class _Held:
 
     prepared: Prepared
     status: int
-    headers: list[tuple[bytes, bytes]]
+    headers: RawHeaders
     body: bytes
 
 
 class Dispatcher:
     def __init__(
         self,
-        transports: dict[str, UpstreamTransport],
+        transports: dict[str, Transport],
         upstreams: dict[str, Upstream],
         policy: RetryPolicy,
         quirks: dict[str, Quirks],
         compat: dict[str, AnthropicQuirks],
         ping_interval: float,
+        *,
+        clock: Clock = SYSTEM_CLOCK,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
         self.transports = transports
         self.upstreams = upstreams
@@ -78,6 +84,9 @@ class Dispatcher:
         self.quirks = quirks
         self.compat = compat
         self.ping_interval = ping_interval
+        # Injected so tests drive retries and backoff with a ManualClock, without sleeping.
+        self.clock = clock
+        self.sleep = sleep
 
     # Preparing a target --------------------------------------------------------------------
 
@@ -126,11 +135,11 @@ class Dispatcher:
     # The attempt loop ----------------------------------------------------------------------
 
     async def run(
-        self, route: Route, model: str, scope: Scope, body: bytes, send: Send, ex: Exchange,
+        self, route: Route, model: str, scope: Scope, body: bytes, ex: Exchange,
         *, method: str = "POST", forward_client: bool = True,
     ) -> None:
         candidates = [Candidate(self.upstreams[t.provider.name], t) for t in route.targets]
-        planner: Planner[Target] = Planner(candidates, self.policy)
+        planner: Planner[Target] = Planner(candidates, self.policy, clock=self.clock)
         prepared: dict[int, Prepared] = {}
         decoded: dict[str, Any] | None = None
         held: _Held | None = None
@@ -138,10 +147,10 @@ class Dispatcher:
             while True:
                 step = planner.next_step()
                 if isinstance(step, Wait):
-                    await asyncio.sleep(step.seconds)
+                    await self.sleep(step.seconds)
                     continue
                 if isinstance(step, GiveUp):
-                    await self._give_up(step, held, send, ex)
+                    await self._give_up(step, held, ex)
                     return
                 index = route.targets.index(step.target)
                 if index not in prepared:
@@ -157,7 +166,7 @@ class Dispatcher:
                 if isinstance(result, _Held):
                     held = result
                     continue
-                await self._relay(planner, step, prep, result, model, send, ex)
+                await self._relay(planner, step, prep, result, model, ex)
                 return
         finally:
             # The trail is logged only when there was more than one attempt.
@@ -166,34 +175,30 @@ class Dispatcher:
     async def _attempt(
         self, planner: Planner[Target], step: Attempt[Target], prep: Prepared, scope: Scope, method: str,
         forward_client: bool, count_usage: bool,
-    ) -> aiohttp.ClientResponse | _Held | None:
+    ) -> UpstreamResponse | _Held | None:
         transport, provider = prep.transport, prep.target.provider
         credentials = step.lease.headers(provider.auth_header)
         if prep.translated is not None:
             headers = openai_headers(credentials)
         else:
             headers = outgoing_headers(scope, transport, credentials, forward_client=forward_client,
-                                       readable_encoding=count_usage)
+                                       readable_encoding=count_usage,
+                                       forward_beta=self.compat[provider.name].forward_beta)
+        response: UpstreamResponse | None = None
         try:
             response = await transport.send(method, prep.path, headers, prep.body)
+            if response.status < 400:
+                planner.report(step, classify(response.status, None, response.headers))
+                return response
+            error_body = await response.read(_ERROR_BODY_LIMIT)
         except UpstreamError as err:
+            if response is not None:
+                response.close()
             planner.report(step, classify(None, err, {}))
             return None
         except BaseException:
-            planner.abandon(step)
-            raise
-        if response.status < 400:
-            planner.report(step, classify(response.status, None, response.headers))
-            return response
-        try:
-            error_body = await response.content.read(_ERROR_BODY_LIMIT)
-        except (aiohttp.ClientError, TimeoutError) as exc:
-            response.close()
-            broken = transport.failure(exc, "read")
-            planner.report(step, classify(None, broken, {}))
-            return None
-        except BaseException:
-            response.close()
+            if response is not None:
+                response.close()
             planner.abandon(step)
             raise
         response.close()
@@ -202,38 +207,33 @@ class Dispatcher:
 
     async def _relay(
         self, planner: Planner[Target], step: Attempt[Target], prep: Prepared,
-        response: aiohttp.ClientResponse, model: str, send: Send, ex: Exchange,
+        response: UpstreamResponse, model: str, ex: Exchange,
     ) -> None:
         try:
             if prep.translated is not None:
                 await relay_translated(
-                    prep.transport, response, prep.translated, model, send, ex, self.ping_interval,
+                    prep.transport, response, prep.translated, model, ex, self.ping_interval,
                     self.quirks[prep.target.provider.name],
                 )
             else:
-                await relay_passthrough(prep.transport, response, send, ex)
+                await relay_passthrough(response, ex)
         finally:
             if ex.upstream_broke:
                 planner.stream_failed(step)
 
-    async def _give_up(self, step: GiveUp, held: _Held | None, send: Send, ex: Exchange) -> None:
+    async def _give_up(self, step: GiveUp, held: _Held | None, ex: Exchange) -> None:
         if step.relay_last and held is not None:
             if held.prepared.translated is not None:
                 raise upstream_error(held.prepared.transport, held.status, held.body,
                                      _as_str(held.headers))
             # Passthrough: the provider's own answer, unchanged; Claude Code parses its wording.
-            ex.status = held.status
             headers = [*held.headers, (b"content-length", str(len(held.body)).encode())]
-            await send({"type": "http.response.start", "status": held.status, "headers": headers})
-            ex.started = True
-            ex.bytes_out += len(held.body)
-            ex.finished = True
-            await send({"type": "http.response.body", "body": held.body, "more_body": False})
+            await ex.response.whole(held.status, headers, held.body)
             return
         if step.error is not None:
             raise step.error
         raise UpstreamError(f"no provider could take the request: {step.reason}")
 
 
-def _as_str(headers: list[tuple[bytes, bytes]]) -> dict[str, str]:
+def _as_str(headers: RawHeaders) -> dict[str, str]:
     return {k.decode("latin-1"): v.decode("latin-1") for k, v in headers}

@@ -11,17 +11,13 @@ is read whole first (``_relay_whole``).
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Awaitable
-from dataclasses import dataclass, field
-from typing import Any
-
-import aiohttp
 import msgspec
 
 from ccgate.errors import GatewayError, UpstreamError
-from ccgate.server.asgi import Receive, Scope, Send
-from ccgate.upstream.transport import UpstreamTransport
+from ccgate.server.asgi import RawHeaders, Scope
+from ccgate.server.exchange import Exchange
+from ccgate.upstream.response import UpstreamResponse
+from ccgate.upstream.transport import Transport
 from ccgate.wire.usage import READABLE_ENCODINGS, UsageTap
 
 HOP_BY_HOP = frozenset(
@@ -35,8 +31,6 @@ CREDENTIALS = frozenset({"x-api-key", "authorization"})
 # The same as raw ASGI header names, for the per-request filter.
 _DROP = frozenset(name.encode() for name in HOP_BY_HOP)
 _DROP_WITH_CREDENTIALS = _DROP | frozenset(name.encode() for name in CREDENTIALS)
-# Seconds an exchange runs before a task starts watching for the client's disconnect.
-WATCH_AFTER = 0.05
 # Non-streamed answers up to this size are read whole before they are sent (``_relay_whole``).
 WHOLE_BODY_LIMIT = 1024 * 1024
 # Hop-by-hop headers, plus ``date`` because the server adds a fresh one of its own.
@@ -46,42 +40,22 @@ _RESPONSE_DROP = frozenset(
 )
 
 
-@dataclass
-class Exchange:
-    """What happened on one forwarded request, for the access log and metrics."""
-
-    status: int = 0
-    bytes_out: int = 0
-    streaming: bool = False
-    client_gone: bool = False
-    error: str | None = None
-    # The response head went to the client: from here on nothing may be retried.
-    started: bool = False
-    # Read usage out of the relayed answer (usage recording or a key's tokens-per-minute).
-    count_usage: bool = False
-    # Anthropic usage of the answer, when known (recorded per key, model and provider).
-    usage: dict[str, Any] | None = None
-    # The provider that answered, and every attempt on the way ("anthropic#0 529, ...").
-    provider: str | None = None
-    trail: str = ""
-    # The upstream broke the response after it started (counts against its breaker).
-    upstream_broke: bool = False
-    finished: bool = field(default=False, repr=False)
-
-
 def outgoing_headers(
-    scope: Scope, transport: UpstreamTransport, credentials: dict[str, str], *, forward_client: bool = True,
-    readable_encoding: bool = False,
+    scope: Scope, transport: Transport, credentials: dict[str, str], *, forward_client: bool = True,
+    readable_encoding: bool = False, forward_beta: bool = True,
 ) -> list[tuple[str, str]]:
     """The client's end-to-end headers, with its credential replaced by ``credentials`` (or
     kept, for a bring-your-own-key provider when the client did not authenticate to us).
 
     ``readable_encoding``: the gateway reads usage out of the answer, so ``accept-encoding``
     is narrowed to the encodings ``UsageTap`` can inflate (a subset of what the client
-    accepts, so the client still reads the answer it gets).
+    accepts, so the client still reads the answer it gets). ``forward_beta`` False drops
+    ``anthropic-beta`` (an Anthropic-compatible provider that rejects betas it does not know).
     """
     raw: list[tuple[bytes, bytes]] = scope["headers"]
     drop = _DROP_WITH_CREDENTIALS if not (transport.byok and forward_client) else _DROP
+    if not forward_beta:
+        drop = drop | {b"anthropic-beta"}
     for name, value in raw:
         if name == b"connection":  # and the headers it lists are hop-by-hop too
             drop = drop | {t.strip().lower() for t in value.split(b",")}
@@ -100,98 +74,24 @@ def readable_codings(accept_encoding: str) -> str:
     return ", ".join(kept) or "identity"
 
 
-def response_headers(
-    response: aiohttp.ClientResponse, *, keep_length: bool = False
-) -> list[tuple[bytes, bytes]]:
+def response_headers(response: UpstreamResponse, *, keep_length: bool = False) -> RawHeaders:
     """The upstream's response headers minus hop-by-hop ones (and its length, unless kept)."""
     drop = _RESPONSE_DROP if keep_length else _RESPONSE_DROP | {b"content-length"}
     return [(k.lower(), v) for k, v in response.raw_headers if k.lower() not in drop]
 
 
-async def _cancel_on_disconnect(receive: Receive, task: asyncio.Task[Any], ex: Exchange) -> None:
-    # The body has been read, so the next ASGI message is the disconnect (or the end of
-    # our own response, which `finished` tells apart).
-    message = await receive()
-    if message["type"] == "http.disconnect" and not ex.finished:
-        ex.client_gone = True
-        task.cancel()
-
-
-async def watch_disconnect(receive: Receive, ex: Exchange, work: Awaitable[None]) -> Exchange:
-    """Run ``work`` (the whole upstream exchange), cancelling it if the client goes away.
-
-    Cancelling closes the upstream response, which is what tells the provider to stop
-    generating. Raises what ``work`` raises (an UpstreamError before the response started).
-    The watcher task starts only once the exchange has run ``WATCH_AFTER`` seconds: most
-    quick exchanges never pay for it, and a generation worth stopping lasts far longer.
-    """
-    task = asyncio.current_task()
-    assert task is not None
-    loop = asyncio.get_running_loop()
-    watcher: asyncio.Task[None] | None = None
-
-    def start_watching() -> None:
-        nonlocal watcher
-        if not ex.finished:
-            watcher = loop.create_task(_cancel_on_disconnect(receive, task, ex))
-
-    timer = loop.call_later(WATCH_AFTER, start_watching)
-    try:
-        await work
-    except asyncio.CancelledError:
-        if not ex.client_gone:
-            raise
-        task.uncancel()
-        ex.error = "client disconnected"
-    finally:
-        ex.finished = True
-        timer.cancel()
-        if watcher is not None:
-            watcher.cancel()
-    return ex
-
-
-async def relay_passthrough(
-    transport: UpstreamTransport, response: aiohttp.ClientResponse, send: Send, ex: Exchange
-) -> None:
+async def relay_passthrough(response: UpstreamResponse, ex: Exchange) -> None:
     """Relay status, headers and body as they arrive; closes or releases ``response``."""
     complete = False
     try:
         headers = response_headers(response, keep_length=True)
-        content_type = response.headers.get("content-type", "")
-        ex.streaming = content_type.startswith("text/event-stream")
-        ex.status = response.status
+        ex.streaming = response.is_event_stream
         length = response.content_length
         if not ex.streaming and length is not None and length <= WHOLE_BODY_LIMIT:
-            complete = await _relay_whole(transport, response, headers, send, ex)
-            return
-        await send({"type": "http.response.start", "status": response.status, "headers": headers})
-        ex.started = True
-        tap = (UsageTap(sse=ex.streaming, encoding=response.headers.get("content-encoding"))
-               if ex.count_usage and response.status < 400 else None)
-        try:
-            async for chunk in response.content.iter_any():
-                ex.bytes_out += len(chunk)
-                if tap is not None:
-                    tap.feed(chunk)
-                await send({"type": "http.response.body", "body": chunk, "more_body": True})
-        except (aiohttp.ClientError, TimeoutError) as exc:
-            err: UpstreamError = transport.failure(exc, "read")
-            ex.error = f"upstream broke mid-response: {err.message}"
-            ex.upstream_broke = True
-            if ex.streaming:
-                # Headers are gone; tell an SSE client in-band, the way Anthropic does.
-                await send({"type": "http.response.body", "body": sse_error(err), "more_body": True})
-        else:
+            await _relay_whole(response, headers, ex)
             complete = True
-        ex.finished = True
-        if tap is not None:
-            ex.usage = tap.result()
-        if complete or ex.streaming:
-            await send({"type": "http.response.body", "body": b"", "more_body": False})
-        # else: a JSON body cut short by the upstream; ending without the final message makes
-        # the server close the connection, so the client sees a truncated response, not a
-        # well-formed but wrong one.
+            return
+        complete = await _relay_chunks(response, headers, ex)
     finally:
         # A fully read response returns its connection to the pool; anything else (client
         # gone, upstream broken) closes it, which is what cancels the upstream request.
@@ -201,10 +101,37 @@ async def relay_passthrough(
             response.close()
 
 
-async def _relay_whole(
-    transport: UpstreamTransport, response: aiohttp.ClientResponse, headers: list[tuple[bytes, bytes]],
-    send: Send, ex: Exchange,
-) -> bool:
+async def _relay_chunks(response: UpstreamResponse, headers: RawHeaders, ex: Exchange) -> bool:
+    """Each chunk as it arrives (streams, large or unsized bodies); True if read to the end."""
+    out = ex.response
+    await out.start(response.status, headers)
+    tap = (UsageTap(sse=ex.streaming, encoding=response.headers.get("content-encoding"))
+           if ex.count_usage and response.status < 400 else None)
+    try:
+        while chunk := await response.read_chunk():
+            if tap is not None:
+                tap.feed(chunk)
+            await out.body(chunk, more=True)
+    except UpstreamError as err:
+        ex.error = f"upstream broke mid-response: {err.message}"
+        ex.upstream_broke = True
+        if tap is not None:
+            ex.usage = tap.result()
+        if not ex.streaming:
+            # A JSON body cut short: no final message, so the client sees a truncated
+            # response, not a well-formed but wrong one.
+            out.abandon()
+            return False
+        # Headers are gone; tell an SSE client in-band, the way Anthropic does.
+        await out.body(sse_error(err), more=False)
+        return False
+    if tap is not None:
+        ex.usage = tap.result()
+    await out.body(b"", more=False)
+    return True
+
+
+async def _relay_whole(response: UpstreamResponse, headers: RawHeaders, ex: Exchange) -> None:
     """A complete answer of known, modest length: read it, then send head and body together.
 
     A JSON answer is useless to its client until its last byte anyway; holding it saves a
@@ -213,20 +140,14 @@ async def _relay_whole(
     """
     try:
         body = await response.read()
-    except (aiohttp.ClientError, TimeoutError) as exc:
+    except UpstreamError:
         ex.upstream_broke = True
-        ex.status = 0
-        raise transport.failure(exc, "read") from exc
+        raise
     if ex.count_usage and response.status < 400:
         tap = UsageTap(sse=False, encoding=response.headers.get("content-encoding"))
         tap.feed(body)
         ex.usage = tap.result()
-    ex.finished = True
-    await send({"type": "http.response.start", "status": response.status, "headers": headers})
-    ex.started = True
-    ex.bytes_out += len(body)
-    await send({"type": "http.response.body", "body": body, "more_body": False})
-    return True
+    await ex.response.whole(response.status, headers, body)
 
 
 def sse_error(err: GatewayError) -> bytes:

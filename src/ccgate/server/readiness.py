@@ -8,14 +8,14 @@ import asyncio
 import time
 
 from ccgate.routing import Upstream
-from ccgate.upstream.transport import UpstreamTransport
+from ccgate.upstream.transport import Transport
 
 PROBE_CACHE_SECONDS = 10.0
 
 
 class Readiness:
     def __init__(
-        self, transports: list[UpstreamTransport], window: float, upstreams: dict[str, Upstream] | None = None
+        self, transports: list[Transport], window: float, upstreams: dict[str, Upstream] | None = None
     ) -> None:
         self.transports = transports
         self.upstreams = upstreams or {}
@@ -45,7 +45,7 @@ class Readiness:
             ready = any(d["reachable"] and d.get("usable", True) for d in detail.values())
             return ready, detail
 
-    def _fresh(self, t: UpstreamTransport, now: float) -> bool:
+    def _fresh(self, t: Transport, now: float) -> bool:
         if t.last_success is not None and now - t.last_success <= self.window:
             return True
         probed = self._probed.get(t.name)

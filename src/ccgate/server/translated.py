@@ -3,32 +3,34 @@
 The protocol work is done by the sans-IO translators in ``ccgate.translate``; this module
 only moves bytes: it sends the translated request, turns an upstream error into an
 Anthropic error *before* anything reached the client (so it is a real HTTP status), and
-pumps the upstream SSE through the ``StreamTranslator``, sending a ping whenever the
+feeds the upstream's SSE bytes to ``translate.StreamPipeline``, sending a ping whenever the
 upstream has been silent for ``ping_interval`` seconds.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
-import aiohttp
 import msgspec
 
-from ccgate.errors import GatewayError, InvalidRequest, UpstreamError
-from ccgate.server.asgi import Send
-from ccgate.server.forward import Exchange
+from ccgate.errors import GatewayError, InvalidRequest, UpstreamError, UpstreamProtocolError
+from ccgate.server.exchange import Exchange
+from ccgate.server.response import Response
 from ccgate.translate import (
     Quirks,
+    StreamPipeline,
     StreamTranslator,
     TranslatedRequest,
     stream_from_response,
     translate_response,
     translate_upstream_error,
 )
-from ccgate.upstream.transport import UpstreamTransport
-from ccgate.wire.sse import SSEDecoder, encode_events
+from ccgate.translate.stream import Event
+from ccgate.upstream.response import UpstreamResponse
+from ccgate.upstream.transport import Transport
+from ccgate.wire.sse import encode_events
 
 _json = msgspec.json.Encoder()
 _decode = msgspec.json.Decoder()
@@ -37,14 +39,6 @@ _SSE_HEADERS = [
     (b"cache-control", b"no-cache"),
 ]
 _JSON_HEADERS = [(b"content-type", b"application/json")]
-
-
-class UpstreamProtocolError(UpstreamError):
-    """The provider answered 200 with something that is not a chat completion."""
-
-    status = 502
-    error_type = "api_error"
-    retryable = False
 
 
 def openai_headers(credentials: dict[str, str]) -> list[tuple[str, str]]:
@@ -64,7 +58,7 @@ def check_context_window(request: TranslatedRequest, context_window: int | None)
 
 
 def upstream_error(
-    transport: UpstreamTransport, status: int, body: bytes, headers: Mapping[str, str]
+    transport: Transport, status: int, body: bytes, headers: Mapping[str, str]
 ) -> GatewayError:
     """An OpenAI-style error answer as the Anthropic error the client gets. Providers echo
     the key they rejected, so the gateway's own keys are redacted from the message."""
@@ -75,29 +69,46 @@ def upstream_error(
 
 
 async def relay_translated(
-    transport: UpstreamTransport,
-    response: aiohttp.ClientResponse,
-    request: TranslatedRequest,
-    client_model: str,
-    send: Send,
-    ex: Exchange,
-    ping_interval: float,
-    quirks: Quirks,
+    transport: Transport, response: UpstreamResponse, request: TranslatedRequest, client_model: str,
+    ex: Exchange, ping_interval: float, quirks: Quirks,
 ) -> None:
     """Answer the client from a 2xx chat completion (JSON or SSE); closes ``response``.
 
     Error statuses never get here: the dispatcher reads and classifies them first.
     """
-    upstream_streams = response.headers.get("content-type", "").startswith("text/event-stream")
-    if request.stream and upstream_streams:
-        await _relay_stream(transport, response, request, client_model, send, ex, ping_interval, quirks)
+    if request.stream and response.is_event_stream:
+        await _relay_stream(transport, response, request, client_model, ex, ping_interval, quirks)
         return
     try:
         raw = await response.read()
-    except (aiohttp.ClientError, TimeoutError) as exc:
-        raise transport.failure(exc, "read") from exc
     finally:
         response.release()
+    data = _completion(transport, raw, response.headers)
+    if not request.stream:
+        message = translate_response(
+            data, model=client_model, tools=request.tools,
+            input_tokens_estimate=request.input_tokens_estimate, provider=transport.name,
+            reasoning_fields=quirks.reasoning_fields,
+        )
+        ex.usage = message.get("usage")
+        body = _json.encode(message)
+        await ex.response.whole(200, [*_JSON_HEADERS, (b"content-length", str(len(body)).encode())], body)
+        return
+    # The provider was asked not to stream (Quirks.stream_with_tools): build the stream here.
+    events = stream_from_response(
+        data, model=client_model, tools=request.tools,
+        input_tokens_estimate=request.input_tokens_estimate, provider=transport.name,
+        reasoning_fields=quirks.reasoning_fields,
+    )
+    ex.streaming = True
+    for name, payload in events:
+        if name == "message_delta" and "usage" in payload:
+            ex.usage = payload["usage"]
+    await ex.response.whole(200, _SSE_HEADERS, encode_events(events))
+
+
+def _completion(transport: Transport, raw: bytes, headers: Mapping[str, str]) -> dict[str, Any]:
+    """The JSON object of a 200 chat completion, or the GatewayError it stands for."""
     try:
         data = _decode.decode(raw)
         if not isinstance(data, dict):
@@ -108,99 +119,48 @@ async def relay_translated(
             f"({raw[:80]!r})", hop="upstream",
         ) from None
     if "error" in data:  # OpenRouter and vLLM can put an error in a 200 body (status in error.code)
-        raise upstream_error(transport, 200, raw, response.headers)
-    ex.status = 200
-    if request.stream:
-        # The provider was asked not to stream (Quirks.stream_with_tools): build the stream here.
-        events = stream_from_response(
-            data, model=client_model, tools=request.tools,
-            input_tokens_estimate=request.input_tokens_estimate, provider=transport.name,
-            reasoning_fields=quirks.reasoning_fields,
-        )
-        ex.streaming = True
-        await send({"type": "http.response.start", "status": 200, "headers": _SSE_HEADERS})
-        ex.started = True
-        body = encode_events(events)
-        _note_usage(ex, events)
-    else:
-        message = translate_response(
-            data, model=client_model, tools=request.tools,
-            input_tokens_estimate=request.input_tokens_estimate, provider=transport.name,
-            reasoning_fields=quirks.reasoning_fields,
-        )
-        ex.usage = message.get("usage")
-        body = _json.encode(message)
-        headers = [*_JSON_HEADERS, (b"content-length", str(len(body)).encode())]
-        await send({"type": "http.response.start", "status": 200, "headers": headers})
-        ex.started = True
-    ex.bytes_out += len(body)
-    ex.finished = True
-    await send({"type": "http.response.body", "body": body, "more_body": False})
+        raise upstream_error(transport, 200, raw, headers)
+    return data
 
 
 async def _relay_stream(
-    transport: UpstreamTransport,
-    response: aiohttp.ClientResponse,
-    request: TranslatedRequest,
-    client_model: str,
-    send: Send,
-    ex: Exchange,
-    ping_interval: float,
-    quirks: Quirks,
+    transport: Transport, response: UpstreamResponse, request: TranslatedRequest, client_model: str,
+    ex: Exchange, ping_interval: float, quirks: Quirks,
 ) -> None:
-    translator = StreamTranslator(
-        model=client_model, tools=request.tools, input_tokens_estimate=request.input_tokens_estimate,
-        provider=transport.name, reasoning_fields=quirks.reasoning_fields,
+    """Bytes from the provider into ``translate.StreamPipeline``, its events to the client,
+    and a ping whenever the provider has been silent for ``ping_interval``."""
+    pipeline = StreamPipeline(
+        StreamTranslator(
+            model=client_model, tools=request.tools, input_tokens_estimate=request.input_tokens_estimate,
+            provider=transport.name, reasoning_fields=quirks.reasoning_fields,
+        ),
+        provider=transport.name,
     )
-    decoder = SSEDecoder()
-    complete = False
-    ex.status, ex.streaming = 200, True
+    ex.streaming = True
+    out = ex.response
+    broke: str | None = None
     silence = SilenceWatch(ping_interval)
     try:
-        await send({"type": "http.response.start", "status": 200, "headers": _SSE_HEADERS})
-        ex.started = True
-        await _emit(send, ex, translator.start())
-        while not translator.finished:
+        await out.start(200, _SSE_HEADERS)
+        await _emit(out, pipeline.start())
+        while not pipeline.finished:
             try:
-                chunk = await silence.read(response.content)
-            except (aiohttp.ClientError, TimeoutError) as exc:
-                err = transport.failure(exc, "read")
-                ex.error = f"upstream broke mid-stream: {err.message}"
+                chunk = await silence.read(response.read_chunk)
+            except UpstreamError as err:
                 ex.upstream_broke = True
-                await _emit(send, ex, translator.fail(err.error_type, err.message))
+                broke = f"upstream broke mid-stream: {err.message}"
+                await _emit(out, pipeline.fail(err.error_type, err.message))
                 break
             if chunk is None:
-                await _emit(send, ex, translator.ping())
-                continue
-            eof = not chunk
-            events: list[tuple[str, dict[str, Any]]] = []
-            for event in decoder.close() if eof else decoder.feed(chunk):
-                if event.data == "[DONE]":
-                    events.extend(translator.finish())
-                    complete = True
-                    break
-                try:
-                    payload = _decode.decode(event.data)
-                except msgspec.DecodeError:
-                    message = f"provider {transport.name!r} sent a malformed stream chunk"
-                    ex.error = message
-                    events.extend(translator.fail("api_error", message))
-                    break
-                if isinstance(payload, dict):
-                    events.extend(translator.feed(payload))
-                if translator.finished:
-                    break
-            if eof and not translator.finished:
-                # Cut off before [DONE] or a finish reason: an error, not a quiet end_turn.
-                events.extend(translator.finish(truncated=True))
-                complete = True
-            if events:
-                await _emit(send, ex, events)
-        ex.finished = True
-        await send({"type": "http.response.body", "body": b"", "more_body": False})
+                await _emit(out, pipeline.ping())
+            else:
+                await _emit(out, pipeline.feed(chunk) if chunk else pipeline.close())
+        await out.body(b"", more=False)
     finally:
         silence.close()
-        if complete:
+        ex.usage = pipeline.usage
+        ex.error = broke or pipeline.error
+        if pipeline.complete:
             response.release()
         else:
             response.close()
@@ -226,11 +186,11 @@ class SilenceWatch:
         self._fired = False
         self._handle = self._loop.call_at(self._last + interval, self._check)
 
-    async def read(self, content: aiohttp.StreamReader) -> bytes | None:
-        """``content.readany()``, or None when the upstream stayed silent for the interval."""
+    async def read(self, read_chunk: Callable[[], Awaitable[bytes]]) -> bytes | None:
+        """``read_chunk()``, or None when the upstream stayed silent for the interval."""
         self._reading = True
         try:
-            chunk = await content.readany()
+            chunk = await read_chunk()
         except asyncio.CancelledError:
             if not self._fired:
                 raise
@@ -258,18 +218,6 @@ class SilenceWatch:
         self._handle = self._loop.call_at(due, self._check)
 
 
-def _note_usage(ex: Exchange, events: list[tuple[str, dict[str, Any]]]) -> None:
-    for name, data in events:
-        if name == "message_delta" and "usage" in data:
-            ex.usage = data["usage"]
-        elif name == "error":
-            ex.error = str(data.get("error", {}).get("message"))
-
-
-async def _emit(send: Send, ex: Exchange, events: list[tuple[str, dict[str, Any]]]) -> None:
-    if not events:
-        return
-    body = encode_events(events)
-    _note_usage(ex, events)
-    ex.bytes_out += len(body)
-    await send({"type": "http.response.body", "body": body, "more_body": True})
+async def _emit(out: Response, events: list[Event]) -> None:
+    if events:
+        await out.body(encode_events(events), more=True)

@@ -32,6 +32,7 @@ __all__ = [
     "SetupFileError",
     "apply_writes",
     "atomic_write",
+    "backup_root",
     "latest_backup",
     "plan_restore",
     "read_state",
@@ -39,6 +40,7 @@ __all__ = [
 ]
 
 MANIFEST = "manifest.json"
+BACKUPS_DIR = "ccgate-backups"
 NEW_FILE_MODE = 0o600  # settings hold the gateway token
 
 
@@ -70,6 +72,11 @@ def read_state(path: Path) -> FileState:
     except PermissionError:
         raise SetupFileError(f"{path} cannot be read (permission denied); check its owner and mode") from None
     return FileState(path, target, raw, mode)
+
+
+def backup_root(config_dir: Path) -> Path:
+    """Where setup keeps its backup sets: next to the settings it changes."""
+    return config_dir / BACKUPS_DIR
 
 
 def sha256(data: bytes) -> str:

@@ -10,8 +10,9 @@ import os
 import sys
 from collections.abc import Mapping
 
-from ccgate.setup.plan import PROXY_VARS, gateway_hosts, no_proxy_covers
-from ccgate.upstream.proxy_env import NO_PROXY_VARS, split_no_proxy
+from ccgate.claude_code import env as cc
+from ccgate.proxy_env import NO_PROXY_VARS
+from ccgate.setup.plan import no_proxy_for_gateway
 
 __all__ = ["SHELLS", "detect_shell", "env_assignments", "render"]
 
@@ -31,18 +32,12 @@ def env_assignments(
     gateway: str, token: str, models: Mapping[str, str], env: Mapping[str, str], host: str
 ) -> tuple[dict[str, str], list[str]]:
     """(variables to set, variables to unset) for a shell-only setup."""
-    out = {"ANTHROPIC_BASE_URL": gateway, "ANTHROPIC_AUTH_TOKEN": token}
+    out = {cc.BASE_URL: gateway, cc.AUTH_TOKEN: token}
     out.update(models)
-    if any(env.get(v, "").strip() for v in PROXY_VARS):
-        entries: list[str] = []
-        for var in NO_PROXY_VARS:
-            for entry in split_no_proxy(env.get(var, "")):
-                if entry not in entries:
-                    entries.append(entry)
-        missing = [h for h in gateway_hosts(host) if no_proxy_covers(entries, h) is None]
-        for var in NO_PROXY_VARS:
-            out[var] = ",".join(entries + missing)
-    return out, ["ANTHROPIC_API_KEY"]
+    if cc.proxy_variable(env) is not None:
+        _, value = no_proxy_for_gateway((env.get(var, "") for var in NO_PROXY_VARS), host)
+        out.update(dict.fromkeys(NO_PROXY_VARS, value))
+    return out, [cc.API_KEY]
 
 
 def _quote_sh(value: str) -> str:

@@ -25,8 +25,8 @@ from urllib.parse import urlsplit
 import aiohttp
 import certifi
 
-from ccgate.setup.plan import PROXY_VARS, no_proxy_covers
-from ccgate.upstream.proxy_env import NO_PROXY_VARS
+from ccgate.claude_code.env import proxy_variable
+from ccgate.proxy_env import NO_PROXY_VARS, no_proxy_matches, split_no_proxy
 
 __all__ = ["VerifyResult", "VerifyStep", "claude_route", "verify_gateway", "verify_with_doctor"]
 
@@ -55,15 +55,14 @@ def claude_route(base_url: str, env: Mapping[str, str]) -> VerifyStep:
     parts = urlsplit(base_url)
     host = parts.hostname or ""
     port = parts.port or (443 if parts.scheme == "https" else 80)
-    proxy = next(((v, env[v]) for v in PROXY_VARS if env.get(v, "").strip()), None)
+    proxy = proxy_variable(env)
     if proxy is None:
         return VerifyStep("route", True, "no proxy variable: Claude Code connects directly")
     for var in NO_PROXY_VARS:
         value = env.get(var)
         if value is None:
             continue
-        entries = [e for e in value.replace(",", " ").split() if e]
-        if no_proxy_covers(entries, host, port) is None:
+        if no_proxy_matches(split_no_proxy(value), host, port) is None:
             return VerifyStep(
                 "route",
                 False,
@@ -167,7 +166,7 @@ def verify_gateway(base_url: str, token: str, env: Mapping[str, str], *, timeout
 
 
 def verify_with_doctor(
-    env: Mapping[str, str], home: Path, project_dir: Path, managed_settings: Path
+    env: Mapping[str, str], home: Path, project_dir: Path, managed_dir: Path
 ) -> VerifyResult:
     """The doctor's verdict on what Claude Code will do with the files as they are now."""
     from ccgate.doctor import DoctorOptions, Severity, run_checks
@@ -177,7 +176,7 @@ def verify_with_doctor(
             env=dict(env),
             home=home,
             cwd=project_dir,
-            managed_settings=managed_settings,
+            managed_dir=managed_dir,
         )
     )
     result = VerifyResult(source="ccgate doctor")

@@ -18,31 +18,17 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from ccgate.errors import (
-    ClientError,
+    BillingError,
     GatewayError,
     InvalidRequest,
     NotFound,
     PermissionDenied,
     RateLimited,
     RequestTooLarge,
-    UpstreamError,
     UpstreamOverloaded,
+    UpstreamServerError,
     UpstreamTimeout,
 )
-
-
-class BillingError(ClientError):
-    """402 billing_error: the provider account behind the gateway is out of credit."""
-
-    status = 402
-    error_type = "billing_error"
-
-
-class UpstreamServerError(UpstreamError):
-    """500 api_error: the provider answered with its own server error (not a network failure)."""
-
-    status = 500
-
 
 _OVERFLOW = re.compile(
     r"context[_ ]length[_ ]exceeded|maximum context length|context_window_exceeded|exceed_context_size"

@@ -1,4 +1,5 @@
-"""Tool-call ids between Anthropic (``^[a-zA-Z0-9_-]+$``) and a provider's own rules.
+"""Ids between Anthropic (``^[a-zA-Z0-9_-]+$``) and a provider's own rules: tool-call ids,
+and the stand-in for ``metadata.user_id``.
 
 Everything here is deterministic and stateless, so the same conversation history always maps
 to the same ids and a ``tool_result`` keeps matching its ``tool_use`` across requests.
@@ -7,6 +8,7 @@ to the same ids and a ``tool_result`` keeps matching its ``tool_use`` across req
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 from typing import Literal
 
@@ -22,6 +24,24 @@ _HEX2 = re.compile(r"[0-9A-F]{2}")
 
 def _digest(text: str) -> bytes:
     return hashlib.sha256(text.encode("utf-8")).digest()
+
+
+def hashed_user_id(user_id: str) -> str:
+    """A stable ``[a-zA-Z0-9_-]`` stand-in for ``metadata.user_id``: the one rule for every provider.
+
+    Claude Code sends a JSON string (``device_id``, ``account_uuid``, ``session_id``) that some
+    providers reject by pattern. The hash is of the account, else the device, never the
+    session, so every request of one user gets the same value (the provider's abuse tracking
+    and caching keep grouping them); any other value is hashed whole.
+    """
+    stable = user_id
+    try:
+        parsed = json.loads(user_id)
+    except ValueError:
+        parsed = None
+    if isinstance(parsed, dict):
+        stable = str(parsed.get("account_uuid") or parsed.get("device_id") or user_id)
+    return "ccgate-" + hashlib.sha256(stable.encode()).hexdigest()[:32]
 
 
 def alnum9(anthropic_id: str) -> str:

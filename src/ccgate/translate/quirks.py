@@ -1,6 +1,6 @@
 """What one OpenAI-compatible provider accepts and returns differently from OpenAI itself.
 
-A ``Quirks`` value is plain data: presets (``upstream/presets.py``) build one per provider,
+A ``Quirks`` value is plain data: presets (``config/presets.py``) build one per provider,
 the translators read it, and nothing else branches on a provider's name. Each field's
 comment says which provider needs it and why (sources in docs/translation.md).
 """

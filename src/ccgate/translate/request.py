@@ -8,12 +8,12 @@ tabled in docs/translation.md.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import dataclass, field
 from typing import Any
 
 from ccgate.errors import InvalidRequest
+from ccgate.translate.ids import hashed_user_id
 from ccgate.translate.quirks import Quirks
 from ccgate.translate.reasoning import is_gateway_signature
 from ccgate.translate.schema import clean_schema, parameters_schema
@@ -311,22 +311,9 @@ def _metadata(metadata: Any, out: dict[str, Any], ctx: _Ctx) -> None:
         return
     user_id = metadata.get("user_id") if isinstance(metadata, dict) else None
     if ctx.quirks.send_user and isinstance(user_id, str) and user_id:
-        out["user"] = _user_hash(user_id)
+        out["user"] = hashed_user_id(user_id)
     else:
         ctx.dropped.add("metadata")
-
-
-def _user_hash(user_id: str) -> str:
-    """A stable ``[a-zA-Z0-9_-]`` id. Claude Code sends a JSON string (device_id, account_uuid,
-    session_id) that DeepSeek rejects by pattern; hash the stable part, never the session."""
-    stable = user_id
-    try:
-        parsed = json.loads(user_id)
-    except ValueError:
-        parsed = None
-    if isinstance(parsed, dict):
-        stable = str(parsed.get("account_uuid") or parsed.get("device_id") or user_id)
-    return "ccgate-" + hashlib.sha256(stable.encode()).hexdigest()[:32]
 
 
 def _effort_from_budget(budget: Any) -> str:

@@ -7,8 +7,8 @@ import re
 import secrets
 from typing import Any
 
-from ccgate.errors import GatewayError, UpstreamOverloaded
-from ccgate.translate.errors import UpstreamServerError, error_in_chunk
+from ccgate.errors import GatewayError, UpstreamOverloaded, UpstreamServerError
+from ccgate.translate.errors import error_in_chunk
 from ccgate.translate.reasoning import reasoning_text, sign
 from ccgate.translate.tokens import count_text
 from ccgate.translate.toolnames import ToolNames

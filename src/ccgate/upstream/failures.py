@@ -12,7 +12,7 @@ import aiohttp
 from aiohttp_socks import ProxyConnectionError, ProxyError, ProxyTimeoutError
 
 from ccgate.errors import UpstreamError, UpstreamTimeout, UpstreamUnreachable
-from ccgate.upstream.proxy_env import ProxySpec
+from ccgate.proxy_env import ProxySpec
 
 
 def classify_failure(

@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import socket
 import time
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Callable, Mapping
+from typing import Any, Protocol
 from urllib.parse import urlsplit
 
 import aiohttp
@@ -28,8 +28,9 @@ from aiohttp_socks import (
 from ccgate.config.model import Provider
 from ccgate.config.secrets import Secret
 from ccgate.errors import UpstreamError
+from ccgate.proxy_env import ProxyDecision, resolve_proxy
 from ccgate.upstream.failures import classify_failure
-from ccgate.upstream.proxy_env import ProxyDecision, resolve_proxy
+from ccgate.upstream.response import UpstreamResponse
 from ccgate.upstream.tls import build_ssl_context
 
 _TRANSPORT_ERRORS = (
@@ -40,6 +41,37 @@ _TRANSPORT_ERRORS = (
 # skipped per request, only when absent: a session-wide skip list costs aiohttp a header copy
 # and a sorted multidict on every request, and Claude Code sends all three anyway.
 _AUTO_HEADERS = ("user-agent", "accept", "accept-encoding")
+
+
+class Transport(Protocol):
+    """What the server needs of a provider's transport (``UpstreamTransport``, or
+    ``upstream.mock.ScriptedTransport`` in tests)."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def provider(self) -> Provider: ...
+
+    @property
+    def keys(self) -> list[Secret]: ...
+
+    @property
+    def byok(self) -> bool: ...
+
+    @property
+    def last_success(self) -> float | None: ...
+
+    async def start(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+    async def send(
+        self, method: str, path_and_query: str, headers: list[tuple[str, str]], body: bytes,
+        *, timeout: float | None = None,
+    ) -> UpstreamResponse: ...
+
+    async def probe(self, timeout: float = 5.0) -> str | None: ...
 
 
 class UpstreamTransport:
@@ -109,8 +141,11 @@ class UpstreamTransport:
     async def send(
         self, method: str, path_and_query: str, headers: list[tuple[str, str]], body: bytes,
         *, timeout: float | None = None,
-    ) -> aiohttp.ClientResponse:
-        """Send one request; the caller must release the response. Raises UpstreamError."""
+    ) -> UpstreamResponse:
+        """Send one request; the caller must release or close the response.
+
+        Raises UpstreamError, and so do the response's reads: no aiohttp exception leaves
+        this module."""
         assert self._session is not None, "transport not started"
         present = {name.lower() for name, _ in headers}
         skip = [name for name in _AUTO_HEADERS if name not in present]
@@ -127,11 +162,11 @@ class UpstreamTransport:
             )
         except _TRANSPORT_ERRORS as exc:
             phase = "read" if isinstance(exc, aiohttp.SocketTimeoutError) else "connect"
-            raise self.failure(exc, phase) from exc
+            raise self._failure(exc, phase) from exc
         self.last_success = time.monotonic()
-        return response
+        return _AiohttpResponse(response, self._failure)
 
-    def failure(self, exc: BaseException, phase: str) -> UpstreamError:
+    def _failure(self, exc: BaseException, phase: str) -> UpstreamError:
         return classify_failure(
             exc, provider=self.name, target=self.target, proxy=self.decision.proxy, phase=phase
         )
@@ -144,3 +179,38 @@ class UpstreamTransport:
             return err.message
         response.release()
         return None
+
+
+class _AiohttpResponse(UpstreamResponse):
+    """An aiohttp response whose body reads raise UpstreamError only."""
+
+    __slots__ = ("_content", "_failure", "_response")
+
+    def __init__(
+        self, response: aiohttp.ClientResponse, failure: Callable[[BaseException, str], UpstreamError]
+    ) -> None:
+        super().__init__(response.status, response.headers, response.raw_headers,
+                         response.content_length)
+        self._response = response
+        self._content = response.content
+        self._failure = failure
+
+    async def read_chunk(self) -> bytes:
+        try:
+            return await self._content.readany()
+        except _TRANSPORT_ERRORS as exc:
+            raise self._failure(exc, "read") from exc
+
+    async def read(self, limit: int = -1) -> bytes:
+        try:
+            if limit < 0:
+                return await self._response.read()
+            return await self._content.read(limit)
+        except _TRANSPORT_ERRORS as exc:
+            raise self._failure(exc, "read") from exc
+
+    def release(self) -> None:
+        self._response.release()
+
+    def close(self) -> None:
+        self._response.close()

@@ -8,20 +8,19 @@ docs/providers.md is the reader's view of this table (a test keeps the two in st
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
+from ccgate.config.model import AuthHeader, ProviderKind
 from ccgate.translate.quirks import GEMINI_SCHEMA_REJECTS
-
-Kind = Literal["anthropic", "anthropic-compatible", "openai-compatible"]
 
 
 @dataclass(frozen=True)
 class Preset:
     name: str
-    kind: Kind
+    kind: ProviderKind
     base_url: str
-    auth_header: Literal["x-api-key", "bearer", "none"]
-    # Field overrides for translate.Quirks (openai-compatible) or upstream.compat.AnthropicQuirks.
+    auth_header: AuthHeader
+    # Field overrides for translate.Quirks (openai-compatible) or translate.compat.AnthropicQuirks.
     quirks: dict[str, Any] = field(default_factory=dict)
     notes: str = ""
     # Self-hosted servers: the URL is a local default the user usually replaces.

@@ -13,6 +13,9 @@ the host (``example.com`` is that host only, as in Claude Code); ``.example.com`
 ``*.example.com`` for the domain and its subdomains; ``host:port`` for that port only; or a
 CIDR / IP literal that contains the host's IP literal. ``localhost`` does not match
 ``127.0.0.1``: names are not resolved.
+
+Pure and stdlib-only, so every layer can share it: config validates proxy URLs with it,
+upstream applies it, doctor, setup and claude_code explain it.
 """
 
 from __future__ import annotations

@@ -8,10 +8,11 @@ according to plain data built by the preset. Pure functions: no I/O.
 
 from __future__ import annotations
 
-import hashlib
 import re
 from dataclasses import dataclass
 from typing import Any, Literal
+
+from ccgate.translate.ids import hashed_user_id
 
 _USER_ID_OK = re.compile(r"^[a-zA-Z0-9_-]{1,128}$")
 
@@ -21,7 +22,8 @@ class AnthropicQuirks:
     # Top-level body fields the provider rejects (Zhipu answers 1210 "Invalid API parameter").
     drop_fields: frozenset[str] = frozenset()
     # DeepSeek rejects Claude Code's JSON-string metadata.user_id (pattern ^[a-zA-Z0-9_-]+$):
-    # "sanitize" replaces it by a stable hash, "drop" removes it, "keep" sends it unchanged.
+    # "sanitize" replaces an id outside that pattern by ids.hashed_user_id (stable per user),
+    # "drop" removes it, "keep" sends it unchanged.
     user_id: Literal["keep", "sanitize", "drop"] = "keep"
     # Forward the client's anthropic-beta header (providers that ignore it are unharmed; some reject).
     forward_beta: bool = True
@@ -47,9 +49,7 @@ def rewrite_body(data: dict[str, Any], quirks: AnthropicQuirks) -> list[str]:
             del metadata["user_id"]
             changed.append("metadata.user_id")
         elif not (isinstance(user_id, str) and _USER_ID_OK.match(user_id)):
-            # Stable per user so the provider's abuse tracking and caching still group requests.
-            digest = hashlib.sha256(str(user_id).encode()).hexdigest()[:32]
-            metadata["user_id"] = f"ccgate_{digest}"
+            metadata["user_id"] = hashed_user_id(str(user_id))
             changed.append("metadata.user_id")
     return changed
 

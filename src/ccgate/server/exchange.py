@@ -1,0 +1,88 @@
+"""One request's trip to the providers and back: what happened (for usage, the access log and
+metrics), and the watch for a client that goes away mid-exchange.
+
+The response's own lifecycle (status, started, bytes out, finished) belongs to
+``server.response.Response``; ``Exchange`` records what only the upstream side knows.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable
+from dataclasses import dataclass
+from typing import Any
+
+from ccgate.server.asgi import Receive
+from ccgate.server.response import Response
+
+# Seconds an exchange runs before a task starts watching for the client's disconnect.
+WATCH_AFTER = 0.05
+
+
+@dataclass
+class Exchange:
+    """What happened on one forwarded request, besides what the response itself records."""
+
+    response: Response
+    # Read usage out of the relayed answer (usage recording or a key's tokens-per-minute).
+    count_usage: bool = False
+    streaming: bool = False
+    client_gone: bool = False
+    error: str | None = None
+    # Anthropic usage of the answer, when known (recorded per key, model and provider).
+    usage: dict[str, Any] | None = None
+    # The provider that answered, and every attempt on the way ("anthropic#0 529, ...").
+    provider: str | None = None
+    trail: str = ""
+    # The upstream broke the response after it started (counts against its breaker).
+    upstream_broke: bool = False
+
+    @property
+    def status(self) -> int:
+        """What the client was sent: 499 if it went away before anything was."""
+        status = self.response.status
+        return 499 if self.client_gone and not status else status
+
+
+async def _cancel_on_disconnect(receive: Receive, task: asyncio.Task[Any], ex: Exchange) -> None:
+    # The body has been read, so the next ASGI message is the disconnect (or the end of
+    # our own response, which `finished` tells apart).
+    message = await receive()
+    if message["type"] == "http.disconnect" and not ex.response.finished:
+        ex.client_gone = True
+        task.cancel()
+
+
+async def watch_disconnect(receive: Receive, ex: Exchange, work: Awaitable[None]) -> None:
+    """Run ``work`` (the whole upstream exchange), cancelling it if the client goes away.
+
+    Cancelling closes the upstream response, which is what tells the provider to stop
+    generating. Raises what ``work`` raises (an UpstreamError before the response started).
+    The watcher task starts only once the exchange has run ``WATCH_AFTER`` seconds: most
+    quick exchanges never pay for it, and a generation worth stopping lasts far longer.
+    """
+    task = asyncio.current_task()
+    assert task is not None
+    loop = asyncio.get_running_loop()
+    watcher: asyncio.Task[None] | None = None
+
+    def start_watching() -> None:
+        nonlocal watcher
+        if not ex.response.finished:
+            watcher = loop.create_task(_cancel_on_disconnect(receive, task, ex))
+
+    timer = loop.call_later(WATCH_AFTER, start_watching)
+    try:
+        await work
+    except asyncio.CancelledError:
+        if not ex.client_gone:
+            raise
+        task.uncancel()
+        ex.error = "client disconnected"
+    finally:
+        timer.cancel()
+        if watcher is not None:
+            watcher.cancel()
+
+
+__all__ = ["WATCH_AFTER", "Exchange", "watch_disconnect"]

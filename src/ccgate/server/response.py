@@ -1,0 +1,72 @@
+"""One HTTP response over ASGI ``send``, with its lifecycle in one place.
+
+Like uvicorn's ``send()``, this is the only writer of the response's state: the status sent,
+whether the head has gone out (from then on nothing may be retried or turned into an error
+envelope), the body bytes sent, and whether the final message is on its way (from then on a
+disconnect is the normal end of the exchange, not the client going away). Handlers and relays
+call it and never set those facts by hand; the access log and metrics read them from here.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from ccgate.errors import GatewayError, to_envelope
+from ccgate.server.asgi import RawHeaders, Send
+
+log = logging.getLogger("ccgate")
+
+_JSON = (b"content-type", b"application/json")
+
+
+class Response:
+    __slots__ = ("_send", "bytes_out", "finished", "started", "status")
+
+    def __init__(self, send: Send) -> None:
+        self._send = send
+        self.status = 0  # what the client was sent; 0 while nothing was
+        self.started = False
+        self.finished = False
+        self.bytes_out = 0
+
+    async def start(self, status: int, headers: RawHeaders) -> None:
+        """Send the head; the body follows with ``body()``."""
+        self.status = status
+        self.started = True
+        await self._send({"type": "http.response.start", "status": status, "headers": headers})
+
+    async def body(self, data: bytes, *, more: bool) -> None:
+        self.bytes_out += len(data)
+        if not more:
+            self.finished = True  # set before the await: the server may report the end at once
+        await self._send({"type": "http.response.body", "body": data, "more_body": more})
+
+    async def whole(self, status: int, headers: RawHeaders, body: bytes = b"", *,
+                    head_only: bool = False) -> None:
+        """A complete response, head and body."""
+        self.finished = True
+        await self.start(status, headers)
+        await self.body(b"" if head_only else body, more=False)
+
+    async def json(self, status: int, body: bytes, *, head_only: bool = False) -> None:
+        await self.whole(status, [_JSON, (b"content-length", str(len(body)).encode())], body,
+                         head_only=head_only)
+
+    async def error(self, err: GatewayError, request_id: str) -> None:
+        """The Anthropic error envelope for ``err`` (errors.to_envelope). Once the head has
+        gone out there is no way to send one: the connection is ended instead."""
+        if self.started:
+            log.warning("error after the response started (request %s): %s", request_id, err.message)
+            self.abandon()
+            return
+        status, headers, body = to_envelope(err, request_id)
+        headers.append((b"content-length", str(len(body)).encode()))
+        await self.whole(status, headers, body)
+
+    def abandon(self) -> None:
+        """End without the final body message: the server closes the connection, so the client
+        sees a truncated response rather than a well-formed but wrong one."""
+        self.finished = True
+
+
+__all__ = ["Response"]
