@@ -8,12 +8,10 @@ from pathlib import Path
 
 from bench import run as bench_run
 from bench.common import RESULTS
+from bench.options import Options, command_line
 
 
-def main(argv: list[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    ap = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
-    sub = ap.add_subparsers(dest="cmd", required=True)
+def _add_run(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     r = sub.add_parser("run", help="run the benchmark (full: ~2 minutes)")
     r.add_argument("--quick", action="store_true",
                    help="1 s lanes, no warm-up, no floor relays, no docs update (smoke test)")
@@ -39,6 +37,9 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("--no-docs", action="store_true", help="do not update docs/benchmarks.md")
     r.add_argument("--translated", action=argparse.BooleanOptionalAction, default=True,
                    help="run the translation lanes (kind: openai-compatible; default on)")
+
+
+def _add_peers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("peers", help="ccgate next to LiteLLM, claude-code-router, "
                        "claude-code-proxy and the bare floor relay (installs them under "
                        "bench/.peers/; full: ~20 minutes)")
@@ -60,6 +61,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--no-docs", action="store_true", help="do not update docs/benchmarks.md")
     p.add_argument("--no-plot", action="store_true", help="do not draw the PNG")
     p.add_argument("--wait-quiet", type=int, default=0, metavar="SECONDS")
+
+
+def _add_cost(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     k = sub.add_parser("cost", help="CPU per request with features switched off, next to the floor")
     k.add_argument("variants", nargs="*", default=["full", "no-usage", "no-access-log", "bare"],
                    help="full, no-usage, no-store, no-access-log, bare (default: all but no-store)")
@@ -68,33 +72,53 @@ def main(argv: list[str] | None = None) -> int:
     k.add_argument("--seconds", type=int, default=3)
     k.add_argument("--rounds", type=int, default=5)
     k.add_argument("--out", type=Path, help="results JSON (default bench/results/cost.json)")
+
+
+def _add_capture(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     c = sub.add_parser("capture", help="(re)capture the Claude Code request only")
     c.add_argument("--capture-mode", choices=["interactive", "print"], default="interactive")
+
+
+def parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    for add in (_add_run, _add_peers, _add_cost, _add_capture):
+        add(sub)
+    return ap
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    ap = parser()
     args = ap.parse_args(argv)
-
     if args.cmd == "capture":
-        import json
-        import tempfile
-
-        from bench import capture
-
-        with tempfile.TemporaryDirectory(prefix="ccgate-capture-") as tmp:
-            meta = capture.capture(Path(tmp), mode=args.capture_mode)
-        print(json.dumps(meta, indent=2))
-        return 0
-
+        return _capture(args)
     if args.cmd == "peers":
         return _peers(args, argv, ap)
-
     if args.cmd == "cost":
         from bench import cost
 
         return cost.main(args.variants, size=args.request, conns=args.concurrency,
                          seconds=args.seconds, rounds=args.rounds, out_path=args.out)
+    return _run(args, argv, ap)
 
+
+def _capture(args: argparse.Namespace) -> int:
+    import json
+    import tempfile
+
+    from bench import capture
+
+    with tempfile.TemporaryDirectory(prefix="ccgate-capture-") as tmp:
+        meta = capture.capture(Path(tmp), mode=args.capture_mode)
+    print(json.dumps(meta, indent=2))
+    return 0
+
+
+def _run(args: argparse.Namespace, argv: list[str], ap: argparse.ArgumentParser) -> int:
     quick = args.quick
     floor = args.floor if args.floor is not None else ("" if quick else "uvicorn,aiohttp")
-    opts = bench_run.Options(
+    opts = Options(
         seconds=args.seconds or 1,
         rounds=args.rounds or (1 if quick else 5),
         warmup=args.warmup if args.warmup is not None else (0 if quick else 1),
@@ -108,7 +132,7 @@ def main(argv: list[str] | None = None) -> int:
         quick=quick,
         wait_quiet=args.wait_quiet,
         translated=args.translated,
-        command=bench_run.command_line(argv),
+        command=command_line(argv),
     )
     bad = [f for f in opts.floor if f not in ("uvicorn", "aiohttp")]
     if bad:
@@ -117,19 +141,20 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _peers(args: argparse.Namespace, argv: list[str], ap: argparse.ArgumentParser) -> int:
-    from bench import peers
+    from bench.peers import run as peers_run
+    from bench.peers.gateways import PEERS
 
     quick = args.quick
-    only = tuple(x for x in (args.only or ",".join(peers.PEERS)).split(",") if x)
-    bad = [x for x in only if x not in peers.PEERS]
+    only = tuple(x for x in (args.only or ",".join(PEERS)).split(",") if x)
+    bad = [x for x in only if x not in PEERS]
     if bad:
-        ap.error(f"unknown gateway(s): {', '.join(bad)}; known: {', '.join(peers.PEERS)}")
+        ap.error(f"unknown gateway(s): {', '.join(bad)}; known: {', '.join(PEERS)}")
     if "ccgate" in only:  # ccgate first: the other columns are compared with it
         only = ("ccgate", *(x for x in only if x != "ccgate"))
     sweep = tuple(int(x) for x in (args.sweep or ("1,32" if quick else "1,8,32,64")).split(","))
     if 1 not in sweep or 32 not in sweep:
         ap.error("--sweep must include 1 and 32")
-    base = bench_run.Options(
+    base = Options(
         # 3 s rounds: a slow gateway at c=32-64 needs more than a second to finish anything
         seconds=args.seconds or (1 if quick else 3),
         rounds=args.rounds or (1 if quick else 3),
@@ -139,15 +164,14 @@ def _peers(args: argparse.Namespace, argv: list[str], ap: argparse.ArgumentParse
         capture_mode=args.capture_mode,
         quick=quick,
         wait_quiet=args.wait_quiet,
-        command=bench_run.command_line(argv),
+        command=command_line(argv),
     )
-    po = peers.PeerOptions(
+    po = peers_run.PeerOptions(
         base=base, only=only, sweep=sweep,
         streams_open=args.streams_open if args.streams_open is not None else (
             20 if quick else 200),
         install=not args.no_install, trace=not args.no_trace,
         out=args.out or RESULTS / ("peers-quick.json" if quick else "peers.json"),
-        plot=None if (args.no_plot or quick) else peers.PLOT,
+        plot=None if (args.no_plot or quick) else peers_run.PLOT,
     )
-    return peers.main(po, docs=not (args.no_docs or quick))
-
+    return peers_run.main(po, docs=not (args.no_docs or quick))

@@ -14,8 +14,6 @@ store at all), `no-access-log`, `bare` (no store, no access log).
 
 from __future__ import annotations
 
-import json
-import os
 import statistics
 import tempfile
 from dataclasses import dataclass
@@ -24,10 +22,13 @@ from typing import Any
 
 from bench import wrk
 from bench.common import RESULTS, BenchError
+from bench.floor import Floor
 from bench.gateway import CLIENT_TOKEN, CONFIG, UPSTREAM_KEY, Ccgate
-from bench.lanes import Floor, Options, cpu_ticks
-from bench.run import BASE_HEADERS, SMALL_BODY, large_request
-from bench.upstream import Nginx
+from bench.nginx import Nginx
+from bench.options import Options
+from bench.procs import cpu_ticks, ticks_to_seconds
+from bench.report import publish
+from bench.workload import ANTHROPIC_HEADERS, SMALL_BODY, large_request
 
 VARIANTS: dict[str, tuple[str, ...]] = {
     "full": (),
@@ -59,10 +60,9 @@ class Side:
 
 
 def _round(side: Side, conns: int, seconds: int) -> dict[str, float]:
-    hz = os.sysconf("SC_CLK_TCK")
     before = cpu_ticks(side.pid)
     result = wrk.run(side.url, side.request, conns, seconds, 1)
-    spent = (cpu_ticks(side.pid) - before) / hz
+    spent = ticks_to_seconds(cpu_ticks(side.pid) - before)
     if result["error_total"]:
         raise BenchError(f"{side.name}: {result['error_total']} wrk errors (non-2xx or socket)")
     return {"rps": result["rps"], "cpu_us_per_request": 1e6 * spent / max(result["requests"], 1),
@@ -72,7 +72,7 @@ def _round(side: Side, conns: int, seconds: int) -> dict[str, float]:
 def run(variants: list[str], *, size: str, conns: int, seconds: int, rounds: int,
         log: Any = print) -> dict[str, Any]:
     work = Path(tempfile.mkdtemp(prefix="ccgate-bench-cost-"))
-    body, headers = SMALL_BODY, dict(BASE_HEADERS)
+    body, headers = SMALL_BODY, dict(ANTHROPIC_HEADERS)
     if size == "large":
         large = large_request(Options(log=log), work)
         body, headers = large.body, dict(large.headers)
@@ -86,7 +86,7 @@ def run(variants: list[str], *, size: str, conns: int, seconds: int, rounds: int
             started.append(gw)
             req = wrk.write_request(work, f"req-{name}", body, {**headers, "x-api-key": CLIENT_TOKEN})
             sides.append(Side(name, gw.url, req, gw.pid, []))
-        floor = Floor("uvicorn", nginx.url, work)
+        floor = Floor("uvicorn", nginx.url, work).start()
         req = wrk.write_request(work, "req-floor", body, {**headers, "x-api-key": UPSTREAM_KEY})
         sides.append(Side("floor", floor.url, req, floor.pid, []))
         for side in sides:  # warm
@@ -132,10 +132,5 @@ def main(variants: list[str], *, size: str, conns: int, seconds: int, rounds: in
     if unknown:
         raise SystemExit(f"unknown variant(s) {', '.join(unknown)}; choose from {', '.join(VARIANTS)}")
     out = run(variants, size=size, conns=conns, seconds=seconds, rounds=rounds)
-    print()
-    print(table(out))
-    path = out_path or RESULTS / "cost.json"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(out, indent=2) + "\n")
-    print(f"\nwrote {path}")
+    publish(out, table(out), out_path or RESULTS / "cost.json")
     return 0

@@ -8,7 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from bench.common import LOOPBACK, REPO, BenchError, free_port, http, stop, wait_http
+from bench.common import LOOPBACK, REPO, BenchError, http
+from bench.procs import LoopbackServer, clean_env
 
 CLIENT_TOKEN = "ccg-bench-client-token-0123456789abcdef"
 UPSTREAM_KEY = "sk-ant-api03-bench-upstream-key-0123456789abcdef"
@@ -81,30 +82,32 @@ log:
 """
 
 
-class Ccgate:
+def with_src_on_path(env: dict[str, str]) -> dict[str, str]:
+    """`env` with this checkout's src/ first on PYTHONPATH: the ccgate under test is this one."""
+    env["PYTHONPATH"] = os.pathsep.join(
+        p for p in (str(REPO / "src"), env.get("PYTHONPATH", "")) if p)
+    return env
+
+
+class Ccgate(LoopbackServer):
     """`python -m ccgate serve --config <generated>`; the pid is the gateway process itself.
 
     `config` is a template (CONFIG by default) filled with host, port, token, key, access_log,
     upstream and any `extra` fields.
     """
 
+    what = "ccgate"
+
     def __init__(self, workdir: Path, upstream_url: str, name: str = "ccgate",
                  config: str = CONFIG, **extra: str) -> None:
+        super().__init__()
         self.template = config
         self.extra = extra  # inserted as they are (loopback URLs)
         self.dir = workdir / name
-        self.port = free_port()
-        self.url = f"http://{LOOPBACK}:{self.port}"
         self.upstream = upstream_url
         self.access_log = self.dir / "access.log"
         self.config_file = self.dir / "ccgate.yaml"
-        self.proc: subprocess.Popen[bytes] | None = None
         self.stderr_file = self.dir / "stderr.log"
-
-    @property
-    def pid(self) -> int:
-        assert self.proc is not None
-        return self.proc.pid
 
     def start(self) -> Ccgate:
         self.dir.mkdir(parents=True, exist_ok=True)
@@ -112,22 +115,14 @@ class Ccgate:
             host=LOOPBACK, port=self.port, token=json.dumps(CLIENT_TOKEN),
             upstream=json.dumps(self.upstream), key=json.dumps(UPSTREAM_KEY),
             access_log=json.dumps(str(self.access_log)), **self.extra))
-        env = {k: v for k, v in os.environ.items()
-               if k.lower() not in ("http_proxy", "https_proxy", "all_proxy", "no_proxy")
-               and not k.startswith("CCGATE_")}
-        env["PYTHONPATH"] = os.pathsep.join(
-            p for p in (str(REPO / "src"), env.get("PYTHONPATH", "")) if p)
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "ccgate", "serve", "--config", str(self.config_file)],
-            cwd=self.dir, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-            stderr=self.stderr_file.open("wb"),
-        )
-        try:
-            wait_http(self.url + "/healthz", self.proc, timeout=30, what="ccgate")
-        except BenchError as e:
-            self.stop()
-            raise BenchError(f"{e}; stderr: {self.stderr_tail()}") from None
+        self.launch([sys.executable, "-m", "ccgate", "serve", "--config", str(self.config_file)],
+                    ready_path="/healthz", timeout=30, cwd=self.dir,
+                    env=with_src_on_path(clean_env("CCGATE_")), stdout=subprocess.DEVNULL,
+                    stderr=self.stderr_file.open("wb"))
         return self
+
+    def failure_detail(self) -> str:
+        return f"; stderr: {self.stderr_tail()}"
 
     def stderr_tail(self) -> str:
         try:
@@ -135,11 +130,17 @@ class Ccgate:
         except OSError:
             return ""
 
+    def died(self) -> bool:
+        return self.proc is not None and self.proc.poll() is not None
+
     def metrics(self) -> str:
         status, body = http("GET", self.url + "/metrics")
         if status != 200:
             raise BenchError(f"ccgate /metrics answered {status}")
         return body.decode(errors="replace")
+
+    def messages_by_status(self) -> dict[str, float]:
+        return metric_counts(self.metrics())
 
     def access_lines(self) -> int:
         try:
@@ -147,9 +148,6 @@ class Ccgate:
                 return sum(1 for _ in f)
         except OSError:
             return 0
-
-    def stop(self) -> None:
-        stop(self.proc)
 
 
 def metric_counts(text: str) -> dict[str, float]:

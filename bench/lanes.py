@@ -1,74 +1,53 @@
-"""Lanes: one wrk run against one target, medians over alternating rounds, shared options."""
+"""wrk lanes: one load against one target, and alternating rounds reduced to their medians.
+
+Targets alternate round after round so that slow drifts on a shared machine hit every side
+alike; each lane then reports its median round.
+"""
 
 from __future__ import annotations
 
-import os
 import statistics
-import subprocess
-import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from bench import wrk
-from bench.common import LOOPBACK, RESULTS, BenchError, free_port, stop, wait_http
+from bench.options import Options
+from bench.procs import cpu_ticks, ticks_to_seconds
 
 MESSAGES_PATH = "/v1/messages?beta=true"
 
 
-@dataclass
-class Options:
-    seconds: int = 1
-    rounds: int = 5
-    warmup: int = 1
-    threads: int = 1
-    concurrency: int = 32
-    floor: tuple[str, ...] = ("uvicorn", "aiohttp")
-    large_body: str = "auto"  # auto | capture | synthetic
-    capture_mode: str = "interactive"
-    out: Path = RESULTS / "latest.json"
-    docs: bool = True
-    quick: bool = False
-    wait_quiet: int = 0  # seconds to wait for other processes to leave the CPUs idle
-    translated: bool = True  # the translation lanes (issue 4)
-    command: str = ""
-    log: Any = field(default=print)
+@dataclass(frozen=True)
+class WrkTarget:
+    """Where one side of a lane sends its request, and whose CPU to measure."""
+
+    label: str  # the lane's "target" in the results: direct, ccgate, floor-uvicorn, gateway
+    url: str
+    request_file: Path  # from wrk.write_request
+    pid: int | None = None
+    path: str = MESSAGES_PATH
 
 
-@dataclass
-class Request:
-    name: str
-    body: bytes
-    headers: dict[str, str]
-    source: str
-    tools: int
-    meta: dict[str, Any] = field(default_factory=dict)
-
-
-def cpu_ticks(pid: int) -> int:
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return 0
-    return int(fields[11]) + int(fields[12])  # utime + stime
-
-
-def lane(opts: Options, label: str, url: str, req_file: Path, size: str, conns: int,
-         pid: int | None = None, path: str = MESSAGES_PATH) -> dict[str, Any]:
-    ticks0 = cpu_ticks(pid) if pid else 0
+def lane(opts: Options, target: WrkTarget, request: str, conns: int, note: str = "",
+         log: bool = True) -> dict[str, Any]:
+    """One wrk run: wrk's summary plus target, request and (with a pid) the process's CPU %."""
+    ticks0 = cpu_ticks(target.pid) if target.pid else 0
     t0 = time.monotonic()
-    result = wrk.run(url, req_file, conns, opts.seconds, opts.threads, path=path)
+    result = wrk.run(target.url, target.request_file, conns, opts.seconds, opts.threads,
+                     path=target.path)
     wall = time.monotonic() - t0
-    result.update(target=label, request=size)
-    if pid:
-        hz = os.sysconf("SC_CLK_TCK")
-        result["cpu_pct"] = round(100.0 * (cpu_ticks(pid) - ticks0) / hz / wall, 1)
-    lat = result["latency_us"]
-    opts.log(f"  {label:<14} {size:<6} c={conns:<3} {result['rps']:>10,.0f} req/s  "
-             f"p50 {lat['p50'] / 1000:.3f} ms  p99 {lat['p99'] / 1000:.3f} ms  "
-             f"errors {result['error_total']}" +
-             (f"  cpu {result['cpu_pct']}%" if "cpu_pct" in result else ""))
+    result.update(target=target.label, request=request)
+    if target.pid:
+        spent = ticks_to_seconds(cpu_ticks(target.pid) - ticks0)
+        result["cpu_pct"] = round(100.0 * spent / wall, 1)
+    if log:
+        lat = result["latency_us"]
+        opts.log(f"  {target.label + note:<14} {request:<6} c={conns:<3} "
+                 f"{result['rps']:>10,.0f} req/s  p50 {lat['p50'] / 1000:.3f} ms  "
+                 f"p99 {lat['p99'] / 1000:.3f} ms  errors {result['error_total']}" +
+                 (f"  cpu {result['cpu_pct']}%" if "cpu_pct" in result else ""))
     return result
 
 
@@ -91,34 +70,18 @@ def median(runs: list[dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
-def warm(opts: Options, url: str, req_file: Path, path: str = MESSAGES_PATH) -> None:
+def alternate(opts: Options, targets: list[WrkTarget], request: str, conns: int,
+              note: str = "", log: bool = True) -> dict[str, dict[str, Any]]:
+    """`opts.rounds` rounds of every target in turn; each target's median round by label."""
+    runs: dict[str, list[dict[str, Any]]] = {t.label: [] for t in targets}
+    for _ in range(opts.rounds):
+        for t in targets:
+            runs[t.label].append(lane(opts, t, request, conns, note, log))
+    return {label: median(v) for label, v in runs.items()}
+
+
+def warm(opts: Options, target: WrkTarget, conns: int | None = None) -> None:
+    """Load the target for the warm-up time (nothing kept): pools and caches filled."""
     if opts.warmup > 0:
-        wrk.run(url, req_file, opts.concurrency, opts.warmup, opts.threads, path=path)
-
-
-class Floor:
-    """bench/relay_floor.py as a subprocess."""
-
-    def __init__(self, server: str, upstream: str, workdir: Path, name: str = "") -> None:
-        self.server = server
-        self.port = free_port()
-        self.url = f"http://{LOOPBACK}:{self.port}"
-        script = Path(__file__).resolve().parent / "relay_floor.py"
-        self.proc: subprocess.Popen[bytes] | None = subprocess.Popen(
-            [sys.executable, str(script), "--server", server, "--port", str(self.port),
-             "--upstream", upstream],
-            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-            stderr=(workdir / f"floor-{name or server}.log").open("wb"))
-        try:
-            wait_http(self.url + "/", self.proc, what=f"floor relay ({server})")
-        except BenchError:
-            self.stop()
-            raise
-
-    @property
-    def pid(self) -> int:
-        assert self.proc is not None
-        return self.proc.pid
-
-    def stop(self) -> None:
-        stop(self.proc)
+        wrk.run(target.url, target.request_file, conns or opts.concurrency, opts.warmup,
+                opts.threads, path=target.path)

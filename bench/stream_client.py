@@ -15,8 +15,8 @@ import time
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
+from bench.answers import MARKER
 from bench.common import BenchError, assert_loopback
-from bench.streams import MARKER
 
 
 @dataclass

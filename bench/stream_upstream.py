@@ -4,7 +4,7 @@ nginx serves every fixed answer as one static body, so a long stream reaches a g
 few TCP reads and the gateway translates it in batches. A real model writes one chunk at a
 time. This server does that: each chunk is its own write (TCP_NODELAY: its own segment),
 with a pause between chunks, so a gateway pays one read + translate + send per chunk. Every
-chunk's text is a marker carrying the moment it was written (bench/streams.py), so the client
+chunk's text is a marker carrying the moment it was written (bench/answers.py), so the client
 measures each chunk's latency through the gateway.
 
 It speaks both protocols, chosen by the path's tail, with the mode as the first segment:
@@ -38,52 +38,37 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 import httptools
 import uvloop
 
-from bench import streams
-from bench.common import LOOPBACK, REPO, BenchError, free_port, http, stop, wait_http
-from bench.upstream import MESSAGE_BYTES, SSE_BYTES
+from bench import answers
+from bench.common import REPO, http
+from bench.procs import LoopbackServer
 
 _MODES = {"paced": "paced", "slow": "slow", "burst": "burst", "sse500": "burst"}
 _HDR = "HTTP/1.1 {status} {reason}\r\ncontent-type: {ctype}\r\n{extra}\r\n"
 
 
-class StreamUpstream:
+class StreamUpstream(LoopbackServer):
     """This server as a subprocess of the bench, on 127.0.0.1:<free port>."""
 
+    what = "stream upstream"
+
     def __init__(self, workdir: Path, key: str, gap_us: int = 1000,
-                 chunks: int = streams.N_CHUNKS, slow_gap: float = 1.0) -> None:
+                 chunks: int = answers.N_CHUNKS, slow_gap: float = 1.0) -> None:
+        super().__init__()
         self.key = key
         self.args = ["--chunks", str(chunks), "--gap-us", str(gap_us),
                      "--slow-gap", str(slow_gap)]
-        self.port = free_port()
-        self.url = f"http://{LOOPBACK}:{self.port}"
         self.log = workdir / f"stream-upstream-{self.port}.log"
-        self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> StreamUpstream:
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "bench.stream_upstream", "--port", str(self.port),
-             "--key", self.key, *self.args],
-            cwd=REPO, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-            stderr=self.log.open("wb"))
-        try:
-            wait_http(self.url + "/", self.proc, what="stream upstream")
-        except BenchError:
-            self.stop()
-            raise
+        self.launch([sys.executable, "-m", "bench.stream_upstream", "--port", str(self.port),
+                     "--key", self.key, *self.args],
+                    cwd=REPO, stdout=subprocess.DEVNULL, stderr=self.log.open("wb"))
         return self
-
-    @property
-    def pid(self) -> int:
-        assert self.proc is not None
-        return self.proc.pid
 
     def last(self, path: str) -> bytes | None:
         """The last body POSTed to `path` (what a gateway sent upstream)."""
         status, body = http("GET", self.url + "/__last?" + urlencode({"p": path}))
         return body if status == 200 else None
-
-    def stop(self) -> None:
-        stop(self.proc)
 
 
 class Server:
@@ -184,33 +169,41 @@ class Conn(asyncio.Protocol):
     async def handle(self, method: str, url: str, headers: dict[str, str],
                      body: bytes) -> None:
         parts = urlsplit(url)
-        path = parts.path
-        if method == "GET" and path == "/__last":
-            p = parse_qs(parts.query).get("p", [""])[0]
-            self.send(200 if p in self.s.last else 404, self.s.last.get(p, b"{}"))
-            return
-        if method in ("GET", "HEAD") and path in ("/", "/health"):
-            self.send(200, b"{}")
-            return
-        if method == "GET" and path == "/__meta":
-            self.send(200, json.dumps(self.s.meta).encode())
+        if self.control(method, parts.path, parts.query):
             return
         if method == "POST":
-            self.s.last[path] = body
-            self.served += 1
-            self.s.meta = {"received_ns": self.received_ns, "conn_requests": self.served}
+            self.record(parts.path, body)
         auth = headers.get("x-api-key") or headers.get("authorization", "").removeprefix(
             "Bearer ").strip()
         if auth != self.s.key:
             self.send(401, b'{"type":"error","error":{"type":"authentication_error",'
                            b'"message":"bench upstream: wrong key"}}')
             return
-        seg = path.strip("/").split("/")
-        # sse500 = burst and sse = short, so this server can stand in for nginx's paths.
-        mode = _MODES.get(seg[0], "") if seg else ""
+        await self.answer(parts.path, body)
+
+    def control(self, method: str, path: str, query: str) -> bool:
+        """The bench's own requests (health, what arrived): answered here, True if so."""
+        if method == "GET" and path == "/__last":
+            p = parse_qs(query).get("p", [""])[0]
+            self.send(200 if p in self.s.last else 404, self.s.last.get(p, b"{}"))
+        elif method in ("GET", "HEAD") and path in ("/", "/health"):
+            self.send(200, b"{}")
+        elif method == "GET" and path == "/__meta":
+            self.send(200, json.dumps(self.s.meta).encode())
+        else:
+            return False
+        return True
+
+    def record(self, path: str, body: bytes) -> None:
+        """Keep what a POST brought and when it was complete (GET /__last, /__meta)."""
+        self.s.last[path] = body
+        self.served += 1
+        self.s.meta = {"received_ns": self.received_ns, "conn_requests": self.served}
+
+    async def answer(self, path: str, body: bytes) -> None:
         if path.endswith("/models"):
             self.send(200, json.dumps({"object": "list", "data": [
-                {"id": streams.OAI_MODEL, "object": "model", "type": "model",
+                {"id": answers.OAI_MODEL, "object": "model", "type": "model",
                  "created": 1763700000, "owned_by": "bench"}]}).encode())
             return
         if path.endswith("/count_tokens"):
@@ -224,33 +217,34 @@ class Conn(asyncio.Protocol):
             stream = bool(json.loads(body or b"{}").get("stream"))
         except (ValueError, AttributeError):
             stream = False
+        # sse500 = burst and sse = short, so this server can stand in for nginx's paths.
+        mode = _MODES.get(path.strip("/").split("/")[0], "")
         if not stream:
-            self.send(200, streams.CHAT_COMPLETION_BYTES if openai else MESSAGE_BYTES)
-            return
-        if not mode:
-            self.send(200, streams.OAI_SHORT_SSE if openai else SSE_BYTES, "text/event-stream")
-            return
-        if mode == "burst":
-            self.send(200, streams.OAI_LONG_SSE if openai else streams.ANTH_LONG_SSE,
+            self.send(200, answers.CHAT_COMPLETION_BYTES if openai else answers.MESSAGE_BYTES)
+        elif not mode:
+            self.send(200, answers.OAI_SHORT_SSE if openai else answers.ANTH_SHORT_SSE,
                       "text/event-stream")
-            return
-        await self.paced(openai, self.s.gap if mode == "paced" else self.s.slow_gap)
+        elif mode == "burst":
+            self.send(200, answers.OAI_LONG_SSE if openai else answers.ANTH_LONG_SSE,
+                      "text/event-stream")
+        else:
+            await self.paced(openai, self.s.gap if mode == "paced" else self.s.slow_gap)
 
     async def paced(self, openai: bool, gap: float) -> None:
         head = _HDR.format(status=200, reason="OK", ctype="text/event-stream",
                            extra="cache-control: no-cache\r\ntransfer-encoding: chunked\r\n")
-        text = streams.oai_text if openai else streams.anth_text
+        text = answers.oai_text if openai else answers.anth_text
         self.s.open_streams += 1
         try:
             self.write(head.encode())
-            self.chunk(streams.OAI_HEAD if openai else streams.anth_head())
+            self.chunk(answers.OAI_HEAD if openai else answers.anth_head())
             for i in range(self.s.chunks):
                 await asyncio.sleep(gap)
                 if self.closed:
                     return
-                self.chunk(text(streams.marker(i, time.monotonic_ns())))
+                self.chunk(text(answers.marker(i, time.monotonic_ns())))
             await asyncio.sleep(gap)
-            self.chunk(streams.oai_tail() if openai else streams.anth_tail(self.s.chunks))
+            self.chunk(answers.oai_tail() if openai else answers.anth_tail(self.s.chunks))
             self.write(b"0\r\n\r\n")
         finally:
             self.s.open_streams -= 1
@@ -269,7 +263,7 @@ def main(argv: list[str] | None = None) -> None:
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--port", type=int, required=True)
     ap.add_argument("--key", required=True)
-    ap.add_argument("--chunks", type=int, default=streams.N_CHUNKS)
+    ap.add_argument("--chunks", type=int, default=answers.N_CHUNKS)
     ap.add_argument("--gap-us", type=int, default=1000, help="pause between paced chunks")
     ap.add_argument("--slow-gap", type=float, default=1.0,
                     help="seconds between chunks in /slow/ streams")

@@ -21,14 +21,6 @@ import pytest
 REPO = Path(__file__).resolve().parent.parent
 
 
-def _translation_available() -> bool:
-    try:
-        import ccgate.server.translated  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
-
 def _run_quick(tmp_path: Path, *extra: str) -> dict:
     out = tmp_path / "quick.json"
     docs = REPO / "docs" / "benchmarks.md"
@@ -49,9 +41,8 @@ def _finite(x: object) -> bool:
 
 @pytest.fixture(scope="module")
 def quick(tmp_path_factory: pytest.TempPathFactory) -> dict:
-    extra = [] if _translation_available() else ["--no-translated"]
     return _run_quick(tmp_path_factory.mktemp("bench"), "--large-body", "synthetic",
-                      "--floor", "uvicorn", *extra)
+                      "--floor", "uvicorn")
 
 
 def test_bench_quick_run_is_well_formed(quick: dict) -> None:
@@ -96,8 +87,6 @@ def test_bench_quick_run_is_well_formed(quick: dict) -> None:
 
 def test_bench_translated_lanes(quick: dict) -> None:
     """Anthropic in, OpenAI out: every lane produced numbers from valid Anthropic answers."""
-    if "translated" not in quick:
-        pytest.skip("ccgate has no openai-compatible providers yet (ccgate.server.translated)")
     t = quick["translated"]
     # The bench refuses to measure unless every translated answer was valid Anthropic (JSON
     # message or well-ordered stream with the exact text and all 500 chunks in order).
@@ -137,26 +126,50 @@ def test_bench_translated_lanes(quick: dict) -> None:
 
 def test_bench_stream_checks_reject_broken_answers() -> None:
     """The validators the lanes rely on accept the real thing and refuse near misses."""
-    from bench import streams
+    from bench import answers, checks
 
-    good = streams.ANTH_LONG_SSE
-    assert streams.check_anthropic_sse(good, streams.LONG_TEXT) is None
-    assert streams.markers_in_order(good) is None
-    assert streams.check_anthropic_sse(good[: len(good) // 2], None)  # cut short
-    assert streams.check_anthropic_sse(good.replace(b"end_turn", b"nonsense"), None)
-    dropped = good.replace(streams.anth_text(streams.marker(7)), b"")
-    assert streams.check_anthropic_sse(dropped, streams.LONG_TEXT)
-    assert streams.markers_in_order(dropped)
-    assert streams.check_anthropic_sse(streams.OAI_LONG_SSE, None)  # OpenAI is not Anthropic
-    assert streams.check_anthropic_message(b'{"type":"message"}')
-    msg = json.loads(streams.CHAT_COMPLETION_BYTES)
-    assert streams.check_anthropic_message(json.dumps(msg).encode())
+    good = answers.ANTH_LONG_SSE
+    assert checks.check_anthropic_sse(good, answers.LONG_TEXT) is None
+    assert checks.markers_in_order(good) is None
+    assert checks.check_anthropic_sse(good[: len(good) // 2], None)  # cut short
+    assert checks.check_anthropic_sse(good.replace(b"end_turn", b"nonsense"), None)
+    dropped = good.replace(answers.anth_text(answers.marker(7)), b"")
+    assert checks.check_anthropic_sse(dropped, answers.LONG_TEXT)
+    assert checks.markers_in_order(dropped)
+    assert checks.check_anthropic_sse(answers.OAI_LONG_SSE, None)  # OpenAI is not Anthropic
+    assert checks.check_anthropic_message(b'{"type":"message"}')
+    msg = json.loads(answers.CHAT_COMPLETION_BYTES)
+    assert checks.check_anthropic_message(json.dumps(msg).encode())
+    assert checks.check_anthropic_message(answers.MESSAGE_BYTES) is None
+    assert checks.check_anthropic_sse(answers.ANTH_SHORT_SSE) is None
+
+
+def test_bench_docs_writer_replaces_only_its_section(tmp_path: Path) -> None:
+    """`bench run` and `bench peers` rewrite their own part of the docs and nothing else."""
+    from bench import run_report
+    from bench.peers import report as peers_report
+    from bench.report import DocsSection
+
+    docs = (REPO / "docs" / "benchmarks.md").read_text()
+    for section in (run_report.SECTION, peers_report.SECTION):  # replaced in place, not appended
+        assert section.begin in docs and section.end in docs
+
+    demo = DocsSection.of("demo", "python -m bench demo", "Demo")
+    path = tmp_path / "benchmarks.md"
+    demo.write(demo.render(["first", ""]), path)  # no file yet: a new one, under the heading
+    assert path.read_text() == (
+        "# Benchmarks\n\n## Demo\n\n"
+        "<!-- bench:demo:begin (written by `python -m bench demo`; do not edit by hand) -->\n\n"
+        "first\n\n<!-- bench:demo:end -->\n")
+    path.write_text("intro\n\n" + path.read_text().split("## Demo\n\n")[1] + "\noutro\n")
+    demo.write(demo.render(["second", ""]), path)
+    text = path.read_text()
+    assert text.startswith("intro\n\n<!-- bench:demo:begin") and text.endswith("end -->\n\noutro\n")
+    assert "second" in text and "first" not in text
 
 
 def test_bench_peers_harness_with_ccgate_only(tmp_path: Path) -> None:
     """`bench peers --quick --only ccgate`: the peers code paths, no installs, no timing."""
-    if not _translation_available():
-        pytest.skip("ccgate has no openai-compatible providers yet (ccgate.server.translated)")
     out = tmp_path / "peers.json"
     docs = REPO / "docs" / "benchmarks.md"
     before = docs.read_bytes()
