@@ -21,6 +21,8 @@ from tests.lab.sdk import async_sdk_client, sdk_client
 from tests.lab.socks import DanteSocks, MicroSocks
 from tests.lab.squid import SquidProxy
 
+pytestmark = pytest.mark.lab
+
 # The root conftest.py is expected to load the lab plugin; loading it here too is harmless
 # (pytest registers a plugin once) and keeps this file self-sufficient.
 pytest_plugins = ["tests.lab.fixtures"]

@@ -34,6 +34,8 @@ from tests.lab.scripted import (
 )
 from tests.lab.sdk import sdk_client
 
+pytestmark = pytest.mark.lab
+
 pytest_plugins = ["tests.lab.fixtures"]
 
 Make = Callable[..., ScriptedUpstream]

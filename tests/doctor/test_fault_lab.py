@@ -24,6 +24,8 @@ from tests.lab.certs import LabPKI
 from tests.lab.fake_anthropic import LAB_API_KEY, FakeAnthropic
 from tests.lab.squid import SquidProxy
 
+pytestmark = pytest.mark.lab
+
 KEY_ENV = {"ANTHROPIC_API_KEY": LAB_API_KEY}
 
 

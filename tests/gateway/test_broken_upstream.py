@@ -14,6 +14,8 @@ import pytest
 from ccgate.server.forward import WHOLE_BODY_LIMIT
 from tests.gateway.conftest import CLIENT_TOKEN, GatewayFactory
 
+pytestmark = pytest.mark.lab
+
 MSG = {"model": "claude-opus-4-8", "max_tokens": 16, "messages": [{"role": "user", "content": "hi"}]}
 HEADERS = {"x-api-key": CLIENT_TOKEN, "anthropic-version": "2023-06-01"}
 

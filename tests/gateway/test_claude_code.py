@@ -13,6 +13,8 @@ from tests.lab.claude_cli import run_claude
 from tests.lab.fake_anthropic import LAB_API_KEY, FakeAnthropic
 from tests.lab.squid import SquidProxy
 
+pytestmark = pytest.mark.lab
+
 
 @pytest.fixture(scope="module")
 def corp_proxy() -> Iterator[SquidProxy]:

@@ -13,6 +13,8 @@ import pytest
 from tests.gateway.conftest import CLIENT_TOKEN, GatewayFactory, authed_config, provider_config
 from tests.lab.fake_anthropic import LAB_API_KEY, FakeAnthropic
 
+pytestmark = pytest.mark.lab
+
 MSG = {"model": "claude-opus-4-8", "max_tokens": 16, "messages": [{"role": "user", "content": "hi"}]}
 AUTH = {"x-api-key": CLIENT_TOKEN, "anthropic-version": "2023-06-01"}
 

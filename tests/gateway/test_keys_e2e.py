@@ -35,6 +35,8 @@ from tests.gateway.conftest import GatewayFactory
 from tests.gateway.harness import Gateway, clean_env
 from tests.lab.scripted import AnthropicText, ScriptedUpstream
 
+pytestmark = [pytest.mark.lab, pytest.mark.slow]
+
 MakeUpstream = Callable[..., ScriptedUpstream]
 UPSTREAM_KEY = "sk-ant-lab-keys-e2e-upstream-000000000001"
 ADMIN_KEY = "ccgate-admin-key-for-tests-0123456789"

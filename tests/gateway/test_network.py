@@ -17,6 +17,8 @@ from tests.lab.fake_anthropic import FakeAnthropic
 from tests.lab.socks import DanteSocks, MicroSocks
 from tests.lab.squid import SquidProxy
 
+pytestmark = [pytest.mark.lab, pytest.mark.slow]
+
 MSG = {"model": "claude-opus-4-8", "max_tokens": 16, "messages": [{"role": "user", "content": "hi"}]}
 HEADERS = {"x-api-key": CLIENT_TOKEN, "anthropic-version": "2023-06-01"}
 

@@ -21,6 +21,8 @@ from tests.lab.certs import LabPKI
 from tests.lab.fake_anthropic import LAB_API_KEY, FakeAnthropic
 from tests.lab.sdk import sdk_client
 
+pytestmark = pytest.mark.lab
+
 MSG = {"model": "claude-opus-4-8", "max_tokens": 64,
        "messages": [{"role": "user", "content": "hello"}]}
 

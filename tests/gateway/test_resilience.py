@@ -26,6 +26,7 @@ from typing import Any
 
 import anthropic
 import httpx
+import pytest
 
 from tests.gateway.conftest import CLIENT_TOKEN, GatewayFactory
 from tests.gateway.harness import Gateway
@@ -41,6 +42,8 @@ from tests.lab.scripted import (
     Status,
 )
 from tests.lab.squid import SquidProxy
+
+pytestmark = pytest.mark.lab
 
 MakeUpstream = Callable[..., ScriptedUpstream]
 KEY_A = "sk-ant-lab-resilience-key-A-000000000001"

@@ -44,6 +44,8 @@ from tests.lab.scripted import (
 )
 from tests.lab.sdk import sdk_client
 
+pytestmark = pytest.mark.lab
+
 MakeUpstream = Callable[..., ScriptedUpstream]
 UPSTREAM_KEY = "upstream-key-1"
 UPSTREAM_MODEL = "qwen3-coder"

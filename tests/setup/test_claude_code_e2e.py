@@ -52,6 +52,8 @@ def _missing() -> str | None:
 
 
 pytestmark = [
+    pytest.mark.lab,
+    pytest.mark.slow,
     # Locally a missing tool skips; under CI (which installs everything) it must fail.
     pytest.mark.skipif(_missing() is not None and not os.environ.get("CI"), reason=str(_missing())),
     pytest.mark.timeout(300),

@@ -14,6 +14,8 @@ import pytest
 
 from .conftest import Home
 
+pytestmark = pytest.mark.lab
+
 KEY = "sk-gw-test-0123456789abcdef"
 TRICKY = "to'k\"en $HOME `x` \\n"
 

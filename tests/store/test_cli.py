@@ -14,6 +14,8 @@ from ccgate.cli.main import main
 from ccgate.store import KeyCache, SQLiteStore, UsageRow
 from tests.store.conftest import FakeClock, dump
 
+pytestmark = pytest.mark.lab
+
 
 @pytest.fixture
 def db(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:

@@ -9,7 +9,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from ccgate.store import KeyCache, SQLiteStore
+
+pytestmark = pytest.mark.lab
 
 WRITER = Path(__file__).with_name("crash_writer.py")
 MIN_KEYS = 40

@@ -20,6 +20,7 @@ from ccgate.config.model import Provider
 from ccgate.config.secrets import Secret
 from ccgate.errors import UpstreamError
 from ccgate.upstream.response import UpstreamResponse
+from ccgate.upstream.transport import Transport
 
 
 @dataclass(frozen=True)
@@ -109,25 +110,15 @@ class ScriptedResponse(UpstreamResponse):
         self.closed = True
 
 
-class ScriptedTransport:
+class ScriptedTransport(Transport):
     """One provider's transport, answering from ``script`` in order."""
 
     def __init__(self, provider: Provider, keys: list[Secret], script: Iterable[Step] = ()) -> None:
-        self.provider = provider
-        self.keys = keys
+        super().__init__(provider, keys)
         self.script: deque[Step] = deque(script)
         self.sent: list[SentRequest] = []
         self.responses: list[ScriptedResponse] = []
-        self.last_success: float | None = None
         self.started = False
-
-    @property
-    def name(self) -> str:
-        return self.provider.name
-
-    @property
-    def byok(self) -> bool:
-        return not self.keys and self.provider.auth_header != "none"
 
     def add(self, *steps: Step) -> None:
         self.script.extend(steps)

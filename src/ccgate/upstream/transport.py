@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import socket
 import time
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
-from typing import Any, Protocol
+from typing import Any
 from urllib.parse import urlsplit
 
 import aiohttp
@@ -43,47 +44,13 @@ _TRANSPORT_ERRORS = (
 _AUTO_HEADERS = ("user-agent", "accept", "accept-encoding")
 
 
-class Transport(Protocol):
-    """What the server needs of a provider's transport (``UpstreamTransport``, or
-    ``upstream.mock.ScriptedTransport`` in tests)."""
+class Transport(ABC):
+    """One provider's way to send requests: ``UpstreamTransport`` over the network, or
+    ``upstream.mock.ScriptedTransport`` in tests. What the server relies on is here."""
 
-    @property
-    def name(self) -> str: ...
-
-    @property
-    def provider(self) -> Provider: ...
-
-    @property
-    def keys(self) -> list[Secret]: ...
-
-    @property
-    def byok(self) -> bool: ...
-
-    @property
-    def last_success(self) -> float | None: ...
-
-    async def start(self) -> None: ...
-
-    async def close(self) -> None: ...
-
-    async def send(
-        self, method: str, path_and_query: str, headers: list[tuple[str, str]], body: bytes,
-        *, timeout: float | None = None,
-    ) -> UpstreamResponse: ...
-
-    async def probe(self, timeout: float = 5.0) -> str | None: ...
-
-
-class UpstreamTransport:
-    def __init__(self, provider: Provider, keys: list[Secret], env: Mapping[str, str]) -> None:
+    def __init__(self, provider: Provider, keys: list[Secret]) -> None:
         self.provider = provider
         self.keys = keys
-        self.decision: ProxyDecision = resolve_proxy(provider.base_url, provider.proxy, env)
-        parts = urlsplit(provider.base_url)
-        self.base_url = provider.base_url
-        self.target = f"{parts.hostname}:{parts.port or (443 if parts.scheme == 'https' else 80)}"
-        self._session: aiohttp.ClientSession | None = None
-        self._request_proxy: dict[str, Any] = {}
         self.last_success: float | None = None  # monotonic time of the last HTTP answer
 
     @property
@@ -94,6 +61,37 @@ class UpstreamTransport:
     def byok(self) -> bool:
         """Bring-your-own-key: no keys configured, the client's credential passes through."""
         return not self.keys and self.provider.auth_header != "none"
+
+    @abstractmethod
+    async def start(self) -> None: ...
+
+    @abstractmethod
+    async def close(self) -> None: ...
+
+    @abstractmethod
+    async def send(
+        self, method: str, path_and_query: str, headers: list[tuple[str, str]], body: bytes,
+        *, timeout: float | None = None,
+    ) -> UpstreamResponse:
+        """Send one request; the caller must release or close the response. Raises
+        UpstreamError, and so do the response's reads."""
+
+    @abstractmethod
+    async def probe(self, timeout: float = 5.0) -> str | None:
+        """Reach the provider once; None when any HTTP answer came back, else why not."""
+
+
+class UpstreamTransport(Transport):
+    """The pooled aiohttp client for one provider, through its proxy, with its TLS settings."""
+
+    def __init__(self, provider: Provider, keys: list[Secret], env: Mapping[str, str]) -> None:
+        super().__init__(provider, keys)
+        self.decision: ProxyDecision = resolve_proxy(provider.base_url, provider.proxy, env)
+        parts = urlsplit(provider.base_url)
+        self.base_url = provider.base_url
+        self.target = f"{parts.hostname}:{parts.port or (443 if parts.scheme == 'https' else 80)}"
+        self._session: aiohttp.ClientSession | None = None
+        self._request_proxy: dict[str, Any] = {}
 
     async def start(self) -> None:
         p = self.provider
@@ -142,10 +140,7 @@ class UpstreamTransport:
         self, method: str, path_and_query: str, headers: list[tuple[str, str]], body: bytes,
         *, timeout: float | None = None,
     ) -> UpstreamResponse:
-        """Send one request; the caller must release or close the response.
-
-        Raises UpstreamError, and so do the response's reads: no aiohttp exception leaves
-        this module."""
+        # No aiohttp exception leaves this module: send and the response's reads map them.
         assert self._session is not None, "transport not started"
         present = {name.lower() for name, _ in headers}
         skip = [name for name in _AUTO_HEADERS if name not in present]
