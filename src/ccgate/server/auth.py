@@ -7,20 +7,35 @@ in-memory ``KeyCache`` (no disk I/O per request).
 
 Authentication is on as soon as either kind exists. Once a key has been issued it stays
 on, even if every key is later revoked: revoking access must never open the gateway.
+
+The gateway credential comes in ``x-api-key`` or ``Authorization: Bearer``, or in its own
+header ``x-ccgate-key`` (``CCGATE_KEY_HEADER``). The own header is for clients that bring
+their own Anthropic credential, such as Claude Code logged in with a Claude subscription
+(``Authorization: Bearer sk-ant-oat...``): when it is present it is the only credential
+checked, and the request's ``Authorization``/``x-api-key`` are the client's own, to be
+passed to Anthropic (``Client.own_credential``; docs/keys.md).
 """
 
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from ccgate.config.secrets import Secret
 from ccgate.errors import AuthenticationFailed
 from ccgate.store import IssuedKey, KeyCache
 
+# The gateway credential's own header; never sent upstream (server/forward.py drops it).
+CCGATE_KEY_HEADER = b"x-ccgate-key"
 
-def presented_token(x_api_key: bytes | None, authorization: bytes | None) -> bytes | None:
-    """The credential a request carries: ``x-api-key``, else an ``Authorization: Bearer`` token."""
+
+def presented_token(
+    x_api_key: bytes | None, authorization: bytes | None, ccgate_key: bytes | None = None,
+) -> bytes | None:
+    """The gateway credential a request carries: ``x-ccgate-key``, else ``x-api-key``, else an
+    ``Authorization: Bearer`` token."""
+    if ccgate_key is not None:
+        return ccgate_key.strip()
     if x_api_key is not None:
         return x_api_key
     if authorization is not None:
@@ -36,11 +51,16 @@ def digest(token: str) -> bytes:
 
 @dataclass(frozen=True, slots=True)
 class Client:
-    """Who is calling: a name for logs, a stable id for usage, and the issued key if any."""
+    """Who is calling: a name for logs, a stable id for usage, and the issued key if any.
+
+    ``own_credential``: the gateway credential came in ``x-ccgate-key``, so the request's
+    ``Authorization``/``x-api-key`` are the client's own Anthropic credential, not ours.
+    """
 
     name: str
     key_id: str
     issued: IssuedKey | None = None
+    own_credential: bool = False
 
 
 _WHY = {
@@ -68,14 +88,22 @@ class ClientAuth:
         self._issued.poll()
         return len(self._issued) > 0
 
-    def authenticate(self, x_api_key: bytes | None, authorization: bytes | None) -> Client:
-        """The calling client, or AuthenticationFailed. Accepts x-api-key or Bearer."""
-        token = presented_token(x_api_key, authorization)
+    def authenticate(
+        self, x_api_key: bytes | None, authorization: bytes | None, ccgate_key: bytes | None = None,
+    ) -> Client:
+        """The calling client, or AuthenticationFailed. Accepts x-ccgate-key, x-api-key or Bearer."""
+        token = presented_token(x_api_key, authorization, ccgate_key)
         if not token:
             raise AuthenticationFailed(
-                "missing gateway credential: send the ccgate client token as x-api-key or "
-                "'Authorization: Bearer' (ANTHROPIC_API_KEY or ANTHROPIC_AUTH_TOKEN in Claude Code)"
+                "missing gateway credential: send the ccgate client token as x-api-key, "
+                "'Authorization: Bearer' (ANTHROPIC_API_KEY or ANTHROPIC_AUTH_TOKEN in Claude Code) "
+                "or x-ccgate-key (ANTHROPIC_CUSTOM_HEADERS, with a Claude subscription)"
             )
+        client = self._lookup(token)
+        # Usage stays attributed to the gateway key; only where the upstream credential comes from changes.
+        return replace(client, own_credential=True) if ccgate_key is not None else client
+
+    def _lookup(self, token: bytes) -> Client:
         client = self._by_digest.get(hashlib.sha256(token).digest())
         if client is not None:
             return client

@@ -10,6 +10,11 @@ belong to ``routing.Planner``; this module is the thin I/O loop around it (docs/
 Each target is prepared once, lazily: the client's bytes for passthrough (rewritten only
 when an alias, a clamp or a provider quirk demands it), or a translated Chat Completions
 request for openai-compatible providers.
+
+A client that sends the gateway key in ``x-ccgate-key`` brings its own Anthropic credential
+(a Claude subscription): for ``kind: anthropic`` targets its ``Authorization``/``x-api-key``
+go upstream byte for byte and the attempt uses a keyless lease, so the gateway's keys are
+neither sent nor blamed for a refusal; every other target gets its provider key as usual.
 """
 
 from __future__ import annotations
@@ -21,11 +26,12 @@ from typing import Any
 
 import msgspec
 
-from ccgate.errors import InvalidRequest, UpstreamError
-from ccgate.routing import Attempt, Candidate, GiveUp, Planner, RetryPolicy, Upstream, Wait, classify
+from ccgate.errors import InternalError, InvalidRequest, UpstreamError
+from ccgate.routing import Attempt, Candidate, GiveUp, KeyPool, Planner, RetryPolicy, Upstream, Wait, classify
 from ccgate.routing.clock import SYSTEM_CLOCK, Clock
 from ccgate.routing.route import Route, Target
 from ccgate.server.asgi import RawHeaders, Scope
+from ccgate.server.auth import CCGATE_KEY_HEADER
 from ccgate.server.exchange import Exchange
 from ccgate.server.forward import outgoing_headers, relay_passthrough, response_headers
 from ccgate.server.translated import (
@@ -53,6 +59,7 @@ class Prepared:
     path: str
     body: bytes
     translated: TranslatedRequest | None = None
+    own_credential: bool = False  # the client's credential goes upstream (x-ccgate-key, anthropic)
 
 
 @dataclass
@@ -107,7 +114,8 @@ class Dispatcher:
         query: bytes = scope["query_string"]
         path = scope["path"] + ("?" + query.decode("latin-1") if query else "")
         counting = scope["path"].endswith("/count_tokens")
-        return Prepared(target, transport, path, self._passthrough_body(body, model, target, route, counting))
+        return Prepared(target, transport, path, self._passthrough_body(body, model, target, route, counting),
+                        own_credential=brings_own_credential(scope))
 
     def _passthrough_body(
         self, body: bytes, model: str, target: Target, route: Route, counting: bool
@@ -132,13 +140,34 @@ class Dispatcher:
             data["max_tokens"] = clamp
         return _json.encode(data)
 
+    def _upstream_for(self, target: Target, own_credential: bool) -> Upstream:
+        """The provider's upstream, or, for a client bringing its own Anthropic credential, the
+        same breaker with a keyless pool: the lease then adds no key, and a 401 meant for the
+        client's token never takes one of the gateway's keys out of service."""
+        provider = target.provider
+        upstream = self.upstreams[provider.name]
+        if not own_credential:
+            return upstream
+        if provider.kind == "anthropic":
+            if upstream.pool.byok:
+                return upstream
+            return Upstream(upstream.name, KeyPool([], name=upstream.name), upstream.breaker)
+        if self.transports[provider.name].byok:
+            # Its only credential would be the client's, and that is meant for Anthropic.
+            raise InternalError(
+                f"provider {provider.name!r} has no api_keys, and a client's own credential "
+                "(sent with x-ccgate-key) goes only to kind: anthropic providers; give it api_keys"
+            )
+        return upstream
+
     # The attempt loop ----------------------------------------------------------------------
 
     async def run(
         self, route: Route, model: str, scope: Scope, body: bytes, ex: Exchange,
         *, method: str = "POST", forward_client: bool = True,
     ) -> None:
-        candidates = [Candidate(self.upstreams[t.provider.name], t) for t in route.targets]
+        own_credential = brings_own_credential(scope)
+        candidates = [Candidate(self._upstream_for(t, own_credential), t) for t in route.targets]
         planner: Planner[Target] = Planner(candidates, self.policy, clock=self.clock)
         prepared: dict[int, Prepared] = {}
         decoded: dict[str, Any] | None = None
@@ -183,7 +212,8 @@ class Dispatcher:
         else:
             headers = outgoing_headers(scope, transport, credentials, forward_client=forward_client,
                                        readable_encoding=count_usage,
-                                       forward_beta=self.compat[provider.name].forward_beta)
+                                       forward_beta=self.compat[provider.name].forward_beta,
+                                       own_credential=prep.own_credential)
         response: UpstreamResponse | None = None
         try:
             response = await transport.send(method, prep.path, headers, prep.body)
@@ -233,6 +263,13 @@ class Dispatcher:
         if step.error is not None:
             raise step.error
         raise UpstreamError(f"no provider could take the request: {step.reason}")
+
+
+def brings_own_credential(scope: Scope) -> bool:
+    """Whether the gateway key came in ``x-ccgate-key`` beside a credential of the client's own
+    (``Authorization``/``x-api-key``). With ``x-ccgate-key`` alone the provider key is used."""
+    names = [name for name, _ in scope["headers"]]
+    return CCGATE_KEY_HEADER in names and (b"authorization" in names or b"x-api-key" in names)
 
 
 def _as_str(headers: RawHeaders) -> dict[str, str]:

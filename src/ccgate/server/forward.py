@@ -2,8 +2,10 @@
 
 Request: the body goes as received (unless a model rewrite applies); end-to-end headers
 pass, hop-by-hop headers do not; client credentials are swapped for the provider key
-unless the provider runs bring-your-own-key. Response: status, headers (minus hop-by-hop)
-and body bytes go back unchanged, so upstream errors arrive as the provider worded them.
+unless the provider runs bring-your-own-key, or the client brings its own Anthropic
+credential (gateway key in ``x-ccgate-key``) to a ``kind: anthropic`` provider. Response:
+status, headers (minus hop-by-hop) and body bytes go back unchanged, so upstream errors
+arrive as the provider worded them.
 A stream (or a body of unknown or large size) is relayed chunk by chunk as it arrives, so
 SSE pings flow through; a non-streamed answer of known length up to ``WHOLE_BODY_LIMIT``
 is read whole first (``_relay_whole``).
@@ -15,6 +17,7 @@ import msgspec
 
 from ccgate.errors import GatewayError, UpstreamError
 from ccgate.server.asgi import RawHeaders, Scope
+from ccgate.server.auth import CCGATE_KEY_HEADER
 from ccgate.server.exchange import Exchange
 from ccgate.upstream.response import UpstreamResponse
 from ccgate.upstream.transport import Transport
@@ -28,8 +31,9 @@ HOP_BY_HOP = frozenset(
     }
 )
 CREDENTIALS = frozenset({"x-api-key", "authorization"})
-# The same as raw ASGI header names, for the per-request filter.
-_DROP = frozenset(name.encode() for name in HOP_BY_HOP)
+# The same as raw ASGI header names, for the per-request filter. The gateway credential's own
+# header (``x-ccgate-key``) is ours alone: it never goes upstream, whatever the provider.
+_DROP = frozenset(name.encode() for name in HOP_BY_HOP) | {CCGATE_KEY_HEADER}
 _DROP_WITH_CREDENTIALS = _DROP | frozenset(name.encode() for name in CREDENTIALS)
 # Non-streamed answers up to this size are read whole before they are sent (``_relay_whole``).
 WHOLE_BODY_LIMIT = 1024 * 1024
@@ -42,10 +46,16 @@ _RESPONSE_DROP = frozenset(
 
 def outgoing_headers(
     scope: Scope, transport: Transport, credentials: dict[str, str], *, forward_client: bool = True,
-    readable_encoding: bool = False, forward_beta: bool = True,
+    readable_encoding: bool = False, forward_beta: bool = True, own_credential: bool = False,
 ) -> list[tuple[str, str]]:
     """The client's end-to-end headers, with its credential replaced by ``credentials`` (or
     kept, for a bring-your-own-key provider when the client did not authenticate to us).
+
+    ``own_credential``: the client sent the gateway key in ``x-ccgate-key``, so its
+    ``Authorization``/``x-api-key`` are its own Anthropic credential (a Claude subscription's
+    OAuth token, say). They go byte for byte to a ``kind: anthropic`` provider only (the
+    caller then passes no ``credentials``); any other provider gets its own key instead, so
+    an Anthropic token never reaches a third party.
 
     ``readable_encoding``: the gateway reads usage out of the answer, so ``accept-encoding``
     is narrowed to the encodings ``UsageTap`` can inflate (a subset of what the client
@@ -53,7 +63,11 @@ def outgoing_headers(
     ``anthropic-beta`` (an Anthropic-compatible provider that rejects betas it does not know).
     """
     raw: list[tuple[bytes, bytes]] = scope["headers"]
-    drop = _DROP_WITH_CREDENTIALS if not (transport.byok and forward_client) else _DROP
+    if own_credential:
+        keep_client_credential = transport.provider.kind == "anthropic"
+    else:
+        keep_client_credential = transport.byok and forward_client
+    drop = _DROP if keep_client_credential else _DROP_WITH_CREDENTIALS
     if not forward_beta:
         drop = drop | {b"anthropic-beta"}
     for name, value in raw:
