@@ -214,20 +214,16 @@ def test_existing_backups_stack_and_undo_walks_back(home: Home, cli: Any) -> Non
     assert (home.settings.parent / "settings.json.bak").read_text() == "mine"
 
 
-def test_undo_refuses_files_changed_since_unless_yes(home: Home, cli: Any) -> None:
+def test_undo_reverts_only_setups_keys_in_a_file_changed_since(home: Home, cli: Any) -> None:
     home.global_config.write_text('{"numStartups": 1}')
     assert cli("--key", KEY, "--no-verify").code == 0
-    changed = '{"numStartups": 2, "hasCompletedOnboarding": true}'
-    home.global_config.write_text(changed)  # Claude Code ran meanwhile
-    r = cli("--undo")
-    assert r.code == 1 and "changed since setup wrote it" in r.err
-    assert home.global_config.read_text() == changed
-    assert home.settings.exists()
+    home.global_config.write_text('{"numStartups": 2, "hasCompletedOnboarding": true}')  # Claude Code ran
     r = cli("--undo", "--dry-run")
-    assert r.code == 0 and '-{"numStartups": 2' in r.out and KEY not in r.out
-    assert cli("--undo", "--yes").code == 0
-    assert home.global_config.read_text() == '{"numStartups": 1}'
-    assert not home.settings.exists()
+    assert r.code == 0 and '-{"numStartups": 2, "hasCompletedOnboarding": true}' in r.out and KEY not in r.out
+    r = cli("--undo")
+    assert r.code == 0, r.err
+    assert home.global_config.read_text() == '{"numStartups": 2}'  # its change kept, setup's reverted
+    assert not home.settings.exists()  # created by setup and untouched since
 
 
 def test_backups_are_private(home: Home, cli: Any) -> None:

@@ -27,6 +27,7 @@ __all__ = [
     "API_KEY",
     "AUTH_TOKEN",
     "BASE_URL",
+    "CUSTOM_HEADERS",
     "KEY_HELPER",
     "MODEL_VARS",
     "OAUTH_TOKEN",
@@ -36,6 +37,8 @@ __all__ = [
     "auth_conflict",
     "collect_secrets",
     "credential_sources",
+    "custom_header",
+    "custom_headers_with",
     "proxy_variable",
     "sent_credential",
     "url_password",
@@ -45,6 +48,8 @@ BASE_URL = "ANTHROPIC_BASE_URL"
 AUTH_TOKEN = "ANTHROPIC_AUTH_TOKEN"
 API_KEY = "ANTHROPIC_API_KEY"
 OAUTH_TOKEN = "CLAUDE_CODE_OAUTH_TOKEN"
+# "Name: Value" per line, added to every request; a value replaces a built-in header of that name.
+CUSTOM_HEADERS = "ANTHROPIC_CUSTOM_HEADERS"
 KEY_HELPER = "apiKeyHelper"  # a setting, not a variable
 KEY_FILE_DESCRIPTOR = "CLAUDE_CODE_API_KEY_FILE_DESCRIPTOR"
 MODEL = "ANTHROPIC_MODEL"
@@ -116,6 +121,30 @@ def sent_credential(env: Mapping[str, str], global_config: Mapping[str, Any] | N
     return None
 
 
+def _header_lines(custom_headers: str) -> list[tuple[str, str]]:
+    lines = []
+    for line in custom_headers.splitlines():
+        name, sep, value = line.partition(":")
+        if sep and name.strip():
+            lines.append((name.strip(), value.strip()))
+    return lines
+
+
+def custom_header(custom_headers: str, name: str) -> str | None:
+    """The value of header ``name`` in an ``ANTHROPIC_CUSTOM_HEADERS`` value, or None."""
+    found = [v for n, v in _header_lines(custom_headers) if n.lower() == name.lower()]
+    return found[-1] if found else None
+
+
+def custom_headers_with(custom_headers: str, name: str, value: str | None) -> str:
+    """``ANTHROPIC_CUSTOM_HEADERS`` with header ``name`` set to ``value`` (None: removed); the
+    other headers are kept in their order."""
+    kept = [f"{n}: {v}" for n, v in _header_lines(custom_headers) if n.lower() != name.lower()]
+    if value is not None:
+        kept.append(f"{name}: {value}")
+    return "\n".join(kept)
+
+
 # -- secrets ---------------------------------------------------------------------------------
 
 # A value under a name like these is a secret (ANTHROPIC_AUTH_TOKEN, apiKeyHelper, ...).
@@ -147,6 +176,8 @@ def collect_secrets(value: Any, out: set[str], name: str = "") -> None:
     elif isinstance(value, str):
         if value and _SECRET_NAME.search(name):
             out.add(value)
+        if name == CUSTOM_HEADERS:  # x-ccgate-key: <token>, Authorization: ...
+            out.update(v for n, v in _header_lines(value) if v and _SECRET_NAME.search(n))
         password = url_password(value)
         if password:
             out.update((password, quote(password, safe="")))

@@ -15,11 +15,12 @@ from pathlib import Path
 from typing import Any, TextIO
 from urllib.parse import urlsplit
 
-from ccgate.claude_code.env import MODEL_VARS, collect_secrets
+from ccgate.claude_code.env import CUSTOM_HEADERS, MODEL_VARS, collect_secrets
 from ccgate.claude_code.files import ClaudeFiles
 from ccgate.config.secrets import mask
 from ccgate.setup import build_plan
 from ccgate.setup.files import (
+    FileRestore,
     SetupFileError,
     apply_writes,
     backup_root,
@@ -29,6 +30,7 @@ from ccgate.setup.files import (
 )
 from ccgate.setup.model import (
     DEFAULT_GATEWAY,
+    GATEWAY_KEY_HEADER,
     MISSING,
     PLACEHOLDER_TOKEN,
     Plan,
@@ -63,6 +65,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
         help=f"the gateway's root URL (default: from the ccgate config, else {DEFAULT_GATEWAY})",
     )
     cc.add_argument("--key", metavar="KEY", help="the gateway key Claude Code sends as Bearer")
+    cc.add_argument(
+        "--subscription",
+        action="store_true",
+        help="keep Claude Code's own login (Claude subscription): the gateway key goes in "
+        "ANTHROPIC_CUSTOM_HEADERS as x-ccgate-key instead of ANTHROPIC_AUTH_TOKEN",
+    )
     cc.add_argument("--config", metavar="FILE", help="ccgate config to read client tokens from")
     cc.add_argument("--model", metavar="ID", help="ANTHROPIC_MODEL (the main model)")
     cc.add_argument("--haiku-model", metavar="ID", help="ANTHROPIC_DEFAULT_HAIKU_MODEL")
@@ -110,29 +118,30 @@ def _err(message: str) -> None:
 
 
 def _from_config(args: argparse.Namespace, env: dict[str, str]) -> tuple[str | None, list[str]]:
-    """(default gateway URL, client tokens) from the ccgate config, if one is found."""
+    """(default gateway URL, client tokens) from the ccgate config, if one is found.
+
+    Only the address and the client tokens are read: provider keys are not resolved, since
+    the shell setup runs in often lacks them. A config that is found but cannot be read stops
+    setup, unless --gateway and --key make it unnecessary: silently using defaults that differ
+    from it would point Claude Code at the wrong address or with the wrong key.
+    """
+    from ccgate.config.load import load_client_view
+    from ccgate.errors import ConfigError
+
     try:
-        from ccgate.config import load_config
-        from ccgate.errors import ConfigError
-    except ImportError:  # pragma: no cover - the config package is part of ccgate
-        return None, []
-    try:
-        loaded = load_config(args.config, env)
+        view = load_client_view(args.config, env)
     except ConfigError as exc:
-        if args.config:
-            raise SetupError(str(exc)) from None
-        print(f"ccgate setup: warning: ccgate config not used: {exc}", file=sys.stderr)
+        if args.gateway and args.key and not args.config:
+            print(f"ccgate setup: note: ccgate config not used (--gateway and --key given): {exc}",
+                  file=sys.stderr)
+            return None, []
+        raise SetupError(
+            f"cannot read the ccgate config: {exc}. Setup takes the gateway address and client "
+            "token from it; fix it, or pass --gateway URL and --key KEY"
+        ) from None
+    if view.path is None:
         return None, []
-    if loaded.path is None:
-        return None, []
-    server = loaded.config.server
-    host = server.host
-    if host in ("0.0.0.0", "", "::"):
-        host = "127.0.0.1"
-    if ":" in host:
-        host = f"[{host}]"
-    tokens = [s.value for s in loaded.secrets.client_tokens.values()]
-    return f"http://{host}:{server.port}", tokens
+    return view.url, [secret.value for secret in view.client_tokens.values()]
 
 
 def _options(args: argparse.Namespace, env: dict[str, str], home: Path) -> SetupOptions:
@@ -155,6 +164,7 @@ def _options(args: argparse.Namespace, env: dict[str, str], home: Path) -> Setup
         env=env,
         home=home,
         project_dir=Path(args.project_dir) if args.project_dir else Path.cwd(),
+        subscription=bool(getattr(args, "subscription", False)),
     )
 
 
@@ -169,6 +179,9 @@ def _show(value: Any, secret: bool) -> str:
 def print_plan(plan: Plan, home: Path, out: TextIO) -> None:
     token = plan.token if plan.token == PLACEHOLDER_TOKEN else mask(plan.token)
     print(f"Claude Code -> {plan.gateway}  (token {token}, from {plan.token_source})", file=out)
+    if any(c.key == f"env.{CUSTOM_HEADERS}" and c.new is not MISSING for c in plan.changes):
+        print(f"  subscription mode: the gateway key goes as {GATEWAY_KEY_HEADER}; your Claude login "
+              "goes to Anthropic as it is", file=out)
     if plan.changes:
         print("\nChanges:", file=out)
         current: Path | None = None
@@ -197,8 +210,12 @@ def print_plan(plan: Plan, home: Path, out: TextIO) -> None:
                     print(plan.redact(f"      fix: {note.fix}"), file=out)
 
 
-def _confirm(args: argparse.Namespace) -> bool:
-    if args.yes or not sys.stdin.isatty():
+def _confirm(args: argparse.Namespace, out: TextIO) -> bool:
+    if args.yes:
+        return True
+    if not sys.stdin.isatty():
+        # Nobody to ask (a script, CI): apply, but say so; the summary after writing says what.
+        print("\nNo terminal to confirm on: applying the changes above (preview with --dry-run).", file=out)
         return True
     try:
         answer = input("\nApply these changes? [y/N] ")
@@ -221,12 +238,11 @@ def _setup(args: argparse.Namespace, env: dict[str, str], home: Path) -> int:
         out.write(plan.diff())
         return EXIT_OK
     else:
-        if not _confirm(args):
+        if not _confirm(args, out):
             print("Nothing written.", file=out)
             return EXIT_OK
         backup = apply_writes(plan.writes, backup_root(plan.files.config_dir))
-        written = ", ".join(display_path(state.path, home) for state, _ in plan.writes)
-        print(f"\nWrote {written}.", file=out)
+        print_written(plan, home, out)
         print(
             f"Backup in {display_path(backup.directory, home)}; undo with: ccgate setup claude-code --undo",
             file=out,
@@ -238,8 +254,22 @@ def _setup(args: argparse.Namespace, env: dict[str, str], home: Path) -> int:
     return EXIT_OK if result.ok else EXIT_VERIFY_FAILED
 
 
+def print_written(plan: Plan, home: Path, out: TextIO) -> None:
+    """What was changed, file by file (key names only: values may be secrets)."""
+    print("\nChanged:", file=out)
+    for state, _ in plan.writes:
+        keys = [c.key for c in plan.changes if c.file in (state.path, state.target)]
+        print(f"  {display_path(state.path, home)}: {', '.join(keys) or 'formatting only'}", file=out)
+
+
 def verify(plan: Plan, options: SetupOptions) -> VerifyResult:
     """The doctor's checks on the files as written; a direct check if the doctor fails."""
+    if options.subscription:
+        # The doctor checks Claude Code's own credential, which here is the user's login and is
+        # Anthropic's to check; the direct check tests the gateway key against the gateway.
+        result = verify_gateway(plan.gateway, plan.token, plan.effective_env)
+        result.source = "direct check of the gateway key (subscription mode)"
+        return result
     try:
         return verify_with_doctor(
             options.env,
@@ -265,6 +295,8 @@ def print_verify(result: VerifyResult, plan: Plan, out: TextIO) -> None:
 
 
 def _print_env(args: argparse.Namespace, options: SetupOptions) -> int:
+    if options.subscription:
+        raise SetupError("--print-env does not support --subscription yet; run without --print-env")
     shell = detect_shell(options.env) if args.print_env == "auto" else str(args.print_env)
     gateway = normalize_gateway(options.gateway)
     token, source = choose_token(options, {}, gateway)  # no files: only --key, config, placeholder
@@ -289,37 +321,36 @@ def _undo(args: argparse.Namespace, env: dict[str, str], home: Path) -> int:
     if backup is None:
         _err(f"no setup backup to restore in {backups}")
         return EXIT_VERIFY_FAILED
-    restore = plan_restore(backup)
+    restore = plan_restore(backup, force=args.yes)
     out = sys.stdout
+    print(f"Undoing setup from {backup.manifest.get('created', backup.directory.name)}:", file=out)
+    for f in restore.files:
+        print(f"  {display_path(f.current.path, home)}: {f.how}", file=out)
+    if restore.conflicts and not args.dry_run:
+        keys = "; ".join(restore.conflicts)
+        _err(
+            f"changed again since setup wrote them: {keys}. Undo would discard those changes; "
+            "nothing was restored. See the diff with --undo --dry-run; undo anyway with --undo --yes."
+        )
+        return EXIT_VERIFY_FAILED
+    if args.dry_run:
+        print("\nDiff (dry run, nothing restored):", file=out)
+        out.write(_undo_diff(restore.files))
+        return EXIT_OK
+    restore_backup(restore)
+    print(f"Done. The backup stays in {display_path(backup.directory, home)}.", file=out)
+    return EXIT_OK
+
+
+def _undo_diff(files: list[FileRestore]) -> str:
     secrets: set[str] = set()
-    for current, raw, _ in restore.restores:
-        for blob in (current.raw, raw):
+    diff: list[str] = []
+    for f in files:
+        for blob in (f.current.raw, f.new):
             if blob:
                 with contextlib.suppress(ValueError):
                     collect_secrets(json.loads(blob), secrets)
-    print(f"Restoring the backup from {backup.manifest.get('created', backup.directory.name)}:")
-    for current, raw, _ in restore.restores:
-        action = "restore" if raw is not None else "delete (it did not exist before setup)"
-        print(f"  {display_path(current.path, home)}: {action}", file=out)
-    if restore.modified_since:
-        names = ", ".join(display_path(p, home) for p in restore.modified_since)
-        if not args.yes and not args.dry_run:
-            _err(
-                f"{names} changed since setup wrote it (Claude Code itself updates "
-                "~/.claude.json); undo would discard those changes. Nothing was restored. "
-                "See them with --undo --dry-run; restore anyway with --undo --yes."
-            )
-            return EXIT_VERIFY_FAILED
-        print(f"  note: {names} changed since setup wrote it; those changes are discarded")
-    if args.dry_run:
-        diff: list[str] = []
-        for current, raw, _ in restore.restores:
-            old = (current.raw or b"").decode("utf-8", "replace")
-            new = (raw or b"").decode("utf-8", "replace")
-            diff.append(unified_diff(old, new, str(current.path), str(current.path)))
-        print("\nDiff (dry run, nothing restored):", file=out)
-        out.write(redact("".join(diff), secrets))
-        return EXIT_OK
-    restore_backup(restore)
-    print(f"Restored. The backup stays in {display_path(backup.directory, home)}.", file=out)
-    return EXIT_OK
+        old = (f.current.raw or b"").decode("utf-8", "replace")
+        new = (f.new or b"").decode("utf-8", "replace")
+        diff.append(unified_diff(old, new, str(f.current.path), str(f.current.path)))
+    return redact("".join(diff), secrets)

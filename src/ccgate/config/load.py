@@ -160,7 +160,9 @@ def _check_provider(provider: Provider, where: str) -> None:
         raise ConfigError(f"{where}.tls.client_key: client_key needs client_cert")
 
 
-def resolve_secrets(config: Config, origin: str, env: Mapping[str, str], base: Path) -> ResolvedSecrets:
+def _resolve_client_tokens(
+    config: Config, origin: str, env: Mapping[str, str], base: Path
+) -> dict[str, Secret]:
     client_tokens: dict[str, Secret] = {}
     seen: set[str] = set()
     for i, entry in enumerate(config.server.auth.tokens):
@@ -175,6 +177,11 @@ def resolve_secrets(config: Config, origin: str, env: Mapping[str, str], base: P
             raise ConfigError(f"{origin}: server.auth.tokens[{i}].name: duplicate name {name!r}")
         seen.add(secret.value)
         client_tokens[name] = secret
+    return client_tokens
+
+
+def resolve_secrets(config: Config, origin: str, env: Mapping[str, str], base: Path) -> ResolvedSecrets:
+    client_tokens = _resolve_client_tokens(config, origin, env, base)
     provider_keys: dict[str, list[Secret]] = {}
     for i, provider in enumerate(config.providers):
         keys = []
@@ -225,6 +232,48 @@ def load_config(explicit: str | None = None, env: Mapping[str, str] | None = Non
     return LoadedConfig(config=config, secrets=secrets, path=path)
 
 
+@dataclass(frozen=True)
+class GatewayClientView:
+    """What a client of the gateway needs from its config: where it listens and the client
+    tokens (``ccgate setup`` and ``ccgate code``). ``path`` None: no file, embedded defaults."""
+
+    path: Path | None
+    host: str
+    port: int
+    client_tokens: dict[str, Secret]
+
+    @property
+    def url(self) -> str:
+        """The gateway root as a local client reaches it: a wildcard address becomes loopback."""
+        host = "127.0.0.1" if self.host in ("0.0.0.0", "", "::") else self.host
+        if ":" in host:
+            host = f"[{host}]"
+        return f"http://{host}:{self.port}"
+
+
+def load_client_view(
+    explicit: str | None = None, env: Mapping[str, str] | None = None
+) -> GatewayClientView:
+    """The config file parsed and validated, with only ``server.auth.tokens`` resolved.
+
+    A client does not need the provider keys, and the shell it runs in often lacks them
+    (``environment variable ANTHROPIC_API_KEY is not set``); resolving them would make the
+    whole file unusable to it. Raises ConfigError like ``load_config``.
+    """
+    env = os.environ if env is None else env
+    path = find_config_file(explicit, env)
+    if path is None:
+        default = Config().server
+        return GatewayClientView(None, default.host, default.port, {})
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read config file: {exc}") from None
+    config = parse_config(text, str(path))
+    tokens = _resolve_client_tokens(config, str(path), env, path.parent)
+    return GatewayClientView(path, config.server.host, config.server.port, tokens)
+
+
 def configured_store_path(explicit: str | None, env: Mapping[str, str]) -> str | None:
     """``store.path`` from the config file ``serve`` would use, for the keys/usage commands.
 
@@ -245,4 +294,7 @@ def configured_store_path(explicit: str | None, env: Mapping[str, str]) -> str |
     return str(store_path if store_path.is_absolute() else path.parent / store_path)
 
 
-__all__ = ["LoadedConfig", "configured_store_path", "find_config_file", "load_config"]
+__all__ = [
+    "GatewayClientView", "LoadedConfig", "configured_store_path", "find_config_file", "load_client_view",
+    "load_config",
+]

@@ -11,6 +11,13 @@ Rules, in order:
    mode (and owner, when running as root), ``os.replace``, then ``fsync`` of the directory.
    A symlink (dotfile managers) is followed, and its target is replaced, not the link.
 4. If writing the second file fails, the first is restored from memory.
+
+Undo (``plan_restore``, ``restore_backup``): a file nobody changed since setup wrote it gets
+its old bytes back (or, if setup created it, is deleted). A file changed since (Claude Code
+rewrites ``~/.claude.json`` on every start) keeps everything except the keys setup changed,
+which the manifest records per JSON file (``changes``): each goes back to its old value, or
+away if setup added it. Such a file is never deleted. A key whose value changed again since
+setup wrote it is a conflict: left alone unless forced.
 """
 
 from __future__ import annotations
@@ -26,13 +33,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ccgate.setup.jsonedit import JsonDoc, JsonFileError
+
 __all__ = [
     "BackupSet",
+    "FileRestore",
     "FileState",
+    "RestorePlan",
     "SetupFileError",
     "apply_writes",
     "atomic_write",
     "backup_root",
+    "key_changes",
     "latest_backup",
     "plan_restore",
     "read_state",
@@ -145,6 +157,60 @@ def _owner(target: Path) -> tuple[int, int] | None:
     return st.st_uid, st.st_gid
 
 
+_ABSENT: Any = object()  # a key that is not there (before or after a change)
+
+
+def _json_object(raw: bytes | None) -> dict[str, Any] | None:
+    """A JSON object file's content; {} for a missing or empty file; None if not a JSON object."""
+    if raw is None:
+        return {}
+    try:
+        text = raw.decode("utf-8-sig")
+        data = json.loads(text) if text.strip() else {}
+    except (UnicodeDecodeError, ValueError, RecursionError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def _same(a: Any, b: Any) -> bool:
+    """JSON equality (``True`` is not ``1``)."""
+    if a is _ABSENT or b is _ABSENT:
+        return a is b
+    return json.dumps(a, sort_keys=True) == json.dumps(b, sort_keys=True)
+
+
+def key_changes(old: dict[str, Any], new: dict[str, Any], path: tuple[str, ...] = ()) -> list[dict[str, Any]]:
+    """Every key whose value differs, as manifest entries ``{"path", "before"?, "after"?}``
+    (a missing side: the key was absent). An object created whole is recorded as its members
+    plus ``{"path", "created": true}``, so undo can remove it once it is empty again."""
+    out: list[dict[str, Any]] = []
+    for key in [*old, *(k for k in new if k not in old)]:
+        where = [*path, key]
+        before, after = old.get(key, _ABSENT), new.get(key, _ABSENT)
+        if _same(before, after):
+            continue
+        if isinstance(before, dict) and isinstance(after, dict):
+            out.extend(key_changes(before, after, tuple(where)))
+        elif before is _ABSENT and isinstance(after, dict) and after:
+            out.append({"path": where, "created": True})
+            out.extend(key_changes({}, after, tuple(where)))
+        else:
+            entry: dict[str, Any] = {"path": where}
+            if before is not _ABSENT:
+                entry["before"] = before
+            if after is not _ABSENT:
+                entry["after"] = after
+            out.append(entry)
+    return out
+
+
+def _recorded_changes(old: bytes | None, new: bytes) -> list[dict[str, Any]] | None:
+    before, after = _json_object(old), _json_object(new)
+    if before is None or after is None:
+        return None  # not JSON (the ccgate YAML config): undo restores the whole file
+    return key_changes(before, after)
+
+
 @dataclass(frozen=True)
 class BackupSet:
     directory: Path
@@ -183,6 +249,7 @@ def apply_writes(writes: list[tuple[FileState, bytes]], backup_root: Path) -> Ba
             "mode": state.mode,
             "backup": None,
             "written_sha256": sha256(data),
+            "changes": _recorded_changes(state.raw, data),
         }
         if state.raw is not None:
             name = f"{i}-{state.target.name}"
@@ -190,7 +257,7 @@ def apply_writes(writes: list[tuple[FileState, bytes]], backup_root: Path) -> Ba
             entry["backup"] = name
         entries.append(entry)
     manifest: dict[str, Any] = {
-        "version": 1,
+        "version": 2,
         "tool": "ccgate setup claude-code",
         "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "files": entries,
@@ -252,40 +319,106 @@ def latest_backup(backup_root: Path) -> BackupSet | None:
 
 
 @dataclass(frozen=True)
+class FileRestore:
+    """What undo does to one file: ``new`` bytes (None: delete it; ``current.raw``: leave it)."""
+
+    current: FileState
+    new: bytes | None
+    mode: int | None
+    how: str
+    conflicts: tuple[str, ...] = ()  # keys changed again since setup wrote them (dotted)
+
+    @property
+    def changes_file(self) -> bool:
+        return self.new != self.current.raw
+
+
+@dataclass(frozen=True)
 class RestorePlan:
     backup: BackupSet
-    restores: list[tuple[FileState, bytes | None, int | None]]  # current, bytes to put back
-    modified_since: list[Path]
+    files: list[FileRestore]
+
+    @property
+    def conflicts(self) -> list[str]:
+        return [f"{f.current.path}: {key}" for f in self.files for key in f.conflicts]
 
 
-def plan_restore(backup: BackupSet) -> RestorePlan:
-    restores: list[tuple[FileState, bytes | None, int | None]] = []
-    modified: list[Path] = []
-    for entry in backup.files:
-        target = Path(str(entry["path"]))
-        current = read_state(target)
-        raw: bytes | None = None
-        if entry.get("backup"):
-            try:
-                raw = (backup.directory / str(entry["backup"])).read_bytes()
-            except OSError as exc:
-                raise SetupFileError(
-                    f"backup copy {backup.directory / str(entry['backup'])} is unreadable "
-                    f"({exc.strerror}); nothing was changed"
-                ) from None
-        if current.raw is None or sha256(current.raw) != entry.get("written_sha256"):
-            modified.append(target)
-        mode = entry.get("mode")
-        restores.append((current, raw, mode if isinstance(mode, int) else None))
-    return RestorePlan(backup, restores, modified)
+def plan_restore(backup: BackupSet, *, force: bool = False) -> RestorePlan:
+    """What undoing ``backup`` would do; ``force`` also reverts keys changed again since."""
+    return RestorePlan(backup, [_plan_file(backup, entry, force) for entry in backup.files])
+
+
+def _plan_file(backup: BackupSet, entry: dict[str, Any], force: bool) -> FileRestore:
+    target = Path(str(entry["path"]))
+    current = read_state(target)
+    mode = entry.get("mode") if isinstance(entry.get("mode"), int) else None
+    old: bytes | None = None
+    if entry.get("backup"):
+        try:
+            old = (backup.directory / str(entry["backup"])).read_bytes()
+        except OSError as exc:
+            raise SetupFileError(
+                f"backup copy {backup.directory / str(entry['backup'])} is unreadable "
+                f"({exc.strerror}); nothing was changed"
+            ) from None
+    if current.raw is not None and sha256(current.raw) == entry.get("written_sha256"):
+        if old is None:
+            return FileRestore(current, None, mode, "delete (setup created it, nothing changed it since)")
+        return FileRestore(current, old, mode, "restore the backup (unchanged since setup)")
+    if current.raw is None:
+        return FileRestore(current, None, mode, "nothing to revert (the file is gone)")
+    changes = entry.get("changes")
+    if not isinstance(changes, list):  # a backup from before keys were recorded, or not JSON
+        if not force:
+            return FileRestore(current, current.raw, mode, "changed since setup wrote it", ("(whole file)",))
+        if old is None:  # never delete a file someone else has written since
+            return FileRestore(current, current.raw, mode, "left as it is (written by another program since)")
+        return FileRestore(current, old, mode, "restore the backup (changes since are discarded)")
+    return _revert_keys(current, mode, changes, force)
+
+
+def _revert_keys(
+    current: FileState, mode: int | None, changes: list[dict[str, Any]], force: bool
+) -> FileRestore:
+    assert current.raw is not None
+    try:
+        doc = JsonDoc.parse(current.raw, str(current.path))
+    except JsonFileError as exc:
+        raise SetupFileError(f"{exc}; cannot undo setup's keys in it. Nothing was changed.") from None
+    conflicts: list[str] = []
+    reverted = 0
+    for change in (c for c in changes if not c.get("created")):
+        path = tuple(str(k) for k in change["path"])
+        now = doc.get(path, _ABSENT)
+        if not _same(now, change.get("after", _ABSENT)) and not force:
+            conflicts.append(".".join(path))
+            continue
+        if "before" in change:
+            doc.set(path, change["before"])
+        else:
+            doc.remove(path)
+        reverted += 1
+    for change in reversed([c for c in changes if c.get("created")]):
+        path = tuple(str(k) for k in change["path"])
+        if doc.get(path, _ABSENT) == {}:
+            doc.remove(path)
+    how = f"revert {reverted} key(s) setup changed; the rest of the file (changed since) is kept"
+    new = doc.encoded() if reverted else current.raw
+    return FileRestore(current, new, current.mode if current.mode is not None else mode, how, tuple(conflicts))
 
 
 def restore_backup(plan: RestorePlan) -> None:
-    for current, raw, _ in plan.restores:
-        if raw is not None or current.existed:
-            check_writable(current)
-    for current, raw, mode in plan.restores:
-        _restore_one(current.target, raw, mode)
+    """Carry out ``plan``; the state each file was in before goes into the backup set as
+    ``undo-*``, so the undo can itself be reversed by hand."""
+    todo = [f for f in plan.files if f.changes_file]
+    for f in todo:
+        check_writable(f.current)
+    for i, f in enumerate(todo):
+        if f.current.raw is not None:
+            saved = plan.backup.directory / f"undo-{i}-{f.current.target.name}"
+            atomic_write(saved, f.current.raw, 0o600, None)
+    for f in todo:
+        _restore_one(f.current.target, f.new, f.mode)
     manifest = dict(plan.backup.manifest)
     manifest["undone"] = True
     manifest["undone_at"] = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")

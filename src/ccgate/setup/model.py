@@ -14,6 +14,7 @@ from ccgate.setup.files import FileState
 
 DEFAULT_GATEWAY = "http://127.0.0.1:4545"
 PLACEHOLDER_TOKEN = "ccgate-local"
+GATEWAY_KEY_HEADER = "x-ccgate-key"  # the gateway credential's own header (server/auth.py)
 
 
 class SetupError(Exception):
@@ -37,6 +38,9 @@ class SetupOptions:
     env: Mapping[str, str] = field(default_factory=dict)  # the shell environment
     home: Path = field(default_factory=Path.home)
     project_dir: Path = field(default_factory=Path.cwd)
+    # Claude subscription mode: the gateway key goes in ANTHROPIC_CUSTOM_HEADERS as
+    # x-ccgate-key, and Claude Code keeps sending its own login (docs/setup.md).
+    subscription: bool = False
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,12 @@ sections 1 and 2, and https://code.claude.com/docs/en/llm-gateway-connect):
   Claude Code matches hosts exactly (``localhost`` does not cover ``127.0.0.1``), and it is not
   known which of the two spellings it reads first, so both are written with the same value.
 
+Subscription mode (``SetupOptions.subscription``): Claude Code keeps its own login (a Claude
+subscription sends ``Authorization: Bearer sk-ant-oat...``), so the gateway key goes in
+``ANTHROPIC_CUSTOM_HEADERS`` as ``x-ccgate-key`` and no ``ANTHROPIC_AUTH_TOKEN`` is written
+(one in the user settings is removed: it would replace the login). Onboarding is left alone:
+the first-run wizard is where a subscription login happens.
+
 Which files, and which wins, is ``ccgate.claude_code.files``; which variables, ``.env``.
 """
 
@@ -36,6 +42,7 @@ from ccgate.setup.gather import OverridingFile, SetupInputs
 from ccgate.setup.jsonedit import JsonDoc
 from ccgate.setup.model import (
     DEFAULT_GATEWAY,
+    GATEWAY_KEY_HEADER,
     MISSING,
     PLACEHOLDER_TOKEN,
     Change,
@@ -81,7 +88,11 @@ def choose_token(options: SetupOptions, user_env: Mapping[str, str], gateway: st
         return options.key, "--key"
     if options.config_tokens:
         return options.config_tokens[0], "the ccgate config (client token)"
-    if user_env.get(cc.AUTH_TOKEN) and user_env.get(cc.BASE_URL, "").rstrip("/") == gateway:
+    same_gateway = user_env.get(cc.BASE_URL, "").rstrip("/") == gateway
+    in_header = cc.custom_header(user_env.get(cc.CUSTOM_HEADERS, ""), GATEWAY_KEY_HEADER)
+    if options.subscription and in_header and same_gateway:
+        return in_header, "already in the settings"
+    if not options.subscription and user_env.get(cc.AUTH_TOKEN) and same_gateway:
         return user_env[cc.AUTH_TOKEN], "already in the settings"
     return PLACEHOLDER_TOKEN, "placeholder (the gateway has no client keys)"
 
@@ -158,15 +169,19 @@ def plan_changes(options: SetupOptions, inputs: SetupInputs) -> Plan:
     )
 
     wanted = _wanted_env(gateway, token, token_source, options.models)
+    if options.subscription:
+        wanted = _subscription_env(wanted, user_env)
     for var, want in wanted.items():
         draft.set_env(var, want.value, want.why, want.secret)
+    _plan_credential_mode(draft, user_env, options.subscription)
     _plan_api_key(draft, user_env, options.env)
     _plan_no_proxy(draft, options.env, inputs.overriding, urlsplit(gateway).hostname or "")
-    _plan_onboarding(draft)
+    if not options.subscription:
+        _plan_onboarding(draft)
     _warn_overridden(draft, inputs.overriding, wanted)
     _note_shell_differs(draft, options.env, wanted)
     _warn_second_credentials(draft, inputs.overriding)
-    _warn_provider_switches(draft, options.env, inputs.overriding)
+    _warn_provider_switches(draft, options.env, inputs.overriding, options.subscription)
 
     layers = [(str(inputs.files.user_settings), draft.user.data)]
     layers += [(str(o.path), o.data) for o in inputs.overriding]
@@ -205,6 +220,41 @@ def _wanted_env(gateway: str, token: str, token_source: str, models: Mapping[str
     for var, model in models.items():
         wanted[var] = _Wanted(model, "the model this alias resolves to, as you asked")
     return wanted
+
+
+def _subscription_env(wanted: dict[str, _Wanted], user_env: Mapping[str, str]) -> dict[str, _Wanted]:
+    """The gateway key moves from ANTHROPIC_AUTH_TOKEN to x-ccgate-key in the custom headers."""
+    token = wanted.pop(cc.AUTH_TOKEN).value
+    headers = cc.custom_headers_with(user_env.get(cc.CUSTOM_HEADERS, ""), GATEWAY_KEY_HEADER, token)
+    wanted[cc.CUSTOM_HEADERS] = _Wanted(
+        headers,
+        f"the gateway key in its own header ({GATEWAY_KEY_HEADER}); Claude Code keeps sending your "
+        "Claude login as Authorization, which the gateway passes to Anthropic unchanged",
+        secret=True,
+    )
+    return wanted
+
+
+def _plan_credential_mode(draft: _Draft, user_env: Mapping[str, str], subscription: bool) -> None:
+    """Remove what belongs to the other mode: a token that would replace the subscription login,
+    or an x-ccgate-key header left from subscription mode."""
+    settings = draft.plan.files.user_settings
+    if subscription and user_env.get(cc.AUTH_TOKEN):
+        draft.user.remove(("env", cc.AUTH_TOKEN))
+        draft.plan.changes.append(Change(
+            settings, f"env.{cc.AUTH_TOKEN}", user_env[cc.AUTH_TOKEN], MISSING,
+            "a token here replaces your Claude subscription login in every request", True))
+        return
+    headers = user_env.get(cc.CUSTOM_HEADERS, "")
+    if subscription or cc.custom_header(headers, GATEWAY_KEY_HEADER) is None:
+        return
+    rest = cc.custom_headers_with(headers, GATEWAY_KEY_HEADER, None)
+    why = f"the gateway key now goes as ANTHROPIC_AUTH_TOKEN, not in {GATEWAY_KEY_HEADER}"
+    if rest:
+        draft.set_env(cc.CUSTOM_HEADERS, rest, why, secret=True)
+    else:
+        draft.user.remove(("env", cc.CUSTOM_HEADERS))
+        draft.plan.changes.append(Change(settings, f"env.{cc.CUSTOM_HEADERS}", headers, MISSING, why, True))
 
 
 def _plan_api_key(draft: _Draft, user_env: Mapping[str, str], shell: Mapping[str, str]) -> None:
@@ -376,10 +426,14 @@ def _warn_second_credentials(draft: _Draft, overriding: list[OverridingFile]) ->
         )
 
 
-def _warn_provider_switches(draft: _Draft, shell: Mapping[str, str], overriding: list[OverridingFile]) -> None:
-    """A cloud-provider switch sends traffic past the gateway; an OAuth token is a second credential."""
+def _warn_provider_switches(
+    draft: _Draft, shell: Mapping[str, str], overriding: list[OverridingFile], subscription: bool = False
+) -> None:
+    """A cloud-provider switch sends traffic past the gateway; an OAuth token is a second credential
+    (except in subscription mode, where it is the credential)."""
     user_env = draft.user_env()
-    for var in (*cc.PROVIDER_SWITCHES, cc.OAUTH_TOKEN):
+    oauth = () if subscription else (cc.OAUTH_TOKEN,)
+    for var in (*cc.PROVIDER_SWITCHES, *oauth):
         places = []
         if shell.get(var):
             places.append("the shell")
