@@ -138,3 +138,18 @@ def test_subscription_mode_puts_the_key_in_its_own_header(home: Home, cli: Any) 
     assert cli("--key", KEY, "--no-verify").code == 0
     env = load(home.settings)["env"]
     assert env["ANTHROPIC_CUSTOM_HEADERS"] == "x-team: blue" and env["ANTHROPIC_AUTH_TOKEN"] == KEY
+
+
+def test_backup_from_before_keys_were_recorded(home: Home, cli: Any) -> None:
+    assert cli("--key", KEY, "--no-verify").code == 0
+    (manifest_path,) = home.backups.glob("*/manifest.json")
+    manifest = json.loads(manifest_path.read_text())
+    for entry in manifest["files"]:
+        del entry["changes"]
+    manifest_path.write_text(json.dumps(manifest))
+    home.global_config.write_text(CLAUDE_REWRITE)
+    r = cli("--undo")
+    assert r.code == 1 and "(whole file)" in r.err and home.global_config.read_text() == CLAUDE_REWRITE
+    assert cli("--undo", "--yes").code == 0
+    assert home.global_config.read_text() == CLAUDE_REWRITE  # written since: never deleted
+    assert not home.settings.exists()  # untouched since setup created it

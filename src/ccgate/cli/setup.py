@@ -56,7 +56,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
             "Write ANTHROPIC_BASE_URL, ANTHROPIC_AUTH_TOKEN (and NO_PROXY when a proxy is set) "
             "into Claude Code's user settings, mark onboarding done so its first-run check of "
             "api.anthropic.com never runs, remove conflicting credentials, then check the path. "
-            "Every change is backed up; --undo restores the last backup."
+            "Every change is backed up; --undo reverts the keys the last run changed."
         ),
     )
     cc.add_argument(
@@ -77,7 +77,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     cc.add_argument("--sonnet-model", metavar="ID", help="ANTHROPIC_DEFAULT_SONNET_MODEL")
     cc.add_argument("--opus-model", metavar="ID", help="ANTHROPIC_DEFAULT_OPUS_MODEL")
     cc.add_argument("--dry-run", action="store_true", help="print the diff of what would change; write nothing")
-    cc.add_argument("--undo", action="store_true", help="restore the files from the last backup")
+    cc.add_argument("--undo", action="store_true",
+                    help="revert the keys the last run changed (files changed since keep their other changes)")
     cc.add_argument(
         "--print-env",
         nargs="?",
@@ -179,7 +180,7 @@ def _show(value: Any, secret: bool) -> str:
 def print_plan(plan: Plan, home: Path, out: TextIO) -> None:
     token = plan.token if plan.token == PLACEHOLDER_TOKEN else mask(plan.token)
     print(f"Claude Code -> {plan.gateway}  (token {token}, from {plan.token_source})", file=out)
-    if any(c.key == f"env.{CUSTOM_HEADERS}" and c.new is not MISSING for c in plan.changes):
+    if any(c.key == f"env.{CUSTOM_HEADERS}" and GATEWAY_KEY_HEADER in str(c.new) for c in plan.changes):
         print(f"  subscription mode: the gateway key goes as {GATEWAY_KEY_HEADER}; your Claude login "
               "goes to Anthropic as it is", file=out)
     if plan.changes:
