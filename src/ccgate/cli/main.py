@@ -17,6 +17,9 @@ SUBCOMMANDS = {
     "config": ("ccgate.cli.config_cmd", "check the configuration file"),
     "keys": ("ccgate.cli.keys", "issue, list, revoke and rotate client keys"),
     "usage": ("ccgate.cli.usage", "token usage per key, model, provider or session"),
+    "connect": ("ccgate.cli.connect", "connect a provider: discover models, test, save, route Claude Code"),
+    "providers": ("ccgate.cli.providers", "list, test or remove the configured providers"),
+    "models": ("ccgate.cli.models", "each provider's live model list and the routes to it"),
 }
 
 
