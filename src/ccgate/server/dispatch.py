@@ -99,7 +99,7 @@ class Dispatcher:
 
     def prepare(
         self, target: Target, route: Route, model: str, body: bytes, decoded: dict[str, Any] | None,
-        scope: Scope,
+        scope: Scope, *, own_credential: bool = False,
     ) -> Prepared:
         provider = target.provider
         transport = self.transports[provider.name]
@@ -115,7 +115,7 @@ class Dispatcher:
         path = scope["path"] + ("?" + query.decode("latin-1") if query else "")
         counting = scope["path"].endswith("/count_tokens")
         return Prepared(target, transport, path, self._passthrough_body(body, model, target, route, counting),
-                        own_credential=brings_own_credential(scope))
+                        own_credential=own_credential)
 
     def _passthrough_body(
         self, body: bytes, model: str, target: Target, route: Route, counting: bool
@@ -185,7 +185,8 @@ class Dispatcher:
                 if index not in prepared:
                     if decoded is None and step.target.provider.translated:
                         decoded = msgspec.json.decode(body)
-                    prepared[index] = self.prepare(step.target, route, model, body, decoded, scope)
+                    prepared[index] = self.prepare(step.target, route, model, body, decoded, scope,
+                                                   own_credential=own_credential)
                 prep = prepared[index]
                 ex.provider = prep.transport.name
                 result = await self._attempt(planner, step, prep, scope, method, forward_client,
@@ -268,7 +269,7 @@ class Dispatcher:
 def brings_own_credential(scope: Scope) -> bool:
     """Whether the gateway key came in ``x-ccgate-key`` beside a credential of the client's own
     (``Authorization``/``x-api-key``). With ``x-ccgate-key`` alone the provider key is used."""
-    names = [name for name, _ in scope["headers"]]
+    names = {name for name, _ in scope["headers"]}  # once per request, in run()
     return CCGATE_KEY_HEADER in names and (b"authorization" in names or b"x-api-key" in names)
 
 
