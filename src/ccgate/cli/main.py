@@ -14,6 +14,7 @@ SUBCOMMANDS = {
     "serve": ("ccgate.cli.serve", "run the gateway (default 127.0.0.1:4545)"),
     "doctor": ("ccgate.cli.doctor", "find the root cause of a failing connection"),
     "setup": ("ccgate.cli.setup", "wire a client (Claude Code) to the gateway"),
+    "code": ("ccgate.cli.code", "run Claude Code through the gateway (starts one if none answers)"),
     "config": ("ccgate.cli.config_cmd", "check the configuration file"),
     "keys": ("ccgate.cli.keys", "issue, list, revoke and rotate client keys"),
     "usage": ("ccgate.cli.usage", "token usage per key, model, provider or session"),
