@@ -41,7 +41,7 @@ from ccgate.server.access_log import AccessLog, AccessRecord, utc_now
 from ccgate.server.admin import PREFIX as ADMIN_PREFIX
 from ccgate.server.admin import AdminApi, admin_key_from
 from ccgate.server.asgi import ClientGone, Receive, Scope, Send, read_body
-from ccgate.server.auth import Client, ClientAuth
+from ccgate.server.auth import CCGATE_KEY_HEADER, Client, ClientAuth
 from ccgate.server.dispatch import Dispatcher
 from ccgate.server.exchange import Exchange, watch_disconnect
 from ccgate.server.forward import outgoing_headers, relay_passthrough
@@ -235,7 +235,8 @@ class Gateway:
 
     def authenticate(self, scope: Scope) -> Client:
         headers = dict(scope["headers"])  # a C-speed pass; a repeated header: the last one
-        return self.auth.authenticate(headers.get(b"x-api-key"), headers.get(b"authorization"))
+        return self.auth.authenticate(headers.get(b"x-api-key"), headers.get(b"authorization"),
+                                      headers.get(CCGATE_KEY_HEADER))
 
     async def unrouted(self, scope: Scope, receive: Receive, response: Response, ctx: Context) -> None:
         path: str = scope["path"]
@@ -311,7 +312,9 @@ class Gateway:
     ) -> None:
         route = route_model(self.config, model)
         ctx.upstream = route.primary.provider.name
-        if ctx.key is not None:
+        # With x-ccgate-key the client's Authorization is its own, not ours: dispatch decides per
+        # target whether it may go upstream (kind: anthropic only).
+        if ctx.key is not None and not ctx.key.own_credential:
             _refuse_client_credentials(route.targets, self.transports)
         usage_wanted = (record and self.recorder is not None) or (
             ctx.key is not None and ctx.key.issued is not None and ctx.key.issued.tpm is not None)
