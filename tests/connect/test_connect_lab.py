@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 import subprocess
+import time
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -196,3 +197,31 @@ def test_providers_and_models_commands(scripted_upstream: Make, tmp_path: Path) 
     assert removed.returncode == 0, removed.stderr
     assert "lab" not in [p.name for p in Connector(config, env).providers()]
     assert "key file" in removed.stdout and (tmp_path / "secrets" / "lab.key").exists()  # kept for undo
+
+
+def test_connect_makes_a_running_gateway_reload(scripted_upstream: Make, tmp_path: Path) -> None:
+    pytest.importorskip("ccgate.server.control")
+    first = scripted_upstream(name="first")
+    second = scripted_upstream(name="second")
+    (tmp_path / "run").mkdir(mode=0o700)
+    extra = {"HOME": str(tmp_path), "XDG_RUNTIME_DIR": str(tmp_path / "run")}
+    gateway = Gateway(tmp_path / "cfg", {
+        "providers": [{"name": "first", "kind": "openai-compatible", "base_url": first.openai_base_url,
+                       "auth_header": "none"}],
+        "models": [{"match": "*", "to": "first/m1"}]}, env=extra).start()
+    try:
+        done = _ccgate("connect", "--base-url", second.openai_base_url, "--kind", "openai-compatible",
+                       "--name", "second", "--model", "m2", "--config", str(gateway.config_path),
+                       "--no-claude-code", "--yes", "--json", env=clean_env(extra))
+        assert done.returncode == 0, done.stderr + done.stdout
+        assert "SIGHUP" in json.loads(done.stdout)["gateway"]["message"]
+        tested = len(second.requests)
+        body = {"model": "claude-sonnet-4-5", "max_tokens": 20, "messages": [{"role": "user", "content": "hi"}]}
+        for _ in range(100):  # the reload is asynchronous: wait until requests reach the new provider
+            assert httpx.post(gateway.url + "/v1/messages", json=body, timeout=10).status_code == 200
+            if len(second.requests) > tested:
+                break
+            time.sleep(0.05)
+        assert second.last.json["model"] == "m2"
+    finally:
+        gateway.stop()

@@ -3,14 +3,15 @@ API with the admin key, else SIGHUP through its pidfile), or say what to do."""
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Mapping
 from pathlib import Path
+from types import ModuleType
 from typing import Any, TextIO
 
 from ccgate.config.load import load_config, parse_config
 from ccgate.config.model import Server
 from ccgate.errors import ConfigError
-from ccgate.server.control import ReloadError, request_reload
 
 ADMIN_KEY_ENV = "CCGATE_ADMIN_KEY"
 
@@ -20,15 +21,27 @@ def reload_gateway(config_path: Path, env: Mapping[str, str], *, quiet: bool, ou
     server, admin_key = _server_and_admin_key(config_path, env)
     host = "127.0.0.1" if server.host in ("0.0.0.0", "", "::") else server.host
     restart = f"ccgate serve --config {config_path}"
-    try:
-        message, ok = request_reload(host, server.port, admin_key), True
-    except ReloadError as exc:
-        message, ok = f"the gateway did not reload: {exc}", False
+    control = _control()
+    if control is None:
+        message, ok = "this build cannot ask a running gateway to reload", False
+    else:
+        try:
+            message, ok = str(control.request_reload(host, server.port, admin_key)), True
+        except control.ReloadError as exc:
+            message, ok = f"the gateway did not reload: {exc}", False
     if not quiet:
         print(f"Gateway: {message}", file=out)
         if not ok:
             print(f"  restart it to apply the change: {restart}", file=out)
     return {"message": message, "ok": ok, "restart_command": restart}
+
+
+def _control() -> ModuleType | None:
+    """``server.control`` (pidfile + SIGHUP, or the admin reload endpoint), when present."""
+    try:
+        return importlib.import_module("ccgate.server.control")
+    except ImportError:
+        return None
 
 
 def _server_and_admin_key(config_path: Path, env: Mapping[str, str]) -> tuple[Server, str | None]:
