@@ -9,6 +9,7 @@ routes whose ``match`` is one of the tier globs (tiers.MANAGED_MATCHES).
 from __future__ import annotations
 
 import io
+import itertools
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -51,15 +52,15 @@ def guess_indent(text: str) -> tuple[int, int]:
     lines = [line for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#")]
     mapping: int | None = None
     offset: int | None = None
-    for parent, child in zip(lines, lines[1:], strict=False):
+    for parent, child in itertools.pairwise(lines):
         match = _KEY_ONLY.match(parent)
-        step = len(child) - len(child.lstrip(" ")) - len(match.group("indent")) if match else 0
-        if not match or step < 0 or (step == 0 and not child.lstrip().startswith("- ")):
+        if not match:
             continue
+        step = len(child) - len(child.lstrip(" ")) - len(match.group("indent"))
         if child.lstrip().startswith("- "):
-            offset = step if offset is None else offset
-        elif step > 0:
-            mapping = step if mapping is None else mapping
+            offset = step if offset is None and step >= 0 else offset
+        elif mapping is None and step > 0:
+            mapping = step
     return mapping or 2, 2 if offset is None else offset
 
 
