@@ -16,6 +16,8 @@ is the only place that turns one into bytes on the wire::
     │   ├── MethodNotAllowed        405 invalid_request_error
     │   ├── Conflict                409 invalid_request_error: the admin API's request contradicts
     │   │                           the current state (duplicate name, already revoked)
+    │   ├── ConfigRejected          422 invalid_request_error: a reload found the config unusable;
+    │   │                           the running one keeps serving
     │   ├── RequestTooLarge         413 request_too_large
     │   └── RateLimited             429 rate_limit_error (retryable)
     ├── UpstreamError               502 api_error; 5xx, a hop between us and the provider failed
@@ -87,6 +89,12 @@ class Conflict(ClientError):
     """409: the request contradicts the current state (duplicate name, already revoked)."""
 
     status = 409
+
+
+class ConfigRejected(ClientError):
+    """422: a reload (or an admin change) found the new config unusable; the old one serves on."""
+
+    status = 422
 
 
 class RequestTooLarge(ClientError):

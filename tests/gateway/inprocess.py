@@ -65,23 +65,31 @@ class InProcessGateway:
 
     def __init__(self, tmp: Path, config: dict[str, Any], scripts: Mapping[str, Iterable[Step]] | None = None,
                  *, env: Mapping[str, str] | None = None) -> None:
-        config = {"store": {"enabled": False}, "log": {"access": False}, **config}
-        path = tmp / "ccgate.yaml"
-        path.write_text(yaml.safe_dump(config))
+        self.path = tmp / "ccgate.yaml"
+        self._scripts: dict[str, list[Step]] = {}
+        self.write_config(config, scripts)
         self.env = dict(env or {})
-        self.loaded = load_config(str(path), self.env)
+        self.loaded = load_config(str(self.path), self.env)
         self.clock = ManualClock()
         self.slept: list[float] = []
-        self.transports: dict[str, ScriptedTransport] = {}
-        self._scripts = {name: list(steps) for name, steps in (scripts or {}).items()}
+        self.transports: dict[str, ScriptedTransport] = {}  # the newest per provider
+        self.all_transports: list[ScriptedTransport] = []
         self.app = Gateway(self.loaded, self.env, transport=self._transport, clock=self.clock,
                            sleep=self._sleep)
         self._lifespan: asyncio.Queue[Message] = asyncio.Queue()
         self._lifespan_task: asyncio.Task[None] | None = None
 
+    def write_config(self, config: dict[str, Any], scripts: Mapping[str, Iterable[Step]] | None = None) -> None:
+        """(Re)write the config file; ``scripts``: for the providers a reload will (re)create."""
+        config = {"store": {"enabled": False}, "log": {"access": False}, **config}
+        self.path.write_text(yaml.safe_dump(config))
+        self._scripts.update({name: list(steps) for name, steps in (scripts or {}).items()})
+
     def _transport(self, provider: Provider, keys: list[Secret], env: Mapping[str, str]) -> ScriptedTransport:
-        transport = ScriptedTransport(provider, keys, self._scripts.get(provider.name, ()))
+        # A script is used by the first transport built for its provider (a reload builds new ones).
+        transport = ScriptedTransport(provider, keys, self._scripts.pop(provider.name, ()))
         self.transports[provider.name] = transport
+        self.all_transports.append(transport)
         return transport
 
     async def _sleep(self, seconds: float) -> None:

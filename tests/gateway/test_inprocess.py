@@ -130,7 +130,7 @@ async def test_stream_broken_after_start_ends_in_band_and_counts_against_the_bre
     broken = UpstreamUnreachable("provider 'anthropic' closed the connection", hop="upstream")
     async with InProcessGateway(tmp_path, config, {"anthropic": [Reply(200, SSE, [start, broken])]}) as gw:
         answer = await gw.post("/v1/messages", {**MSG, "stream": True}, headers=CLIENT)
-        assert gw.app.upstreams["anthropic"].breaker.state is BreakerState.OPEN
+        assert gw.app.runtime.upstreams["anthropic"].breaker.state is BreakerState.OPEN
     assert answer.status == 200 and answer.complete
     assert answer.body.startswith(start)
     assert answer.events()[-1][0] == "error"

@@ -327,6 +327,12 @@ ADMIN_PATHS = {
     "/admin/keys/{key}/revoke": {"post"},
     "/admin/keys/{key}/rotate": {"post"},
     "/admin/usage": {"get"},
+    "/admin/config/reload": {"post"},
+    "/admin/routes": {"get"},
+    "/admin/providers": {"get", "post"},
+    "/admin/providers/{name}": {"delete"},
+    "/admin/providers/{name}/test": {"post"},
+    "/admin/providers/{name}/models": {"get"},
     "/admin/openapi.json": {"get"},
 }
 

@@ -236,10 +236,11 @@ async def test_openapi_is_served_without_auth_and_matches_the_routes(api: tuple[
     documented = _openapi_routes(reply.body)
     fixed = set(admin.routes())
     templated = {("GET", "/admin/keys/{key}"), ("POST", "/admin/keys/{key}/revoke"),
-                 ("POST", "/admin/keys/{key}/rotate")}
+                 ("POST", "/admin/keys/{key}/rotate"), ("DELETE", "/admin/providers/{name}"),
+                 ("POST", "/admin/providers/{name}/test"), ("GET", "/admin/providers/{name}/models")}
     assert documented == fixed | templated
     for method, path in templated:  # every templated route really is served
-        concrete = path.replace("{key}", "nobody")
+        concrete = path.replace("{key}", "nobody").replace("{name}", "nobody")
         assert (await call(admin, method, concrete)).status == 404  # routed, key unknown (not 405)
     refs = re.findall(r'"\$ref": "#/components/schemas/(\w+)"', json.dumps(reply.body))
     assert refs and set(refs) <= set(reply.body["components"]["schemas"])

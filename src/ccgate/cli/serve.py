@@ -1,8 +1,13 @@
-"""``ccgate serve``: validate the config, refuse unsafe exposure, run uvicorn."""
+"""``ccgate serve``: validate the config, refuse unsafe exposure, run uvicorn.
+
+While it runs, a pidfile keyed by the port (``server.control.Pidfile``) lets ``ccgate connect`` and
+friends send it SIGHUP to reload the config; SIGHUP, ``server.watch_config`` and
+``POST /admin/config/reload`` all reload without a restart (``server.reload``)."""
 
 from __future__ import annotations
 
 import argparse
+import functools
 import ipaddress
 import logging
 import os
@@ -12,6 +17,7 @@ from typing import TYPE_CHECKING
 from ccgate.config.load import LoadedConfig, load_config
 from ccgate.errors import ConfigError
 from ccgate.proxy_env import resolve_proxy
+from ccgate.server.control import Pidfile
 
 UNSAFE_FLAG = "--dangerously-allow-unauthenticated"
 
@@ -67,7 +73,7 @@ def describe(loaded: LoadedConfig, host: str, port: int, app: Gateway | None = N
         auth = f"on ({tokens} config token(s))" if tokens else "off unless keys have been issued"
     else:
         issued = len(app.key_cache) if app.key_cache is not None else 0
-        auth = f"on ({tokens} config token(s), {issued} issued key(s))" if app.auth.enabled else "off"
+        auth = f"on ({tokens} config token(s), {issued} issued key(s))" if app.runtime.auth.enabled else "off"
     lines.append(f"  client authentication: {auth}")
     if app is not None and app.store is not None:
         usage = "usage recorded" if app.recorder is not None else "usage not recorded"
@@ -91,15 +97,19 @@ def run(args: argparse.Namespace) -> int:
     from ccgate.server.app import Gateway
 
     try:
-        app = Gateway(loaded, os.environ)
+        app = Gateway(loaded, os.environ, reload_signal=True)
     except (ConfigError, ValueError) as exc:  # store unusable, admin key too short
         print(f"ccgate: config error: {exc}", file=sys.stderr)
         return 2
-    problem = exposure_problem(app.auth.enabled, host, args.allow_unauthenticated)
+    authenticated = app.runtime.auth.enabled
+    problem = exposure_problem(authenticated, host, args.allow_unauthenticated)
     if problem:
         print(f"ccgate: {problem}", file=sys.stderr)
         return 2
-    if args.allow_unauthenticated and not is_loopback(host) and not app.auth.enabled:
+    # A reload must not open what the start refused to open.
+    app.reloader.exposure_check = functools.partial(
+        _reload_exposure, host=host, allow=args.allow_unauthenticated)
+    if args.allow_unauthenticated and not is_loopback(host) and not authenticated:
         print(f"ccgate: WARNING: serving {host}:{port} with NO client authentication "
               f"({UNSAFE_FLAG})", file=sys.stderr)
 
@@ -119,5 +129,13 @@ def run(args: argparse.Namespace) -> int:
         proxy_headers=False,  # we never use the client address; skip X-Forwarded-* parsing
         timeout_keep_alive=75,
     )
+    pidfile = Pidfile(host, port, loaded.source)
+    app.on_startup.append(pidfile.write)
+    app.on_shutdown.append(pidfile.remove)
     uvicorn.Server(config).run()
     return 0
+
+
+def _reload_exposure(authenticated: bool, *, host: str, allow: bool) -> str | None:
+    problem = exposure_problem(authenticated, host, allow)
+    return f"the new config has no client authentication: {problem}" if problem else None

@@ -52,6 +52,9 @@ class Server(_Strict):
     ready_window: float = 60.0
     # Translated streams: seconds of upstream silence before an SSE ping goes to the client.
     ping_interval: float = 10.0
+    # Reload the config when this file changes (polled every second); SIGHUP and
+    # POST /admin/config/reload reload it either way.
+    watch_config: bool = False
 
     def __post_init__(self) -> None:
         if not 0 < self.port < 65536:

@@ -1,4 +1,5 @@
-"""The admin HTTP API: the ``ccgate keys`` / ``ccgate usage`` operations over HTTP.
+"""The admin HTTP API: the ``ccgate keys`` / ``ccgate usage`` operations over HTTP, and the
+running config (``/admin/config/reload``, ``/admin/routes``: ``server.admin_config``).
 
 Enabled only when an admin key is configured; otherwise every ``/admin/...`` path is 404,
 as if it did not exist. Every endpoint except the OpenAPI document needs the admin key as
@@ -36,6 +37,7 @@ from ccgate.errors import (
     MethodNotAllowed,
     NotFound,
 )
+from ccgate.server.admin_config import ConfigAdmin, ConnectBody, GatewayControl, TestBody
 from ccgate.server.asgi import Receive, Scope, read_body
 from ccgate.server.auth import presented_token
 from ccgate.server.openapi import openapi_document
@@ -62,6 +64,7 @@ ADMIN_KEY_ENV = "CCGATE_ADMIN_KEY"
 MIN_ADMIN_KEY_LENGTH = 16
 PREFIX = "/admin/"
 _KEYS = "/admin/keys"
+_PROVIDERS = "/admin/providers"
 _OPENAPI = "/admin/openapi.json"  # the one admin path served without the admin key
 _MAX_BODY = 64 * 1024
 _json = msgspec.json.Encoder()
@@ -93,6 +96,20 @@ class RotateBody(msgspec.Struct, forbid_unknown_fields=True):
     grace: str | None = None
 
 
+def admin_digest(admin_key: str | Secret | None) -> bytes | None:
+    """The SHA-256 the admin key is checked against; ValueError (a safe message: the key is
+    not shown) for a key too short to be one."""
+    value = admin_key.value if isinstance(admin_key, Secret) else admin_key
+    if not value:
+        return None
+    if len(value) < MIN_ADMIN_KEY_LENGTH:
+        raise ValueError(
+            f"the admin key is {len(value)} characters; use at least {MIN_ADMIN_KEY_LENGTH} random "
+            f"characters (e.g. python3 -c 'import secrets; print(secrets.token_urlsafe(32))')"
+        )
+    return hashlib.sha256(value.encode()).digest()
+
+
 def admin_key_from(configured: Secret | str | None, env: Mapping[str, str]) -> str | None:
     """The admin key: ``server.admin.key`` from the config, else ``$CCGATE_ADMIN_KEY``."""
     if isinstance(configured, Secret):
@@ -103,25 +120,27 @@ def admin_key_from(configured: Secret | str | None, env: Mapping[str, str]) -> s
 class AdminApi:
     def __init__(
         self, store: Store, cache: KeyCache | None, admin_key: str | Secret | None, *,
-        clock: Callable[[], float] = time.time,
+        clock: Callable[[], float] = time.time, control: GatewayControl | None = None,
     ) -> None:
-        value = admin_key.value if isinstance(admin_key, Secret) else admin_key
-        if value is not None and len(value) < MIN_ADMIN_KEY_LENGTH:
-            # Raised at startup (ValueError, safe message: the key itself is not shown).
-            raise ValueError(
-                f"the admin key is {len(value)} characters; use at least {MIN_ADMIN_KEY_LENGTH} random "
-                f"characters (e.g. python3 -c 'import secrets; print(secrets.token_urlsafe(32))')"
-            )
         self.store = store
         self.cache = cache
         self.keys = KeyManager(store, clock)
         self.clock = clock
-        self._digest = hashlib.sha256(value.encode()).digest() if value else None
+        self._digest = admin_digest(admin_key)
+        # The config side (reload, routes); None when the API runs without a gateway (tests).
+        self.config = ConfigAdmin(control) if control is not None else None
         self._fixed: dict[str, dict[str, AdminHandler]] = {
             _KEYS: {"GET": self.list_keys, "POST": self.create_key},
             "/admin/usage": {"GET": self.usage},
+            "/admin/config/reload": {"POST": self.reload_config},
+            "/admin/routes": {"GET": self.routes_view},
+            _PROVIDERS: {"GET": self.list_providers, "POST": self.connect_provider},
             _OPENAPI: {"GET": self.openapi},
         }
+
+    def use_digest(self, digest: bytes | None) -> None:
+        """Switch to a new admin key (a reload), as computed by ``admin_digest``."""
+        self._digest = digest
 
     @property
     def enabled(self) -> bool:
@@ -154,6 +173,8 @@ class AdminApi:
         methods = self._fixed.get(path)
         if methods is None and path.startswith(_KEYS + "/"):
             methods = self._key_routes(path[len(_KEYS) + 1:])
+        if methods is None and path.startswith(_PROVIDERS + "/"):
+            methods = self._provider_routes(path[len(_PROVIDERS) + 1:])
         if methods is None:
             raise NotFound(f"no such endpoint: {method} {path}")
         handler = methods.get(method)
@@ -172,6 +193,18 @@ class AdminApi:
             return {"POST": functools.partial(self.revoke_key, ref)}
         if action == "rotate":
             return {"POST": functools.partial(self.rotate_key, ref)}
+        return None
+
+    def _provider_routes(self, rest: str) -> dict[str, AdminHandler] | None:
+        name, _, action = rest.partition("/")
+        if not name:
+            return None
+        if action == "":
+            return {"DELETE": functools.partial(self.remove_provider, name)}
+        if action == "test":
+            return {"POST": functools.partial(self.test_provider, name)}
+        if action == "models":
+            return {"GET": functools.partial(self.provider_models, name)}
         return None
 
     def _guard(self, path: str, handler: AdminHandler) -> AdminHandler:
@@ -252,10 +285,51 @@ class AdminApi:
         groups = await self._call(self.store.usage_summary, since=since, by=by)
         await _reply(response, 200, usage_report(groups, since=since, by=by))
 
+    async def reload_config(self, scope: Scope, receive: Receive, response: Response,
+                            ctx: AdminContext) -> None:
+        await _read(scope, receive, ctx)  # no body expected; drain whatever came
+        await _reply(response, 200, await self._config().reload())
+
+    async def routes_view(self, scope: Scope, receive: Receive, response: Response,
+                          ctx: AdminContext) -> None:
+        await _reply(response, 200, self._config().routes())
+
+    async def list_providers(self, scope: Scope, receive: Receive, response: Response,
+                             ctx: AdminContext) -> None:
+        await _reply(response, 200, await self._config().list_providers())
+
+    async def connect_provider(self, scope: Scope, receive: Receive, response: Response,
+                               ctx: AdminContext) -> None:
+        body = _decode(await _read(scope, receive, ctx), ConnectBody, required=True)
+        status, answer = await self._config().connect(body)
+        log.info("admin: connect provider %s: %s", answer.get("provider"), answer.get("action"))
+        await _reply(response, status, answer)
+
+    async def remove_provider(self, name: str, scope: Scope, receive: Receive, response: Response,
+                              ctx: AdminContext) -> None:
+        await _read(scope, receive, ctx)
+        answer = await self._config().remove(name)
+        log.info("admin: removed provider %s", name)
+        await _reply(response, 200, answer)
+
+    async def test_provider(self, name: str, scope: Scope, receive: Receive, response: Response,
+                            ctx: AdminContext) -> None:
+        body = _decode(await _read(scope, receive, ctx), TestBody, required=False)
+        await _reply(response, 200, await self._config().test(name, body))
+
+    async def provider_models(self, name: str, scope: Scope, receive: Receive, response: Response,
+                              ctx: AdminContext) -> None:
+        await _reply(response, 200, await self._config().models(name))
+
     async def openapi(self, scope: Scope, receive: Receive, response: Response, ctx: AdminContext) -> None:
         await _reply(response, 200, openapi_document(__version__))
 
     # Helpers -----------------------------------------------------------------------------
+
+    def _config(self) -> ConfigAdmin:
+        if self.config is None:
+            raise NotFound("this admin API has no gateway configuration to manage")
+        return self.config
 
     def _applied(self, key: IssuedKey) -> None:
         if self.cache is not None:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import signal
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
@@ -22,8 +23,6 @@ import msgspec
 
 from ccgate import __version__
 from ccgate.config.load import LoadedConfig
-from ccgate.config.model import Provider
-from ccgate.config.secrets import Secret
 from ccgate.errors import (
     ConfigError,
     GatewayError,
@@ -34,20 +33,20 @@ from ccgate.errors import (
     UpstreamError,
     new_request_id,
 )
-from ccgate.routing import Breaker, KeyPool, NoKey, RateLimiter, RetryPolicy, Upstream
+from ccgate.routing import NoKey, RateLimiter
 from ccgate.routing.clock import SYSTEM_CLOCK, Clock
-from ccgate.routing.route import Target, route_model
+from ccgate.routing.route import Target, model_alias, route_model
 from ccgate.server.access_log import AccessLog, AccessRecord, utc_now
 from ccgate.server.admin import PREFIX as ADMIN_PREFIX
 from ccgate.server.admin import AdminApi, admin_key_from
 from ccgate.server.asgi import ClientGone, Receive, Scope, Send, read_body
-from ccgate.server.auth import CCGATE_KEY_HEADER, Client, ClientAuth
-from ccgate.server.dispatch import Dispatcher
+from ccgate.server.auth import CCGATE_KEY_HEADER, Client
 from ccgate.server.exchange import Exchange, watch_disconnect
 from ccgate.server.forward import outgoing_headers, relay_passthrough
 from ccgate.server.metrics import Metrics
-from ccgate.server.readiness import Readiness
+from ccgate.server.reload import Reloader, ReloadOutcome
 from ccgate.server.response import Response
+from ccgate.server.runtime import Runtime, Seams, TransportFactory, build_runtime
 from ccgate.store import (
     KeyCache,
     Store,
@@ -61,6 +60,7 @@ from ccgate.store import (
 from ccgate.translate import estimate_input_tokens
 from ccgate.upstream.transport import Transport, UpstreamTransport
 from ccgate.wire.anthropic import decode_count_tokens, decode_messages, model_list
+from ccgate.wire.openai import ListedModel
 
 log = logging.getLogger("ccgate")
 _json = msgspec.json.Encoder()
@@ -72,10 +72,11 @@ _QUIET_ROUTES = frozenset({"healthz", "readyz", "metrics"})
 class Context:
     """Per-request facts gathered along the way, for the access log."""
 
-    __slots__ = ("attempts", "bytes_in", "client", "error", "key", "model", "request_id", "status",
+    __slots__ = ("attempts", "bytes_in", "client", "error", "key", "model", "request_id", "rt", "status",
                  "stream", "upstream")
 
-    def __init__(self) -> None:
+    def __init__(self, rt: Runtime) -> None:
+        self.rt = rt  # the config this request runs on from start to end, whatever reloads happen
         self.request_id = new_request_id()
         self.client: str | None = None
         self.key: Client | None = None
@@ -90,59 +91,38 @@ class Context:
 
 # A handler answers through ``Response``, which records the status and bytes sent.
 Handler = Callable[[Scope, Receive, Response, Context], Awaitable[None]]
-TransportFactory = Callable[[Provider, list[Secret], Mapping[str, str]], Transport]
 
 
 class Gateway:
     def __init__(
         self, loaded: LoadedConfig, env: Mapping[str, str], *, store: Store | None = None,
         transport: TransportFactory = UpstreamTransport, clock: Clock = SYSTEM_CLOCK,
-        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep, reload_signal: bool = False,
     ) -> None:
         """``transport``, ``clock`` and ``sleep`` are seams for in-process tests
-        (``upstream.mock.ScriptedTransport``, ``routing.ManualClock``)."""
-        self.loaded = loaded
-        self.config = loaded.config
+        (``upstream.mock.ScriptedTransport``, ``routing.ManualClock``). ``reload_signal``:
+        reload the config on SIGHUP (``ccgate serve``; not on Windows)."""
+        self.env = env
         self.store = store if store is not None else _open_store(loaded, env)
         self.key_cache = KeyCache(self.store) if self.store is not None else None
         if self.key_cache is not None:
             self.key_cache.reload()  # a broken store fails the start, not the first request
-        self.auth = ClientAuth(loaded.secrets.client_tokens, self.key_cache)
         self.recorder = (UsageRecorder(self.store)
-                         if self.store is not None and self.config.store.record_usage else None)
-        self.admin = (AdminApi(self.store, self.key_cache,
-                               admin_key_from(loaded.secrets.admin_key, env))
-                      if self.store is not None else None)
+                         if self.store is not None and loaded.config.store.record_usage else None)
         self.limiter = RateLimiter(clock)
-        self.transports = {
-            p.name: transport(p, loaded.secrets.provider_keys[p.name], env)
-            for p in self.config.providers
-        }
         self.metrics = Metrics()
-        routing = self.config.routing
-        self.upstreams = {
-            p.name: Upstream(
-                p.name,
-                KeyPool(loaded.secrets.provider_keys[p.name], strategy=routing.key_strategy,
-                        name=p.name, on_change=self.metrics.key_event, clock=clock),
-                Breaker(p.name, **msgspec.structs.asdict(routing.breaker),
-                        on_change=self.metrics.breaker_change, clock=clock),
-            )
-            for p in self.config.providers
-        }
-        self.dispatcher = Dispatcher(
-            self.transports, self.upstreams,
-            RetryPolicy(**msgspec.structs.asdict(routing.retries)),
-            # Parsed once: the hot path reads them per request.
-            {p.name: p.openai_quirks() for p in self.config.providers},
-            {p.name: p.anthropic_quirks() for p in self.config.providers},
-            self.config.server.ping_interval,
-            clock=clock, sleep=sleep,
-        )
-        self.access_log = AccessLog(self.config.log.access, self.config.log.file)
-        self.readiness = Readiness(list(self.transports.values()), self.config.server.ready_window,
-                                   self.upstreams)
-        self.max_body = self.config.server.max_body_bytes
+        self.seams = Seams(env, transport, clock, sleep, self.metrics, self.key_cache)
+        # Everything built from the config; a reload replaces it whole (server/reload.py).
+        self.runtime: Runtime = build_runtime(loaded, self.seams)[0]
+        self.reloader = Reloader(self)
+        self.reload_signal = reload_signal
+        # Run at the end of the lifespan startup and at the start of its shutdown (the pidfile).
+        self.on_startup: list[Callable[[], None]] = []
+        self.on_shutdown: list[Callable[[], None]] = []
+        self.admin = (AdminApi(self.store, self.key_cache,
+                               admin_key_from(loaded.secrets.admin_key, env), control=self)
+                      if self.store is not None else None)
+        self.access_log = AccessLog(loaded.config.log.access, loaded.config.log.file)
         # (method, path) -> (route label, handler, needs client auth)
         self.routes: dict[tuple[str, str], tuple[str, Handler, bool]] = {
             ("POST", "/v1/messages"): ("messages", self.messages, True),
@@ -170,11 +150,18 @@ class Gateway:
         while True:
             message = await receive()
             if message["type"] == "lifespan.startup":
-                for transport in self.transports.values():
+                for transport in self.runtime.transports.values():
                     await transport.start()
+                self._watch_reload_triggers(True)
+                for hook in self.on_startup:
+                    hook()
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
-                for transport in self.transports.values():
+                for hook in self.on_shutdown:
+                    hook()
+                self._watch_reload_triggers(False)
+                retiring = await self.reloader.close()
+                for transport in [*self.runtime.transports.values(), *retiring]:
                     await transport.close()
                 if self.recorder is not None:
                     await self.recorder.aclose()  # committed before we say we are done
@@ -184,11 +171,31 @@ class Gateway:
                 await send({"type": "lifespan.shutdown.complete"})
                 return
 
+    def _watch_reload_triggers(self, on: bool) -> None:
+        """SIGHUP (where the loop supports signal handlers: not on Windows, which reloads through
+        the config watch or the admin API) and the config-file watch."""
+        if on:
+            self.reloader.start_watch()
+        if not self.reload_signal or not hasattr(signal, "SIGHUP"):
+            return
+        loop = asyncio.get_running_loop()
+        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+            if on:
+                loop.add_signal_handler(signal.SIGHUP, self.reloader.spawn, "SIGHUP")
+            else:
+                loop.remove_signal_handler(signal.SIGHUP)
+
+    async def reload(self, trigger: str = "admin API") -> ReloadOutcome:
+        """Reload the config file now (``server.reload``); a bad one is refused, not applied."""
+        return await self.reloader.reload(trigger)
+
     async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
         started = time.perf_counter()
         method: str = scope["method"]
         path: str = scope["path"]
-        ctx = Context()
+        rt = self.runtime  # taken once: this request runs on this config to the end
+        rt.active += 1
+        ctx = Context(rt)
         response = Response(send)
         route = self.routes.get((method, path))
         label = route[0] if route else _unrouted_label(path)
@@ -198,8 +205,8 @@ class Gateway:
                 await self.unrouted(scope, receive, response, ctx)
             else:
                 _, handler, needs_auth = route
-                if needs_auth and self.auth.enabled:
-                    ctx.key = self.authenticate(scope)
+                if needs_auth and rt.auth.enabled:
+                    ctx.key = self.authenticate(scope, rt)
                     ctx.client = ctx.key.name
                 await handler(scope, receive, response, ctx)
         except GatewayError as err:
@@ -215,6 +222,8 @@ class Gateway:
             with contextlib.suppress(Exception):
                 await response.error(internal, ctx.request_id)
             status, ctx.error = 500, "internal error"
+        finally:
+            rt.release()
         status = status or response.status or ctx.status
         self._observe(method, path, label, status, response.bytes_out, time.perf_counter() - started, ctx)
 
@@ -233,10 +242,10 @@ class Gateway:
                 )
             )
 
-    def authenticate(self, scope: Scope) -> Client:
+    def authenticate(self, scope: Scope, rt: Runtime) -> Client:
         headers = dict(scope["headers"])  # a C-speed pass; a repeated header: the last one
-        return self.auth.authenticate(headers.get(b"x-api-key"), headers.get(b"authorization"),
-                                      headers.get(CCGATE_KEY_HEADER))
+        return rt.auth.authenticate(headers.get(b"x-api-key"), headers.get(b"authorization"),
+                                    headers.get(CCGATE_KEY_HEADER))
 
     async def unrouted(self, scope: Scope, receive: Receive, response: Response, ctx: Context) -> None:
         path: str = scope["path"]
@@ -245,7 +254,7 @@ class Gateway:
             return
         if path.startswith("/api/event_logging/"):
             # Claude Code telemetry: absorbed here, never forwarded.
-            await read_body(receive, self.max_body, None)
+            await read_body(receive, ctx.rt.max_body, None)
             await response.whole(204, [])
             return
         if path in self.known_paths:
@@ -260,7 +269,7 @@ class Gateway:
     async def _read(self, scope: Scope, receive: Receive, ctx: Context) -> bytes:
         length = dict(scope["headers"]).get(b"content-length")
         declared = int(length) if length is not None and length.isdigit() else None
-        body = await read_body(receive, self.max_body, declared)
+        body = await read_body(receive, ctx.rt.max_body, declared)
         ctx.bytes_in = len(body)
         return body
 
@@ -277,7 +286,7 @@ class Gateway:
         ctx.model = head.model
         if ctx.key is not None and ctx.key.issued is not None and not ctx.key.issued.allows_model(head.model):
             raise self._model_denied(ctx.key, head.model)
-        route = route_model(self.config, head.model)
+        route = route_model(ctx.rt.config, head.model)
         if route.primary.provider.translated:
             # No OpenAI equivalent: answered from the local estimate (docs/translation.md).
             ctx.upstream = route.primary.provider.name
@@ -310,19 +319,20 @@ class Gateway:
         self, scope: Scope, receive: Receive, response: Response, ctx: Context, body: bytes, model: str,
         *, record: bool = True,
     ) -> None:
-        route = route_model(self.config, model)
+        rt = ctx.rt
+        route = route_model(rt.config, model)
         ctx.upstream = route.primary.provider.name
         # With x-ccgate-key the client's Authorization is its own, not ours: dispatch decides per
         # target whether it may go upstream (kind: anthropic only).
         if ctx.key is not None and not ctx.key.own_credential:
-            _refuse_client_credentials(route.targets, self.transports)
+            _refuse_client_credentials(route.targets, rt.transports)
         usage_wanted = (record and self.recorder is not None) or (
             ctx.key is not None and ctx.key.issued is not None and ctx.key.issued.tpm is not None)
         ex = Exchange(response, count_usage=usage_wanted)
         try:
             await self._exchange(
                 receive, ctx, ex,
-                self.dispatcher.run(route, model, scope, body, ex, forward_client=ctx.key is None),
+                rt.dispatcher.run(route, model, scope, body, ex, forward_client=ctx.key is None),
             )
         finally:
             ctx.upstream = ex.provider or ctx.upstream
@@ -365,22 +375,30 @@ class Gateway:
             self.metrics.upstream_errors.labels(ex.provider or "-", f"http_{ex.status}").inc()
 
     async def models(self, scope: Scope, receive: Receive, response: Response, ctx: Context) -> None:
-        # Exact ids only: a glob is not a model. Claude Code's picker keeps ids that start with
-        # "claude" or "anthropic", so aliases meant for it should be named that way.
+        """Exact-id routes (a glob is not a model), plus each translated provider's own models
+        under discovery aliases (``routing.route.model_alias``), which Claude Code's discovery
+        keeps (it drops ids without "claude" or "anthropic") and which route back to them. With
+        neither, the first provider's own list is relayed."""
+        rt = ctx.rt
         listed = [
             (route.match, route.display_name or route.match, route.context_window, route.max_tokens)
-            for route in self.config.models
+            for route in rt.config.models
             if not _GLOB & set(route.match)
         ]
-        first = self.config.providers[0]
-        if listed or first.translated:
+        discovering = [p.name for p in rt.config.providers if p.kind != "anthropic"]
+        if listed or discovering:
+            listed += await _discovered(rt, discovering)
             await response.json(200, _json.encode(model_list(listed)))
             return
-        transport = next(iter(self.transports.values()))
+        await self._relay_models(scope, receive, response, ctx)
+
+    async def _relay_models(self, scope: Scope, receive: Receive, response: Response, ctx: Context) -> None:
+        rt = ctx.rt
+        transport = next(iter(rt.transports.values()))
         ctx.upstream = transport.name
         query: bytes = scope["query_string"]
         path = scope["path"] + ("?" + query.decode("latin-1") if query else "")
-        credentials = self.upstreams[transport.name].pool.acquire()
+        credentials = rt.upstreams[transport.name].pool.acquire()
         headers = outgoing_headers(
             scope, transport, credentials.headers(transport.provider.auth_header)
             if not isinstance(credentials, NoKey) else {},
@@ -401,13 +419,25 @@ class Gateway:
         await response.json(200, _json.encode({"status": "ok"}))
 
     async def readyz(self, scope: Scope, receive: Receive, response: Response, ctx: Context) -> None:
-        ready, detail = await self.readiness.check()
+        ready, detail = await ctx.rt.readiness.check()
         body = _json.encode({"status": "ready" if ready else "not ready",
-                             "config": self.loaded.source, "providers": detail})
+                             "config": ctx.rt.loaded.source, "providers": detail})
         await response.json(200 if ready else 503, body)
 
     async def render_metrics(self, scope: Scope, receive: Receive, response: Response, ctx: Context) -> None:
         await response.whole(200, [(b"content-type", b"text/plain; version=0.0.4")], self.metrics.render())
+
+
+async def _discovered(rt: Runtime, providers: list[str]) -> list[tuple[str, str, int | None, int | None]]:
+    """Each provider's discovered models as model-list rows under their aliases, fetched
+    concurrently (each bounded by its own timeout; a failure lists that provider's last good
+    list, or nothing)."""
+    lists: list[list[ListedModel]] = await asyncio.gather(
+        *(rt.providers[name].catalog.models() for name in providers))
+    return [
+        (model_alias(name, m.id), f"{m.display_name or m.id} ({name})", m.context_window, None)
+        for name, models in zip(providers, lists, strict=True) for m in models
+    ]
 
 
 def _unrouted_label(path: str) -> str:

@@ -30,6 +30,9 @@ _KEY_PARAM = {
     "description": "key id (`key_...`); a key name is accepted too (the unrevoked key of that name)",
 }
 _AUTH_ERRORS = {"401": _error("missing or invalid admin key")}
+_PROVIDER_PARAM = {"name": "name", "in": "path", "required": True, "schema": {"type": "string"},
+                   "description": "the provider's name in the config"}
+_PROVIDER_ERRORS = {**_AUTH_ERRORS, "404": _error("no such provider in the config file")}
 _KEY_ERRORS = {**_AUTH_ERRORS, "404": _error("no such key")}
 
 _SCHEMAS: dict[str, Any] = {
@@ -121,6 +124,154 @@ _SCHEMAS: dict[str, Any] = {
             "data": {"type": "array", "items": _ref("UsageGroup")},
         },
     },
+    "ReloadOutcome": {
+        "type": "object",
+        "additionalProperties": False,
+        "required": ["reloaded", "trigger", "config", "message", "providers", "restart_needed"],
+        "properties": {
+            "reloaded": {"type": "boolean"},
+            "trigger": {"type": "string", "description": "admin API, SIGHUP or config file changed"},
+            "config": {"type": "string", "description": "the config file, or embedded defaults"},
+            "message": {"type": "string"},
+            "providers": {"type": "object", "additionalProperties": {
+                "type": "string", "enum": ["kept", "changed", "added", "removed"]},
+                "description": "kept: its keys' health and breaker carry over; changed: it starts fresh"},
+            "restart_needed": {"type": "array", "items": {"type": "string"},
+                               "description": "changed settings that apply only at the next restart"},
+        },
+    },
+    "Target": {
+        "type": "object",
+        "additionalProperties": False,
+        "required": ["provider", "model"],
+        "properties": {"provider": {"type": "string"},
+                       "model": {"type": ["string", "null"],
+                                 "description": "the model sent upstream; null keeps the requested one"}},
+    },
+    "Routes": {
+        "type": "object",
+        "additionalProperties": False,
+        "required": ["config", "providers", "routes", "default_provider"],
+        "properties": {
+            "config": {"type": "string"},
+            "providers": {"type": "array", "items": {
+                "type": "object",
+                "additionalProperties": False,
+                "required": ["name", "kind", "base_url", "keys", "usable", "alias_prefix"],
+                "properties": {
+                    "name": {"type": "string"},
+                    "kind": {"type": "string",
+                             "enum": ["anthropic", "anthropic-compatible", "openai-compatible"]},
+                    "base_url": {"type": "string"},
+                    "keys": {"type": "integer", "description": "how many api_keys (never the keys)"},
+                    "usable": {"type": "boolean", "description": "a key is healthy and the breaker not open"},
+                    "alias_prefix": {"type": ["string", "null"],
+                                     "description": "GET /v1/models lists this provider's models as this "
+                                                    "prefix + the model id (null: not discovered)"},
+                },
+            }},
+            "routes": {"type": "array", "description": "the models: rules in the order they match", "items": {
+                "type": "object",
+                "additionalProperties": False,
+                "required": ["match", "to", "fallbacks", "display_name", "max_tokens", "context_window"],
+                "properties": {
+                    "match": {"type": "string"},
+                    "to": _ref("Target"),
+                    "fallbacks": {"type": "array", "items": _ref("Target")},
+                    "display_name": {"type": ["string", "null"]},
+                    "max_tokens": {"type": ["integer", "null"]},
+                    "context_window": {"type": ["integer", "null"]},
+                },
+            }},
+            "default_provider": {"type": "string", "description": "where a model no rule matches goes"},
+        },
+    },
+    "RouteInfo": {
+        "type": "object",
+        "required": ["match", "to"],
+        "properties": {"match": {"type": "string"}, "to": {"type": "string"},
+                       "tier": {"type": "string", "description": "the Claude Code tier it serves"},
+                       "context_window": {"type": "integer"}},
+    },
+    "ProviderSummary": {
+        "type": "object",
+        "required": ["name", "kind", "base_url", "preset", "key_refs", "auth_header", "routes"],
+        "properties": {
+            "name": {"type": "string"}, "kind": {"type": "string"}, "base_url": {"type": "string"},
+            "preset": {"type": ["string", "null"]},
+            "key_refs": {"type": "array", "items": {"type": "string"},
+                         "description": "env:VAR, file:PATH or literal; never a key's value"},
+            "auth_header": {"type": "string"},
+            "routes": {"type": "array", "items": _ref("RouteInfo")},
+        },
+    },
+    "ProviderList": {
+        "type": "object", "required": ["data"],
+        "properties": {"data": {"type": "array", "items": _ref("ProviderSummary")}},
+    },
+    "Connect": {
+        "type": "object",
+        "additionalProperties": False,
+        "description": "ccgate connect's flags: a preset, or base_url and kind (docs/connect.md)",
+        "properties": {
+            "preset": {"type": ["string", "null"]},
+            "base_url": {"type": ["string", "null"]},
+            "kind": {"type": ["string", "null"], "enum": ["openai-compatible", "anthropic-compatible",
+                                                          "anthropic", None]},
+            "name": {"type": ["string", "null"]},
+            "key": {"type": ["string", "null"],
+                    "description": "a key (stored in a 0600 file next to the config, never in the YAML), "
+                                   "env:VAR or file:PATH"},
+            "models": {"type": "array", "items": {"type": "string"},
+                       "description": "the first is the main model"},
+            "tiers": {"type": "object", "additionalProperties": {"type": "string"},
+                      "description": "Claude Code tier (main, opus, sonnet, haiku, subagent) -> model id"},
+            "test": {"type": "boolean", "default": True}, "force": {"type": "boolean", "default": False},
+            "tools": {"type": "boolean", "default": True},
+        },
+    },
+    "Check": {
+        "type": "object",
+        "required": ["ok", "model", "url", "message"],
+        "properties": {
+            "ok": {"type": "boolean"}, "model": {"type": ["string", "null"]}, "url": {"type": "string"},
+            "message": {"type": "string",
+                        "description": "the provider's own error text on failure, keys masked"},
+            "status": {"type": ["integer", "null"]}, "latency_ms": {"type": ["number", "null"]},
+            "finding": {"type": ["string", "null"]}, "hop": {"type": ["string", "null"]},
+            "tools": {"type": ["string", "null"]}, "tools_message": {"type": ["string", "null"]},
+        },
+    },
+    "ConnectResult": {
+        "type": "object",
+        "required": ["provider", "kind", "base_url", "action", "saved", "config_path", "routes", "check"],
+        "properties": {
+            "provider": {"type": "string"}, "kind": {"type": "string"}, "base_url": {"type": "string"},
+            "action": {"type": "string", "enum": ["added", "updated", "unchanged", "not_saved"]},
+            "saved": {"type": "boolean"}, "config_path": {"type": "string"},
+            "routes": {"type": "array", "items": _ref("RouteInfo")},
+            "check": {"oneOf": [_ref("Check"), {"type": "null"}]},
+            "reload": _ref("ReloadOutcome"),
+        },
+    },
+    "RemoveResult": {
+        "type": "object",
+        "required": ["provider", "config_path", "routes_removed", "reload"],
+        "properties": {"provider": {"type": "string"}, "config_path": {"type": "string"},
+                       "routes_removed": {"type": "array", "items": {"type": "string"}},
+                       "reload": _ref("ReloadOutcome")},
+    },
+    "ProviderModels": {
+        "type": "object",
+        "required": ["provider", "models", "routes", "error"],
+        "properties": {
+            "provider": {"type": "string"},
+            "models": {"type": "array", "items": {"type": "object", "required": ["id"],
+                                                   "properties": {"id": {"type": "string"}}}},
+            "routes": {"type": "array", "items": _ref("RouteInfo")},
+            "error": {"type": ["string", "null"], "description": "why the live list is missing"},
+        },
+    },
     "Error": {
         "type": "object",
         "description": "Anthropic's error envelope, as for every error ccgate produces",
@@ -144,7 +295,8 @@ def openapi_document(version: str) -> dict[str, Any]:
         "info": {
             "title": "ccgate admin API",
             "version": version,
-            "description": "Issue, list, revoke and rotate client keys; read usage. Enabled only when an "
+            "description": "Issue, list, revoke and rotate client keys; read usage; reload the config and "
+                           "read the routes in use. Enabled only when an "
                            "admin key is configured (server.admin.key or CCGATE_ADMIN_KEY); send it as "
                            "'Authorization: Bearer' or x-api-key. See docs/keys.md.",
         },
@@ -212,6 +364,70 @@ def openapi_document(version: str) -> dict[str, Any]:
                         "200": _json(_ref("UsageReport"), "totals, most tokens first"),
                         "400": _error("invalid query parameter"), **_AUTH_ERRORS,
                     },
+                },
+            },
+            "/admin/config/reload": {
+                "post": {
+                    "operationId": "reloadConfig",
+                    "summary": "Reload the config file now; in-flight requests finish on the old config",
+                    "responses": {
+                        "200": _json(_ref("ReloadOutcome"), "reloaded"), **_AUTH_ERRORS,
+                        "422": _error("the config is unusable (the message `ccgate config check` prints); "
+                                      "the previous config keeps serving"),
+                    },
+                },
+            },
+            "/admin/routes": {
+                "get": {
+                    "operationId": "routes", "summary": "The providers and model routes requests use now",
+                    "responses": {"200": _json(_ref("Routes"), "the running config's routes"), **_AUTH_ERRORS},
+                },
+            },
+            "/admin/providers": {
+                "get": {
+                    "operationId": "listProviders", "summary": "The providers in the config file",
+                    "responses": {"200": _json(_ref("ProviderList"), "providers, keys as references only"),
+                                  **_AUTH_ERRORS},
+                },
+                "post": {
+                    "operationId": "connectProvider",
+                    "summary": "Test and save a provider and Claude Code's tier routes, then reload",
+                    "requestBody": {"required": True,
+                                    "content": {"application/json": {"schema": _ref("Connect")}}},
+                    "responses": {
+                        "201": _json(_ref("ConnectResult"), "added"),
+                        "200": _json(_ref("ConnectResult"),
+                                     "updated, unchanged, or not saved (the test failed)"),
+                        "400": _error("invalid input; nothing written"), **_AUTH_ERRORS,
+                        "422": _error("could not be done; nothing written"),
+                    },
+                },
+            },
+            "/admin/providers/{name}": {
+                "parameters": [_PROVIDER_PARAM],
+                "delete": {
+                    "operationId": "removeProvider", "summary": "Remove a provider and its routes, then reload",
+                    "responses": {"200": _json(_ref("RemoveResult"), "removed"), **_PROVIDER_ERRORS,
+                                  "422": _error("could not be done; nothing written")},
+                },
+            },
+            "/admin/providers/{name}/test": {
+                "parameters": [_PROVIDER_PARAM],
+                "post": {
+                    "operationId": "testProvider", "summary": "One real, minimal request to the provider",
+                    "requestBody": {"required": False, "content": {"application/json": {"schema": {
+                        "type": "object", "additionalProperties": False,
+                        "properties": {"model": {"type": ["string", "null"]}, "tools": {"type": "boolean"}}}}}},
+                    "responses": {"200": _json(_ref("Check"), "the outcome (ok false: the provider's error)"),
+                                  "400": _error("invalid input"), **_PROVIDER_ERRORS},
+                },
+            },
+            "/admin/providers/{name}/models": {
+                "parameters": [_PROVIDER_PARAM],
+                "get": {
+                    "operationId": "providerModels", "summary": "The provider's live model list and its routes",
+                    "responses": {"200": _json(_ref("ProviderModels"), "models and routes"),
+                                  **_PROVIDER_ERRORS},
                 },
             },
             "/admin/openapi.json": {
