@@ -102,8 +102,8 @@ def _provider_error(provider: Provider, answer: Answer, keys: Sequence[str]) -> 
 
 def _hint(fid: str, provider: Provider, url: str, model: str | None) -> str:
     base = provider.base_url
-    if fid == "api.invalid_key":
-        return "the provider refused the key: check that it is this provider's key and still valid"
+    if fid == "api.invalid_key":  # the translated error already says to check the key
+        return "" if provider.translated else "the provider refused the key: is it this provider's?"
     if fid == "api.wrong_path":
         if provider.translated:
             extra = f" (OpenAI-compatible servers usually answer under /v1: try {base}/v1)" \
