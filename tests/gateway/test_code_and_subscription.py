@@ -66,6 +66,31 @@ def test_subscription_login_passes_through_and_usage_is_the_gateway_keys(
         assert secret not in gw.log
 
 
+def test_setup_subscription_settings_work_with_the_real_cli(
+    subscription_upstream: FakeAnthropic, gateway: GatewayFactory, gw_ca_file: Path, tmp_path: Path,
+) -> None:
+    home = tmp_path / "home"
+    (home / ".claude").mkdir(parents=True)
+    (home / ".claude" / "settings.json").write_text('{"env": {"ANTHROPIC_CUSTOM_HEADERS": "x-team: blue"}}')
+    gw = gateway(authed_config(subscription_upstream.url, gw_ca_file))
+    setup = subprocess.run(
+        [sys.executable, "-m", "ccgate", "setup", "claude-code", "--subscription", "--gateway", gw.url,
+         "--key", CLIENT_TOKEN, "--no-verify"],
+        env=clean_env(home, {"CCGATE_CLAUDE_MANAGED_DIR": str(tmp_path / "managed")}), cwd=home,
+        stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=60, check=False)
+    assert setup.returncode == 0, setup.stderr
+    assert CLIENT_TOKEN not in setup.stdout + setup.stderr
+    # The settings alone point Claude Code at the gateway (no ANTHROPIC_BASE_URL given here).
+    result = run_claude("Say hi", base_url="", home=home, max_retries=0, timeout=90,
+                        env={"CLAUDE_CODE_OAUTH_TOKEN": OAUTH_TOKEN})
+    assert result.returncode == 0, result.stdout + result.stderr
+    sent = subscription_upstream.requests_to("/v1/messages")[-1]
+    assert sent.header("authorization") == f"Bearer {OAUTH_TOKEN}"
+    assert sent.header("x-team") == "blue" and sent.header("x-ccgate-key") is None
+    record = next(r for r in gw.wait_access_records(1) if r["path"] == "/v1/messages")
+    assert record["client"] == "tester"
+
+
 def _code_env(tmp_path: Path, bin_dir: Path, config: Path, **extra: str) -> dict[str, str]:
     env = clean_env(tmp_path / "home", {
         "PATH": f"{bin_dir}:/usr/local/bin:/usr/bin:/bin",
