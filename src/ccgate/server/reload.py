@@ -102,6 +102,7 @@ class Reloader:
         gateway.runtime = new
         if gateway.admin is not None:
             gateway.admin.use_digest(digest)
+        self._retiring.append(old)  # at once: a later reload's retirement must see it in use
         self._track(self._retire(old))
         outcome = ReloadOutcome(
             True, trigger, loaded.source, f"reloaded {loaded.source}",
@@ -128,7 +129,6 @@ class Reloader:
         return ReloadOutcome(False, trigger, current.source, message)
 
     async def _retire(self, old: Runtime) -> None:
-        self._retiring.append(old)
         try:
             if not await old.drain():
                 log.warning("config reload: %d request(s) still on the previous config after the "
