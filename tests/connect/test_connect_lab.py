@@ -18,6 +18,7 @@ import pytest
 
 from ccgate.connect import Connector, ProviderInput
 from tests.gateway.harness import Gateway, clean_env, free_port
+from tests.lab.claude_cli import run_claude
 from tests.lab.scripted import (
     AnthropicText,
     AnthropicToolUse,
@@ -135,7 +136,9 @@ def _ccgate(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]
                           text=True, timeout=60)
 
 
-def test_flags_end_to_end_through_serve(scripted_upstream: Make, tmp_path: Path) -> None:
+def test_flags_end_to_end_through_serve(scripted_upstream: Make, tmp_path: Path, claude_bin: Path) -> None:
+    """connect --yes in a fresh HOME; then config check passes, serve routes to the new provider,
+    and the real Claude Code CLI answers through it with no other step (settings connect wrote)."""
     upstream = scripted_upstream(OpenAIText("ok"), OpenAIToolCall("get_weather", {"location": "x"}))
     home = tmp_path / "home"
     home.mkdir()
@@ -163,6 +166,10 @@ def test_flags_end_to_end_through_serve(scripted_upstream: Make, tmp_path: Path)
         last = upstream.last
         assert last.path == "/v1/chat/completions" and last.json["model"] == "lab-large"
         assert last.header("authorization") == f"Bearer {KEY}"
+        result = run_claude("Say hello", base_url="", home=home, max_retries=0, timeout=90)
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert "Hello from the scripted upstream." in result.stdout
+        assert upstream.last.json["model"] == "lab-large"
     finally:
         gateway.stop()
 

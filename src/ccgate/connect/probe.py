@@ -19,6 +19,7 @@ from ccgate.config.secrets import Secret
 from ccgate.connect.model import CheckResult, ModelInfo, ToolsVerdict
 from ccgate.connect.verdict import TOOL_NAME, Answer, failure_finding, judge, redact, tools_verdict
 from ccgate.errors import InvalidRequest, UpstreamError
+from ccgate.proxy_env import ProxyURLError
 from ccgate.routing.keypool import KeyLease
 from ccgate.translate import ToolNames, translate_request
 from ccgate.translate.compat import rewrite_body
@@ -57,7 +58,7 @@ async def send(
     body: dict[str, Any] | None, timeout: float,
 ) -> tuple[Answer, float]:
     """One request through the provider's transport: (answer, latency in ms). Raises UpstreamError."""
-    transport = UpstreamTransport(provider, [key] if key else [], env)
+    transport = _transport(provider, key, env)
     headers = [("accept", "application/json")]
     if body is not None:
         headers.append(("content-type", "application/json"))
@@ -65,7 +66,10 @@ async def send(
         headers.append(("anthropic-version", ANTHROPIC_VERSION))
     if key is not None:
         headers += KeyLease(0, key).headers(provider.auth_header).items()
-    await transport.start()
+    try:
+        await transport.start()
+    except (OSError, ValueError) as exc:  # ssl.SSLError is an OSError: a bad CA or client cert
+        raise UpstreamError(f"TLS settings of provider {provider.name!r}: {exc}", hop="tls") from None
     try:
         started = time.monotonic()
         response = await transport.send(method, path, headers,
@@ -79,6 +83,13 @@ async def send(
         return Answer(response.status, list(response.headers.items()), raw), round(latency, 1)
     finally:
         await transport.close()
+
+
+def _transport(provider: Provider, key: Secret | None, env: Mapping[str, str]) -> UpstreamTransport:
+    try:
+        return UpstreamTransport(provider, [key] if key else [], env)
+    except ProxyURLError as exc:  # a malformed proxy variable in this environment
+        raise UpstreamError(f"proxy for provider {provider.name!r}: {exc}", hop="proxy") from None
 
 
 def models_path(provider: Provider) -> str:
