@@ -212,3 +212,33 @@ def test_models_lists_routable_aliases_for_a_translated_provider(
         assert r.status_code == 200, r.text
         assert local.last.path == "/v1/chat/completions" and local.last.json["model"] == real
     assert len(local.requests_to("/models")) == 1  # cached
+
+
+def test_admin_providers_connect_test_models_and_remove_through_a_running_gateway(
+    scripted_upstream: Callable[..., Any], gateway: GatewayFactory,
+) -> None:
+    first = scripted_upstream(name="first")
+    local = scripted_upstream(default=Callback(answer_models_or_auto), name="local")
+    gw = gateway({"server": {"admin": {"key": "env:CCGATE_ADMIN_KEY"}}, "providers": [provider(first.url)]},
+                 env={"CCGATE_ADMIN_KEY": ADMIN_KEY})
+    auth = {"authorization": f"Bearer {ADMIN_KEY}"}
+    spec = {"base_url": local.openai_base_url, "kind": "openai-compatible", "name": "local",
+            "key": "sk-local-key-0123456789", "models": ["qwen3:8b"], "tools": False}
+    added = httpx.post(gw.url + "/admin/providers", json=spec, headers=auth, timeout=30)
+    assert added.status_code == 201, added.text
+    assert added.json()["check"]["ok"] and added.json()["reload"]["providers"]["local"] == "added"
+    assert "sk-local-key" not in gw.config_path.read_text()
+
+    # Claude Code's requests now go to the new provider (the tier routes connect wrote), no restart.
+    assert post(gw).status_code == 200
+    assert local.last.path == "/v1/chat/completions" and local.last.json["model"] == "qwen3:8b"
+    listed = httpx.get(gw.url + "/admin/providers/local/models", headers=auth, timeout=30).json()
+    assert "qwen3:8b" in [m["id"] for m in listed["models"]]
+    tested = httpx.post(gw.url + "/admin/providers/local/test", json={}, headers=auth, timeout=30)
+    assert tested.status_code == 200 and tested.json()["ok"]
+
+    removed = httpx.delete(gw.url + "/admin/providers/local", headers=auth, timeout=30)
+    assert removed.status_code == 200 and removed.json()["reload"]["providers"]["local"] == "removed"
+    before = len(first.requests)
+    assert post(gw).status_code == 200 and len(first.requests) == before + 1
+    assert httpx.delete(gw.url + "/admin/providers/local", headers=auth, timeout=30).status_code == 404
