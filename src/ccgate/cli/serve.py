@@ -11,6 +11,7 @@ import functools
 import ipaddress
 import logging
 import os
+import signal
 import sys
 from typing import TYPE_CHECKING
 
@@ -79,8 +80,19 @@ def describe(loaded: LoadedConfig, host: str, port: int, app: Gateway | None = N
         usage = "usage recorded" if app.recorder is not None else "usage not recorded"
         admin = "admin API on" if app.admin is not None and app.admin.enabled else "admin API off"
         lines.append(f"  store: {app.store.location}; {usage}; {admin}")
+    if app is not None:
+        lines.append(f"  config reload: {', '.join(_reload_ways(loaded, app))}")
     lines.append(f"  Claude Code: ANTHROPIC_BASE_URL=http://{host}:{port}")
     return lines
+
+
+def _reload_ways(loaded: LoadedConfig, app: Gateway) -> list[str]:
+    ways = [f"kill -HUP {os.getpid()}"] if hasattr(signal, "SIGHUP") else []
+    if app.admin is not None and app.admin.enabled:
+        ways.append("POST /admin/config/reload")
+    if loaded.config.server.watch_config and loaded.path is not None:
+        ways.append("on file change (server.watch_config)")
+    return ways or ["restart (or set server.watch_config: true)"]
 
 
 def run(args: argparse.Namespace) -> int:
