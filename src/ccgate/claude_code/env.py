@@ -38,6 +38,7 @@ __all__ = [
     "collect_secrets",
     "credential_sources",
     "custom_header",
+    "custom_header_lines",
     "custom_headers_with",
     "proxy_variable",
     "sent_credential",
@@ -128,6 +129,11 @@ def _header_lines(custom_headers: str) -> list[tuple[str, str]]:
         if sep and name.strip():
             lines.append((name.strip(), value.strip()))
     return lines
+
+
+def custom_header_lines(custom_headers: str) -> list[tuple[str, str]]:
+    """The ``(name, value)`` pairs of an ``ANTHROPIC_CUSTOM_HEADERS`` value, in order."""
+    return _header_lines(custom_headers)
 
 
 def custom_header(custom_headers: str, name: str) -> str | None:

@@ -229,9 +229,19 @@ CATALOGUE: dict[str, Entry] = {
         ("Check ANTHROPIC_BASE_URL and the request the endpoint expects (evidence below).",),
     ),
     "api.no_credential": Entry(
-        "api", "warn",
-        "no credential to test with; {host} is reachable and answered as the API does",
-        ("Set ANTHROPIC_API_KEY or ANTHROPIC_AUTH_TOKEN, or pass --key, to test authentication.",),
+        "api", "fail",
+        "{host} demands a credential and none is set (HTTP {status}), so every Claude Code "
+        "call fails",
+        ("Set the gateway's client token: export ANTHROPIC_AUTH_TOKEN=<token> (sent as "
+         "Authorization: Bearer; for ccgate, a token from server.auth.tokens), or "
+         "ANTHROPIC_API_KEY=<key> if the endpoint reads x-api-key.",),
+    ),
+    "api.beta_rejected": Entry(
+        "api", "fail",
+        "{host} rejects the anthropic-beta values Claude Code sends (HTTP {status}: {message})",
+        ("Claude Code sends these betas on every call: make the gateway or proxy forward "
+         "anthropic-beta unchanged (no allowlist), or trim them on the client with "
+         "export CLAUDE_CODE_DISABLE_EXPERIMENTAL_BETAS=1 (claude-code-20250219 is still sent).",),
     ),
     "relay.account_config_error": Entry(
         "api", "fail",

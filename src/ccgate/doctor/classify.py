@@ -62,6 +62,9 @@ def classify_dns(res: Resolution, *, role: str = "") -> list[Finding]:
         if role == "proxy":
             fix = [f"The proxy host {res.host} does not resolve: check the name in the proxy "
                    "variable, or use the proxy's IP address."]
+        elif not is_anthropic_host(res.host):  # a gateway: a proxy would not help reach it
+            fix = [f"Check {res.host} in ANTHROPIC_BASE_URL for typos, and that this machine's "
+                   "DNS (/etc/resolv.conf, VPN) knows the gateway's name; or use its IP address."]
         return [finding("dns.unresolvable", subject=res.host, host=label, problem=res.error,
                         evidence=[f"getaddrinfo({res.host}) A/AAAA: {res.error}"], fix=fix)]
     if not res.overridden and is_anthropic_host(res.host):
@@ -180,6 +183,20 @@ def intermediary(resp: HttpResponse) -> bool:
     return resp.header("request-id") is None and resp.status >= 300 and not is_region_block(resp)
 
 
+def is_html(resp: HttpResponse) -> bool:
+    ctype = (resp.header("content-type") or "").lower()
+    return "html" in ctype or resp.text(200).lstrip().lower().startswith(("<!doctype", "<html"))
+
+
+def is_api_success(resp: HttpResponse) -> bool:
+    """A 2xx in the API's shape: JSON with a message or a token count. Claude Code rejects
+    anything else ("API returned an empty or malformed response (HTTP 200)")."""
+    data = resp.json()
+    if is_html(resp) or not isinstance(data, dict):
+        return False
+    return "input_tokens" in data or data.get("type") == "message"
+
+
 def preflight_message(host: str, status: int) -> str:
     return (f"Claude Code prints: 'Failed to connect to {host}: Status {status}' "
             f"(before 2.1.222: ERR_{'BAD_REQUEST' if status < 500 else 'BAD_RESPONSE'})")
@@ -187,23 +204,30 @@ def preflight_message(host: str, status: int) -> str:
 
 def classify_preflight(url: str, host: str, resp: HttpResponse) -> list[Finding]:
     ev = [f"> GET {url}", *response_evidence(resp)]
-    if resp.status == 200:
+    if resp.status == 200 and not is_html(resp):
         return []
-    ev.append(preflight_message(host, resp.status))
+    if resp.status != 200:
+        ev.append(preflight_message(host, resp.status))
     if is_region_block(resp):
         return [finding("api.region_blocked", subject=host, host=host, evidence=ev)]
     vendor = vendor_of(resp)
-    if intermediary(resp) or resp.status != 200:
-        return [finding("http.intermediary_response", subject=host, url=url, status=resp.status,
-                        vendor=f", {vendor}" if vendor else "", evidence=ev)]
-    return []
+    return [finding("http.intermediary_response", subject=host, url=url, status=resp.status,
+                    vendor=f", {vendor}" if vendor else "", evidence=ev)]
 
 
 # -- API ---------------------------------------------------------------------------------
 
+MALFORMED_200_NOTE = ("Claude Code shows this as 'API returned an empty or malformed response "
+                      "(HTTP 200)'.")
+
 RELAY_PATTERNS = re.compile(
     r"分组|已被弃用|额度|令牌|余额|渠道|new_api_error|one_api_error|无可用|group .*(deprecated|"
     r"disabled|not)|quota|insufficient (balance|credit)|token (group|quota)", re.I)
+
+
+# A 400 for Claude Code's beta header or the body fields those betas add.
+BETA_REJECTION = re.compile(r"anthropic-beta|unexpected value\(s\)|\bbetas?\b|"
+                            r"context_management: extra inputs", re.I)
 
 
 @dataclass
@@ -253,6 +277,10 @@ def classify_api(ctx: ApiContext, resp: HttpResponse, *, sent: list[str]) -> lis
     common: dict[str, Any] = {
         "subject": ctx.host, "host": ctx.host, "url": ctx.url, "status": resp.status,
               "message": message or resp.reason, "evidence": ev}
+    if 200 <= resp.status < 300 and not is_api_success(resp):
+        vendor = vendor_of(resp)
+        return [finding("http.intermediary_response", vendor=f", {vendor}" if vendor else "",
+                        extra_fix=[MALFORMED_200_NOTE], **common)]
     if 200 <= resp.status < 300:
         return [finding("api.ok", subject=ctx.host, evidence=ev,
                         summary_text=f"{ctx.base} answers as the Anthropic API and accepts "
@@ -262,6 +290,8 @@ def classify_api(ctx: ApiContext, resp: HttpResponse, *, sent: list[str]) -> lis
         return [finding("relay.account_config_error", **common)]
     if is_region_block(resp):
         return [finding("api.region_blocked", subject=ctx.host, host=ctx.host, evidence=ev)]
+    if resp.status in (400, 422) and BETA_REJECTION.search(message):
+        return [finding("api.beta_rejected", **common)]
     if resp.status in (401, 403) and intermediary(resp) and not is_anthropic_envelope(resp) and (
         "html" in (resp.header("content-type") or "") or resp.header("x-squid-error")
     ):
@@ -294,9 +324,15 @@ def classify_api(ctx: ApiContext, resp: HttpResponse, *, sent: list[str]) -> lis
 
 
 def classify_unauthenticated(ctx: ApiContext, resp: HttpResponse, *, sent: list[str]) -> Finding:
-    """No credential: a 401 in Anthropic's shape with request-id still proves the path."""
+    """No credential. Against Anthropic a 401 still proves the path (a /login subscription is
+    not testable here): a warning. A gateway that demands a credential fails every call."""
     found = classify_api(ctx, resp, sent=sent)
     if found and found[0].id == "api.invalid_key":
+        if is_anthropic_host(ctx.host):
+            return finding("api.no_credential", subject=ctx.host, host=ctx.host,
+                           evidence=found[0].evidence, severity=Severity.WARN,
+                           summary=f"no credential to test with; {ctx.host} is reachable and "
+                                   "answered as the API does")
         return finding("api.no_credential", subject=ctx.host, host=ctx.host,
-                       evidence=found[0].evidence, severity=Severity.WARN)
+                       status=resp.status, evidence=found[0].evidence)
     return found[0]

@@ -12,6 +12,20 @@ import re
 from ccgate.doctor.model import Explanation
 
 RULES: tuple[tuple[str, str, tuple[str, ...]], ...] = (
+    (r"empty or malformed response",
+     "The call got an answer that is not the API's (an HTML page, an empty body): a proxy, "
+     "firewall or captive portal answered in the API's place.",
+     ("http.intermediary_response",)),
+    (r"Unexpected value\(s\)|anthropic-beta|Extra inputs are not permitted",
+     "The endpoint (or a gateway or proxy in front of it) rejects the anthropic-beta values or "
+     "the body fields Claude Code sends.",
+     ("api.beta_rejected",)),
+    (r"OAuth token has expired",
+     "The claude.ai login (OAuth token) Claude Code sends has expired.",
+     ("api.oauth_expired",)),
+    (r"Request timed out|timed out",
+     "No answer in time: the endpoint, a proxy or the network dropped or held the request.",
+     ("http.no_response", "net.tcp_blocked", "proxy.unreachable", "dns.unresolvable")),
     (r"Auth conflict",
      "Two credentials are configured (a token and an API key, or a stored /login); Claude "
      "Code uses the token and warns.",

@@ -18,6 +18,7 @@ from ccgate.claude_code import env as cc
 from ccgate.claude_code.files import onboarding_done
 from ccgate.doctor import classify
 from ccgate.doctor.catalogue import LAYER_ORDER
+from ccgate.doctor.claude_request import claude_code_headers
 from ccgate.doctor.explain import decode
 from ccgate.doctor.inputs import (
     PREFLIGHT_URLS,
@@ -87,17 +88,15 @@ async def preflight_probe(url: str, route: Route, env: Env) -> tuple[Walk, list[
 
 def _api_request(inputs: Inputs, env: Env, header: str | None, messages: bool) -> tuple[
         dict[str, str], bytes, list[str]]:
-    headers = {"User-Agent": env.user_agent, "anthropic-version": "2023-06-01",
-               "Content-Type": "application/json", "Accept": "application/json"}
+    headers = claude_code_headers(inputs.env, env.user_agent, count_tokens=not messages)
     if inputs.credential is not None:
         headers.update(inputs.credential.headers(header))
     payload: dict[str, object] = {
         "model": inputs.model, "messages": [{"role": "user", "content": "ping"}]}
     if messages:
         payload["max_tokens"] = 1
-    sent = format_headers([(k, v) for k, v in headers.items()
-                           if k.lower() in ("x-api-key", "authorization", "anthropic-version")],
-                          "> ")
+    shown = ("x-api-key", "authorization", "anthropic-version", "anthropic-beta")
+    sent = format_headers([(k, v) for k, v in headers.items() if k.lower() in shown], "> ")
     return headers, json.dumps(payload).encode(), sent
 
 
@@ -198,6 +197,8 @@ def _correlate(findings: list[Finding], walks: dict[str, Walk], inputs: Inputs,
                                "to Anthropic services' and exits")
         else:
             pf.evidence.append("replayed the check: both GETs answered 200, so it will pass")
+            pf.secondary = True  # a note, not a problem: never ahead of one
+    _rank_configured_path_first(walks, inputs, from_task)
     nb = by_id.get("env.no_proxy_bypasses_api")
     api_walk = walks.get("api")
     if nb is not None and api_walk is not None and api_walk.stopped in ("dns", "tcp", "tls"):
@@ -210,6 +211,24 @@ def _correlate(findings: list[Finding], walks: dict[str, Walk], inputs: Inputs,
         for f in https_warn:
             if f.severity is Severity.WARN:
                 findings.remove(f)
+
+
+def _rank_configured_path_first(walks: dict[str, Walk], inputs: Inputs,
+                                from_task: dict[str, list[Finding]]) -> None:
+    """With ANTHROPIC_BASE_URL at a gateway, a failure of that path is the root cause; the
+    first-run check to api.anthropic.com only matters before onboarding, so its own failures
+    rank after the gateway's."""
+    if is_anthropic_host(urlsplit(inputs.base_url).hostname or ""):
+        return
+    api_found = from_task.get("api", [])
+    if not any(f.severity is Severity.FAIL for f in api_found):
+        return
+    on_api_path = {(f.id, f.subject) for f in api_found}
+    for key, found in from_task.items():
+        if key.startswith("preflight"):
+            for f in found:
+                if (f.id, f.subject) not in on_api_path:
+                    f.secondary = True
 
 
 def _layers(findings: list[Finding], walks: dict[str, Walk], inputs: Inputs,
@@ -374,8 +393,11 @@ def _secrets(inputs: Inputs, options: DoctorOptions) -> list[str]:
 
 def run_checks(options: DoctorOptions) -> Report:
     """Run every check and return the report (blocking; do not call from a running loop,
-    use ``run_checks_async`` there)."""
-    return asyncio.run(run_checks_async(options))
+    use ``run_checks_async`` there). ``elapsed`` is the whole run, loop teardown included."""
+    start = time.monotonic()
+    report = asyncio.run(run_checks_async(options))
+    report.elapsed = time.monotonic() - start
+    return report
 
 
 __all__ = ["run_checks", "run_checks_async", "set_var_fix"]

@@ -1,0 +1,170 @@
+"""Issue 17 in the lab: paths the doctor used to call healthy, ranking, the worst case.
+
+Every case is a real server on loopback (the scripted upstream of tests/lab/scripted.py, the
+fake Anthropic upstream) or a network namespace the test creates; where it is cheap, the real
+Claude Code CLI fails the same way and the doctor, given what it printed, agrees.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from ccgate.doctor import Severity
+from tests.doctor.conftest import DoctorRun
+from tests.lab.claude_cli import run_claude
+from tests.lab.fake_anthropic import LAB_API_KEY, FakeAnthropic
+from tests.lab.procs import free_port
+from tests.lab.scripted import Auto, Callback, ScriptedRequest, ScriptedUpstream, Status
+
+pytestmark = pytest.mark.lab
+
+KEY_ENV = {"ANTHROPIC_API_KEY": LAB_API_KEY}
+Scripted = Callable[..., ScriptedUpstream]
+BLOCK_PAGE = Status(200, b"<html><body><h1>Access to this site is blocked</h1></body></html>",
+                    {"Content-Type": "text/html"})
+BETA_400 = ("Unexpected value(s) `claude-code-20250219,interleaved-thinking-2025-05-14` for "
+            "the `anthropic-beta` header. Please consult our documentation at "
+            "docs.anthropic.com or try again without the header.")
+
+
+@pytest.fixture
+def onboarded_home(lab_home: Path) -> Path:
+    (lab_home / ".claude.json").write_text(json.dumps({"hasCompletedOnboarding": True}))
+    return lab_home
+
+
+def printed_by_claude(base_url: str, **kw: Any) -> str:
+    cli = run_claude("hi", base_url=base_url, max_retries=0, timeout=60, **kw)
+    assert cli.returncode != 0, cli
+    return cli.stdout + cli.stderr
+
+
+# -- 1. a 2xx that is not the API ---------------------------------------------------------
+
+
+async def test_html_200_is_an_intermediary_not_healthy(
+    doctor: DoctorRun, scripted_upstream: Scripted, onboarded_home: Path,
+) -> None:
+    block = scripted_upstream(default=BLOCK_PAGE)
+    report = await doctor(KEY_ENV, base_url=block.http_url)
+    assert report.exit_code == 1
+    root = report.findings[0]
+    assert root.id == "http.intermediary_response"
+    assert report.get("api.ok") is None
+    assert any("malformed response (HTTP 200)" in line for line in root.fix)
+
+
+async def test_html_200_on_the_first_run_check_is_an_intermediary(
+    doctor: DoctorRun, scripted_upstream: Scripted, fake_anthropic: FakeAnthropic,
+    lab_ca_file: Path,
+) -> None:
+    block = scripted_upstream(default=BLOCK_PAGE)
+    pre = (block.http_url + "/api/hello", block.http_url + "/v1/oauth/hello")
+    report = await doctor(KEY_ENV, base_url=fake_anthropic.url, ca_file=str(lab_ca_file),
+                          preflight_urls=pre)
+    assert report.exit_code == 1
+    # the gateway path works, so the check that breaks is the root cause, naming the page
+    root = report.findings[0]
+    assert root.id == "claude.preflight_will_run" and root.severity is Severity.FAIL
+    assert any("http.intermediary_response" in line for line in root.evidence)
+    assert "hasCompletedOnboarding" in root.fix[0]
+    assert report.get("http.intermediary_response") is not None
+
+
+async def test_cli_html_200(claude_bin: Path, doctor: DoctorRun, scripted_upstream: Scripted,
+                            onboarded_home: Path) -> None:
+    block = scripted_upstream(default=BLOCK_PAGE)
+    printed = printed_by_claude(block.http_url, api_key=LAB_API_KEY)
+    assert "malformed response (HTTP 200)" in printed
+    report = await doctor(KEY_ENV, base_url=block.http_url, explain=printed)
+    assert report.findings[0].id == "http.intermediary_response"
+    assert report.explanation is not None
+    assert report.explanation.explained_by[0] == "http.intermediary_response"
+
+
+# -- 2. Claude Code's request shape, beta rejection -----------------------------------------
+
+
+def rejects_claude_code_betas(request: ScriptedRequest) -> Any:
+    if "claude-code-20250219" in (request.header("anthropic-beta") or ""):
+        return Status.anthropic_error(400, "invalid_request_error", BETA_400)
+    return Auto()
+
+
+async def test_gateway_rejecting_claude_code_betas(
+    doctor: DoctorRun, scripted_upstream: Scripted, onboarded_home: Path,
+) -> None:
+    gateway = scripted_upstream(default=Callback(rejects_claude_code_betas))
+    report = await doctor(KEY_ENV, base_url=gateway.http_url)
+    assert report.exit_code == 1
+    root = report.findings[0]
+    assert root.id == "api.beta_rejected"
+    assert "CLAUDE_CODE_DISABLE_EXPERIMENTAL_BETAS=1" in root.fix[0]
+    sent = gateway.requests[0]
+    assert sent.header("x-app") == "cli"
+    assert sent.header("anthropic-dangerous-direct-browser-access") == "true"
+
+
+async def test_cli_beta_rejection(claude_bin: Path, doctor: DoctorRun,
+                                  scripted_upstream: Scripted, onboarded_home: Path) -> None:
+    gateway = scripted_upstream(default=Callback(rejects_claude_code_betas))
+    printed = printed_by_claude(gateway.http_url, api_key=LAB_API_KEY)
+    assert "Unexpected value(s)" in printed
+    report = await doctor(KEY_ENV, base_url=gateway.http_url, explain=printed)
+    assert report.findings[0].id == "api.beta_rejected"
+    assert report.explanation is not None
+    assert report.explanation.explained_by[0] == "api.beta_rejected"
+
+
+# -- 5. a gateway that wants a credential when none is set ----------------------------------
+
+
+async def test_gateway_demands_a_credential(
+    doctor: DoctorRun, scripted_upstream: Scripted, onboarded_home: Path,
+) -> None:
+    gateway = scripted_upstream(bearer_keys=["gateway-client-token-0123"])
+    report = await doctor({}, base_url=gateway.http_url)
+    assert report.exit_code == 1
+    root = report.findings[0]
+    assert root.id == "api.no_credential" and root.severity is Severity.FAIL
+    assert "ANTHROPIC_AUTH_TOKEN" in root.fix[0]
+
+
+# -- 4. the configured path ranks first ------------------------------------------------------
+
+
+def closed_port_preflight() -> tuple[str, str]:
+    port = free_port()  # nothing listens: the first-run check cannot connect
+    return (f"https://api.anthropic.com:{port}/api/hello",
+            f"https://platform.claude.com:{port}/v1/oauth/hello")
+
+
+async def test_gateway_failure_outranks_the_first_run_check(
+    doctor: DoctorRun, scripted_upstream: Scripted,
+) -> None:
+    gateway = scripted_upstream(default=Status(404, b"404 page not found",
+                                               {"Content-Type": "text/plain"}))
+    report = await doctor(KEY_ENV, base_url=gateway.http_url,
+                          preflight_urls=closed_port_preflight())
+    assert report.exit_code == 1
+    assert report.findings[0].id == "api.wrong_path", report.ids()
+    assert "net.tcp_blocked" in report.ids()  # still reported, after the gateway's finding
+
+
+async def test_a_first_run_check_that_will_pass_comes_after_real_problems(
+    doctor: DoctorRun, scripted_upstream: Scripted, fake_anthropic: FakeAnthropic,
+    lab_ca_file: Path,
+) -> None:
+    gateway = scripted_upstream(default=Status.rate_limited(30, anthropic=True))
+    pre = (fake_anthropic.host_url("api.anthropic.com") + "/api/hello",
+           fake_anthropic.host_url("platform.claude.com") + "/v1/oauth/hello")
+    report = await doctor(KEY_ENV, base_url=gateway.http_url, ca_file=str(lab_ca_file),
+                          preflight_urls=pre)
+    assert report.ids()[0] == "api.rate_limited", report.ids()
+    assert report.get("claude.preflight_will_run") is not None
+    assert report.exit_code == 0
