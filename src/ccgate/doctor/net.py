@@ -15,6 +15,7 @@ import errno
 import ipaddress
 import socket
 import ssl
+import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -93,6 +94,43 @@ def ip_literal(host: str) -> str | None:
         return None
 
 
+AddrInfo = list[tuple[Any, ...]]
+
+
+def _settle(fut: asyncio.Future[AddrInfo], result: AddrInfo | None,
+            error: BaseException | None) -> None:
+    if fut.done():  # the caller gave up (timeout) long ago
+        return
+    if error is not None:
+        fut.set_exception(error)
+    else:
+        fut.set_result(result or [])
+
+
+async def getaddrinfo_detached(host: str, port: int, family: int) -> AddrInfo:
+    """``getaddrinfo`` in a daemon thread nobody waits for.
+
+    ``loop.getaddrinfo`` uses the default executor, and ``asyncio.run()`` joins its threads on
+    exit: with resolvers that never answer, glibc keeps a thread busy for timeout x attempts x
+    servers (30 s and more) after the doctor has given up. A daemon thread is abandoned instead.
+    """
+    loop = asyncio.get_running_loop()
+    fut: asyncio.Future[AddrInfo] = loop.create_future()
+
+    def work() -> None:
+        result: AddrInfo | None = None
+        error: BaseException | None = None
+        try:
+            result = list(socket.getaddrinfo(host, port, family, socket.SOCK_STREAM))
+        except OSError as exc:
+            error = exc
+        with contextlib.suppress(RuntimeError):  # the loop is closed: nobody is listening
+            loop.call_soon_threadsafe(_settle, fut, result, error)
+
+    threading.Thread(target=work, name=f"doctor-dns-{host}", daemon=True).start()
+    return await fut
+
+
 async def resolve(host: str, port: int, overrides: Mapping[str, str], timeout: float) -> Resolution:
     """A and AAAA separately; ``overrides`` (curl --resolve style) skip DNS entirely."""
     lit = ip_literal(host)
@@ -104,13 +142,10 @@ async def resolve(host: str, port: int, overrides: Mapping[str, str], timeout: f
     if lit is not None:
         (res.v6 if ":" in lit else res.v4).append(lit)
         return res
-    loop = asyncio.get_running_loop()
 
     async def one(family: int) -> list[str] | BaseException:
         try:
-            infos = await asyncio.wait_for(
-                loop.getaddrinfo(host, port, family=family, type=socket.SOCK_STREAM), timeout
-            )
+            infos = await asyncio.wait_for(getaddrinfo_detached(host, port, family), timeout)
         except (OSError, TimeoutError) as exc:
             return exc
         return list(dict.fromkeys(str(i[4][0]) for i in infos))

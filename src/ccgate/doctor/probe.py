@@ -63,6 +63,31 @@ class Walk:
         return self.stopped is None
 
 
+FAMILY_GRACE = 1.0  # how long the other family may lag once one has connected
+
+
+async def race_families(candidates: list[str], port: int, env: Env) -> list[
+        tuple[asyncio.StreamReader, asyncio.StreamWriter] | ConnectAttempt]:
+    """One attempt per address family, in parallel, happy-eyeballs style: once one connects,
+    the other gets FAMILY_GRACE more, so an IPv6 black hole costs a second, not the whole
+    connect timeout, when IPv4 works."""
+    tasks = [asyncio.create_task(connect(a, port, env.deadline.left(env.connect_timeout)))
+             for a in candidates]
+    pending = set(tasks)
+    while pending:
+        done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+        if any(not isinstance(t.result(), ConnectAttempt) for t in done):
+            break
+    if pending:
+        _, pending = await asyncio.wait(pending, timeout=FAMILY_GRACE)
+    for t in pending:
+        t.cancel()
+    return [t.result() if t.done() and not t.cancelled() else ConnectAttempt(
+        addr, False, f"no answer within {FAMILY_GRACE:.0f} s while the other family connected "
+        "at once (packets dropped)", "timeout", FAMILY_GRACE)
+        for addr, t in zip(candidates, tasks, strict=True)]
+
+
 async def _tunnel(route: Route, env: Env, walk: Walk) -> Walk:
     proxy = route.proxy
     if route.blocked_by is not None:
@@ -75,11 +100,8 @@ async def _tunnel(route: Route, env: Env, walk: Walk) -> Walk:
         return walk.fail("dns", found)
     walk.reached["dns"] = f"{host} -> {', '.join(res.addresses)}" + (
         " (--resolve)" if res.overridden else "")
-    # one attempt per address family, in parallel (a cheap happy-eyeballs)
     candidates = [a for a in (res.v4[:1] + res.v6[:1])]
-    results = await asyncio.gather(
-        *(connect(a, port, env.deadline.left(env.connect_timeout)) for a in candidates)
-    )
+    results = await race_families(candidates, port, env)
     attempts: list[ConnectAttempt] = []
     chosen: tuple[asyncio.StreamReader, asyncio.StreamWriter] | None = None
     for addr, r in zip(candidates, results, strict=True):
