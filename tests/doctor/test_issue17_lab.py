@@ -8,7 +8,10 @@ Claude Code CLI fails the same way and the doctor, given what it printed, agrees
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+import os
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,8 +21,9 @@ from ccgate.doctor import Severity
 from tests.doctor.conftest import DoctorRun
 from tests.lab.claude_cli import run_claude
 from tests.lab.fake_anthropic import LAB_API_KEY, FakeAnthropic
-from tests.lab.procs import free_port
+from tests.lab.procs import free_port, stop_process, wait_port
 from tests.lab.scripted import Auto, Callback, ScriptedRequest, ScriptedUpstream, Status
+from tests.lab.squid import SquidProxy
 
 pytestmark = pytest.mark.lab
 
@@ -168,3 +172,56 @@ async def test_a_first_run_check_that_will_pass_comes_after_real_problems(
     assert report.ids()[0] == "api.rate_limited", report.ids()
     assert report.get("claude.preflight_will_run") is not None
     assert report.exit_code == 0
+
+
+# -- 8. a ccgate gateway whose own upstream fails ----------------------------------------------
+
+GATEWAY_TOKEN = "ccgate-doctor-lab-token-0123456789"
+
+
+@pytest.fixture
+def ccgate_behind_denying_proxy(squid_deny_proxy: SquidProxy, tmp_path: Path) -> Iterator[str]:
+    """``ccgate serve`` whose only provider (api.anthropic.com) is reached through a Squid that
+    denies every CONNECT: the gateway answers 502 naming the proxy hop."""
+    port = free_port()
+    config = tmp_path / "ccgate.yaml"
+    config.write_text(
+        f"server:\n  host: 127.0.0.1\n  port: {port}\n  auth:\n    tokens: [{GATEWAY_TOKEN}]\n"
+        "providers:\n  - name: anthropic\n    base_url: https://api.anthropic.com\n"
+        f"    api_keys: [{LAB_API_KEY}]\n    proxy: {squid_deny_proxy.url}\n")
+    log = tmp_path / "gateway.log"
+    env = {k: v for k, v in os.environ.items() if "proxy" not in k.lower()}
+    gateway = subprocess.Popen([sys.executable, "-m", "ccgate", "serve", "--config", str(config)],
+                               stdin=subprocess.DEVNULL, stdout=log.open("wb"),
+                               stderr=subprocess.STDOUT, env=env, cwd=tmp_path)
+    try:
+        wait_port(port, gateway, 30, log)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        stop_process(gateway)
+
+
+async def test_ccgate_gateway_names_its_failing_hop(
+    doctor: DoctorRun, ccgate_behind_denying_proxy: str, onboarded_home: Path,
+) -> None:
+    report = await doctor({"ANTHROPIC_AUTH_TOKEN": GATEWAY_TOKEN},
+                          base_url=ccgate_behind_denying_proxy)
+    assert report.exit_code == 1
+    root = report.findings[0]
+    assert root.id == "gateway.upstream_failed", report.ids()
+    assert "refused" in root.summary and "proxy" in root.summary
+    assert "providers[].proxy" in root.fix[0]
+    assert not any("retry later" in line.lower() for line in root.fix)
+    assert any(line.startswith("< provider anthropic: unreachable") for line in root.evidence)
+
+
+async def test_cli_ccgate_gateway_502(
+    claude_bin: Path, doctor: DoctorRun, ccgate_behind_denying_proxy: str, onboarded_home: Path,
+) -> None:
+    printed = printed_by_claude(ccgate_behind_denying_proxy, auth_token=GATEWAY_TOKEN)
+    assert "502" in printed
+    report = await doctor({"ANTHROPIC_AUTH_TOKEN": GATEWAY_TOKEN},
+                          base_url=ccgate_behind_denying_proxy, explain=printed)
+    assert report.findings[0].id == "gateway.upstream_failed"
+    assert report.explanation is not None
+    assert report.explanation.explained_by[0] == "gateway.upstream_failed"

@@ -243,6 +243,13 @@ CATALOGUE: dict[str, Entry] = {
          "anthropic-beta unchanged (no allowlist), or trim them on the client with "
          "export CLAUDE_CODE_DISABLE_EXPERIMENTAL_BETAS=1 (claude-code-20250219 is still sent).",),
     ),
+    "gateway.upstream_failed": Entry(
+        "api", "fail",
+        "the ccgate gateway at {host} is reachable, but its own upstream failed "
+        "(HTTP {status}): {message}",
+        ("Claude Code's side works; fix the hop behind the gateway, where the gateway runs: "
+         "{hop}. `ccgate doctor` on that host checks it; GET /readyz lists each provider.",),
+    ),
     "relay.account_config_error": Entry(
         "api", "fail",
         "the relay at {host} refused the request for an account or group setting: {message}",

@@ -285,6 +285,8 @@ def classify_api(ctx: ApiContext, resp: HttpResponse, *, sent: list[str]) -> lis
         return [finding("api.ok", subject=ctx.host, evidence=ev,
                         summary_text=f"{ctx.base} answers as the Anthropic API and accepts "
                                      f"{ctx.credential_display} (model {ctx.model})")]
+    if ccgate_request_id(resp) and resp.status in (502, 504):
+        return [classify_ccgate_upstream(ctx, resp, message, ev)]
     relay = bool(RELAY_PATTERNS.search(resp.text(2000))) and not is_region_block(resp)
     if relay and resp.status in (400, 401, 402, 403, 429, 503):
         return [finding("relay.account_config_error", **common)]
@@ -321,6 +323,41 @@ def classify_api(ctx: ApiContext, resp: HttpResponse, *, sent: list[str]) -> lis
     if resp.status >= 500:
         return [finding("api.server_error", **common)]
     return [finding("api.unexpected_response", **common)]
+
+
+def ccgate_request_id(resp: HttpResponse) -> str | None:
+    """The request id when a ccgate gateway wrote the answer (its ids start req_ccgate_)."""
+    data = resp.json()
+    body_id = data.get("request_id") if isinstance(data, dict) else None
+    for rid in (resp.header("request-id"), body_id):
+        if isinstance(rid, str) and rid.startswith("req_ccgate_"):
+            return rid
+    return None
+
+
+# ccgate's 502/504 messages name the hop behind it (ccgate/upstream/failures.py).
+GATEWAY_HOP_FIXES = (
+    (re.compile(r"^(SOCKS )?proxy|via proxy", re.I),
+     "the proxy the gateway uses for this provider: check providers[].proxy in the gateway's "
+     "config (URL, credentials), or ask IT to allow the provider's host through it"),
+    (re.compile(r"^TLS|certificate", re.I),
+     "TLS from the gateway to the provider: give the gateway the inspecting proxy's root CA "
+     "(tls.ca_file, or tls.use_system_store: true)"),
+    (re.compile(r"^DNS", re.I),
+     "DNS on the gateway's host: it cannot resolve the provider's name"),
+    (re.compile(r"timed out", re.I),
+     "the provider or the network behind the gateway is too slow or drops packets"),
+)
+
+
+def classify_ccgate_upstream(ctx: ApiContext, resp: HttpResponse, message: str,
+                             ev: list[str]) -> Finding:
+    """A ccgate gateway answered and says which hop behind it failed: that hop is the cause,
+    not the gateway, and "retry later" is the wrong advice."""
+    hop = next((fix for pattern, fix in GATEWAY_HOP_FIXES if pattern.search(message)),
+               "the provider behind the gateway (its address and keys in the gateway's config)")
+    return finding("gateway.upstream_failed", subject=ctx.host, host=ctx.host,
+                   status=resp.status, message=message, hop=hop, evidence=ev)
 
 
 def classify_unauthenticated(ctx: ApiContext, resp: HttpResponse, *, sent: list[str]) -> Finding:

@@ -20,6 +20,11 @@ RULES: tuple[tuple[str, str, tuple[str, ...]], ...] = (
      "The endpoint (or a gateway or proxy in front of it) rejects the anthropic-beta values or "
      "the body fields Claude Code sends.",
      ("api.beta_rejected",)),
+    (r"req_ccgate_|provider '[^']+' \(|could not reach provider|refused the connection to "
+     r"provider",
+     "A ccgate gateway answered: Claude Code reached it, and the gateway names the hop behind "
+     "it (its proxy, TLS, DNS or the provider) that failed.",
+     ("gateway.upstream_failed",)),
     (r"OAuth token has expired",
      "The claude.ai login (OAuth token) Claude Code sends has expired.",
      ("api.oauth_expired",)),

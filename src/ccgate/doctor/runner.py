@@ -163,7 +163,30 @@ async def api_probe(inputs: Inputs, route: Route, env: Env) -> tuple[Walk, list[
                           *classify.response_evidence(r3)],
                 fix=["Send the same key in the other header (use the real key where the mask "
                      "is):", *fix_lines])]
+    if found[0].id == "gateway.upstream_failed":
+        found[0].evidence += await _gateway_readiness(route, env, base)
     return walk, [*walk.findings, *found]
+
+
+async def _gateway_readiness(route: Route, env: Env, base: str) -> list[str]:
+    """What a ccgate gateway's /readyz says about each provider (evidence only; it needs no
+    credential, and a gateway that hides it just adds nothing)."""
+    target = urlsplit(base + "/readyz").path
+    _, resp = await fetch(route, env, "GET", {"User-Agent": env.user_agent,
+                                               "Accept": "application/json"}, None, target=target)
+    if not isinstance(resp, HttpResponse):
+        return []
+    data = resp.json()
+    providers = data.get("providers") if isinstance(data, dict) else None
+    if not isinstance(providers, dict):
+        return []
+    lines = [f"> GET {base}/readyz", f"< {resp.status_line}"]
+    for name, detail in providers.items():
+        if isinstance(detail, dict):
+            state = "reachable" if detail.get("reachable") else "unreachable"
+            error = f": {detail['error']}" if detail.get("error") else ""
+            lines.append(f"< provider {name}: {state}{error}")
+    return lines
 
 
 def _correlate(findings: list[Finding], walks: dict[str, Walk], inputs: Inputs,
