@@ -357,7 +357,7 @@ def test_cli_json_and_exit_codes(fake_anthropic: FakeAnthropic, lab_ca_file: Pat
     assert doctor_cli(["--base-url", fake_anthropic.url, "--ca-file", str(lab_ca_file),
                       "--model", "fail-401", "--explain", "API Error: 401 invalid x-api-key"]) == 1
     human = capsys.readouterr().out
-    assert "Your message means" in human and "explained by: api.invalid_key" in human
+    assert "Your message means" in human and "explained by the root cause below: [api.invalid_key]" in human
     assert LAB_API_KEY not in human
 
     def boom(_: object) -> None:

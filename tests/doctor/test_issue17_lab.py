@@ -18,11 +18,12 @@ from typing import Any
 import pytest
 
 from ccgate.doctor import Severity
+from ccgate.doctor.render import render
 from tests.doctor.conftest import DoctorRun
 from tests.lab.claude_cli import run_claude
 from tests.lab.fake_anthropic import LAB_API_KEY, FakeAnthropic
 from tests.lab.procs import free_port, stop_process, wait_port
-from tests.lab.scripted import Auto, Callback, ScriptedRequest, ScriptedUpstream, Status
+from tests.lab.scripted import Auto, Callback, Hang, ScriptedRequest, ScriptedUpstream, Status
 from tests.lab.squid import SquidProxy
 
 pytestmark = pytest.mark.lab
@@ -225,3 +226,55 @@ async def test_cli_ccgate_gateway_502(
     assert report.findings[0].id == "gateway.upstream_failed"
     assert report.explanation is not None
     assert report.explanation.explained_by[0] == "gateway.upstream_failed"
+
+
+# -- 6. messages the doctor now decodes, and --explain agreeing with the run ---------------
+
+OAUTH_TOKEN = "sk-ant-oat01-lab-expired-token-0123456789"
+EXPIRED = ("OAuth token has expired. Please obtain a new token or refresh your existing token.")
+
+
+def expired_oauth(request: ScriptedRequest) -> Any:
+    if (request.header("authorization") or "").startswith("Bearer "):
+        return Status.anthropic_error(401, "authentication_error", EXPIRED)
+    return Status.anthropic_error(401, "authentication_error", "invalid x-api-key")
+
+
+async def test_expired_oauth_token_fix_is_login(
+    claude_bin: Path, doctor: DoctorRun, scripted_upstream: Scripted, onboarded_home: Path,
+) -> None:
+    api = scripted_upstream(default=Callback(expired_oauth))
+    env = {"CLAUDE_CODE_OAUTH_TOKEN": OAUTH_TOKEN}
+    printed = printed_by_claude(api.http_url, env=env)
+    assert "OAuth token has expired" in printed
+    report = await doctor(env, base_url=api.http_url, explain=printed)
+    assert report.exit_code == 1
+    root = report.findings[0]
+    assert root.id == "api.oauth_expired"
+    assert "/login" in root.fix[0] and "console.anthropic.com" not in root.fix[0]
+    assert "oauth-2025-04-20" in (api.requests[0].header("anthropic-beta") or "")
+    assert report.explanation is not None
+    assert report.explanation.explained_by == ["api.oauth_expired"]
+    assert "explained by the root cause below: [api.oauth_expired]" in render(report)
+    assert OAUTH_TOKEN not in render(report) + report.to_json()
+
+
+async def test_api_that_never_answers(doctor: DoctorRun, scripted_upstream: Scripted,
+                                      onboarded_home: Path) -> None:
+    api = scripted_upstream(default=Hang())
+    report = await doctor(KEY_ENV, base_url=api.http_url, timeout=3.0,
+                          explain="API Error: Request timed out.")
+    assert report.exit_code == 1
+    assert report.findings[0].id == "http.no_response"
+    assert report.explanation is not None
+    assert report.explanation.explained_by[0] == "http.no_response"
+
+
+async def test_explain_after_all_checks_pass_exits_0(
+    doctor: DoctorRun, fake_anthropic: FakeAnthropic, lab_ca_file: Path, onboarded_home: Path,
+) -> None:
+    report = await doctor(KEY_ENV, base_url=fake_anthropic.url, ca_file=str(lab_ca_file),
+                          explain="API Error: Request timed out.")
+    text = render(report)
+    assert report.exit_code == 0 and "All checks passed" in text
+    assert "did not reproduce it now" in text

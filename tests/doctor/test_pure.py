@@ -413,3 +413,23 @@ def test_explain_extracts_host_and_status() -> None:
     assert "4xx" in exp.meaning
     unknown = decode("something odd happened")
     assert unknown.candidates == [] and "not in the doctor's table" in unknown.meaning
+
+
+@pytest.mark.parametrize(
+    ("text", "first"),
+    [
+        ("OAuth token has expired. Please obtain a new token or refresh your existing token. "
+         "· Please run /login", "api.oauth_expired"),
+        ("API Error: Request timed out.", "http.no_response"),
+        ("API returned an empty or malformed response (HTTP 200) — check for a proxy",
+         "http.intermediary_response"),
+        ("API Error: 400 Unexpected value(s) `claude-code-20250219,interleaved-thinking-2025-05-14`"
+         " for the `anthropic-beta` header", "api.beta_rejected"),
+    ],
+)
+def test_explain_issue17_messages(text: str, first: str) -> None:
+    exp = decode(text)
+    assert exp.candidates[0] == first, exp
+    assert len(set(exp.meaning.split(". "))) == len(exp.meaning.split(". "))  # no repeats
+    if first == "api.oauth_expired":  # not a wrong key: the fix is /login, not a console key
+        assert "api.invalid_key" not in exp.candidates

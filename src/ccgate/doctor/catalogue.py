@@ -190,6 +190,12 @@ CATALOGUE: dict[str, Entry] = {
         ("Create a new key (https://console.anthropic.com/settings/keys, or your gateway's key "
          "command) and set {var}.",),
     ),
+    "api.oauth_expired": Entry(
+        "api", "fail",
+        "{host} says the claude.ai login token has expired (HTTP {status}: {message})",
+        ("Log in again: run /login in Claude Code (or `claude setup-token` and set "
+         "CLAUDE_CODE_OAUTH_TOKEN to the new long-lived token); no console API key is needed.",),
+    ),
     "api.wrong_credential_header": Entry(
         "api", "fail",
         "{host} rejects the credential in {sent_header} but accepts it in {good_header}",

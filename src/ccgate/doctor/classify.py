@@ -225,6 +225,8 @@ RELAY_PATTERNS = re.compile(
     r"disabled|not)|quota|insufficient (balance|credit)|token (group|quota)", re.I)
 
 
+OAUTH_EXPIRED = re.compile(r"oauth token has expired|token (has )?expired", re.I)
+
 # A 400 for Claude Code's beta header or the body fields those betas add.
 BETA_REJECTION = re.compile(r"anthropic-beta|unexpected value\(s\)|\bbetas?\b|"
                             r"context_management: extra inputs", re.I)
@@ -300,6 +302,8 @@ def classify_api(ctx: ApiContext, resp: HttpResponse, *, sent: list[str]) -> lis
         vendor = vendor_of(resp)
         return [finding("http.intermediary_response", vendor=f", {vendor}" if vendor else "",
                         **common)]
+    if resp.status == 401 and OAUTH_EXPIRED.search(message):
+        return [finding("api.oauth_expired", **common)]
     if resp.status == 401 or (resp.status == 403 and etype in (
             "authentication_error", "permission_error")):
         return [finding("api.invalid_key", credential=ctx.credential_display,

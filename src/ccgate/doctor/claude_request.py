@@ -18,13 +18,16 @@ STABLE_BETAS = ("claude-code-20250219", "interleaved-thinking-2025-05-14")
 EXPERIMENTAL_BETAS = ("context-management-2025-06-27", "thinking-token-count-2026-05-13")
 EFFORT_BETA = "effort-2025-11-24"
 COUNT_TOKENS_BETA = "token-counting-2024-11-01"
+OAUTH_BETA = "oauth-2025-04-20"  # with a claude.ai login; stripping it gives 401
 DISABLE_EXPERIMENTAL_BETAS = "CLAUDE_CODE_DISABLE_EXPERIMENTAL_BETAS"
 EXTRA_BETAS = "ANTHROPIC_BETAS"
 
 
-def beta_values(env: Mapping[str, str], *, count_tokens: bool) -> list[str]:
+def beta_values(env: Mapping[str, str], *, count_tokens: bool, oauth: bool = False) -> list[str]:
     """The ``anthropic-beta`` values Claude Code sends for this environment."""
     values = list(STABLE_BETAS)
+    if oauth:
+        values.insert(1, OAUTH_BETA)
     if not env.get(DISABLE_EXPERIMENTAL_BETAS):
         values += EXPERIMENTAL_BETAS
     values.append(EFFORT_BETA)
@@ -35,13 +38,13 @@ def beta_values(env: Mapping[str, str], *, count_tokens: bool) -> list[str]:
 
 
 def claude_code_headers(env: Mapping[str, str], user_agent: str, *,
-                        count_tokens: bool) -> dict[str, str]:
+                        count_tokens: bool, oauth: bool = False) -> dict[str, str]:
     """Every header Claude Code adds besides the credential, custom headers last (they
     replace a built-in header of the same name, as in Claude Code)."""
     headers = {
         "User-Agent": user_agent,
         "anthropic-version": "2023-06-01",
-        "anthropic-beta": ",".join(beta_values(env, count_tokens=count_tokens)),
+        "anthropic-beta": ",".join(beta_values(env, count_tokens=count_tokens, oauth=oauth)),
         "anthropic-dangerous-direct-browser-access": "true",
         "x-app": "cli",
         "x-claude-code-session-id": str(uuid.uuid4()),

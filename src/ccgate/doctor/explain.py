@@ -11,6 +11,9 @@ import re
 
 from ccgate.doctor.model import Explanation
 
+AUTH_REJECTED = (r"API Error:? 401|Invalid API key|invalid x-api-key|authentication_error|"
+                 r"Please run /login")
+
 RULES: tuple[tuple[str, str, tuple[str, ...]], ...] = (
     (r"empty or malformed response",
      "The call got an answer that is not the API's (an HTML page, an empty body): a proxy, "
@@ -28,7 +31,7 @@ RULES: tuple[tuple[str, str, tuple[str, ...]], ...] = (
     (r"OAuth token has expired",
      "The claude.ai login (OAuth token) Claude Code sends has expired.",
      ("api.oauth_expired",)),
-    (r"Request timed out|timed out",
+    (r"Request timed out",
      "No answer in time: the endpoint, a proxy or the network dropped or held the request.",
      ("http.no_response", "net.tcp_blocked", "proxy.unreachable", "dns.unresolvable")),
     (r"Auth conflict",
@@ -85,7 +88,7 @@ RULES: tuple[tuple[str, str, tuple[str, ...]], ...] = (
     (r"\b407\b|Proxy Authentication Required",
      "The proxy wants credentials.",
      ("proxy.auth_required", "proxy.auth_scheme_unsupported")),
-    (r"API Error:? 401|Invalid API key|invalid x-api-key|authentication_error|Please run /login",
+    (AUTH_REJECTED,
      "The endpoint rejected the credential: a wrong or revoked key, or the key sent in the "
      "header this endpoint does not read (x-api-key vs Authorization: Bearer).",
      ("api.invalid_key", "api.wrong_credential_header", "env.auth_conflict")),
@@ -110,12 +113,19 @@ RULES: tuple[tuple[str, str, tuple[str, ...]], ...] = (
 )
 
 
+# A generic rule is left out when a more specific one explains the same words (Claude Code
+# appends "Please run /login" to an expired-token message; that is not a wrong key).
+UNLESS: dict[str, str] = {AUTH_REJECTED: r"OAuth token has expired"}
+
+
 def decode(text: str) -> Explanation:
     meanings: list[str] = []
     candidates: list[str] = []
     for pattern, meaning, ids in RULES:
-        if re.search(pattern, text):
-            meanings.append(meaning)
+        unless = UNLESS.get(pattern)
+        if re.search(pattern, text) and not (unless and re.search(unless, text)):
+            if meaning not in meanings:
+                meanings.append(meaning)
             candidates += [i for i in ids if i not in candidates]
     host = None
     m = re.search(r"Failed to connect to ([A-Za-z0-9.-]+)", text)

@@ -129,6 +129,10 @@ def resolve_credential(options: DoctorOptions, inputs: Inputs) -> Credential | N
         header = options.key_header or "x-api-key"
         return Credential(options.key.strip(), header, "--key", "--key")
     sent = cc.sent_credential(inputs.env, inputs.global_config)
+    if sent is None and inputs.env.get(cc.OAUTH_TOKEN, "").strip():
+        # a claude.ai login token (`claude setup-token`): sent as Bearer, with the OAuth beta
+        return Credential(inputs.env[cc.OAUTH_TOKEN].strip(), options.key_header or "authorization",
+                          cc.OAUTH_TOKEN, cc.OAUTH_TOKEN)
     if sent is None:
         return None
     return Credential(sent.value, options.key_header or sent.header, sent.source,

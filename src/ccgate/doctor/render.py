@@ -30,7 +30,7 @@ def render(report: Report, *, color: bool = False) -> str:
         lines.append(c("1", "Your message means:"))
         lines.append(f"  {exp.meaning}")
         if exp.explained_by:
-            lines.append(f"  On this machine it is explained by: {', '.join(exp.explained_by)}")
+            lines.append(_explained_line(report, exp.explained_by))
         else:
             lines.append("  The checks below did not reproduce it now; possible causes: "
                          + ", ".join(exp.candidates[:6]))
@@ -54,6 +54,16 @@ def render(report: Report, *, color: bool = False) -> str:
         lines.append("")
         lines.append(c("32", "All checks passed. ") + (ok.summary if ok else ""))
     return scrub("\n".join(lines), report.secrets) + "\n"
+
+
+def _explained_line(report: Report, explained_by: list[str]) -> str:
+    """Which finding explains the pasted message, in the words of the root-cause line."""
+    first, rest = explained_by[0], explained_by[1:]
+    root = report.root_cause
+    lead = ("the root cause below" if root is not None and root.id == first
+            and root.severity is Severity.FAIL else "the finding below")
+    also = f" (also: {', '.join(rest)})" if rest else ""
+    return f"  On this machine it is explained by {lead}: [{first}]{also}"
 
 
 class Progress:

@@ -88,7 +88,9 @@ async def preflight_probe(url: str, route: Route, env: Env) -> tuple[Walk, list[
 
 def _api_request(inputs: Inputs, env: Env, header: str | None, messages: bool) -> tuple[
         dict[str, str], bytes, list[str]]:
-    headers = claude_code_headers(inputs.env, env.user_agent, count_tokens=not messages)
+    oauth = inputs.credential is not None and inputs.credential.source == cc.OAUTH_TOKEN
+    headers = claude_code_headers(inputs.env, env.user_agent, count_tokens=not messages,
+                                  oauth=oauth)
     if inputs.credential is not None:
         headers.update(inputs.credential.headers(header))
     payload: dict[str, object] = {
