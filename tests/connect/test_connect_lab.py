@@ -154,6 +154,8 @@ def test_flags_end_to_end_through_serve(scripted_upstream: Make, tmp_path: Path,
     assert KEY not in done.stdout + done.stderr and KEY not in config.read_text()
     settings = json.loads((home / ".claude" / "settings.json").read_text())
     assert settings["env"]["ANTHROPIC_BASE_URL"] == gateway.url
+    # A translated provider's models are offered in /model through the gateway's aliases.
+    assert settings["env"]["CLAUDE_CODE_ENABLE_GATEWAY_MODEL_DISCOVERY"] == "1"
     assert "no ccgate answers" in report["gateway"]["message"]
     check = _ccgate("config", "check", "--config", str(config), env=env)
     assert check.returncode == 0, check.stderr

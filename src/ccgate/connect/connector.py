@@ -27,7 +27,7 @@ from ccgate.connect.model import (
     ProviderSummary,
     RouteInfo,
 )
-from ccgate.connect.tiers import plan_tiers
+from ccgate.connect.tiers import DISCOVERY_VAR, plan_tiers
 from ccgate.errors import ConfigError, UpstreamError
 
 
@@ -111,6 +111,9 @@ class Connector:
         if main is None and draft.provider.translated:
             raise ConnectError(await self._need_model(draft), bad_input=True)
         tiers = plan_tiers(draft.name, main, spec.tiers)
+        claude_env = dict(tiers.claude_code_env)
+        if draft.provider.kind != "anthropic":  # its models are listed under claude-via-... ids
+            claude_env[DISCOVERY_VAR] = "1"
         action = doc.upsert_provider(draft.name, draft.entry)
         doc.replace_managed_routes(tiers.routes)
         text = doc.dump()
@@ -120,7 +123,7 @@ class Connector:
         result = ConnectResult(
             provider=draft.name, kind=draft.provider.kind, base_url=draft.provider.base_url,
             action="not_saved", config_path=self.config_path, routes=tiers.routes, check=check,
-            claude_code_env=tiers.claude_code_env, warnings=tuple(warnings),
+            claude_code_env=claude_env, warnings=tuple(warnings),
         )
         if check is not None and not check.ok and not force:
             return result

@@ -19,6 +19,9 @@ TIER_MATCH = {"opus": "claude-*opus*", "sonnet": "claude-*sonnet*", "haiku": "cl
 CATCH_ALL = "*"  # the main model: whatever else Claude Code (or another client) asks for
 SUBAGENT_ID = "claude-ccgate-subagent"
 SUBAGENT_VAR = "CLAUDE_CODE_SUBAGENT_MODEL"
+# Claude Code asks the gateway's GET /v1/models and offers what it lists in /model; the gateway
+# lists a translated provider's models as claude-via-<provider>/<model> (routing/route.py).
+DISCOVERY_VAR = "CLAUDE_CODE_ENABLE_GATEWAY_MODEL_DISCOVERY"
 # Every match connect writes; reconnecting replaces exactly these routes and no others.
 MANAGED_MATCHES = frozenset([*TIER_MATCH.values(), CATCH_ALL, SUBAGENT_ID])
 

@@ -217,9 +217,17 @@ def _wanted_env(gateway: str, token: str, token_source: str, models: Mapping[str
             secret=True,
         ),
     }
-    for var, model in models.items():
-        wanted[var] = _Wanted(model, "the model this alias resolves to, as you asked")
+    for var, value in models.items():
+        why = _MODEL_VAR_WHY.get(var, "the model this alias resolves to, as you asked")
+        wanted[var] = _Wanted(value, why)
     return wanted
+
+
+# Variables other than model aliases that a caller (ccgate connect) may ask setup to write.
+_MODEL_VAR_WHY = {
+    "CLAUDE_CODE_ENABLE_GATEWAY_MODEL_DISCOVERY":
+        "Claude Code lists the gateway's models (GET /v1/models) in /model",
+}
 
 
 def _subscription_env(wanted: dict[str, _Wanted], user_env: Mapping[str, str]) -> dict[str, _Wanted]:
