@@ -167,13 +167,18 @@ def print_check(check: CheckResult, out: TextIO) -> None:
         print(f"tools {mark} {check.tools_message}", file=out)
 
 
-def _fail(exc: ConnectError, as_json: bool) -> int:
-    code = EXIT_BAD_INPUT if exc.bad_input else EXIT_FAILED
+def report_error(command: str, exc: ConnectError, as_json: bool) -> int:
+    """A ConnectError as connect, providers and models print it; the exit status it means."""
     if as_json:
         print(json.dumps({"error": exc.message, "bad_input": exc.bad_input}))
     else:
-        print(f"ccgate connect: error: {exc.message}", file=sys.stderr)
-    return code
+        print(f"ccgate {command}: error: {exc.message}", file=sys.stderr)
+    return EXIT_BAD_INPUT if exc.bad_input else EXIT_FAILED
 
 
-__all__ = ["configure", "finish", "print_check", "run", "spec_from_args"]
+def _fail(exc: ConnectError, as_json: bool) -> int:
+    return report_error("connect", exc, as_json)
+
+
+__all__ = ["EXIT_BAD_INPUT", "EXIT_FAILED", "EXIT_OK", "configure", "finish", "print_check", "report_error",
+           "run", "spec_from_args"]

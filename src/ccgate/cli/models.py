@@ -10,11 +10,9 @@ import argparse
 import asyncio
 import json
 import os
-import sys
 
+from ccgate.cli.connect import EXIT_OK, report_error
 from ccgate.connect import ConnectError, Connector
-
-EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -28,11 +26,7 @@ def run(args: argparse.Namespace) -> int:
         connector = Connector(args.config, dict(os.environ))
         listing = asyncio.run(connector.models(args.provider))
     except ConnectError as exc:
-        if args.json:
-            print(json.dumps({"error": exc.message, "bad_input": exc.bad_input}))
-        else:
-            print(f"ccgate models: error: {exc.message}", file=sys.stderr)
-        return EXIT_BAD_INPUT if exc.bad_input else EXIT_FAILED
+        return report_error("models", exc, args.json)
     if args.json:
         print(json.dumps({"providers": [entry.to_dict() for entry in listing]}, indent=2))
         return EXIT_OK

@@ -13,11 +13,9 @@ import os
 import sys
 from typing import Any
 
-from ccgate.cli.connect import print_check
+from ccgate.cli.connect import EXIT_FAILED, EXIT_OK, print_check, report_error
 from ccgate.cli.gateway_reload import reload_gateway
 from ccgate.connect import ConnectError, Connector
-
-EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -46,11 +44,7 @@ def run(args: argparse.Namespace) -> int:
             return _remove(connector, args)
         return _list(connector, args)
     except ConnectError as exc:
-        if args.json:
-            print(json.dumps({"error": exc.message, "bad_input": exc.bad_input}))
-        else:
-            print(f"ccgate providers: error: {exc.message}", file=sys.stderr)
-        return EXIT_BAD_INPUT if exc.bad_input else EXIT_FAILED
+        return report_error("providers", exc, args.json)
 
 
 def _list(connector: Connector, args: argparse.Namespace) -> int:
