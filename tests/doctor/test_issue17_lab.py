@@ -7,10 +7,14 @@ Claude Code CLI fails the same way and the doctor, given what it printed, agrees
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import socket
+import struct
 import subprocess
 import sys
+import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -278,3 +282,129 @@ async def test_explain_after_all_checks_pass_exits_0(
     text = render(report)
     assert report.exit_code == 0 and "All checks passed" in text
     assert "did not reproduce it now" in text
+
+
+# -- 7. specific fixes where a specific one is possible ---------------------------------------
+
+
+async def test_base_url_ending_in_v1_messages(doctor: DoctorRun, fake_anthropic: FakeAnthropic,
+                                              lab_ca_file: Path, onboarded_home: Path) -> None:
+    base = fake_anthropic.url + "/v1/messages"
+    report = await doctor(KEY_ENV, base_url=base, ca_file=str(lab_ca_file))
+    assert report.exit_code == 1
+    root = report.findings[0]
+    assert root.id == "env.base_url_has_v1" and "/v1/messages" in root.summary
+    assert f"ANTHROPIC_BASE_URL='{fake_anthropic.url}'" in root.fix[0]
+
+
+def openai_server(request: ScriptedRequest) -> Any:
+    """An OpenAI-compatible server (vLLM-like): models and chat, no Anthropic Messages."""
+    if request.path.startswith("/v1/models"):
+        return Status(200, {"object": "list", "data": [
+            {"id": "qwen3-coder", "object": "model", "owned_by": "vllm"}]})
+    if request.path.startswith("/v1/chat/completions"):
+        return Auto()
+    return Status(404, {"detail": "Not Found"})
+
+
+async def test_openai_compatible_server_as_base_url(
+    doctor: DoctorRun, scripted_upstream: Scripted, onboarded_home: Path,
+) -> None:
+    server = scripted_upstream(default=Callback(openai_server))
+    report = await doctor(KEY_ENV, base_url=server.http_url)
+    assert report.exit_code == 1
+    root = report.findings[0]
+    assert root.id == "api.openai_compatible", report.ids()
+    assert "ccgate connect" in root.fix[0] and "openai-compatible" in root.fix[0]
+
+
+async def test_socks_port_given_as_http(doctor: DoctorRun, socks_proxy: Any,
+                                        onboarded_home: Path) -> None:
+    url = f"http://127.0.0.1:{socks_proxy.port}"
+    report = await doctor({**KEY_ENV, "HTTPS_PROXY": url})
+    assert report.exit_code == 1
+    root = report.findings[0]
+    assert root.id == "proxy.unreachable" and "SOCKS5 proxy, given as http://" in root.summary
+    assert "cannot use a SOCKS proxy" in root.fix[0]
+
+
+async def test_missing_and_wrong_proxy_password_have_different_fixes(
+    doctor: DoctorRun, fake_anthropic: FakeAnthropic, squid_auth_proxy: SquidProxy,
+    lab_ca_file: Path, onboarded_home: Path,
+) -> None:
+    user = squid_auth_proxy.username
+    no_password = f"http://{user}@127.0.0.1:{squid_auth_proxy.port}"
+    wrong = squid_auth_proxy.url_with_auth(password="wrong-pass")
+    fixes = []
+    for proxy_url in (no_password, wrong):
+        report = await doctor({**KEY_ENV, "HTTPS_PROXY": proxy_url},
+                              base_url=fake_anthropic.host_url(), ca_file=str(lab_ca_file))
+        assert report.exit_code == 1
+        root = report.findings[0]
+        assert root.id == "proxy.auth_required", report.ids()
+        fixes.append(root.fix[0])
+    assert "Add the password" in fixes[0] and f"{user}:PASSWORD@" in fixes[0]
+    assert "refused user" in fixes[1] and "PASSWORD@" not in fixes[1]
+
+
+@pytest.fixture
+def resets_after_client_hello() -> Iterator[int]:
+    """A TCP port that reads the ClientHello and answers with a RST, like an SNI filter."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    listener.settimeout(0.2)
+    stop = threading.Event()
+
+    def serve() -> None:
+        while not stop.is_set():
+            try:
+                conn, _ = listener.accept()
+            except TimeoutError:
+                continue
+            with conn:
+                conn.settimeout(2)
+                with contextlib.suppress(OSError):
+                    conn.recv(4096)
+                conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    yield listener.getsockname()[1]
+    stop.set()
+    thread.join()
+    listener.close()
+
+
+async def test_tls_reset_after_client_hello_points_at_sni_filtering(
+    doctor: DoctorRun, resets_after_client_hello: int, onboarded_home: Path,
+) -> None:
+    base = f"https://gw.lab.example:{resets_after_client_hello}"
+    report = await doctor(KEY_ENV, base_url=base, resolve={"gw.lab.example": "127.0.0.1"})
+    assert report.exit_code == 1
+    root = report.findings[0]
+    assert root.id == "tls.handshake_failed"
+    assert "ClientHello" in root.summary
+    assert "SNI filtering" in root.fix[0] and "MTU" not in " ".join(root.fix)
+
+
+async def test_skipped_rows_and_the_claude_row_when_the_first_run_check_hangs(
+    doctor: DoctorRun, scripted_upstream: Scripted, squid_deny_proxy: SquidProxy,
+    fake_anthropic: FakeAnthropic, lab_ca_file: Path,
+) -> None:
+    hang = scripted_upstream(default=Hang())
+    pre = (hang.http_url + "/api/hello", hang.http_url + "/v1/oauth/hello")
+    report = await doctor(KEY_ENV, base_url=fake_anthropic.url, ca_file=str(lab_ca_file),
+                          preflight_urls=pre, timeout=2.0)
+    claude_row = next(s for s in report.layers if s.layer == "claude")
+    assert claude_row.status == "fail"  # a check that never finished did not pass
+    assert report.findings[0].id == "claude.preflight_will_run"
+    denied = await doctor({**KEY_ENV, "HTTPS_PROXY": squid_deny_proxy.url},
+                          base_url=fake_anthropic.host_url(), ca_file=str(lab_ca_file),
+                          preflight_urls=preflight_urls(fake_anthropic))
+    skipped = [s.note for s in denied.layers if s.status == "skip"]
+    assert skipped and all("preflight0" not in n and "api stopped" not in n for n in skipped)
+    assert any("first-run check to api.anthropic.com stopped at proxy" in n for n in skipped)
+
+
+def preflight_urls(up: FakeAnthropic) -> tuple[str, str]:
+    return (up.host_url("api.anthropic.com") + "/api/hello",
+            up.host_url("platform.claude.com") + "/v1/oauth/hello")

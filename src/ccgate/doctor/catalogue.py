@@ -208,6 +208,15 @@ CATALOGUE: dict[str, Entry] = {
         ("Set ANTHROPIC_BASE_URL to the provider's Anthropic-compatible root (without /v1), e.g. "
          "https://api.deepseek.com/anthropic, https://openrouter.ai/api, or your gateway's URL.",),
     ),
+    "api.openai_compatible": Entry(
+        "api", "fail",
+        "ANTHROPIC_BASE_URL {base} is an OpenAI-compatible API (/v1/models in OpenAI's shape, "
+        "no Anthropic /v1/messages); Claude Code speaks only the Anthropic Messages API",
+        ("Put ccgate in between: `ccgate connect --base-url {base} --kind openai-compatible "
+         "--key env:VAR` (it saves the provider and points Claude Code at the gateway), or add "
+         "it as an openai provider to `ccgate serve`'s config and set ANTHROPIC_BASE_URL to "
+         "the gateway.",),
+    ),
     "api.model_not_found": Entry(
         "api", "fail",
         "{host} does not know the model {model} (HTTP {status}: {message})",

@@ -141,20 +141,60 @@ def classify_connect(
         schemes = auth_schemes(resp.getall("proxy-authenticate"))
         if schemes and not any(s.lower() == "basic" for s in schemes):
             return [finding("proxy.auth_scheme_unsupported", schemes="/".join(schemes), **common)]
-        if proxy.username is None:
-            problem = "no credentials in " + proxy_var
-        else:
-            problem = f"it rejected the credentials of user {proxy.username!r}"
-            if proxy.password and re.search(r"[@:/%#? ]", proxy.password):
-                problem += " (the password has special characters: are they percent-encoded?)"
+        problem, fix = proxy_auth_problem(proxy, proxy_var)
         offered = ", ".join(schemes) or "none"
         common["evidence"] = [*ev, f"schemes offered: {offered}"]
-        return [finding("proxy.auth_required", problem=problem, **common)]
+        return [finding("proxy.auth_required", problem=problem, fix=fix, **common)]
     if resp.status in (502, 503, 504):
         return [finding("proxy.upstream_failed", **common)]
     if 400 <= resp.status < 500:
         return [finding("proxy.denied", **common)]
     return [finding("proxy.upstream_failed", **common)]
+
+
+def proxy_auth_problem(proxy: ProxySpec, var: str) -> tuple[str, list[str] | None]:
+    """What is wrong with the proxy credentials, and the fix for that case (None: the
+    catalogue's, which adds missing credentials)."""
+    hostport = f"{proxy.host}:{proxy.port}"
+    if proxy.username is None:
+        return "no credentials in " + var, None
+    if not proxy.password:
+        return (f"{var} names user {proxy.username!r} but has no password", [
+            f"Add the password after the user name, percent-encoded: "
+            f"{var}=http://{proxy.username}:PASSWORD@{hostport} (@ -> %40, : -> %3A, / -> %2F)."])
+    problem = f"it rejected the credentials of user {proxy.username!r}"
+    fix = [f"The proxy refused user {proxy.username!r} with this password: check the user name "
+           f"and password in {var} (a changed or expired domain password, a locked account), "
+           "keeping special characters percent-encoded (@ -> %40, : -> %3A, / -> %2F)."]
+    if re.search(r"[@:/%#? ]", proxy.password):
+        problem += " (the password has special characters: are they percent-encoded?)"
+    return problem, fix
+
+
+def classify_socks_port(proxy: ProxySpec, var: str, evidence: list[str]) -> Finding:
+    """The HTTP proxy variable points at a port that speaks SOCKS5."""
+    return finding(
+        "proxy.unreachable", subject=proxy.display, proxy=proxy.display, var=var,
+        problem=f"{proxy.host}:{proxy.port} is a SOCKS5 proxy, given as http://",
+        evidence=[*evidence, "a SOCKS5 greeting on the same port got a SOCKS5 answer"],
+        fix=[f"Claude Code cannot use a SOCKS proxy: set {var} to the HTTP proxy port if there "
+             f"is one, or run `ccgate serve` with proxy: socks5://{proxy.host}:{proxy.port} for "
+             "its provider and point ANTHROPIC_BASE_URL at the gateway (no proxy variables)."])
+
+
+def classify_handshake_failure(host: str, port: int, error: str, evidence: list[str]) -> Finding:
+    """A handshake that ended without a certificate verdict. A reset or close right after our
+    ClientHello is a middlebox judging the SNI name; a stall is the classic MTU/VPN case."""
+    common: dict[str, Any] = {"subject": f"{host}:{port}", "host": host, "port": port,
+                              "evidence": evidence}
+    if re.search(r"reset|closed|EOF", error, re.I):
+        return finding("tls.handshake_failed", problem=f"{error}; the connection was cut right "
+                       f"after the ClientHello naming {host}", fix=[
+                           f"Something in between drops TLS for the name {host} (SNI filtering "
+                           "by a firewall or transparent proxy): ask IT to allow it, or use "
+                           "the corporate proxy (HTTPS_PROXY) if that is the sanctioned way out."],
+                       **common)
+    return finding("tls.handshake_failed", problem=error, **common)
 
 
 # -- HTTP: Claude Code's preflight -------------------------------------------------------
@@ -362,6 +402,25 @@ def classify_ccgate_upstream(ctx: ApiContext, resp: HttpResponse, message: str,
                "the provider behind the gateway (its address and keys in the gateway's config)")
     return finding("gateway.upstream_failed", subject=ctx.host, host=ctx.host,
                    status=resp.status, message=message, hop=hop, evidence=ev)
+
+
+def is_openai_model_list(resp: HttpResponse) -> bool:
+    """``GET /v1/models`` in OpenAI's shape: ``{"object": "list", "data": [{"object":
+    "model", ...}]}`` (Anthropic's has ``type`` and ``display_name`` instead)."""
+    data = resp.json()
+    if not (200 <= resp.status < 300 and isinstance(data, dict)):
+        return False
+    items = data.get("data")
+    if not isinstance(items, list):
+        return False
+    return data.get("object") == "list" or any(
+        isinstance(m, dict) and m.get("object") == "model" for m in items)
+
+
+def classify_openai_compatible(ctx: ApiContext, models_url: str, resp: HttpResponse,
+                               earlier: list[str]) -> Finding:
+    return finding("api.openai_compatible", subject=ctx.host, host=ctx.host, base=ctx.base,
+                   evidence=[*earlier, f"> GET {models_url}", *response_evidence(resp)])
 
 
 def classify_unauthenticated(ctx: ApiContext, resp: HttpResponse, *, sent: list[str]) -> Finding:

@@ -265,11 +265,14 @@ def _lint_base_url(inputs: Inputs) -> list[Finding]:
     parts = urlsplit(base)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         return [finding("env.base_url_malformed", subject=cc.BASE_URL, url=base)]
-    if parts.path.rstrip("/").endswith("/v1"):
-        fixed = base.rstrip("/")[: -len("/v1")]
-        return [finding("env.base_url_has_v1", subject=cc.BASE_URL, url=base, fixed=fixed,
-                        evidence=[f"requests would go to {base.rstrip('/')}/v1/messages"],
-                        fix=[set_var_fix(inputs, cc.BASE_URL, fixed)])]
+    for suffix in ("/v1/messages", "/v1"):  # Claude Code appends /v1/messages to the root
+        if parts.path.rstrip("/").endswith(suffix):
+            fixed = base.rstrip("/")[: -len(suffix)]
+            return [finding("env.base_url_has_v1", subject=cc.BASE_URL, url=base, fixed=fixed,
+                            summary=f"ANTHROPIC_BASE_URL ends in {suffix} ({base}); Claude Code "
+                                    "appends /v1/messages itself",
+                            evidence=[f"requests would go to {base.rstrip('/')}/v1/messages"],
+                            fix=[set_var_fix(inputs, cc.BASE_URL, fixed)])]
     return []
 
 

@@ -301,6 +301,24 @@ async def proxy_connect(
     return ConnectReply(resp, raw, None, shown)
 
 
+async def speaks_socks5(address: str, port: int, timeout: float) -> bool:
+    """Whether ``address:port`` answers a SOCKS5 greeting (no-auth and user/password offered)
+    with a SOCKS5 method choice: how a proxy port given as http:// is recognised as SOCKS."""
+    opened = await connect(address, port, timeout)
+    if isinstance(opened, ConnectAttempt):
+        return False
+    reader, writer = opened
+    try:
+        writer.write(b"\x05\x02\x00\x02")
+        await writer.drain()
+        reply = await asyncio.wait_for(reader.readexactly(2), timeout)
+    except (OSError, TimeoutError, asyncio.IncompleteReadError):
+        return False
+    finally:
+        close(writer)
+    return reply[0] == 5 and reply[1] in (0, 2, 0xFF)
+
+
 def insecure_context() -> ssl.SSLContext:
     """Capture-only context: the chain is judged afterwards against each trust store."""
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)

@@ -11,7 +11,13 @@ import ssl
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from ccgate.doctor.classify import classify_connect, classify_dns, classify_tcp
+from ccgate.doctor.classify import (
+    classify_connect,
+    classify_dns,
+    classify_handshake_failure,
+    classify_socks_port,
+    classify_tcp,
+)
 from ccgate.doctor.lint import Route
 from ccgate.doctor.model import Finding, Severity, finding
 from ccgate.doctor.net import (
@@ -24,6 +30,7 @@ from ccgate.doctor.net import (
     http_request,
     proxy_connect,
     resolve,
+    speaks_socks5,
     start_tls,
 )
 from ccgate.doctor.tlscheck import classify_tls_failure, describe_chain, parse_http_date
@@ -88,6 +95,12 @@ async def race_families(candidates: list[str], port: int, env: Env) -> list[
         for addr, t in zip(candidates, tasks, strict=True)]
 
 
+def walk_address(walk: Walk, host: str) -> str:
+    """The address the walk's TCP connection went to (for a second look at the same port)."""
+    peer = walk.writer.get_extra_info("peername") if walk.writer is not None else None
+    return str(peer[0]) if peer else host
+
+
 async def _tunnel(route: Route, env: Env, walk: Walk) -> Walk:
     proxy = route.proxy
     if route.blocked_by is not None:
@@ -141,8 +154,11 @@ async def _tunnel(route: Route, env: Env, walk: Walk) -> Walk:
     reply = await proxy_connect(walk.reader, walk.writer, route.host, route.port, auth=auth,
                                 user_agent=env.user_agent,
                                 timeout=env.deadline.left(env.connect_timeout * 2))
-    found = classify_connect(proxy, route.proxy_var or "HTTPS_PROXY", route.host, route.port,
-                             reply)
+    var = route.proxy_var or "HTTPS_PROXY"
+    found = classify_connect(proxy, var, route.host, route.port, reply)
+    if found and reply.response is None and proxy.scheme == "http" and await speaks_socks5(
+            walk_address(walk, host), port, env.deadline.left(env.connect_timeout)):
+        found = [classify_socks_port(proxy, var, found[0].evidence)]
     if found:
         return walk.fail("proxy", found)
     if reply.response is not None:
@@ -168,12 +184,10 @@ async def open_channel(route: Route, env: Env) -> Walk:
         walk.reached["tls"] = f"{tls.version}, trusted" + (f", issuer {issuer}" if issuer else "")
         return walk
     if tls.verify_code is None:
-        return walk.fail("tls", [finding(
-            "tls.handshake_failed", subject=f"{route.host}:{route.port}", host=route.host,
-            port=route.port, problem=tls.error,
-            evidence=[f"TLS handshake with {route.hostport}"
-                      + (f" through {route.proxy.display}" if route.proxy else "")
-                      + f": {tls.error}"])])
+        return walk.fail("tls", [classify_handshake_failure(
+            route.host, route.port, tls.error,
+            [f"TLS handshake with {route.hostport}"
+             + (f" through {route.proxy.display}" if route.proxy else "") + f": {tls.error}"])])
     # Verification failed: capture the chain with verification off, for the evidence.
     close(walk.writer)
     capture = await _tunnel(route, env, Walk(route))

@@ -143,6 +143,9 @@ async def api_probe(inputs: Inputs, route: Route, env: Env) -> tuple[Walk, list[
                   [classify.classify_unauthenticated(ctx, r2, sent=sent2)])
             f2[0].evidence = [*first.evidence, "then (max_tokens 1):", *f2[0].evidence]
             found, first = f2, f2[0]
+    if first.id == "api.wrong_path":
+        found = await _recognise_openai(inputs, route, env, ctx, found)
+        first = found[0]
     # a 401 may only mean the key is in the header this endpoint does not read
     if cred is not None and first.id == "api.invalid_key" and resp.status in (401, 403):
         other = "authorization" if cred.header == "x-api-key" else "x-api-key"
@@ -168,6 +171,21 @@ async def api_probe(inputs: Inputs, route: Route, env: Env) -> tuple[Walk, list[
     if found[0].id == "gateway.upstream_failed":
         found[0].evidence += await _gateway_readiness(route, env, base)
     return walk, [*walk.findings, *found]
+
+
+async def _recognise_openai(inputs: Inputs, route: Route, env: Env, ctx: classify.ApiContext,
+                            found: list[Finding]) -> list[Finding]:
+    """No Anthropic Messages endpoint here: is it an OpenAI-compatible server (vLLM, Ollama,
+    LiteLLM's OpenAI side, ...)? ``GET /v1/models`` in OpenAI's shape says so."""
+    base = inputs.base_url.rstrip("/")
+    models_url = base + ("/models" if base.endswith("/v1") else "/v1/models")
+    headers = {"User-Agent": env.user_agent, "Accept": "application/json"}
+    if inputs.credential is not None:
+        headers["authorization"] = f"Bearer {inputs.credential.value}"
+    _, resp = await fetch(route, env, "GET", headers, None, target=urlsplit(models_url).path)
+    if isinstance(resp, HttpResponse) and classify.is_openai_model_list(resp):
+        return [classify.classify_openai_compatible(ctx, models_url, resp, found[0].evidence)]
+    return found
 
 
 async def _gateway_readiness(route: Route, env: Env, base: str) -> list[str]:
@@ -200,15 +218,16 @@ def _correlate(findings: list[Finding], walks: dict[str, Walk], inputs: Inputs,
                 or f.subject in ("api.anthropic.com", "platform.claude.com")
                 or f.subject.startswith(("api.anthropic.com:", "platform.claude.com:"))]
     pre_walks = [w for k, w in walks.items() if k.startswith("preflight")]
+    replayed = any(k.startswith("preflight") for k in from_task)
     preflight_failed = any(not w.ok or "http" not in w.reached for w in pre_walks) or any(
         f.severity is Severity.FAIL for f in pre_fail)
     pf = by_id.get("claude.preflight_will_run")
-    if pf is not None and pre_walks:
+    if pf is not None and replayed:
         if preflight_failed:
             pf.severity = Severity.FAIL
             api_walk = walks.get("api")
-            api_fine = api_walk is None or (api_walk.ok and not any(
-                f.severity is Severity.FAIL for f in from_task.get("api", [])))
+            api_fine = (api_walk is None or api_walk.ok) and not any(
+                f.severity is Severity.FAIL for f in from_task.get("api", []))
             if api_fine and not is_anthropic_host(urlsplit(inputs.base_url).hostname or ""):
                 pf.root_cause = True  # the gateway path works; only the preflight breaks
             else:
@@ -256,6 +275,12 @@ def _rank_configured_path_first(walks: dict[str, Walk], inputs: Inputs,
                     f.secondary = True
 
 
+def _walk_label(name: str, walk: Walk) -> str:
+    """A walk as the user knows it (never the internal task name)."""
+    what = "first-run check" if name.startswith("preflight") else "API call"
+    return f"{what} to {walk.route.host}"
+
+
 def _layers(findings: list[Finding], walks: dict[str, Walk], inputs: Inputs,
             version: str | None) -> list[LayerStatus]:
     out: list[LayerStatus] = []
@@ -280,7 +305,8 @@ def _layers(findings: list[Finding], walks: dict[str, Walk], inputs: Inputs,
             status, note = "ok", notes[0]
         else:
             status = "skip"
-            stops = [f"{k} stopped at {w.stopped}" for k, w in walks.items() if w.stopped]
+            stops = dict.fromkeys(f"{_walk_label(k, w)} stopped at {w.stopped}"
+                                  for k, w in walks.items() if w.stopped)
             note = "; ".join(stops) if stops else "not checked"
         out.append(LayerStatus(layer, status, note))
     return out
@@ -354,13 +380,14 @@ def _start_walks(inputs: Inputs, options: DoctorOptions, env: Env,
     if run_pre:
         for i, url in enumerate(options.preflight_urls or PREFLIGHT_URLS):
             route = plan_route(url, inputs, options)
-            tasks[f"preflight{i}"] = asyncio.create_task(preflight_probe(url, route, env))
+            tasks[f"preflight{i}"] = asyncio.create_task(preflight_probe(url, route, env),
+                                                         name=url)
     unusable = any(f.severity is Severity.FAIL and f.id == "env.base_url_malformed"
                    for f in findings)
     if options.api_check and not unusable:
         base = inputs.base_url.rstrip("/")
         route = plan_route(base + "/v1/messages/count_tokens?beta=true", inputs, options)
-        tasks["api"] = asyncio.create_task(api_probe(inputs, route, env))
+        tasks["api"] = asyncio.create_task(api_probe(inputs, route, env), name=route.url)
     return tasks
 
 
@@ -380,9 +407,12 @@ async def _finish_walks(tasks: WalkTasks, options: DoctorOptions, deadline: Dead
             findings.extend(found)
         elif task in pending:
             task.cancel()
-            findings.append(finding("http.no_response", subject=name, url=name,
-                                    problem=f"the check did not finish within "
-                                            f"{options.timeout:.0f} s"))
+            url = task.get_name()
+            late = finding("http.no_response", subject=urlsplit(url).hostname or url, url=url,
+                           problem=f"the check did not finish within {options.timeout:.0f} s")
+            # recorded under its walk, so correlation sees a failed check (not a missing one)
+            from_task[name] = [late]
+            findings.append(late)
         else:
             exc = task.exception()
             raise RuntimeError(f"check {name} crashed: {exc!r}") from exc
