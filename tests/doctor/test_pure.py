@@ -433,3 +433,51 @@ def test_explain_issue17_messages(text: str, first: str) -> None:
     assert len(set(exp.meaning.split(". "))) == len(exp.meaning.split(". "))  # no repeats
     if first == "api.oauth_expired":  # not a wrong key: the fix is /login, not a console key
         assert "api.invalid_key" not in exp.candidates
+
+
+# -- issue 17 item 9: the doctor reads Claude Code's files through ccgate.claude_code ----------
+
+
+def test_inputs_apply_managed_settings_drop_ins(tmp_path: Path) -> None:
+    managed = tmp_path / "managed"
+    (managed / "managed-settings.d").mkdir(parents=True)
+    (managed / "managed-settings.json").write_text(
+        json.dumps({"env": {"ANTHROPIC_BASE_URL": "https://base.example"}}))
+    drop_in = managed / "managed-settings.d" / "50-gateway.json"
+    drop_in.write_text(json.dumps({"env": {"ANTHROPIC_BASE_URL": "https://gw.example"}}))
+    options = opts(tmp_path, {})
+    options.managed_dir = managed
+    inputs = gather(options)
+    assert inputs.base_url == "https://gw.example"  # drop-ins win, in name order
+    assert inputs.base_url_source == str(drop_in)
+    assert drop_in in inputs.settings_files
+
+
+def test_inputs_locate_windows_managed_settings(tmp_path: Path,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    from ccgate.claude_code import files
+
+    monkeypatch.setattr(files.sys, "platform", "win32")
+    options = opts(tmp_path, {})
+    options.managed_dir = None  # the system's: the doctor asks the shared model
+    located: list[Path] = []
+    real_locate = files.ClaudeFiles.locate
+
+    def spy(env: dict[str, str], home: Path, managed_dir: Path | None = None) -> files.ClaudeFiles:
+        found = real_locate(env, home, managed_dir)
+        located.append(found.managed_dir)
+        return found
+
+    monkeypatch.setattr(files.ClaudeFiles, "locate", staticmethod(spy))
+    gather(options)
+    assert located == [Path("C:/Program Files/ClaudeCode")]
+
+
+def test_docs_list_every_finding_id_with_an_example() -> None:
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "doctor.md").read_text()
+    rows = {line.split("|")[1].strip().strip("`"): line for line in doc.splitlines()
+            if line.startswith("| `")}
+    for fid in CATALOGUE:
+        assert fid in rows, f"{fid} missing from docs/doctor.md"
+        cells = [c.strip() for c in rows[fid].strip("|").split(" | ")]
+        assert len(cells) == 5 and cells[4], f"{fid}: no example column"
