@@ -265,10 +265,10 @@ RELAY_PATTERNS = re.compile(
     r"disabled|not)|quota|insufficient (balance|credit)|token (group|quota)", re.I)
 
 
-OAUTH_EXPIRED = re.compile(r"oauth token has expired|token (has )?expired", re.I)
+OAUTH_EXPIRED = re.compile(r"oauth token has expired", re.I)
 
 # A 400 for Claude Code's beta header or the body fields those betas add.
-BETA_REJECTION = re.compile(r"anthropic-beta|unexpected value\(s\)|\bbetas?\b|"
+BETA_REJECTION = re.compile(r"anthropic-beta|unexpected value\(s\)|"
                             r"context_management: extra inputs", re.I)
 
 

@@ -44,6 +44,7 @@ from ccgate.doctor.tlscheck import trust_context
 from ccgate.proxy_env import PROXY_VARS
 
 DEFAULT_CLAUDE_VERSION = "2.1.330"
+VERSION_TIMEOUT = 5.0  # spent inside the run budget: the walks get what is left of it
 
 WalkTasks = dict[str, asyncio.Task[tuple[Walk, list[Finding]]]]
 
@@ -61,8 +62,13 @@ async def claude_version(options: DoctorOptions, env: dict[str, str]) -> str | N
             stderr=asyncio.subprocess.DEVNULL,
             env={**env, "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1"},
         )
-        out, _ = await asyncio.wait_for(proc.communicate(), 5.0)
-    except (OSError, TimeoutError):
+    except OSError:
+        return None
+    try:
+        out, _ = await asyncio.wait_for(proc.communicate(), VERSION_TIMEOUT)
+    except TimeoutError:
+        with contextlib.suppress(ProcessLookupError):
+            proc.kill()  # ours; a hung `claude` must not outlive the run
         return None
     m = re.search(r"\d+\.\d+\.\d+", out.decode(errors="replace"))
     return m.group(0) if m else None
