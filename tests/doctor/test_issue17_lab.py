@@ -144,6 +144,18 @@ async def test_gateway_demands_a_credential(
     assert "ANTHROPIC_AUTH_TOKEN" in root.fix[0]
 
 
+async def test_cli_without_credential_against_a_gateway(
+    claude_bin: Path, doctor: DoctorRun, scripted_upstream: Scripted, onboarded_home: Path,
+) -> None:
+    gateway = scripted_upstream(bearer_keys=["gateway-client-token-0123"])
+    printed = printed_by_claude(gateway.http_url)
+    assert "Not logged in" in printed
+    report = await doctor({}, base_url=gateway.http_url, explain=printed)
+    assert report.findings[0].id == "api.no_credential"
+    assert report.explanation is not None
+    assert report.explanation.explained_by == ["api.no_credential"]
+
+
 # -- 4. the configured path ranks first ------------------------------------------------------
 
 
@@ -316,6 +328,18 @@ async def test_openai_compatible_server_as_base_url(
     root = report.findings[0]
     assert root.id == "api.openai_compatible", report.ids()
     assert "ccgate connect" in root.fix[0] and "openai-compatible" in root.fix[0]
+
+
+async def test_cli_openai_compatible_server(
+    claude_bin: Path, doctor: DoctorRun, scripted_upstream: Scripted, onboarded_home: Path,
+) -> None:
+    server = scripted_upstream(default=Callback(openai_server))
+    printed = printed_by_claude(server.http_url, api_key=LAB_API_KEY)
+    assert "issue with the selected model" in printed
+    report = await doctor(KEY_ENV, base_url=server.http_url, explain=printed)
+    assert report.findings[0].id == "api.openai_compatible"
+    assert report.explanation is not None
+    assert report.explanation.explained_by[0] == "api.openai_compatible"
 
 
 async def test_socks_port_given_as_http(doctor: DoctorRun, socks_proxy: Any,

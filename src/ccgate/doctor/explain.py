@@ -28,6 +28,10 @@ RULES: tuple[tuple[str, str, tuple[str, ...]], ...] = (
      "A ccgate gateway answered: Claude Code reached it, and the gateway names the hop behind "
      "it (its proxy, TLS, DNS or the provider) that failed.",
      ("gateway.upstream_failed",)),
+    (r"Not logged in",
+     "Claude Code has no credential to send (no key, token or login), so it makes no request; "
+     "a gateway needs its client token in ANTHROPIC_AUTH_TOKEN.",
+     ("api.no_credential",)),
     (r"OAuth token has expired",
      "The claude.ai login (OAuth token) Claude Code sends has expired.",
      ("api.oauth_expired",)),
@@ -99,7 +103,7 @@ RULES: tuple[tuple[str, str, tuple[str, ...]], ...] = (
     (r"issue with the selected model|API Error:? 404|404 page not found|not_found_error",
      "The request reached a server that does not know the path or the model: a base URL with "
      "/v1 or a provider root instead of its Anthropic path, or an unknown model id.",
-     ("env.base_url_has_v1", "api.wrong_path", "api.model_not_found")),
+     ("env.base_url_has_v1", "api.wrong_path", "api.openai_compatible", "api.model_not_found")),
     (r"API Error:? 429|rate_limit_error|[Rr]ate limit",
      "The credential is rate limited.",
      ("api.rate_limited",)),
@@ -115,7 +119,7 @@ RULES: tuple[tuple[str, str, tuple[str, ...]], ...] = (
 
 # A generic rule is left out when a more specific one explains the same words (Claude Code
 # appends "Please run /login" to an expired-token message; that is not a wrong key).
-UNLESS: dict[str, str] = {AUTH_REJECTED: r"OAuth token has expired"}
+UNLESS: dict[str, str] = {AUTH_REJECTED: r"OAuth token has expired|Not logged in"}
 
 
 def decode(text: str) -> Explanation:
