@@ -42,12 +42,17 @@ def netns_script(resolv_conf: Path, doctor_cmd: list[str]) -> str:
 
 
 @pytest.fixture
-def dead_dns_netns(tmp_path: Path) -> Path:
+def netns_available() -> None:
     if shutil.which("unshare") is None or shutil.which("ip") is None:
         pytest.skip("needs unshare and ip (iproute2)")
     probe = subprocess.run(["unshare", "-n", "-m", "true"], capture_output=True, check=False)
     if probe.returncode != 0:
         pytest.skip(f"cannot create a network namespace: {probe.stderr.decode().strip()}")
+
+
+@pytest.fixture
+def dead_dns_netns(netns_available: None, tmp_path: Path) -> Path:
+    """The resolv.conf the namespace mounts: three resolvers behind the silent veth end."""
     conf = tmp_path / "resolv.conf"
     conf.write_text("".join(f"nameserver {ip}\n" for ip in DEAD_RESOLVERS)
                     + "options timeout:5 attempts:2\n")
@@ -97,7 +102,7 @@ def ipv6_black_hole_script(hosts: Path, port: int, doctor_cmd: list[str]) -> str
 
 
 def test_ipv6_black_hole_costs_a_second_not_the_connect_timeout(
-    dead_dns_netns: Path, tmp_path: Path,
+    netns_available: None, tmp_path: Path,
 ) -> None:
     hosts = tmp_path / "hosts"
     hosts.write_text("127.0.0.1 gw.lab.example\nfd77::2 gw.lab.example\n")

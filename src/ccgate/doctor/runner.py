@@ -22,6 +22,7 @@ from ccgate.doctor.claude_request import claude_code_headers
 from ccgate.doctor.explain import decode
 from ccgate.doctor.inputs import (
     PREFLIGHT_URLS,
+    Credential,
     Inputs,
     gather,
     is_anthropic_host,
@@ -157,26 +158,30 @@ async def api_probe(inputs: Inputs, route: Route, env: Env) -> tuple[Walk, list[
         other = "authorization" if cred.header == "x-api-key" else "x-api-key"
         _, r3, sent3 = await call(path, other, False)
         if isinstance(r3, HttpResponse) and 200 <= r3.status < 300:
-            if other == "authorization":
-                fix_lines = [shell_unset(inputs.shell, "ANTHROPIC_API_KEY"),
-                             shell_export(inputs.shell, "ANTHROPIC_AUTH_TOKEN",
-                                          mask_secret(cred.value))]
-            else:
-                fix_lines = [shell_unset(inputs.shell, "ANTHROPIC_AUTH_TOKEN"),
-                             shell_export(inputs.shell, "ANTHROPIC_API_KEY",
-                                          mask_secret(cred.value))]
-            names = {"authorization": "Authorization: Bearer (ANTHROPIC_AUTH_TOKEN)",
-                     "x-api-key": "x-api-key (ANTHROPIC_API_KEY)"}
-            found = [finding(
-                "api.wrong_credential_header", subject=route.host, host=route.host,
-                sent_header=names[cred.header], good_header=names[other],
-                evidence=[*first.evidence, "retried with the other header:", *sent3,
-                          *classify.response_evidence(r3)],
-                fix=["Send the same key in the other header (use the real key where the mask "
-                     "is):", *fix_lines])]
+            found = [_wrong_header_finding(inputs, cred, route.host, other, [
+                *first.evidence, "retried with the other header:", *sent3,
+                *classify.response_evidence(r3)])]
     if found[0].id == "gateway.upstream_failed":
         found[0].evidence += await _gateway_readiness(route, env, base)
     return walk, [*walk.findings, *found]
+
+
+HEADER_NAMES = {"authorization": "Authorization: Bearer (ANTHROPIC_AUTH_TOKEN)",
+                "x-api-key": "x-api-key (ANTHROPIC_API_KEY)"}
+
+
+def _wrong_header_finding(inputs: Inputs, cred: Credential, host: str, good: str,
+                          evidence: list[str]) -> Finding:
+    """The credential works, but only in the ``good`` header: the fix moves it there."""
+    masked = mask_secret(cred.value)
+    drop, use = (("ANTHROPIC_API_KEY", "ANTHROPIC_AUTH_TOKEN") if good == "authorization"
+                 else ("ANTHROPIC_AUTH_TOKEN", "ANTHROPIC_API_KEY"))
+    return finding(
+        "api.wrong_credential_header", subject=host, host=host,
+        sent_header=HEADER_NAMES[cred.header], good_header=HEADER_NAMES[good],
+        evidence=evidence,
+        fix=["Send the same key in the other header (use the real key where the mask is):",
+             shell_unset(inputs.shell, drop), shell_export(inputs.shell, use, masked)])
 
 
 async def _recognise_openai(inputs: Inputs, route: Route, env: Env, ctx: classify.ApiContext,
