@@ -119,6 +119,26 @@ async def test_gateway_rejecting_claude_code_betas(
     assert sent.header("anthropic-dangerous-direct-browser-access") == "true"
 
 
+@pytest.mark.parametrize("extra", [
+    {"ANTHROPIC_MODEL": "claude-opus-5-5"},
+    {"ANTHROPIC_MODEL": "claude-sonnet-4-5"},
+    {"ANTHROPIC_MODEL": "claude-opus-5-5", "CLAUDE_CODE_DISABLE_EXPERIMENTAL_BETAS": "1"},
+], ids=["opus-5-5", "sonnet-4-5", "experimental-off"])
+async def test_doctor_sends_the_betas_the_installed_cli_sends(
+    claude_bin: Path, doctor: DoctorRun, scripted_upstream: Scripted, onboarded_home: Path,
+    extra: dict[str, str],
+) -> None:
+    upstream = scripted_upstream()
+    run_claude("hi", base_url=upstream.http_url, api_key=LAB_API_KEY, max_retries=0, env=extra)
+    cli_betas = upstream.requests[-1].header("anthropic-beta")
+    report = await doctor({**KEY_ENV, **extra}, base_url=upstream.http_url,
+                          claude_bin=str(claude_bin), claude_version=None)
+    assert report.exit_code == 0, report.ids()
+    doctor_betas = (upstream.requests[-1].header("anthropic-beta") or "").split(",")
+    assert doctor_betas[-1] == "token-counting-2024-11-01"  # count_tokens adds it, as in CC
+    assert ",".join(doctor_betas[:-1]) == cli_betas
+
+
 async def test_cli_beta_rejection(claude_bin: Path, doctor: DoctorRun,
                                   scripted_upstream: Scripted, onboarded_home: Path) -> None:
     gateway = scripted_upstream(default=Callback(rejects_claude_code_betas))

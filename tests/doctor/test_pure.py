@@ -481,3 +481,20 @@ def test_docs_list_every_finding_id_with_an_example() -> None:
         assert fid in rows, f"{fid} missing from docs/doctor.md"
         cells = [c.strip() for c in rows[fid].strip("|").split(" | ")]
         assert len(cells) == 5 and cells[4], f"{fid}: no example column"
+
+
+def test_beta_values_follow_the_version_and_the_model() -> None:
+    from ccgate.doctor.claude_request import beta_values
+
+    newest = beta_values({}, model="claude-opus-5-5", version=None, count_tokens=False)
+    assert "per-turn-control-2026-07-01" in newest and newest[-1] == "effort-2025-11-24"
+    older_cli = beta_values({}, model="claude-opus-5-5", version="2.1.200", count_tokens=False)
+    assert "prompt-caching-scope-2026-01-05" in older_cli
+    assert "per-turn-control-2026-07-01" not in older_cli
+    older_model = beta_values({}, model="claude-sonnet-4-5-20250929", version="2.1.330",
+                              count_tokens=False)
+    assert "effort-2025-11-24" not in older_model
+    oauth = beta_values({"ANTHROPIC_BETAS": "x-1"}, model="claude-opus-5-5", count_tokens=True,
+                        oauth=True)
+    assert oauth[:2] == ["claude-code-20250219", "oauth-2025-04-20"]
+    assert oauth[-2:] == ["token-counting-2024-11-01", "x-1"]

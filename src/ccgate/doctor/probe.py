@@ -46,6 +46,7 @@ class Env:
     trust: ssl.SSLContext
     ca_sources: list[str]
     user_agent: str
+    claude_version: str | None = None  # what `claude --version` said (None: not found)
 
 
 @dataclass

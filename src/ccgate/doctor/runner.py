@@ -96,7 +96,8 @@ async def preflight_probe(url: str, route: Route, env: Env) -> tuple[Walk, list[
 def _api_request(inputs: Inputs, env: Env, header: str | None, messages: bool) -> tuple[
         dict[str, str], bytes, list[str]]:
     oauth = inputs.credential is not None and inputs.credential.source == cc.OAUTH_TOKEN
-    headers = claude_code_headers(inputs.env, env.user_agent, count_tokens=not messages,
+    headers = claude_code_headers(inputs.env, env.user_agent, model=inputs.model,
+                                  version=env.claude_version, count_tokens=not messages,
                                   oauth=oauth)
     if inputs.credential is not None:
         headers.update(inputs.credential.headers(header))
@@ -378,6 +379,7 @@ def _probe_env(inputs: Inputs, options: DoctorOptions, findings: list[Finding],
         trust=trust_context(ca_files, options.use_os_store and not options.ca_file_only),
         ca_sources=ca_sources,
         user_agent=f"claude-cli/{version or DEFAULT_CLAUDE_VERSION} (external, cli)",
+        claude_version=version,
     )
 
 
