@@ -214,6 +214,7 @@ async def test_a_first_run_check_that_will_pass_comes_after_real_problems(
 # -- 8. a ccgate gateway whose own upstream fails ----------------------------------------------
 
 GATEWAY_TOKEN = "ccgate-doctor-lab-token-0123456789"
+GATEWAY_ADMIN_KEY = "ccgate-doctor-lab-admin-key-0123456789"  # /readyz's detail needs it
 
 
 @pytest.fixture
@@ -224,6 +225,7 @@ def ccgate_behind_denying_proxy(squid_deny_proxy: SquidProxy, tmp_path: Path) ->
     config = tmp_path / "ccgate.yaml"
     config.write_text(
         f"server:\n  host: 127.0.0.1\n  port: {port}\n  auth:\n    tokens: [{GATEWAY_TOKEN}]\n"
+        f"  admin:\n    key: {GATEWAY_ADMIN_KEY}\n"
         "providers:\n  - name: anthropic\n    base_url: https://api.anthropic.com\n"
         f"    api_keys: [{LAB_API_KEY}]\n    proxy: {squid_deny_proxy.url}\n")
     log = tmp_path / "gateway.log"
@@ -241,7 +243,8 @@ def ccgate_behind_denying_proxy(squid_deny_proxy: SquidProxy, tmp_path: Path) ->
 async def test_ccgate_gateway_names_its_failing_hop(
     doctor: DoctorRun, ccgate_behind_denying_proxy: str, onboarded_home: Path,
 ) -> None:
-    report = await doctor({"ANTHROPIC_AUTH_TOKEN": GATEWAY_TOKEN},
+    # The gateway is on this machine: the doctor sends $CCGATE_ADMIN_KEY for /readyz's detail.
+    report = await doctor({"ANTHROPIC_AUTH_TOKEN": GATEWAY_TOKEN, "CCGATE_ADMIN_KEY": GATEWAY_ADMIN_KEY},
                           base_url=ccgate_behind_denying_proxy)
     assert report.exit_code == 1
     root = report.findings[0]
@@ -250,6 +253,12 @@ async def test_ccgate_gateway_names_its_failing_hop(
     assert "providers[].proxy" in root.fix[0]
     assert not any("retry later" in line.lower() for line in root.fix)
     assert any(line.startswith("< provider anthropic: unreachable") for line in root.evidence)
+    assert GATEWAY_ADMIN_KEY not in report.to_json()
+    # Without the admin key: the same finding, without the provider lines.
+    report = await doctor({"ANTHROPIC_AUTH_TOKEN": GATEWAY_TOKEN}, base_url=ccgate_behind_denying_proxy)
+    root = report.findings[0]
+    assert root.id == "gateway.upstream_failed", report.ids()
+    assert not any(line.startswith("< provider ") for line in root.evidence)
 
 
 async def test_cli_ccgate_gateway_502(

@@ -4,6 +4,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from tests.gateway.harness import Gateway
@@ -29,6 +30,16 @@ def upstream(gw_pki: LabPKI) -> Iterator[FakeAnthropic]:
         yield fake
 
 
+# The admin key of authed_config: /readyz shows its detail only to the admin (server/access.py).
+OPS_ADMIN_KEY = "ops-admin-key-for-gateway-tests-0123456789"
+
+
+def readyz(gw: Gateway, timeout: float = 5.0) -> httpx.Response:
+    """GET /readyz with the admin key: status and the per-provider detail."""
+    return httpx.get(gw.url + "/readyz", headers={"authorization": f"Bearer {OPS_ADMIN_KEY}"},
+                     timeout=timeout)
+
+
 def provider_config(base_url: str, ca_file: Path, **extra: Any) -> dict[str, Any]:
     return {"name": "anthropic", "kind": "anthropic", "base_url": base_url,
             "api_keys": [LAB_API_KEY], "tls": {"ca_file": str(ca_file)}, **extra}
@@ -36,7 +47,8 @@ def provider_config(base_url: str, ca_file: Path, **extra: Any) -> dict[str, Any
 
 def authed_config(base_url: str, ca_file: Path, **provider_extra: Any) -> dict[str, Any]:
     return {
-        "server": {"auth": {"tokens": [{"name": "tester", "token": CLIENT_TOKEN}]}},
+        "server": {"auth": {"tokens": [{"name": "tester", "token": CLIENT_TOKEN}]},
+                   "admin": {"key": OPS_ADMIN_KEY}},
         "providers": [provider_config(base_url, ca_file, **provider_extra)],
     }
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.gateway.conftest import CLIENT_TOKEN, GatewayFactory, authed_config, provider_config
+from tests.gateway.conftest import CLIENT_TOKEN, GatewayFactory, authed_config, provider_config, readyz
 from tests.lab.fake_anthropic import LAB_API_KEY, FakeAnthropic
 
 pytestmark = pytest.mark.lab
@@ -167,12 +167,15 @@ def test_access_log_and_metrics(
 
 def test_readyz(upstream: FakeAnthropic, gateway: GatewayFactory, gw_ca_file: Path) -> None:
     gw = gateway(authed_config(upstream.url, gw_ca_file))
-    r = httpx.get(gw.url + "/readyz")
+    assert httpx.get(gw.url + "/readyz").json() == {"status": "ready"}  # no key: status only
+    r = readyz(gw)
     assert r.status_code == 200 and r.json()["providers"]["anthropic"]["reachable"] is True
+    assert r.json()["providers"]["anthropic"]["seen_seconds_ago"] >= 0
+    assert LAB_API_KEY not in r.text and LAB_API_KEY[-4:] not in r.text
     down = gateway(authed_config("https://127.0.0.1:1", gw_ca_file))
     r = httpx.get(down.url + "/readyz")
-    assert r.status_code == 503
-    assert "cannot connect" in json.dumps(r.json())
+    assert r.status_code == 503 and r.json() == {"status": "not ready"}
+    assert "cannot connect" in json.dumps(readyz(down).json())
 
 
 def test_readyz_probe_is_bounded_when_provider_never_answers(
@@ -183,6 +186,6 @@ def test_readyz_probe_is_bounded_when_provider_never_answers(
     with socket.create_server(("127.0.0.1", 0)) as silent:
         port = silent.getsockname()[1]
         gw = gateway(authed_config(f"https://127.0.0.1:{port}", gw_ca_file))
-        r = httpx.get(gw.url + "/readyz", timeout=30)
+        r = readyz(gw, timeout=30)
     assert r.status_code == 503
     assert "timed out" in r.json()["providers"]["anthropic"]["error"]

@@ -15,7 +15,7 @@ import anthropic
 import httpx
 import pytest
 
-from tests.gateway.conftest import CLIENT_TOKEN, GatewayFactory, authed_config
+from tests.gateway.conftest import CLIENT_TOKEN, GatewayFactory, authed_config, readyz
 from tests.gateway.harness import Gateway
 from tests.lab.certs import LabPKI
 from tests.lab.fake_anthropic import LAB_API_KEY, FakeAnthropic
@@ -201,7 +201,7 @@ def test_provider_refusing_the_gateway_key_is_not_relayed_as_the_clients_401(
     assert "provider 'anthropic' refused the gateway's key" in message and "/readyz" in message
     assert LAB_API_KEY not in r.text and LAB_API_KEY not in gw.log
     assert len(upstream.requests_to("/v1/messages")) == 1  # disabled at once, not retried
-    ready = httpx.get(gw.url + "/readyz").json()
+    ready = readyz(gw).json()
     assert ready["status"] == "not ready"
     assert ready["providers"]["anthropic"]["keys"][0]["state"] == "disabled"
 

@@ -28,7 +28,7 @@ import anthropic
 import httpx
 import pytest
 
-from tests.gateway.conftest import CLIENT_TOKEN, GatewayFactory
+from tests.gateway.conftest import CLIENT_TOKEN, OPS_ADMIN_KEY, GatewayFactory, readyz
 from tests.gateway.harness import Gateway
 from tests.lab.scripted import (
     AnthropicText,
@@ -66,7 +66,8 @@ def config(*providers: dict[str, Any], retries: dict[str, Any] | None = None,
     routing: dict[str, Any] = {"retries": {**FAST_RETRIES, **(retries or {})}}
     if breaker:
         routing["breaker"] = breaker
-    out: dict[str, Any] = {"server": {"auth": {"tokens": [CLIENT_TOKEN]}}, "providers": list(providers),
+    out: dict[str, Any] = {"server": {"auth": {"tokens": [CLIENT_TOKEN]}, "admin": {"key": OPS_ADMIN_KEY}},
+                           "providers": list(providers),
                            "routing": routing}
     if models:
         out["models"] = models
@@ -139,7 +140,7 @@ def test_429_on_key_a_goes_to_key_b_at_once(scripted_upstream: MakeUpstream, gat
     # Key A rests for its retry-after: the next request skips it instead of meeting another 429.
     assert post(gw, timeout=10).status_code == 200
     assert messages(up)[-1].header("x-api-key") == KEY_B
-    keys = httpx.get(gw.url + "/readyz").json()["providers"]["primary"]["keys"]
+    keys = readyz(gw).json()["providers"]["primary"]["keys"]
     assert [k["state"] for k in keys] == ["cooling", "healthy"]
     assert_no_upstream_keys_in_log(gw)
 
@@ -197,7 +198,7 @@ def test_reset_after_first_byte_is_not_retried(scripted_upstream: MakeUpstream, 
     assert len(messages(up)) == 1, record
     assert "attempts" not in record and record["upstream"] == "primary"  # one attempt: no trail
     # The break still counts against the provider's health.
-    breaker = httpx.get(gw.url + "/readyz").json()["providers"]["primary"]["breaker"]
+    breaker = readyz(gw).json()["providers"]["primary"]["breaker"]
     assert breaker["recent_failures"] == 1, breaker
 
 
@@ -259,7 +260,7 @@ def test_401_on_key_a_disables_it_and_key_b_answers_the_same_request(
     for _ in range(3):
         assert post(gw).status_code == 200
     assert {q.header("x-api-key") for q in messages(up)[2:]} == {KEY_B}
-    ready = httpx.get(gw.url + "/readyz")
+    ready = readyz(gw)
     keys = ready.json()["providers"]["primary"]["keys"]
     assert [k["state"] for k in keys] == ["disabled", "healthy"]
     assert "401" in keys[0]["reason"]
@@ -297,7 +298,7 @@ def test_breaker_opens_and_requests_go_straight_to_the_fallback(
     assert messages(backup)[-1].header("x-api-key") == KEY_B
     metrics = httpx.get(gw.url + "/metrics").text
     assert 'ccgate_breaker_state{provider="primary"} 2.0' in metrics, metrics
-    ready = httpx.get(gw.url + "/readyz").json()["providers"]
+    ready = readyz(gw).json()["providers"]
     assert ready["primary"]["breaker"]["state"] == "open"
     assert ready["primary"]["usable"] is False
     assert ready["backup"]["breaker"]["state"] == "closed"

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import functools
-import ipaddress
 import logging
 import os
 import signal
@@ -19,6 +18,7 @@ from ccgate.config.load import LoadedConfig, load_config
 from ccgate.errors import ConfigError
 from ccgate.proxy_env import resolve_proxy
 from ccgate.server.control import Pidfile
+from ccgate.server.listen import is_loopback
 
 UNSAFE_FLAG = "--dangerously-allow-unauthenticated"
 
@@ -37,15 +37,6 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 if TYPE_CHECKING:
     from ccgate.server.app import Gateway
-
-
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def exposure_problem(authenticated: bool, host: str, allow: bool) -> str | None:
@@ -113,6 +104,7 @@ def run(args: argparse.Namespace) -> int:
     except (ConfigError, ValueError) as exc:  # store unusable, admin key too short
         print(f"ccgate: config error: {exc}", file=sys.stderr)
         return 2
+    app.listen_host = host  # --host may differ from server.host; /metrics access follows the real one
     authenticated = app.runtime.auth.enabled
     problem = exposure_problem(authenticated, host, args.allow_unauthenticated)
     if problem:

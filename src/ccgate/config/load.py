@@ -27,6 +27,7 @@ from ccgate.proxy_env import DIRECT, ProxyURLError, parse_proxy_url, resolve_pro
 
 CONFIG_ENV = "CCGATE_CONFIG"
 FILE_NAME = "ccgate.yaml"
+MIN_METRICS_TOKEN_LENGTH = 16  # as the admin key (server/admin.py)
 
 
 @dataclass(frozen=True)
@@ -197,6 +198,7 @@ def resolve_secrets(config: Config, origin: str, env: Mapping[str, str], base: P
             admin_key = resolve_secret(config.server.admin.key, env, base)
         except ValueError as exc:
             raise ConfigError(f"{origin}: server.admin.key: {exc}") from None
+    metrics_token = _resolve_metrics_token(config, origin, env, base)
     if client_tokens:
         for i, provider in enumerate(config.providers):
             if not provider_keys[provider.name] and provider.auth_header != "none":
@@ -205,7 +207,21 @@ def resolve_secrets(config: Config, origin: str, env: Mapping[str, str], base: P
                     "client's credential is a gateway token and cannot be forwarded; give this "
                     "provider its own api_keys (or auth_header: none for a server without auth)"
                 )
-    return ResolvedSecrets(client_tokens=client_tokens, provider_keys=provider_keys, admin_key=admin_key)
+    return ResolvedSecrets(client_tokens=client_tokens, provider_keys=provider_keys, admin_key=admin_key,
+                           metrics_token=metrics_token)
+
+
+def _resolve_metrics_token(config: Config, origin: str, env: Mapping[str, str], base: Path) -> Secret | None:
+    if config.server.metrics.token is None:
+        return None
+    try:
+        token = resolve_secret(config.server.metrics.token, env, base)
+    except ValueError as exc:
+        raise ConfigError(f"{origin}: server.metrics.token: {exc}") from None
+    if len(token.value) < MIN_METRICS_TOKEN_LENGTH:  # guessable tokens guard nothing
+        raise ConfigError(f"{origin}: server.metrics.token: use at least {MIN_METRICS_TOKEN_LENGTH} "
+                          "random characters")
+    return token
 
 
 def load_config(explicit: str | None = None, env: Mapping[str, str] | None = None) -> LoadedConfig:

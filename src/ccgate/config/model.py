@@ -42,12 +42,21 @@ class Admin(_Strict):
     key: str | None = None
 
 
+class MetricsAccess(_Strict):
+    # Who may read /metrics: "auto" = open on a loopback listen address, else the admin key or
+    # `token`; "required" = always one of them; "none" = open everywhere (an explicit opt-out).
+    auth: Literal["auto", "required", "none"] = "auto"
+    # Secret reference for a scrape-only Bearer token (Prometheus `authorization.credentials`).
+    token: str | None = None
+
+
 class Server(_Strict):
     host: str = DEFAULT_HOST
     port: int = DEFAULT_PORT
     max_body_bytes: int = DEFAULT_MAX_BODY
     auth: Auth = msgspec.field(default_factory=Auth)
     admin: Admin = msgspec.field(default_factory=Admin)
+    metrics: MetricsAccess = msgspec.field(default_factory=MetricsAccess)
     # Seconds an upstream success keeps /readyz green without a fresh probe.
     ready_window: float = 60.0
     # Translated streams: seconds of upstream silence before an SSE ping goes to the client.
@@ -256,3 +265,4 @@ class ResolvedSecrets(msgspec.Struct):
     client_tokens: dict[str, Secret]  # name -> token
     provider_keys: dict[str, list[Secret]]  # provider name -> keys
     admin_key: Secret | None = None
+    metrics_token: Secret | None = None

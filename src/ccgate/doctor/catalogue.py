@@ -263,7 +263,7 @@ CATALOGUE: dict[str, Entry] = {
         "the ccgate gateway at {host} is reachable, but its own upstream failed "
         "(HTTP {status}): {message}",
         ("Claude Code's side works; fix the hop behind the gateway, where the gateway runs: "
-         "{hop}. `ccgate doctor` on that host checks it; GET /readyz lists each provider.",),
+         "{hop}. `ccgate doctor` on that host checks it; GET /readyz with the admin key lists each provider.",),
     ),
     "relay.account_config_error": Entry(
         "api", "fail",

@@ -177,7 +177,7 @@ def lint_proxy_value(var: str, raw: str) -> list[Finding]:
     return out
 
 
-def _is_local_host(host: str) -> bool:
+def is_local_host(host: str) -> bool:
     if host in ("localhost", "localhost.localdomain") or host.endswith(".localhost"):
         return True
     try:
@@ -289,7 +289,7 @@ def _lint_no_proxy(inputs: Inputs, options: DoctorOptions) -> list[Finding]:
         port = parts.port or (443 if parts.scheme == "https" else 80)
         hit = no_proxy_matches(exempt[1], host, port) if exempt else None
         var = exempt[0] if exempt else "NO_PROXY"
-        if _is_local_host(host):
+        if is_local_host(host):
             if hit is None:
                 out.append(_gateway_not_exempt(inputs, host, var, found[0], exempt))
         elif hit is not None:

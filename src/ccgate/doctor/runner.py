@@ -28,7 +28,7 @@ from ccgate.doctor.inputs import (
     is_anthropic_host,
     preflight_reason,
 )
-from ccgate.doctor.lint import Route, lint, plan_route, set_var_fix, shell_export, shell_unset
+from ccgate.doctor.lint import Route, is_local_host, lint, plan_route, set_var_fix, shell_export, shell_unset
 from ccgate.doctor.mask import format_headers, mask_secret
 from ccgate.doctor.model import (
     DoctorOptions,
@@ -163,7 +163,7 @@ async def api_probe(inputs: Inputs, route: Route, env: Env) -> tuple[Walk, list[
                 *first.evidence, "retried with the other header:", *sent3,
                 *classify.response_evidence(r3)])]
     if found[0].id == "gateway.upstream_failed":
-        found[0].evidence += await _gateway_readiness(route, env, base)
+        found[0].evidence += await _gateway_readiness(route, env, base, _local_admin_key(inputs, route))
     return walk, [*walk.findings, *found]
 
 
@@ -200,12 +200,25 @@ async def _recognise_openai(inputs: Inputs, route: Route, env: Env, ctx: classif
     return found
 
 
-async def _gateway_readiness(route: Route, env: Env, base: str) -> list[str]:
-    """What a ccgate gateway's /readyz says about each provider (evidence only; it needs no
-    credential, and a gateway that hides it just adds nothing)."""
+ADMIN_KEY_ENV = "CCGATE_ADMIN_KEY"  # as server/admin.py; not imported: the doctor stays off the server
+
+
+def _local_admin_key(inputs: Inputs, route: Route) -> str | None:
+    """``$CCGATE_ADMIN_KEY`` for a gateway on this machine reached directly; never sent to
+    another host or through a proxy, which could keep it."""
+    if route.proxy is not None or not is_local_host(route.host):
+        return None
+    return inputs.env.get(ADMIN_KEY_ENV) or None
+
+
+async def _gateway_readiness(route: Route, env: Env, base: str, admin_key: str | None) -> list[str]:
+    """What a ccgate gateway's /readyz says about each provider (evidence only). Its detail
+    needs the gateway's admin key: without one this adds no line."""
     target = urlsplit(base + "/readyz").path
-    _, resp = await fetch(route, env, "GET", {"User-Agent": env.user_agent,
-                                               "Accept": "application/json"}, None, target=target)
+    headers = {"User-Agent": env.user_agent, "Accept": "application/json"}
+    if admin_key:
+        headers["Authorization"] = f"Bearer {admin_key}"
+    _, resp = await fetch(route, env, "GET", headers, None, target=target)
     if not isinstance(resp, HttpResponse):
         return []
     data = resp.json()
@@ -453,7 +466,7 @@ def _secrets(inputs: Inputs, options: DoctorOptions) -> list[str]:
     out: set[str] = set()
     if inputs.credential is not None:
         out.add(inputs.credential.value)
-    named = (cc.API_KEY, cc.AUTH_TOKEN, *PROXY_VARS)
+    named = (cc.API_KEY, cc.AUTH_TOKEN, ADMIN_KEY_ENV, *PROXY_VARS)
     cc.collect_secrets({var: inputs.env.get(var, "") for var in named}, out)
     cc.collect_secrets(options.proxy or "", out)
     return sorted(s for s in out if s)

@@ -195,13 +195,15 @@ class KeyPool:
         return not self._keys or any(k.state is not KeyState.DISABLED for k in self._keys)
 
     def snapshot(self) -> list[dict[str, object]]:
-        """Per key, for /readyz and metrics: index, masked key, state, reason; no secret."""
+        """Per key, for /readyz (admin only): index, reference (``env:NAME``), state, reason.
+        Nothing derived from the value, not even a masked tail: index and reference already
+        identify the key, and a readiness answer ends up in monitoring tools' stores."""
         now = self._clock.monotonic()
         out: list[dict[str, object]] = []
         for i, k in enumerate(self._keys):
             self._healthy(i, now)  # let finished cooldowns expire
             entry: dict[str, object] = {
-                "index": i, "key": mask(k.secret.value), "source": k.secret.reference,
+                "index": i, "source": k.secret.reference,
                 "state": k.state.value, "requests": k.requests, "failures": k.failures,
             }
             if k.state is not KeyState.HEALTHY:

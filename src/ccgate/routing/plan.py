@@ -341,7 +341,7 @@ class Planner(Generic[T]):
                     why = why.replace(attempt.lease.secret.value, attempt.lease.masked)
                 return GiveUp(False, UpstreamRefusedGateway(
                     f"provider {attempt.provider!r} refused the gateway's key {attempt.lease.masked} "
-                    f"({why}); the key is taken out of service, see /readyz", hop="auth",
+                    f"({why}); the key is taken out of service, see /readyz with the admin key", hop="auth",
                 ), reason)
             return GiveUp(True, None, reason)
         # Nothing was sent: say why each candidate was passed over.

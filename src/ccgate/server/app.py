@@ -116,6 +116,9 @@ class Gateway:
         self.runtime: Runtime = build_runtime(loaded, self.seams)[0]
         self.reloader = Reloader(self)
         self.reload_signal = reload_signal
+        # Where ``ccgate serve`` listens (it sets this; --host can override server.host):
+        # /metrics is open by default only on a loopback address.
+        self.listen_host = loaded.config.server.host
         # Run at the end of the lifespan startup and at the start of its shutdown (the pidfile).
         self.on_startup: list[Callable[[], None]] = []
         self.on_shutdown: list[Callable[[], None]] = []
@@ -420,11 +423,13 @@ class Gateway:
 
     async def readyz(self, scope: Scope, receive: Receive, response: Response, ctx: Context) -> None:
         ready, detail = await ctx.rt.readiness.check()
-        body = _json.encode({"status": "ready" if ready else "not ready",
-                             "config": ctx.rt.loaded.source, "providers": detail})
-        await response.json(200 if ready else 503, body)
+        status: dict[str, object] = {"status": "ready" if ready else "not ready"}
+        if ctx.rt.access.is_admin(scope):  # the detail names config paths and secret references
+            status |= {"config": ctx.rt.loaded.source, "providers": detail}
+        await response.json(200 if ready else 503, _json.encode(status))
 
     async def render_metrics(self, scope: Scope, receive: Receive, response: Response, ctx: Context) -> None:
+        ctx.rt.access.check_metrics(scope, self.listen_host)
         await response.whole(200, [(b"content-type", b"text/plain; version=0.0.4")], self.metrics.render())
 
 

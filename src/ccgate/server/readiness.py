@@ -25,12 +25,14 @@ class Readiness:
 
     async def check(self) -> tuple[bool, dict[str, dict[str, object]]]:
         async with self._lock:
+            stale = [t for t in self.transports if not self._fresh(t, time.monotonic())]
+            results = await asyncio.gather(*(t.probe() for t in stale))
+            # Taken after the probes: a probe or a request finishing meanwhile sets last_success
+            # later than a clock read before them, which made seen_seconds_ago negative.
             now = time.monotonic()
             detail: dict[str, dict[str, object]] = {}
-            stale = [t for t in self.transports if not self._fresh(t, now)]
-            results = await asyncio.gather(*(t.probe() for t in stale))
             for transport, error in zip(stale, results, strict=True):
-                self._probed[transport.name] = (time.monotonic(), error)
+                self._probed[transport.name] = (now, error)
             for t in self.transports:
                 if t.last_success is not None and now - t.last_success <= self.window:
                     detail[t.name] = {"reachable": True, "seen_seconds_ago": round(now - t.last_success, 1)}

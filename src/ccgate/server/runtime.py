@@ -27,6 +27,7 @@ from ccgate.config.model import Config, Provider
 from ccgate.config.secrets import Secret
 from ccgate.routing import Breaker, KeyPool, RetryPolicy, Upstream
 from ccgate.routing.clock import Clock
+from ccgate.server.access import OpsAccess
 from ccgate.server.auth import ClientAuth
 from ccgate.server.discovery import ModelCatalog
 from ccgate.server.dispatch import Dispatcher
@@ -89,6 +90,7 @@ class Runtime:
         self.readiness = Readiness(list(self.transports.values()), config.server.ready_window,
                                    self.upstreams)
         self.max_body = config.server.max_body_bytes
+        self.access = OpsAccess(loaded, seams.env)  # /readyz detail and /metrics credentials
         self.active = 0  # requests holding this runtime
         self.drained: asyncio.Event | None = None  # set by retire(); fired when active reaches 0
 
