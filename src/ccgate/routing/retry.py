@@ -19,7 +19,10 @@ from ccgate.routing.clock import SYSTEM_CLOCK, Clock
 # Jitter needs spread, not secrecy: one generator for the process, because seeding a new
 # one per request reads the OS entropy pool on every request.
 _JITTER = random.Random()
-os.register_at_fork(after_in_child=_JITTER.seed)  # a forked worker must not replay our jitter
+# A forked worker must not replay our jitter. Windows has no fork (nor register_at_fork):
+# calling it unguarded made every ccgate command fail at import there.
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_JITTER.seed)
 
 
 class RetryPolicy(Retries):

@@ -119,7 +119,10 @@ def atomic_write(target: Path, data: bytes, mode: int, owner: tuple[int, int] | 
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
             fh.flush()
-            os.fchmod(fh.fileno(), mode)
+            if hasattr(os, "fchmod"):  # not on Windows before Python 3.13
+                os.fchmod(fh.fileno(), mode)
+            else:
+                os.chmod(tmp, mode)  # Windows keeps only the read-only bit; the mode has owner-write
             if owner is not None and hasattr(os, "fchown"):
                 with contextlib.suppress(OSError):
                     os.fchown(fh.fileno(), *owner)
