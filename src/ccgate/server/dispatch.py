@@ -20,6 +20,7 @@ neither sent nor blamed for a refusal; every other target gets its provider key 
 from __future__ import annotations
 
 import asyncio
+import zlib
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -44,10 +45,14 @@ from ccgate.translate import Quirks, TranslatedRequest, translate_request
 from ccgate.translate.compat import AnthropicQuirks, rewrite_body
 from ccgate.upstream.response import UpstreamResponse
 from ccgate.upstream.transport import Transport
+from ccgate.wire.anthropic import TOO_DEEP, decode_body
 
 _json = msgspec.json.Encoder()
 # Error bodies are held to be classified and perhaps relayed; real ones are a few hundred bytes.
 _ERROR_BODY_LIMIT = 64 * 1024
+# In place of a held error body in an encoding we cannot search for keys (br, zstd).
+_UNREADABLE = (b'{"type":"error","error":{"type":"api_error","message":"the provider\'s error '
+               b'body came in an encoding the gateway cannot check for keys; not shown"}}')
 
 
 @dataclass
@@ -101,10 +106,21 @@ class Dispatcher:
         self, target: Target, route: Route, model: str, body: bytes, decoded: dict[str, Any] | None,
         scope: Scope, *, own_credential: bool = False,
     ) -> Prepared:
+        try:
+            return self._prepare(target, route, model, body, decoded, scope, own_credential)
+        except RecursionError:
+            # The body decoded, but walking or re-encoding it (deeper in the stack than the
+            # decode was) went past the recursion limit: the client's nesting, not our fault.
+            raise InvalidRequest(TOO_DEEP) from None
+
+    def _prepare(
+        self, target: Target, route: Route, model: str, body: bytes, decoded: dict[str, Any] | None,
+        scope: Scope, own_credential: bool,
+    ) -> Prepared:
         provider = target.provider
         transport = self.transports[provider.name]
         if provider.translated:
-            data = decoded if decoded is not None else msgspec.json.decode(body)
+            data = decoded if decoded is not None else decode_body(body)
             request = translate_request(
                 data, model=target.model, quirks=self.quirks[provider.name],
                 max_output_tokens=route.max_tokens,
@@ -126,7 +142,7 @@ class Dispatcher:
         if (target.model == model and clamp is None and quirks.max_tools is None
                 and not quirks.rewrites_body):
             return body  # the common case: byte for byte, signatures on thinking blocks intact
-        data: dict[str, Any] = msgspec.json.decode(body)
+        data: dict[str, Any] = decode_body(body)  # a dict: the head decode checked that
         data["model"] = target.model
         rewrite_body(data, quirks)
         tools = data.get("tools")
@@ -184,7 +200,7 @@ class Dispatcher:
                 index = route.targets.index(step.target)
                 if index not in prepared:
                     if decoded is None and step.target.provider.translated:
-                        decoded = msgspec.json.decode(body)
+                        decoded = decode_body(body)
                     prepared[index] = self.prepare(step.target, route, model, body, decoded, scope,
                                                    own_credential=own_credential)
                 prep = prepared[index]
@@ -257,9 +273,12 @@ class Dispatcher:
             if held.prepared.translated is not None:
                 raise upstream_error(held.prepared.transport, held.status, held.body,
                                      _as_str(held.headers))
-            # Passthrough: the provider's own answer, unchanged; Claude Code parses its wording.
-            headers = [*held.headers, (b"content-length", str(len(held.body)).encode())]
-            await ex.response.whole(held.status, headers, held.body)
+            # Passthrough: the provider's own answer, its wording intact (Claude Code parses it),
+            # but never one of our keys that the provider quoted back.
+            keys = [key.value.encode() for key in held.prepared.transport.keys]
+            headers, body = redact_held(held.headers, held.body, keys)
+            headers = [*headers, (b"content-length", str(len(body)).encode())]
+            await ex.response.whole(held.status, headers, body)
             return
         if step.error is not None:
             raise step.error
@@ -271,6 +290,42 @@ def brings_own_credential(scope: Scope) -> bool:
     (``Authorization``/``x-api-key``). With ``x-ccgate-key`` alone the provider key is used."""
     names = {name for name, _ in scope["headers"]}  # once per request, in run()
     return CCGATE_KEY_HEADER in names and (b"authorization" in names or b"x-api-key" in names)
+
+
+def redact_held(headers: RawHeaders, body: bytes, keys: list[bytes]) -> tuple[RawHeaders, bytes]:
+    """An error body the gateway holds, with every configured key's value replaced by ``***``.
+
+    Only held (error) answers come here: they are small and already read whole, so the scan
+    is free; relayed successes and streams go byte for byte. A gzip/deflate body is inflated
+    to be searched and, when a key was found, sent back plain (its ``content-encoding``
+    dropped); an encoding we cannot read (br, zstd) is refused outright rather than relayed
+    unsearched, since it might carry a key.
+    """
+    keys = [key for key in keys if key]
+    if not keys:
+        return headers, body
+    coding = next((v.strip().lower() for k, v in headers if k == b"content-encoding"), b"identity")
+    plain = body if coding in (b"", b"identity") else _inflate(body, coding)
+    if plain is None:
+        kept = [(k, v) for k, v in headers if k not in (b"content-encoding", b"content-type")]
+        return [*kept, (b"content-type", b"application/json")], _UNREADABLE
+    if not any(key in plain for key in keys):
+        return headers, body  # the common case: nothing quoted, the bytes as they came
+    for key in keys:
+        plain = plain.replace(key, b"***")
+    return [(k, v) for k, v in headers if k != b"content-encoding"], plain
+
+
+def _inflate(body: bytes, coding: bytes) -> bytes | None:
+    """A gzip or deflate body inflated (deflate with or without its zlib header), else None."""
+    if coding not in (b"gzip", b"x-gzip", b"deflate"):
+        return None
+    for wbits in (47, -zlib.MAX_WBITS):  # 47: a gzip or a zlib header; then raw deflate
+        try:
+            return zlib.decompressobj(wbits).decompress(body, _ERROR_BODY_LIMIT * 4)
+        except zlib.error:
+            continue
+    return None
 
 
 def _as_str(headers: RawHeaders) -> dict[str, str]:

@@ -5,7 +5,8 @@ pass, hop-by-hop headers do not; client credentials are swapped for the provider
 unless the provider runs bring-your-own-key, or the client brings its own Anthropic
 credential (gateway key in ``x-ccgate-key``) to a ``kind: anthropic`` provider. Response:
 status, headers (minus hop-by-hop) and body bytes go back unchanged, so upstream errors
-arrive as the provider worded them.
+arrive as the provider worded them (an error body is held first, and a configured key it
+quotes is redacted: ``dispatch.redact_held``). ``Expect`` is answered here, never forwarded.
 A stream (or a body of unknown or large size) is relayed chunk by chunk as it arrives, so
 SSE pings flow through; a non-streamed answer of known length up to ``WHOLE_BODY_LIMIT``
 is read whole first (``_relay_whole``).
@@ -33,7 +34,12 @@ HOP_BY_HOP = frozenset(
 CREDENTIALS = frozenset({"x-api-key", "authorization"})
 # The same as raw ASGI header names, for the per-request filter. The gateway credential's own
 # header (``x-ccgate-key``) is ours alone: it never goes upstream, whatever the provider.
-_DROP = frozenset(name.encode() for name in HOP_BY_HOP) | {CCGATE_KEY_HEADER}
+#
+# ``expect`` too: ``100-continue`` is between the client and us, and the server has answered
+# it already (uvicorn sends 100 when the app first reads the body), so by the time a request
+# goes upstream its body is complete. Forwarded, an upstream that never sends 100 would make
+# the transport wait for it past the read timeout.
+_DROP = frozenset(name.encode() for name in HOP_BY_HOP) | {CCGATE_KEY_HEADER, b"expect"}
 _DROP_WITH_CREDENTIALS = _DROP | frozenset(name.encode() for name in CREDENTIALS)
 # Non-streamed answers up to this size are read whole before they are sent (``_relay_whole``).
 WHOLE_BODY_LIMIT = 1024 * 1024

@@ -22,6 +22,9 @@ from typing import Any
 
 import msgspec
 
+from ccgate.errors import InvalidRequest
+from ccgate.wire.anthropic import TOO_DEEP
+
 # Structure costs, fitted to the fixture set in tests/translate/fixtures/token_truth.json.
 _REQUEST = 3
 _TURN = 3
@@ -117,7 +120,16 @@ def estimate_input_tokens(body: dict[str, Any]) -> int:
     """Estimated ``input_tokens`` (system + messages + tools) of an Anthropic request body.
 
     Never raises on odd input: a malformed part counts as its JSON text. Always >= 1.
+    Nesting that decoded but is too deep to walk (tool results inside tool results, counted
+    recursively) is the client's error, a 400, as it is for the decoder.
     """
+    try:
+        return _estimate(body)
+    except RecursionError:
+        raise InvalidRequest(TOO_DEEP) from None
+
+
+def _estimate(body: dict[str, Any]) -> int:
     total = _REQUEST
     system = body.get("system")
     if isinstance(system, str):

@@ -7,7 +7,7 @@ Lenient in: only the fields the gateway needs are checked (``model``, ``max_toke
 from __future__ import annotations
 
 import re
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import msgspec
 
@@ -33,6 +33,12 @@ _count_decoder = msgspec.json.Decoder(CountTokensHead)
 _PATH = re.compile(r" - at `\$\.?(?P<path>[^`]*)`$")
 _MISSING = re.compile(r"Object missing required field `(?P<field>[^`]+)`")
 _BYTE = re.compile(r"\(byte (?P<pos>\d+)\)")
+# msgspec guards its recursion with Python's recursion limit, so the exact depth that fails
+# depends on the stack below it (about 1,000 minus the server's frames); no real request nests
+# more than a few dozen levels. A separate depth scan would be a second pass over every body
+# on the hot path, so the decoder's own guard is the check and its RecursionError the signal.
+TOO_DEEP = ("request body nests too deeply: JSON arrays and objects nested hundreds of levels "
+            "deep are refused")
 
 
 def decode_messages(body: bytes) -> MessagesHead:
@@ -46,19 +52,39 @@ def decode_count_tokens(body: bytes) -> CountTokensHead:
 T = TypeVar("T")
 
 
+def decode_body(body: bytes) -> Any:
+    """The whole body as Python objects, for the paths that rewrite or translate it (alias,
+    clamp, quirks, translated, local count_tokens). The head decode left ``messages`` raw, so
+    this is where bad bytes inside them (invalid UTF-8, ``1e400``) first surface: a 400."""
+    try:
+        return msgspec.json.decode(body)
+    except (msgspec.ValidationError, msgspec.DecodeError) as exc:
+        raise InvalidRequest(_explain(str(exc), body)) from None
+    except RecursionError:
+        raise InvalidRequest(TOO_DEEP) from None
+
+
 def _decode(decoder: msgspec.json.Decoder[T], body: bytes) -> T:
     if not body.strip():
         raise InvalidRequest("request body is empty; expected a JSON object")
     try:
         return decoder.decode(body)
-    except msgspec.ValidationError as exc:
+    except (msgspec.ValidationError, msgspec.DecodeError) as exc:
         raise InvalidRequest(_explain(str(exc), body)) from None
-    except msgspec.DecodeError as exc:
-        raise InvalidRequest(_explain(str(exc), body)) from None
+    except RecursionError:  # even inside ``messages``: skipping a Raw value recurses too
+        raise InvalidRequest(TOO_DEEP) from None
 
 
 def _explain(text: str, body: bytes) -> str:
     """msgspec's message rewritten the way Anthropic words it: ``field: problem``."""
+    if text.startswith("Invalid UTF-8"):
+        return _bad_utf8(body)
+    if text.startswith("Number out of range"):
+        # msgspec names no usable path here (``$[...]``); say what is wrong instead.
+        where = _PATH.search(text)
+        field = where.group("path") if where and "..." not in where.group("path") else ""
+        return (f"{field + ': ' if field else 'request body: '}number out of range "
+                "(JSON numbers must be finite, e.g. not 1e400)")
     if text.startswith("JSON is malformed") or text.startswith("Input data was truncated"):
         match = _BYTE.search(text)
         if match:
@@ -76,6 +102,19 @@ def _explain(text: str, body: bytes) -> str:
     if text.startswith("Expected `object`"):
         return f"request body must be a JSON object: {text}"
     return text
+
+
+def _bad_utf8(body: bytes) -> str:
+    """Where the first invalid UTF-8 byte is; on the error path only, so the scan costs nothing
+    on good requests."""
+    try:
+        body.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        pos = exc.start
+        line = body.count(b"\n", 0, pos) + 1
+        col = pos - (body.rfind(b"\n", 0, pos) + 1) + 1
+        return f"request body: invalid UTF-8 in a string (byte {pos}, line {line}, column {col})"
+    return "request body: invalid UTF-8 in a string"
 
 
 def model_list(models: list[tuple[str, str, int | None, int | None]]) -> dict[str, object]:
