@@ -59,7 +59,7 @@ from ccgate.store import (
 )
 from ccgate.translate import estimate_input_tokens
 from ccgate.upstream.transport import Transport, UpstreamTransport
-from ccgate.wire.anthropic import decode_count_tokens, decode_messages, model_list
+from ccgate.wire.anthropic import decode_body, decode_count_tokens, decode_messages, model_list
 from ccgate.wire.openai import ListedModel
 
 log = logging.getLogger("ccgate")
@@ -293,7 +293,7 @@ class Gateway:
         if route.primary.provider.translated:
             # No OpenAI equivalent: answered from the local estimate (docs/translation.md).
             ctx.upstream = route.primary.provider.name
-            reply = _json.encode({"input_tokens": estimate_input_tokens(msgspec.json.decode(body))})
+            reply = _json.encode({"input_tokens": estimate_input_tokens(decode_body(body))})
             await response.json(200, reply)
             return
         await self._dispatch(scope, receive, response, ctx, body, head.model, record=False)
