@@ -21,6 +21,7 @@ from pathlib import Path
 import pytest
 
 from tests.lab.claude_cli import REPO_ROOT
+from tests.lab.fixtures import _missing
 
 pytestmark = pytest.mark.lab
 
@@ -43,11 +44,12 @@ def netns_script(resolv_conf: Path, doctor_cmd: list[str]) -> str:
 
 @pytest.fixture
 def netns_available() -> None:
+    # Locally a missing tool skips; under CI (which installs iproute2 and runs as root) it fails.
     if shutil.which("unshare") is None or shutil.which("ip") is None:
-        pytest.skip("needs unshare and ip (iproute2)")
+        _missing("unshare and ip (iproute2)")
     probe = subprocess.run(["unshare", "-n", "-m", "true"], capture_output=True, check=False)
     if probe.returncode != 0:
-        pytest.skip(f"cannot create a network namespace: {probe.stderr.decode().strip()}")
+        _missing(f"a network namespace ({probe.stderr.decode().strip()})")
 
 
 @pytest.fixture

@@ -19,14 +19,13 @@ ADMIN_KEY_ENV = "CCGATE_ADMIN_KEY"
 def reload_gateway(config_path: Path, env: Mapping[str, str], *, quiet: bool, out: TextIO) -> dict[str, Any]:
     """Ask the gateway the config names to reload; the outcome as a dict (printed unless quiet)."""
     server, admin_key = _server_and_admin_key(config_path, env)
-    host = "127.0.0.1" if server.host in ("0.0.0.0", "", "::") else server.host
     restart = f"ccgate serve --config {config_path}"
     control = _control()
     if control is None:
         message, ok = "this build cannot ask a running gateway to reload", False
     else:
         try:
-            message, ok = str(control.request_reload(host, server.port, admin_key)), True
+            message, ok = str(control.request_reload(server.host, server.port, admin_key)), True
         except control.ReloadError as exc:
             message, ok = f"the gateway did not reload: {exc}", False
     if not quiet:

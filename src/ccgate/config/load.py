@@ -19,7 +19,7 @@ import msgspec
 import platformdirs
 import yaml
 
-from ccgate.config.model import Config, Provider, ResolvedSecrets
+from ccgate.config.model import Config, Provider, ResolvedSecrets, local_url
 from ccgate.config.presets import ALIASES, PRESETS, find_preset
 from ccgate.config.secrets import Secret, resolve_secret
 from ccgate.errors import ConfigError
@@ -261,10 +261,7 @@ class GatewayClientView:
     @property
     def url(self) -> str:
         """The gateway root as a local client reaches it: a wildcard address becomes loopback."""
-        host = "127.0.0.1" if self.host in ("0.0.0.0", "", "::") else self.host
-        if ":" in host:
-            host = f"[{host}]"
-        return f"http://{host}:{self.port}"
+        return local_url(self.host, self.port)
 
 
 def load_client_view(

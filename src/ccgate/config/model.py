@@ -50,6 +50,18 @@ class MetricsAccess(_Strict):
     token: str | None = None
 
 
+def dial_host(listen_host: str) -> str:
+    """Where a client on this machine reaches a server listening on ``listen_host``: a
+    wildcard address is asked on loopback."""
+    return {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(listen_host, listen_host)
+
+
+def local_url(listen_host: str, port: int) -> str:
+    """``http://host:port`` of a server on this machine (IPv6 in brackets)."""
+    host = dial_host(listen_host)
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+
+
 class Server(_Strict):
     host: str = DEFAULT_HOST
     port: int = DEFAULT_PORT

@@ -33,7 +33,7 @@ message, pure; the doctor's classifier), ``probe`` (the requests, through
 backup), ``claude`` (Claude Code's settings through ``setup``), ``connector``.
 """
 
-from ccgate.connect.claude import ClaudeCodeWiring, apply_claude_code, gateway_url, plan_claude_code
+from ccgate.connect.claude import ClaudeCodeWiring, apply_claude_code, plan_claude_code
 from ccgate.connect.connector import Connector, ProviderModels, RemoveResult, config_path_for
 from ccgate.connect.model import (
     TIERS,
@@ -67,7 +67,6 @@ __all__ = [
     "ToolsVerdict",
     "apply_claude_code",
     "config_path_for",
-    "gateway_url",
     "parse_map",
     "plan_claude_code",
     "plan_tiers",

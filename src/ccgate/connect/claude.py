@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ccgate.config.load import load_config, parse_config
-from ccgate.config.model import Server
+from ccgate.config.model import local_url
 from ccgate.connect.model import ConnectError
 from ccgate.errors import ConfigError
 from ccgate.setup import Plan, SetupError, SetupOptions, build_plan
@@ -28,11 +28,6 @@ class ClaudeCodeWiring:
         return self.backup_dir is not None
 
 
-def gateway_url(server: Server) -> str:
-    host = "127.0.0.1" if server.host in ("0.0.0.0", "", "::") else server.host
-    return f"http://{f'[{host}]' if ':' in host else host}:{server.port}"
-
-
 def plan_claude_code(config_path: Path, env: Mapping[str, str], home: Path,
                      models: Mapping[str, str], project_dir: Path | None = None) -> ClaudeCodeWiring:
     """What setup would change in Claude Code's files (nothing written yet)."""
@@ -46,8 +41,8 @@ def plan_claude_code(config_path: Path, env: Mapping[str, str], home: Path,
             server = parse_config(config_path.read_text(encoding="utf-8"), str(config_path)).server
         except (OSError, ConfigError) as exc:
             raise ConnectError(f"cannot read {config_path} to wire Claude Code: {exc}") from None
-    options = SetupOptions(gateway=gateway_url(server), config_tokens=tokens, models=dict(models),
-                           env=env, home=home, project_dir=project_dir or Path.cwd())
+    options = SetupOptions(gateway=local_url(server.host, server.port), config_tokens=tokens,
+                           models=dict(models), env=env, home=home, project_dir=project_dir or Path.cwd())
     try:
         return ClaudeCodeWiring(build_plan(options), options)
     except (SetupError, SetupFileError) as exc:

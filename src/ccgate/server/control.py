@@ -36,6 +36,8 @@ from typing import Any
 
 import platformdirs
 
+from ccgate.config.model import local_url
+
 APP = "ccgate"
 
 
@@ -91,7 +93,7 @@ def read_pidfile(port: int) -> dict[str, Any] | None:
 
 def request_reload(host: str, port: int, admin_key: str | None = None, *, timeout: float = 5.0) -> str:
     """Ask the gateway on ``host:port`` to reload its config; see the module docstring."""
-    where, base = f"{host}:{port}", _base_url(host, port)
+    where, base = f"{host}:{port}", local_url(host, port)
     if not _answers(base, timeout):
         return f"no ccgate answers on {where}; the change applies when it starts (ccgate serve)"
     if admin_key:
@@ -109,12 +111,6 @@ def request_reload(host: str, port: int, admin_key: str | None = None, *, timeou
     except OSError as exc:
         raise ReloadError(f"cannot signal ccgate (pid {pid}) on {where}: {exc.strerror}") from None
     return f"sent SIGHUP to ccgate (pid {pid}) on {where}; it reloads its config now (see its log)"
-
-
-def _base_url(host: str, port: int) -> str:
-    # A gateway listening on every address is asked on loopback.
-    connect = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(host, host)
-    return f"http://[{connect}]:{port}" if ":" in connect else f"http://{connect}:{port}"
 
 
 def _opener() -> urllib.request.OpenerDirector:

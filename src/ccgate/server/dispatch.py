@@ -287,7 +287,9 @@ class Dispatcher:
 
 def brings_own_credential(scope: Scope) -> bool:
     """Whether the gateway key came in ``x-ccgate-key`` beside a credential of the client's own
-    (``Authorization``/``x-api-key``). With ``x-ccgate-key`` alone the provider key is used."""
+    (``Authorization``/``x-api-key``). With ``x-ccgate-key`` alone the provider key is used.
+    Read from the headers, not ``auth.Client``: it holds without client auth as well (a local
+    gateway with auth off, ``ccgate code`` with a subscription login)."""
     names = {name for name, _ in scope["headers"]}  # once per request, in run()
     return CCGATE_KEY_HEADER in names and (b"authorization" in names or b"x-api-key" in names)
 
