@@ -184,28 +184,13 @@ class AdminApi:
         return handler
 
     def _key_routes(self, rest: str) -> dict[str, AdminHandler] | None:
-        ref, _, action = rest.partition("/")
-        if not ref:
-            return None
-        if action == "":
-            return {"GET": functools.partial(self.get_key, ref)}
-        if action == "revoke":
-            return {"POST": functools.partial(self.revoke_key, ref)}
-        if action == "rotate":
-            return {"POST": functools.partial(self.rotate_key, ref)}
-        return None
+        return _named_routes(rest, {"": ("GET", self.get_key), "revoke": ("POST", self.revoke_key),
+                                    "rotate": ("POST", self.rotate_key)})
 
     def _provider_routes(self, rest: str) -> dict[str, AdminHandler] | None:
-        name, _, action = rest.partition("/")
-        if not name:
-            return None
-        if action == "":
-            return {"DELETE": functools.partial(self.remove_provider, name)}
-        if action == "test":
-            return {"POST": functools.partial(self.test_provider, name)}
-        if action == "models":
-            return {"GET": functools.partial(self.provider_models, name)}
-        return None
+        return _named_routes(rest, {"": ("DELETE", self.remove_provider),
+                                    "test": ("POST", self.test_provider),
+                                    "models": ("GET", self.provider_models)})
 
     def _guard(self, path: str, handler: AdminHandler) -> AdminHandler:
         if path == _OPENAPI:
@@ -348,6 +333,19 @@ class AdminApi:
         except StoreError as exc:
             log.error("admin: key store error: %s", exc)
             raise InternalError("the key store is unavailable; see the gateway log") from None
+
+
+def _named_routes(
+    rest: str, actions: Mapping[str, tuple[str, Callable[..., Awaitable[None]]]]
+) -> dict[str, AdminHandler] | None:
+    """``{name}`` or ``{name}/{action}`` under a collection (``/admin/keys/...``,
+    ``/admin/providers/...``): the one method the action allows, with the name bound."""
+    name, _, action = rest.partition("/")
+    entry = actions.get(action) if name else None
+    if entry is None:
+        return None
+    method, handler = entry
+    return {method: functools.partial(handler, name)}
 
 
 def _duration(text: str | None, what: str) -> int | None:
