@@ -16,11 +16,13 @@ from typing import TYPE_CHECKING
 
 from ccgate.config.load import LoadedConfig, load_config
 from ccgate.errors import ConfigError
+from ccgate.observe import logs
 from ccgate.proxy_env import resolve_proxy
 from ccgate.server.control import Pidfile
 from ccgate.server.listen import is_loopback
 
 UNSAFE_FLAG = "--dangerously-allow-unauthenticated"
+LOG_LEVELS = ("debug", "info", "warning", "error")
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -28,6 +30,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         "./ccgate.yaml, ~/.config/ccgate/ccgate.yaml, else embedded defaults)")
     parser.add_argument("--host", help="address to listen on (default 127.0.0.1)")
     parser.add_argument("--port", type=int, help="port to listen on (default 4545)")
+    parser.add_argument("--log-level", choices=LOG_LEVELS,
+                        help="log level (default: log.level of the config, else info)")
+    parser.add_argument("--log-format", choices=("text", "json"),
+                        help="log line format (default: log.format of the config, else text)")
     parser.add_argument(
         UNSAFE_FLAG, action="store_true", dest="allow_unauthenticated",
         help="listen on a non-loopback address without client authentication: anyone who "
@@ -95,8 +101,8 @@ def run(args: argparse.Namespace) -> int:
     server = loaded.config.server
     host = args.host or server.host
     port = args.port if args.port is not None else server.port
-    logging.basicConfig(level=loaded.config.log.level.upper(),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    log_format = args.log_format or loaded.config.log.format
+    logs.configure(args.log_level or loaded.config.log.level, log_format)
     from ccgate.server.app import Gateway
 
     try:
@@ -120,7 +126,10 @@ def run(args: argparse.Namespace) -> int:
     import uvicorn
 
     for line in describe(loaded, host, port, app):
-        print(line, file=sys.stderr, flush=True)
+        if log_format == "json":  # every line JSON: the banner too
+            logging.getLogger("ccgate.serve").info(line.strip())
+        else:
+            print(line, file=sys.stderr, flush=True)
     try:
         import uvloop  # noqa: F401
 

@@ -48,6 +48,9 @@ class MetricsAccess(_Strict):
     auth: Literal["auto", "required", "none"] = "auto"
     # Secret reference for a scrape-only Bearer token (Prometheus `authorization.credentials`).
     token: str | None = None
+    # Label per-client metrics with the issued key's (or config token's) name. Off by default:
+    # one series per key is unbounded cardinality on a gateway with many keys.
+    key_names: bool = False
 
 
 def dial_host(listen_host: str) -> str:
@@ -256,6 +259,8 @@ class Routing(_Strict):
 class Log(_Strict):
     access: bool = True
     level: Literal["debug", "info", "warning", "error"] = "info"
+    # "json": every log line one JSON object (observe/logs.py), like the access log.
+    format: Literal["text", "json"] = "text"
     # Where log lines go: "stderr" or a file path.
     file: str = "stderr"
 

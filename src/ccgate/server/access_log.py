@@ -36,6 +36,14 @@ class AccessRecord(msgspec.Struct, omit_defaults=True):
     # Every upstream attempt when there was more than one ("anthropic#0 529, deepseek#0 200").
     attempts: str | None = None
     error: str | None = None
+    # Tokens of the answer (Anthropic's usage), when it was read.
+    input_tokens: int | None = None
+    output_tokens: int | None = None
+    cache_read_tokens: int | None = None
+    cache_creation_tokens: int | None = None
+    # Claude Code's session id (x-claude-code-session-id) and the provider's own request id.
+    session_id: str | None = None
+    upstream_request_id: str | None = None
 
 
 _encoder = msgspec.json.Encoder()

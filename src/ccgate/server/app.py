@@ -18,6 +18,7 @@ import signal
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
+from typing import Any
 
 import msgspec
 
@@ -33,6 +34,8 @@ from ccgate.errors import (
     UpstreamError,
     new_request_id,
 )
+from ccgate.observe.tracing import RequestTrace
+from ccgate.observe.tracing import setup as setup_tracing
 from ccgate.routing import NoKey, RateLimiter
 from ccgate.routing.clock import SYSTEM_CLOCK, Clock
 from ccgate.routing.route import Target, model_alias, route_model
@@ -72,8 +75,8 @@ _QUIET_ROUTES = frozenset({"healthz", "readyz", "metrics"})
 class Context:
     """Per-request facts gathered along the way, for the access log."""
 
-    __slots__ = ("attempts", "bytes_in", "client", "error", "key", "model", "request_id", "rt", "status",
-                 "stream", "upstream")
+    __slots__ = ("attempts", "bytes_in", "client", "error", "key", "model", "request_id", "rt", "session",
+                 "status", "stream", "trace", "upstream", "upstream_request_id", "usage")
 
     def __init__(self, rt: Runtime) -> None:
         self.rt = rt  # the config this request runs on from start to end, whatever reloads happen
@@ -87,6 +90,10 @@ class Context:
         self.bytes_in = 0
         self.error: str | None = None
         self.status = 0  # set when no response was sent (499: the client went away first)
+        self.session: str | None = None  # Claude Code's session id (x-claude-code-session-id)
+        self.usage: dict[str, Any] | None = None  # the answer's token usage, when read
+        self.upstream_request_id: str | None = None
+        self.trace: RequestTrace | None = None  # None unless OpenTelemetry tracing is on
 
 
 # A handler answers through ``Response``, which records the status and bytes sent.
@@ -110,7 +117,9 @@ class Gateway:
         self.recorder = (UsageRecorder(self.store)
                          if self.store is not None and loaded.config.store.record_usage else None)
         self.limiter = RateLimiter(clock)
-        self.metrics = Metrics()
+        self.metrics = Metrics(key_names=loaded.config.server.metrics.key_names)
+        # OpenTelemetry when the OTEL_* variables ask for it (observe/tracing.py), else None.
+        self.tracing = setup_tracing(env)
         self.seams = Seams(env, transport, clock, sleep, self.metrics, self.key_cache)
         # Everything built from the config; a reload replaces it whole (server/reload.py).
         self.runtime: Runtime = build_runtime(loaded, self.seams)[0]
@@ -169,6 +178,8 @@ class Gateway:
                 if self.recorder is not None:
                     await self.recorder.aclose()  # committed before we say we are done
                 self.access_log.flush()
+                if self.tracing is not None:
+                    await asyncio.to_thread(self.tracing.shutdown)  # exports what is buffered
                 if self.store is not None:
                     self.store.close()
                 await send({"type": "lifespan.shutdown.complete"})
@@ -202,6 +213,8 @@ class Gateway:
         response = Response(send)
         route = self.routes.get((method, path))
         label = route[0] if route else _unrouted_label(path)
+        if self.tracing is not None and label not in _QUIET_ROUTES:
+            ctx.trace = self.tracing.request(method, path, label, scope["headers"])
         status = 0
         try:
             if route is None:
@@ -228,22 +241,34 @@ class Gateway:
         finally:
             rt.release()
         status = status or response.status or ctx.status
-        self._observe(method, path, label, status, response.bytes_out, time.perf_counter() - started, ctx)
+        self._observe(method, path, label, status, response, started, ctx)
 
-    def _observe(self, method: str, path: str, label: str, status: int, bytes_out: int, elapsed: float,
+    def _observe(self, method: str, path: str, label: str, status: int, response: Response, started: float,
                  ctx: Context) -> None:
-        """Metrics and the access log line for one finished request."""
-        self.metrics.request_done(label, status, ctx.upstream or "-", elapsed, bytes_out)
+        """Metrics, the access log line and the trace's end for one finished request."""
+        elapsed = time.perf_counter() - started
+        provider = ctx.upstream or "-"
+        self.metrics.request_done(label, status, provider, elapsed, response.bytes_out)
+        if ctx.stream and response.first_byte_at and status < 400:
+            self.metrics.first_token(provider, response.first_byte_at - started)
+        usage = ctx.usage or {}
         if self.access_log.enabled and label not in _QUIET_ROUTES:
             self.access_log.write(
                 AccessRecord(
                     ts=utc_now(), request_id=ctx.request_id, method=method, path=path,
                     status=status, latency_ms=round(elapsed * 1000, 3), bytes_in=ctx.bytes_in,
-                    bytes_out=bytes_out, client=ctx.client, model=ctx.model,
+                    bytes_out=response.bytes_out, client=ctx.client, model=ctx.model,
                     upstream=ctx.upstream, stream=ctx.stream, attempts=ctx.attempts,
-                    error=ctx.error,
+                    error=ctx.error, input_tokens=usage.get("input_tokens"),
+                    output_tokens=usage.get("output_tokens"),
+                    cache_read_tokens=usage.get("cache_read_input_tokens"),
+                    cache_creation_tokens=usage.get("cache_creation_input_tokens"),
+                    session_id=ctx.session, upstream_request_id=ctx.upstream_request_id,
                 )
             )
+        if ctx.trace is not None:
+            ctx.trace.finish(status, model=ctx.model, provider=ctx.upstream, session=ctx.session,
+                             usage=ctx.usage, error=ctx.error, stream=ctx.stream)
 
     def authenticate(self, scope: Scope, rt: Runtime) -> Client:
         headers = dict(scope["headers"])  # a C-speed pass; a repeated header: the last one
@@ -310,7 +335,7 @@ class Gateway:
             return
         admission = self.limiter.admit_sync(key.id, key.rpm, key.tpm)
         if not admission.allowed:
-            self.metrics.rate_limited.labels(client.name).inc()
+            self.metrics.refused(client.name)
             raise admission.error(client.name)
 
     @staticmethod
@@ -329,9 +354,12 @@ class Gateway:
         # target whether it may go upstream (kind: anthropic only).
         if ctx.key is not None and not ctx.key.own_credential:
             _refuse_client_credentials(route.targets, rt.transports)
-        usage_wanted = (record and self.recorder is not None) or (
+        # Usage is read from every answer that is recorded: token metrics, the usage row, the
+        # access log, a key's tokens-per-minute.
+        usage_wanted = record or (
             ctx.key is not None and ctx.key.issued is not None and ctx.key.issued.tpm is not None)
-        ex = Exchange(response, count_usage=usage_wanted)
+        ctx.session = session_id_from_headers(scope["headers"])
+        ex = Exchange(response, count_usage=usage_wanted, trace=ctx.trace)
         try:
             await self._exchange(
                 receive, ctx, ex,
@@ -340,11 +368,14 @@ class Gateway:
         finally:
             ctx.upstream = ex.provider or ctx.upstream
             ctx.attempts = ex.trail or None
+            ctx.usage, ctx.upstream_request_id = ex.usage, ex.upstream_request_id
             if record:
-                self._account(scope, ctx, ex, model)
+                self._account(ctx, ex, model)
 
-    def _account(self, scope: Scope, ctx: Context, ex: Exchange, model: str) -> None:
+    def _account(self, ctx: Context, ex: Exchange, model: str) -> None:
         usage = ex.usage or {}
+        if usage:
+            self.metrics.tokens_used(model, ex.provider or "-", usage, ctx.client)
         tokens = int(usage.get("input_tokens", 0)) + int(usage.get("output_tokens", 0))
         if ctx.key is not None and ctx.key.issued is not None and ctx.key.issued.tpm is not None and tokens:
             self.limiter.record_tokens_sync(ctx.key.issued.id, tokens)
@@ -353,7 +384,7 @@ class Gateway:
             return
         self.recorder.record(UsageRow(
             ts=time.time(), status=status, key_id=ctx.key.key_id if ctx.key else None,
-            model=model, provider=ex.provider, session_id=session_id_from_headers(scope["headers"]),
+            model=model, provider=ex.provider, session_id=ctx.session,
             request_id=ctx.request_id,
             input_tokens=int(usage.get("input_tokens", 0)),
             output_tokens=int(usage.get("output_tokens", 0)),

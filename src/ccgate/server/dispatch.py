@@ -20,6 +20,7 @@ neither sent nor blamed for a refusal; every other target gets its provider key 
 from __future__ import annotations
 
 import asyncio
+import time
 import zlib
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -28,13 +29,16 @@ from typing import Any
 import msgspec
 
 from ccgate.errors import InternalError, InvalidRequest, UpstreamError
+from ccgate.observe.tracing import AttemptTrace
 from ccgate.routing import Attempt, Candidate, GiveUp, KeyPool, Planner, RetryPolicy, Upstream, Wait, classify
 from ccgate.routing.clock import SYSTEM_CLOCK, Clock
+from ccgate.routing.outcome import Outcome
 from ccgate.routing.route import Route, Target
 from ccgate.server.asgi import RawHeaders, Scope
 from ccgate.server.auth import CCGATE_KEY_HEADER
 from ccgate.server.exchange import Exchange
 from ccgate.server.forward import outgoing_headers, relay_passthrough, response_headers
+from ccgate.server.metrics import Metrics
 from ccgate.server.translated import (
     check_context_window,
     openai_headers,
@@ -89,6 +93,7 @@ class Dispatcher:
         *,
         clock: Clock = SYSTEM_CLOCK,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        metrics: Metrics | None = None,
     ) -> None:
         self.transports = transports
         self.upstreams = upstreams
@@ -99,6 +104,7 @@ class Dispatcher:
         # Injected so tests drive retries and backoff with a ManualClock, without sleeping.
         self.clock = clock
         self.sleep = sleep
+        self.metrics = metrics if metrics is not None else Metrics()
 
     # Preparing a target --------------------------------------------------------------------
 
@@ -205,14 +211,20 @@ class Dispatcher:
                                                    own_credential=own_credential)
                 prep = prepared[index]
                 ex.provider = prep.transport.name
-                result = await self._attempt(planner, step, prep, scope, method, forward_client,
-                                             ex.count_usage)
+                trace = None if ex.trace is None else ex.trace.attempt(
+                    ex.provider, prep.target.provider.kind, prep.target.provider.base_url,
+                    prep.target.model, step.number)
+                result = await self._attempt(planner, step, prep, scope, method, forward_client, ex, trace)
                 if result is None:  # transport failure: the planner's GiveUp carries the error
                     continue
                 if isinstance(result, _Held):
                     held = result
                     continue
-                await self._relay(planner, step, prep, result, model, ex)
+                try:
+                    await self._relay(planner, step, prep, result, model, ex)
+                finally:
+                    if trace is not None:
+                        trace.finish(ex.usage, ex.response_model, ex.stop_reason, ex.error)
                 return
         finally:
             # The trail is logged only when there was more than one attempt.
@@ -220,7 +232,7 @@ class Dispatcher:
 
     async def _attempt(
         self, planner: Planner[Target], step: Attempt[Target], prep: Prepared, scope: Scope, method: str,
-        forward_client: bool, count_usage: bool,
+        forward_client: bool, ex: Exchange, trace: AttemptTrace | None,
     ) -> UpstreamResponse | _Held | None:
         transport, provider = prep.transport, prep.target.provider
         credentials = step.lease.headers(provider.auth_header)
@@ -228,29 +240,55 @@ class Dispatcher:
             headers = openai_headers(credentials)
         else:
             headers = outgoing_headers(scope, transport, credentials, forward_client=forward_client,
-                                       readable_encoding=count_usage,
+                                       readable_encoding=ex.count_usage,
                                        forward_beta=self.compat[provider.name].forward_beta,
                                        own_credential=prep.own_credential)
+        if trace is not None:
+            trace.inject(headers)
         response: UpstreamResponse | None = None
+        started = time.perf_counter()
         try:
             response = await transport.send(method, prep.path, headers, prep.body)
+            elapsed = time.perf_counter() - started
             if response.status < 400:
-                planner.report(step, classify(response.status, None, response.headers))
+                self._answered(planner, step, classify(response.status, None, response.headers), elapsed,
+                               response, ex, trace)
                 return response
             error_body = await response.read(_ERROR_BODY_LIMIT)
         except UpstreamError as err:
             if response is not None:
                 response.close()
-            planner.report(step, classify(None, err, {}))
+            self._answered(planner, step, classify(None, err, {}), time.perf_counter() - started, None, ex,
+                           trace)
             return None
         except BaseException:
             if response is not None:
                 response.close()
             planner.abandon(step)
+            if trace is not None:
+                trace.finish(None, None, None, "abandoned")
             raise
         response.close()
-        planner.report(step, classify(response.status, None, response.headers, error_body))
+        self._answered(planner, step, classify(response.status, None, response.headers, error_body), elapsed,
+                       response, ex, trace)
         return _Held(prep, response.status, response_headers(response), error_body)
+
+    def _answered(
+        self, planner: Planner[Target], step: Attempt[Target], outcome: Outcome, elapsed: float,
+        response: UpstreamResponse | None, ex: Exchange, trace: AttemptTrace | None,
+    ) -> None:
+        """Report one attempt's outcome: to the planner, the metrics (attempts by outcome, time to
+        the status line), the exchange (the provider's request id) and the attempt's span."""
+        planner.report(step, outcome)
+        self.metrics.attempt_done(step.provider, outcome.kind, elapsed)
+        if response is not None:
+            headers = response.headers
+            ex.upstream_request_id = headers.get("request-id") or headers.get("x-request-id")
+        if trace is not None:
+            trace.answered(response.status if response is not None else None, outcome.kind,
+                           ex.upstream_request_id if response is not None else None)
+            if not outcome.ok:
+                trace.finish(None, None, None, outcome.reason)
 
     async def _relay(
         self, planner: Planner[Target], step: Attempt[Target], prep: Prepared,

@@ -12,6 +12,7 @@ from collections.abc import Awaitable
 from dataclasses import dataclass
 from typing import Any
 
+from ccgate.observe.tracing import RequestTrace
 from ccgate.server.asgi import Receive
 from ccgate.server.response import Response
 
@@ -36,6 +37,13 @@ class Exchange:
     trail: str = ""
     # The upstream broke the response after it started (counts against its breaker).
     upstream_broke: bool = False
+    # The provider's request id of the last answer (``request-id``/``x-request-id``), the model
+    # and stop reason the answer named: for the access log and the trace.
+    upstream_request_id: str | None = None
+    response_model: str | None = None
+    stop_reason: str | None = None
+    # This request's trace (observe/tracing.py), None when tracing is off.
+    trace: RequestTrace | None = None
 
     @property
     def status(self) -> int:

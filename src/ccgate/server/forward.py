@@ -136,7 +136,7 @@ async def _relay_chunks(response: UpstreamResponse, headers: RawHeaders, ex: Exc
         ex.error = f"upstream broke mid-response: {err.message}"
         ex.upstream_broke = True
         if tap is not None:
-            ex.usage = tap.result()
+            _took(ex, tap)
         if not ex.streaming:
             # A JSON body cut short: no final message, so the client sees a truncated
             # response, not a well-formed but wrong one.
@@ -146,7 +146,7 @@ async def _relay_chunks(response: UpstreamResponse, headers: RawHeaders, ex: Exc
         await out.body(sse_error(err), more=False)
         return False
     if tap is not None:
-        ex.usage = tap.result()
+        _took(ex, tap)
     await out.body(b"", more=False)
     return True
 
@@ -166,8 +166,13 @@ async def _relay_whole(response: UpstreamResponse, headers: RawHeaders, ex: Exch
     if ex.count_usage and response.status < 400:
         tap = UsageTap(sse=False, encoding=response.headers.get("content-encoding"))
         tap.feed(body)
-        ex.usage = tap.result()
+        _took(ex, tap)
     await ex.response.whole(response.status, headers, body)
+
+
+def _took(ex: Exchange, tap: UsageTap) -> None:
+    ex.usage = tap.result()
+    ex.response_model, ex.stop_reason = tap.model, tap.stop_reason
 
 
 def sse_error(err: GatewayError) -> bytes:

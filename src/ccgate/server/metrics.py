@@ -1,61 +1,128 @@
-"""Prometheus metrics, on a registry of our own (no process-global state between tests)."""
+"""Prometheus metrics, on a registry of our own (no process-global state between tests).
+
+Names follow Prometheus conventions (base units, ``_total`` counters); docs/observability.md maps
+each to the OpenTelemetry GenAI semantic conventions. Label values are bounded: routes, statuses,
+providers and outcomes are few by construction, models are capped at ``MAX_MODELS`` (then
+``other``), and client (key) names appear only with ``server.metrics.key_names: true``.
+
+Per-request cost: every label lookup takes a lock and builds a key, so the children a request
+touches are cached in plain dicts here, keyed by the label values.
+"""
 
 from __future__ import annotations
 
 import logging
+import platform
+from collections.abc import Mapping
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    PlatformCollector,
+    ProcessCollector,
+    generate_latest,
+)
 
+from ccgate import __version__
 from ccgate.routing import BreakerState, KeyEvent
 
 log = logging.getLogger("ccgate")
 _BREAKER_VALUE = {BreakerState.CLOSED: 0, BreakerState.HALF_OPEN: 1, BreakerState.OPEN: 2}
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
+# Time to first token and to the upstream's status line: seconds, rarely past a minute.
+FIRST_BYTE_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2, 4, 8, 15, 30, 60, 120)
+# Distinct model label values; a client can name any model, so past this many it is "other".
+MAX_MODELS = 100
+OTHER = "other"
+# Usage field (Anthropic's name) -> the `kind` label (OpenTelemetry's gen_ai.token.type wording).
+TOKEN_KINDS = (
+    ("input_tokens", "input"),
+    ("output_tokens", "output"),
+    ("cache_read_input_tokens", "cache_read"),
+    ("cache_creation_input_tokens", "cache_write"),
+)
+UNNAMED = "-"  # the client label when key names are not exported
 
 
 class Metrics:
-    def __init__(self) -> None:
-        self.registry = CollectorRegistry()
+    def __init__(self, *, key_names: bool = False) -> None:
+        self.key_names = key_names
+        self.registry = r = CollectorRegistry()
+        ProcessCollector(registry=r)  # process_* (Linux: /proc; elsewhere it exports nothing)
+        PlatformCollector(registry=r)  # python_info
+        self.build_info = Gauge("ccgate_build_info", "Always 1; the labels say which ccgate runs.",
+                                ["version", "python"], registry=r)
+        self.build_info.labels(__version__, platform.python_version()).set(1)
         self.requests = Counter(
             "ccgate_requests", "Requests answered, by route, status and upstream provider.",
-            ["route", "status", "provider"], registry=self.registry,
+            ["route", "status", "provider"], registry=r,
         )
         self.latency = Histogram(
             "ccgate_request_duration_seconds",
             "Time from request to the end of the response, by route.",
-            ["route"], buckets=LATENCY_BUCKETS, registry=self.registry,
+            ["route"], buckets=LATENCY_BUCKETS, registry=r,
         )
         self.upstream_errors = Counter(
             "ccgate_upstream_errors", "Failures reaching a provider, by provider and failed hop.",
-            ["provider", "hop"], registry=self.registry,
+            ["provider", "hop"], registry=r,
         )
-        self.open_streams = Gauge(
-            "ccgate_open_streams", "Streaming responses being relayed now.", registry=self.registry,
-        )
+        self.open_streams = Gauge("ccgate_open_streams", "Streaming responses being relayed now.", registry=r)
         self.bytes_out = Counter(
-            "ccgate_response_bytes", "Response body bytes sent to clients, by route.",
-            ["route"], registry=self.registry,
+            "ccgate_response_bytes", "Response body bytes sent to clients, by route.", ["route"], registry=r,
         )
-
+        self.tokens = Counter(
+            "ccgate_tokens",
+            "Tokens used, by kind (input, output, cache_read, cache_write), model and provider.",
+            ["kind", "model", "provider"], registry=r,
+        )
+        self.client_tokens = Counter(
+            "ccgate_client_tokens",
+            "Tokens used per client (key name), by kind; only with server.metrics.key_names.",
+            ["client", "kind"], registry=r,
+        ) if key_names else None
+        self.ttft = Histogram(
+            "ccgate_time_to_first_token_seconds",
+            "Streamed answers: time from the request to the first byte of the answer's body, by provider.",
+            ["provider"], buckets=FIRST_BYTE_BUCKETS, registry=r,
+        )
+        self.attempts = Counter(
+            "ccgate_upstream_attempts",
+            "Upstream attempts (retries, other keys and fallbacks each count), by provider and outcome.",
+            ["provider", "outcome"], registry=r,
+        )
+        self.upstream_latency = Histogram(
+            "ccgate_upstream_latency_seconds",
+            "Upstream attempts: time from sending to the provider's status line (or the failure).",
+            ["provider"], buckets=FIRST_BYTE_BUCKETS, registry=r,
+        )
         self.breaker_state = Gauge(
             "ccgate_breaker_state", "Circuit breaker per provider: 0 closed, 1 half-open, 2 open.",
-            ["provider"], registry=self.registry,
+            ["provider"], registry=r,
         )
         self.key_state_changes = Counter(
             "ccgate_upstream_key_state_changes",
             "Upstream keys changing state (cooling after 429, disabled after 401/403, back).",
-            ["provider", "key", "state"], registry=self.registry,
+            ["provider", "key", "state"], registry=r,
         )
         self.rate_limited = Counter(
-            "ccgate_rate_limited", "Requests refused by an issued key's rpm/tpm limit, by key name.",
-            ["client"], registry=self.registry,
+            "ccgate_rate_limited",
+            "Requests refused by an issued key's rpm/tpm limit (client: the key name with "
+            "server.metrics.key_names, else '-').",
+            ["client"], registry=r,
         )
 
         # Label lookups take a lock and build a key each time; a request's three are cached
         # here (the label sets are few: routes x statuses x providers).
         self._per_request: dict[tuple[str, str, str], tuple[Any, Any, Any]] = {}
+        self._per_attempt: dict[tuple[str, str], tuple[Any, Any]] = {}
+        self._per_model: dict[tuple[str, str], tuple[tuple[str, Any], ...]] = {}
+        self._per_client: dict[str, tuple[tuple[str, Any], ...]] = {}
+        self._models: set[str] = set()
+        self._ttft: dict[str, Any] = {}
 
     def request_done(self, route: str, status: int, provider: str, seconds: float, bytes_out: int) -> None:
         key = (route, str(status), provider)
@@ -68,6 +135,63 @@ class Metrics:
         count.inc()
         latency.observe(seconds)
         sent.inc(bytes_out)
+
+    def attempt_done(self, provider: str, outcome: str, seconds: float) -> None:
+        """One upstream attempt's outcome (``routing.OutcomeKind``) and time to its status line."""
+        children = self._per_attempt.get((provider, outcome))
+        if children is None:
+            children = (self.attempts.labels(provider, outcome), self.upstream_latency.labels(provider))
+            self._per_attempt[(provider, outcome)] = children
+        children[0].inc()
+        children[1].observe(seconds)
+
+    def first_token(self, provider: str, seconds: float) -> None:
+        child = self._ttft.get(provider)
+        if child is None:
+            child = self._ttft[provider] = self.ttft.labels(provider)
+        child.observe(seconds)
+
+    def tokens_used(self, model: str, provider: str, usage: Mapping[str, Any], client: str | None) -> None:
+        """Add one answer's usage (Anthropic's field names) to the token counters."""
+        children = self._per_model.get((model, provider))
+        if children is None:
+            children = self._token_children(model, provider)
+        for field, counter in children:
+            value = usage.get(field)
+            if isinstance(value, int) and value > 0:  # a provider's odd number never raises here
+                counter.inc(value)
+        if self.client_tokens is not None:
+            self._client_tokens(client or UNNAMED, usage)
+
+    def _token_children(self, model: str, provider: str) -> tuple[tuple[str, Any], ...]:
+        if model not in self._models:
+            if len(self._models) >= MAX_MODELS:
+                model_label = OTHER
+            else:
+                self._models.add(model)
+                model_label = model
+        else:
+            model_label = model
+        children = tuple((field, self.tokens.labels(kind, model_label, provider))
+                         for field, kind in TOKEN_KINDS)
+        if model_label != OTHER:  # "other" models are not cached: their count is unbounded
+            self._per_model[(model, provider)] = children
+        return children
+
+    def _client_tokens(self, client: str, usage: Mapping[str, Any]) -> None:
+        assert self.client_tokens is not None
+        children = self._per_client.get(client)
+        if children is None:
+            children = tuple((field, self.client_tokens.labels(client, kind)) for field, kind in TOKEN_KINDS)
+            self._per_client[client] = children
+        for field, counter in children:
+            value = usage.get(field)
+            if isinstance(value, int) and value > 0:  # a provider's odd number never raises here
+                counter.inc(value)
+
+    def refused(self, client: str) -> None:
+        """A request refused by an issued key's rate limit."""
+        self.rate_limited.labels(client if self.key_names else UNNAMED).inc()
 
     def breaker_change(self, provider: str, old: BreakerState, new: BreakerState) -> None:
         self.breaker_state.labels(provider).set(_BREAKER_VALUE[new])

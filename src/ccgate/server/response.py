@@ -10,6 +10,7 @@ call it and never set those facts by hand; the access log and metrics read them 
 from __future__ import annotations
 
 import logging
+import time
 
 from ccgate.errors import GatewayError, to_envelope
 from ccgate.server.asgi import RawHeaders, Send
@@ -20,7 +21,7 @@ _JSON = (b"content-type", b"application/json")
 
 
 class Response:
-    __slots__ = ("_send", "bytes_out", "finished", "started", "status")
+    __slots__ = ("_send", "bytes_out", "finished", "first_byte_at", "started", "status")
 
     def __init__(self, send: Send) -> None:
         self._send = send
@@ -28,6 +29,7 @@ class Response:
         self.started = False
         self.finished = False
         self.bytes_out = 0
+        self.first_byte_at = 0.0  # perf_counter() when the first body byte was sent
 
     async def start(self, status: int, headers: RawHeaders) -> None:
         """Send the head; the body follows with ``body()``."""
@@ -36,6 +38,8 @@ class Response:
         await self._send({"type": "http.response.start", "status": status, "headers": headers})
 
     async def body(self, data: bytes, *, more: bool) -> None:
+        if not self.bytes_out and data:
+            self.first_byte_at = time.perf_counter()
         self.bytes_out += len(data)
         if not more:
             self.finished = True  # set before the await: the server may report the end at once

@@ -84,7 +84,7 @@ class Runtime:
             {p.name: p.openai_quirks() for p in config.providers},
             {p.name: p.anthropic_quirks() for p in config.providers},
             config.server.ping_interval,
-            clock=seams.clock, sleep=seams.sleep,
+            clock=seams.clock, sleep=seams.sleep, metrics=seams.metrics,
         )
         self.auth = ClientAuth(loaded.secrets.client_tokens, seams.key_cache)
         self.readiness = Readiness(list(self.transports.values()), config.server.ready_window,

@@ -91,6 +91,9 @@ async def relay_translated(
             reasoning_fields=quirks.reasoning_fields,
         )
         ex.usage = message.get("usage")
+        model, stop = data.get("model"), message.get("stop_reason")
+        ex.response_model = model if isinstance(model, str) else None
+        ex.stop_reason = stop if isinstance(stop, str) else None
         body = _json.encode(message)
         await ex.response.whole(200, [*_JSON_HEADERS, (b"content-length", str(len(body)).encode())], body)
         return

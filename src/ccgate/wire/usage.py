@@ -34,6 +34,9 @@ class UsageTap:
         self._json: list[bytes] = []
         self._json_size = 0
         self.usage: dict[str, int] = {}
+        # What the answer names (message_start's model, message_delta's stop_reason), for traces.
+        self.model: str | None = None
+        self.stop_reason: str | None = None
         coding = (encoding or "identity").strip().lower()
         self._inflate: Any = None
         self.readable = coding in ("identity", "", "x-gzip", *READABLE_ENCODINGS)
@@ -87,6 +90,7 @@ class UsageTap:
             self._json = []
             if isinstance(body, dict):
                 self._take(body.get("usage"))
+                self._names(body.get("model"), body.get("stop_reason"))
         return dict(self.usage) if self.usage else None
 
     def _merge_event(self, raw: bytes) -> None:
@@ -98,9 +102,20 @@ class UsageTap:
             return
         if event.get("type") == "message_start":
             message = event.get("message")
-            self._take(message.get("usage") if isinstance(message, dict) else None)
+            if isinstance(message, dict):
+                self._take(message.get("usage"))
+                self._names(message.get("model"), None)
         elif event.get("type") == "message_delta":
             self._take(event.get("usage"))
+            delta = event.get("delta")
+            if isinstance(delta, dict):
+                self._names(None, delta.get("stop_reason"))
+
+    def _names(self, model: Any, stop_reason: Any) -> None:
+        if isinstance(model, str):
+            self.model = model[:200]
+        if isinstance(stop_reason, str):
+            self.stop_reason = stop_reason[:64]
 
     def _take(self, usage: Any) -> None:
         # message_delta counts are cumulative, so later values replace earlier ones.
