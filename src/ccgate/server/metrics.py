@@ -28,9 +28,11 @@ from prometheus_client import (
 
 from ccgate import __version__
 from ccgate.routing import BreakerState, KeyEvent
+from ccgate.routing.keypool import KeyState
 
 log = logging.getLogger("ccgate")
 _BREAKER_VALUE = {BreakerState.CLOSED: 0, BreakerState.HALF_OPEN: 1, BreakerState.OPEN: 2}
+_KEY_VALUE = {KeyState.HEALTHY: 0, KeyState.COOLING: 1, KeyState.DISABLED: 2}
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
 # Time to first token and to the upstream's status line: seconds, rarely past a minute.
@@ -103,6 +105,13 @@ class Metrics:
             "ccgate_breaker_state", "Circuit breaker per provider: 0 closed, 1 half-open, 2 open.",
             ["provider"], registry=r,
         )
+        self.key_state = Gauge(
+            "ccgate_upstream_key_state",
+            "Upstream key per provider and index in api_keys: 0 healthy, 1 cooling (429), "
+            "2 disabled (401/403).",
+            ["provider", "key"], registry=r,
+        )
+        self._pool_sizes: dict[str, int] = {}
         self.key_state_changes = Counter(
             "ccgate_upstream_key_state_changes",
             "Upstream keys changing state (cooling after 429, disabled after 401/403, back).",
@@ -197,9 +206,19 @@ class Metrics:
         self.breaker_state.labels(provider).set(_BREAKER_VALUE[new])
         log.warning("circuit breaker of provider %r: %s -> %s", provider, old.value, new.value)
 
+    def key_pool_built(self, provider: str, keys: int) -> None:
+        """A provider's key pool was (re)built: every key healthy, keys no longer there dropped."""
+        for index in range(keys, self._pool_sizes.get(provider, 0)):
+            self.key_state.remove(provider, str(index))
+        for index in range(keys):
+            self.key_state.labels(provider, str(index)).set(0)
+        self._pool_sizes[provider] = keys
+
     def key_event(self, event: KeyEvent) -> None:
         # The masked key and the index only: a metric label or log line never holds a secret.
         self.key_state_changes.labels(event.pool, str(event.index), event.new.value).inc()
+        if event.index >= 0:
+            self.key_state.labels(event.pool, str(event.index)).set(_KEY_VALUE[event.new])
         log.warning("provider %r key #%d (%s): %s -> %s: %s", event.pool, event.index, event.key,
                     event.old.value, event.new.value, event.reason)
 

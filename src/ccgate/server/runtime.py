@@ -141,6 +141,7 @@ def _new_parts(provider: Provider, keys: list[Secret], fingerprint: bytes, confi
                seams: Seams) -> ProviderParts:
     routing, metrics, clock = config.routing, seams.metrics, seams.clock
     transport = seams.transport(provider, keys, seams.env)
+    metrics.key_pool_built(provider.name, len(keys))
     upstream = Upstream(
         provider.name,
         KeyPool(keys, strategy=routing.key_strategy, name=provider.name,

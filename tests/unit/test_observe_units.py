@@ -1,0 +1,132 @@
+"""Issue 19, without servers: when tracing is on, the metrics' label bounds and token kinds, the
+model and stop reason read beside the usage, JSON log lines."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+
+import pytest
+
+from ccgate.errors import ConfigError
+from ccgate.observe import logs, tracing
+from ccgate.server.metrics import MAX_MODELS, OTHER, Metrics
+from ccgate.wire.usage import UsageTap
+from tests.observe.scrape import value
+
+
+@pytest.mark.parametrize(("env", "on"), [
+    ({}, False),
+    ({"OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:4318"}, True),
+    ({"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": "http://127.0.0.1:4318/v1/traces"}, True),
+    ({"OTEL_TRACES_EXPORTER": "console"}, True),
+    ({"OTEL_TRACES_EXPORTER": "none", "OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:4318"}, False),
+    ({"OTEL_SDK_DISABLED": "true", "OTEL_TRACES_EXPORTER": "otlp"}, False),
+    ({"OTEL_EXPORTER_OTLP_ENDPOINT": "  "}, False),
+])
+def test_tracing_enabled_by_the_standard_variables(env: dict[str, str], on: bool) -> None:
+    assert tracing.enabled(env) is on
+    if not on:
+        assert tracing.setup(env) is None  # off: nothing built, nothing imported for it
+
+
+def test_tracing_refuses_what_it_cannot_export() -> None:
+    with pytest.raises(ConfigError, match=r"grpc.*not supported.*OTLP/HTTP"):
+        tracing.setup({"OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:4317",
+                       "OTEL_EXPORTER_OTLP_PROTOCOL": "grpc"})
+    with pytest.raises(ConfigError, match=r"zipkin.*not supported"):
+        tracing.setup({"OTEL_TRACES_EXPORTER": "zipkin"})
+
+
+def test_tracing_off_when_the_extra_is_missing(monkeypatch: pytest.MonkeyPatch,
+                                               caplog: pytest.LogCaptureFixture) -> None:
+    import sys
+
+    import ccgate.observe
+    # As if opentelemetry were not installed: its import, and so ccgate's otel module's, fails.
+    monkeypatch.setitem(sys.modules, "opentelemetry", None)
+    monkeypatch.delitem(sys.modules, "ccgate.observe.otel", raising=False)
+    monkeypatch.delattr(ccgate.observe, "otel", raising=False)
+    assert tracing.setup({"OTEL_TRACES_EXPORTER": "otlp"}) is None
+    assert "pip install 'ccgate[otel]'" in caplog.text
+
+
+def test_token_kinds_and_model_cap() -> None:
+    m = Metrics()
+    usage = {"input_tokens": 10, "output_tokens": 5, "cache_read_input_tokens": 100,
+             "cache_creation_input_tokens": 7, "service_tier": "standard"}
+    m.tokens_used("claude-a", "anthropic", usage, "alice")
+    m.tokens_used("claude-a", "anthropic", {**usage, "output_tokens": -3}, None)  # a bad number is skipped
+    text = m.render().decode()
+    for kind, n in (("input", 20), ("output", 5), ("cache_read", 200), ("cache_write", 14)):
+        assert value(text, "ccgate_tokens_total", kind=kind, model="claude-a", provider="anthropic") == n
+    assert "ccgate_client_tokens" not in text and "alice" not in text  # no key names by default
+    for i in range(MAX_MODELS + 5):
+        m.tokens_used(f"model-{i}", "p", {"input_tokens": 1}, None)
+    text = m.render().decode()
+    assert value(text, "ccgate_tokens_total", kind="input", model=OTHER, provider="p") == 6
+    models = {line.split('model="')[1].split('"')[0] for line in text.splitlines()
+              if line.startswith("ccgate_tokens_total{")}
+    assert len(models) == MAX_MODELS + 1  # the cap, plus "other"
+
+
+def test_key_names_are_opt_in() -> None:
+    off, on = Metrics(), Metrics(key_names=True)
+    for m in (off, on):
+        m.refused("alice")
+        m.tokens_used("claude-a", "anthropic", {"input_tokens": 3}, "alice")
+    assert value(off.render().decode(), "ccgate_rate_limited_total", client="-") == 1
+    text = on.render().decode()
+    assert value(text, "ccgate_rate_limited_total", client="alice") == 1
+    assert value(text, "ccgate_client_tokens_total", client="alice", kind="input") == 3
+
+
+def test_attempts_by_outcome() -> None:
+    m = Metrics()
+    m.attempt_done("anthropic", "overloaded", 0.2)
+    m.attempt_done("anthropic", "success", 0.3)
+    m.attempt_done("anthropic", "success", 0.1)
+    text = m.render().decode()
+    assert value(text, "ccgate_upstream_attempts_total", provider="anthropic", outcome="success") == 2
+    assert value(text, "ccgate_upstream_latency_seconds_count", provider="anthropic") == 3
+    assert value(text, "ccgate_upstream_latency_seconds_sum", provider="anthropic") == pytest.approx(0.6)
+
+
+def test_usage_tap_reads_model_and_stop_reason() -> None:
+    tap = UsageTap(sse=True)
+    tap.feed(b'event: message_start\ndata: {"type":"message_start","message":{"model":"claude-x",'
+             b'"usage":{"input_tokens":9,"output_tokens":1}}}\n\n')
+    tap.feed(b'event: message_delta\ndata: {"type":"message_delta","delta":{"stop_reason":"tool_use"},'
+             b'"usage":{"output_tokens":4}}\n\n')
+    assert tap.result() == {"input_tokens": 9, "output_tokens": 4}
+    assert (tap.model, tap.stop_reason) == ("claude-x", "tool_use")
+    whole = UsageTap(sse=False)
+    whole.feed(b'{"model":"claude-y","stop_reason":"end_turn","usage":{"input_tokens":2,"output_tokens":3}}')
+    assert whole.result() == {"input_tokens": 2, "output_tokens": 3}
+    assert (whole.model, whole.stop_reason) == ("claude-y", "end_turn")
+    odd = UsageTap(sse=False)
+    odd.feed(b'{"model":7,"stop_reason":["x"],"usage":{"input_tokens":1}}')
+    odd.result()
+    assert (odd.model, odd.stop_reason) == (None, None)
+
+
+def test_json_log_lines() -> None:
+    out = io.StringIO()
+    root = logging.getLogger()
+    saved = (list(root.handlers), root.level)
+    try:
+        logs.configure("debug", "json", out)
+        logging.getLogger("ccgate").warning("provider %r: %s", "anthropic", 'a "quoted" word')
+        try:
+            raise ValueError("boom")
+        except ValueError:
+            logging.getLogger("ccgate.x").exception("failed")
+    finally:
+        root.handlers[:], root.level = saved
+        logging.captureWarnings(False)
+    first, second = (json.loads(line) for line in out.getvalue().splitlines())
+    assert first["level"] == "warning" and first["logger"] == "ccgate"
+    assert first["message"] == "provider 'anthropic': a \"quoted\" word"
+    assert first["ts"].endswith("Z") and len(first["ts"]) == 24
+    assert second["level"] == "error" and "ValueError: boom" in second["exception"]
