@@ -21,6 +21,7 @@ SUBCOMMANDS = {
     "connect": ("ccgate.cli.connect", "connect a provider: discover models, test, save, route Claude Code"),
     "providers": ("ccgate.cli.providers", "list, test or remove the configured providers"),
     "models": ("ccgate.cli.models", "each provider's live model list and the routes to it"),
+    "service": ("ccgate.cli.service", "run the gateway as a background service of this user"),
 }
 
 
