@@ -100,7 +100,7 @@ def test_systemd_install_uninstall_status(tmp_path: Path) -> None:
 def test_a_failing_command_is_named(tmp_path: Path) -> None:
     recorder = Recorder({"systemctl --user daemon-reload": (1, "Failed to connect to bus")})
     manager = ServiceManager(Platform.LINUX, _env(tmp_path), recorder)
-    with pytest.raises(ServiceError, match="systemctl --user daemon-reload failed .exit 1.: Failed to connect"):
+    with pytest.raises(ServiceError, match=r"systemctl --user daemon-reload failed \(exit 1\): Failed to connect"):
         manager.install(serve_argv(None))
 
 
@@ -133,7 +133,7 @@ def test_windows_task(tmp_path: Path) -> None:
     raw = path.read_bytes()
     assert raw.startswith(b"\xff\xfe")  # UTF-16 with a BOM, as schtasks /XML takes it
     root = ET.fromstring(raw.decode("utf-16"))
-    assert root.tag == "{%s}Task" % TASK_NS["t"]
+    assert root.tag == f"{{{TASK_NS['t']}}}Task"
     assert root.findtext("t:Triggers/t:LogonTrigger/t:UserId", namespaces=TASK_NS) == r"WORK\dev"
     assert root.findtext("t:Actions/t:Exec/t:Command", namespaces=TASK_NS) == r"C:\Python 3\pythonw.exe"
     assert root.findtext("t:Actions/t:Exec/t:Arguments", namespaces=TASK_NS) == (
