@@ -72,6 +72,8 @@ def _add_cost(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     k.add_argument("--seconds", type=int, default=3)
     k.add_argument("--rounds", type=int, default=5)
     k.add_argument("--out", type=Path, help="results JSON (default bench/results/cost.json)")
+    k.add_argument("--baseline", type=Path, metavar="SRC",
+                   help="for the baseline variant: another checkout's src/ (e.g. the main branch's)")
 
 
 def _add_capture(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -99,7 +101,8 @@ def main(argv: list[str] | None = None) -> int:
         from bench import cost
 
         return cost.main(args.variants, size=args.request, conns=args.concurrency,
-                         seconds=args.seconds, rounds=args.rounds, out_path=args.out)
+                         seconds=args.seconds, rounds=args.rounds, out_path=args.out,
+                         baseline=args.baseline)
     return _run(args, argv, ap)
 
 

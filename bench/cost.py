@@ -9,7 +9,9 @@ request is steadier than req/s on a shared machine; the difference between two v
 what the switched-off feature costs.
 
 Variants: `full` (production), `no-usage` (store on, usage rows off), `no-store` (no SQLite
-store at all), `no-access-log`, `bare` (no store, no access log).
+store at all), `no-access-log`, `bare` (no store, no access log), `otel` (full, with OpenTelemetry
+traces exported over OTLP/HTTP to a sink in the bench's nginx), and `baseline` (full, run from
+another checkout's src/ given with `--baseline`: the A/B of two trees on the same load).
 """
 
 from __future__ import annotations
@@ -36,6 +38,8 @@ VARIANTS: dict[str, tuple[str, ...]] = {
     "no-store": ("no-store",),
     "no-access-log": ("no-access-log",),
     "bare": ("no-store", "no-access-log"),
+    "otel": ("otel",),
+    "baseline": ("baseline",),
 }
 
 
@@ -70,7 +74,7 @@ def _round(side: Side, conns: int, seconds: int) -> dict[str, float]:
 
 
 def run(variants: list[str], *, size: str, conns: int, seconds: int, rounds: int,
-        log: Any = print) -> dict[str, Any]:
+        log: Any = print, baseline: Path | None = None) -> dict[str, Any]:
     work = Path(tempfile.mkdtemp(prefix="ccgate-bench-cost-"))
     body, headers = SMALL_BODY, dict(ANTHROPIC_HEADERS)
     if size == "large":
@@ -82,7 +86,11 @@ def run(variants: list[str], *, size: str, conns: int, seconds: int, rounds: int
     try:
         sides: list[Side] = []
         for name in variants:
-            gw = Ccgate(work, nginx.url, name=f"ccgate-{name}", config=config(VARIANTS[name])).start()
+            switches = VARIANTS[name]
+            env = {"OTEL_EXPORTER_OTLP_ENDPOINT": nginx.url} if "otel" in switches else {}
+            src = baseline if "baseline" in switches else None
+            gw = Ccgate(work, nginx.url, name=f"ccgate-{name}", config=config(switches), src=src,
+                        env=env).start()
             started.append(gw)
             req = wrk.write_request(work, f"req-{name}", body, {**headers, "x-api-key": CLIENT_TOKEN})
             sides.append(Side(name, gw.url, req, gw.pid, []))
@@ -127,10 +135,12 @@ def table(out: dict[str, Any]) -> str:
 
 
 def main(variants: list[str], *, size: str, conns: int, seconds: int, rounds: int,
-         out_path: Path | None = None) -> int:
+         out_path: Path | None = None, baseline: Path | None = None) -> int:
     unknown = [v for v in variants if v not in VARIANTS]
     if unknown:
         raise SystemExit(f"unknown variant(s) {', '.join(unknown)}; choose from {', '.join(VARIANTS)}")
-    out = run(variants, size=size, conns=conns, seconds=seconds, rounds=rounds)
+    if "baseline" in variants and (baseline is None or not (baseline / "ccgate").is_dir()):
+        raise SystemExit("the baseline variant needs --baseline DIR, a src/ directory holding ccgate/")
+    out = run(variants, size=size, conns=conns, seconds=seconds, rounds=rounds, baseline=baseline)
     publish(out, table(out), out_path or RESULTS / "cost.json")
     return 0

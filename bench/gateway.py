@@ -82,10 +82,10 @@ log:
 """
 
 
-def with_src_on_path(env: dict[str, str]) -> dict[str, str]:
-    """`env` with this checkout's src/ first on PYTHONPATH: the ccgate under test is this one."""
+def with_src_on_path(env: dict[str, str], src: Path | None = None) -> dict[str, str]:
+    """`env` with this checkout's src/ (or `src`) first on PYTHONPATH: the ccgate under test."""
     env["PYTHONPATH"] = os.pathsep.join(
-        p for p in (str(REPO / "src"), env.get("PYTHONPATH", "")) if p)
+        p for p in (str(src or REPO / "src"), env.get("PYTHONPATH", "")) if p)
     return env
 
 
@@ -99,8 +99,11 @@ class Ccgate(LoopbackServer):
     what = "ccgate"
 
     def __init__(self, workdir: Path, upstream_url: str, name: str = "ccgate",
-                 config: str = CONFIG, **extra: str) -> None:
+                 config: str = CONFIG, *, src: Path | None = None, env: dict[str, str] | None = None,
+                 **extra: str) -> None:
         super().__init__()
+        self.src = src  # another checkout's src/ (bench cost's baseline); default this one
+        self.env_extra = env or {}
         self.template = config
         self.extra = extra  # inserted as they are (loopback URLs)
         self.dir = workdir / name
@@ -117,7 +120,10 @@ class Ccgate(LoopbackServer):
             access_log=json.dumps(str(self.access_log)), **self.extra))
         self.launch([sys.executable, "-m", "ccgate", "serve", "--config", str(self.config_file)],
                     ready_path="/healthz", timeout=30, cwd=self.dir,
-                    env=with_src_on_path(clean_env("CCGATE_")), stdout=subprocess.DEVNULL,
+                    # Its own store, never the user's (nor one a newer ccgate migrated).
+                    env=with_src_on_path({**clean_env("CCGATE_", "OTEL_"), "CCGATE_DB": str(self.dir / "ccgate.db"),
+                                          **self.env_extra}, self.src),
+                    stdout=subprocess.DEVNULL,
                     stderr=self.stderr_file.open("wb"))
         return self
 

@@ -66,6 +66,8 @@ http {{
             return 200 '{sse}';
         }}
 {extra}
+        # An OTLP/HTTP sink for the traced cost variant: an empty 200 is an empty export answer.
+        location = /v1/traces {{ return 200 ''; }}
         location / {{
             default_type application/json;
             return 404 '{{"type":"error","error":{{"type":"not_found_error","message":"bench"}}}}';

@@ -130,3 +130,30 @@ def test_json_log_lines() -> None:
     assert first["message"] == "provider 'anthropic': a \"quoted\" word"
     assert first["ts"].endswith("Z") and len(first["ts"]) == 24
     assert second["level"] == "error" and "ValueError: boom" in second["exception"]
+
+
+def test_loop_histogram_exposes_what_prometheus_client_would() -> None:
+    """The lock-free families (server/loop_metrics.py) render exactly as prometheus_client's own."""
+    from prometheus_client import CollectorRegistry, Histogram, generate_latest
+
+    from ccgate.server.loop_metrics import LoopCollector, LoopCounter, LoopHistogram
+    from tests.observe.scrape import samples
+
+    buckets = (0.05, 0.5, 1, 2.5, 60)
+    values = [0.0, 0.05, 0.051, 0.5, 1.0, 2.4, 2.5, 59.9, 60, 61, 1e6]
+    reference = CollectorRegistry()
+    theirs = Histogram("h_seconds", "h", ["p"], buckets=buckets, registry=reference)
+    ours_registry = CollectorRegistry()
+    ours = LoopHistogram("h_seconds", "h", ["p"], buckets)
+    count = LoopCounter("c", "c", ["p", "o"])
+    ours_registry.register(LoopCollector([ours, count]))
+    for v in values:
+        theirs.labels("a").observe(v)
+        ours.observe(ours.child(("a",)), v)
+    count.add(("a", "x"))
+    count.add(("a", "x"), 2)
+    mine = samples(generate_latest(ours_registry).decode())
+    reference_samples = {k: v for k, v in samples(generate_latest(reference).decode()).items()
+                         if not k[0].endswith("_created")}
+    assert {k: v for k, v in mine.items() if k[0].startswith("h_")} == reference_samples
+    assert mine[("c_total", frozenset({("p", "a"), ("o", "x")}))] == 3

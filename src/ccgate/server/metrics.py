@@ -29,6 +29,7 @@ from prometheus_client import (
 from ccgate import __version__
 from ccgate.routing import BreakerState, KeyEvent
 from ccgate.routing.keypool import KeyState
+from ccgate.server.loop_metrics import LoopCollector, LoopCounter, LoopHistogram
 
 log = logging.getLogger("ccgate")
 _BREAKER_VALUE = {BreakerState.CLOSED: 0, BreakerState.HALF_OPEN: 1, BreakerState.OPEN: 2}
@@ -76,31 +77,29 @@ class Metrics:
         self.bytes_out = Counter(
             "ccgate_response_bytes", "Response body bytes sent to clients, by route.", ["route"], registry=r,
         )
-        self.tokens = Counter(
+        # The families a request adds to on its way: lock-free, on the event loop (loop_metrics.py).
+        self.tokens = LoopCounter(
             "ccgate_tokens",
             "Tokens used, by kind (input, output, cache_read, cache_write), model and provider.",
-            ["kind", "model", "provider"], registry=r,
-        )
-        self.client_tokens = Counter(
+            ["kind", "model", "provider"])
+        self.client_tokens = LoopCounter(
             "ccgate_client_tokens",
             "Tokens used per client (key name), by kind; only with server.metrics.key_names.",
-            ["client", "kind"], registry=r,
-        ) if key_names else None
-        self.ttft = Histogram(
+            ["client", "kind"]) if key_names else None
+        self.ttft = LoopHistogram(
             "ccgate_time_to_first_token_seconds",
             "Streamed answers: time from the request to the first byte of the answer's body, by provider.",
-            ["provider"], buckets=FIRST_BYTE_BUCKETS, registry=r,
-        )
-        self.attempts = Counter(
+            ["provider"], FIRST_BYTE_BUCKETS)
+        self.attempts = LoopCounter(
             "ccgate_upstream_attempts",
             "Upstream attempts (retries, other keys and fallbacks each count), by provider and outcome.",
-            ["provider", "outcome"], registry=r,
-        )
-        self.upstream_latency = Histogram(
+            ["provider", "outcome"])
+        self.upstream_latency = LoopHistogram(
             "ccgate_upstream_latency_seconds",
             "Upstream attempts: time from sending to the provider's status line (or the failure).",
-            ["provider"], buckets=FIRST_BYTE_BUCKETS, registry=r,
-        )
+            ["provider"], FIRST_BYTE_BUCKETS)
+        r.register(LoopCollector([f for f in (self.tokens, self.client_tokens, self.ttft, self.attempts,
+                                             self.upstream_latency) if f is not None]))
         self.breaker_state = Gauge(
             "ccgate_breaker_state", "Circuit breaker per provider: 0 closed, 1 half-open, 2 open.",
             ["provider"], registry=r,
@@ -127,11 +126,9 @@ class Metrics:
         # Label lookups take a lock and build a key each time; a request's three are cached
         # here (the label sets are few: routes x statuses x providers).
         self._per_request: dict[tuple[str, str, str], tuple[Any, Any, Any]] = {}
-        self._per_attempt: dict[tuple[str, str], tuple[Any, Any]] = {}
-        self._per_model: dict[tuple[str, str], tuple[tuple[str, Any], ...]] = {}
-        self._per_client: dict[str, tuple[tuple[str, Any], ...]] = {}
+        # (model, provider) -> the four token label tuples (model capped at MAX_MODELS).
+        self._token_labels: dict[tuple[str, str], tuple[tuple[str, tuple[str, str, str]], ...]] = {}
         self._models: set[str] = set()
-        self._ttft: dict[str, Any] = {}
 
     def request_done(self, route: str, status: int, provider: str, seconds: float, bytes_out: int) -> None:
         key = (route, str(status), provider)
@@ -147,56 +144,35 @@ class Metrics:
 
     def attempt_done(self, provider: str, outcome: str, seconds: float) -> None:
         """One upstream attempt's outcome (``routing.OutcomeKind``) and time to its status line."""
-        children = self._per_attempt.get((provider, outcome))
-        if children is None:
-            children = (self.attempts.labels(provider, outcome), self.upstream_latency.labels(provider))
-            self._per_attempt[(provider, outcome)] = children
-        children[0].inc()
-        children[1].observe(seconds)
+        self.attempts.add((provider, outcome))
+        latency = self.upstream_latency
+        latency.observe(latency.child((provider,)), seconds)
 
     def first_token(self, provider: str, seconds: float) -> None:
-        child = self._ttft.get(provider)
-        if child is None:
-            child = self._ttft[provider] = self.ttft.labels(provider)
-        child.observe(seconds)
+        self.ttft.observe(self.ttft.child((provider,)), seconds)
 
     def tokens_used(self, model: str, provider: str, usage: Mapping[str, Any], client: str | None) -> None:
         """Add one answer's usage (Anthropic's field names) to the token counters."""
-        children = self._per_model.get((model, provider))
-        if children is None:
-            children = self._token_children(model, provider)
-        for field, counter in children:
+        labels = self._token_labels.get((model, provider)) or self._labels_for(model, provider)
+        add = self.tokens.add
+        for field, key in labels:
             value = usage.get(field)
             if isinstance(value, int) and value > 0:  # a provider's odd number never raises here
-                counter.inc(value)
+                add(key, value)
         if self.client_tokens is not None:
-            self._client_tokens(client or UNNAMED, usage)
+            name = client or UNNAMED
+            for field, kind in TOKEN_KINDS:
+                value = usage.get(field)
+                if isinstance(value, int) and value > 0:
+                    self.client_tokens.add((name, kind), value)
 
-    def _token_children(self, model: str, provider: str) -> tuple[tuple[str, Any], ...]:
-        if model not in self._models:
-            if len(self._models) >= MAX_MODELS:
-                model_label = OTHER
-            else:
-                self._models.add(model)
-                model_label = model
-        else:
-            model_label = model
-        children = tuple((field, self.tokens.labels(kind, model_label, provider))
-                         for field, kind in TOKEN_KINDS)
-        if model_label != OTHER:  # "other" models are not cached: their count is unbounded
-            self._per_model[(model, provider)] = children
-        return children
-
-    def _client_tokens(self, client: str, usage: Mapping[str, Any]) -> None:
-        assert self.client_tokens is not None
-        children = self._per_client.get(client)
-        if children is None:
-            children = tuple((field, self.client_tokens.labels(client, kind)) for field, kind in TOKEN_KINDS)
-            self._per_client[client] = children
-        for field, counter in children:
-            value = usage.get(field)
-            if isinstance(value, int) and value > 0:  # a provider's odd number never raises here
-                counter.inc(value)
+    def _labels_for(self, model: str, provider: str) -> tuple[tuple[str, tuple[str, str, str]], ...]:
+        if model not in self._models and len(self._models) >= MAX_MODELS:
+            return tuple((field, (kind, OTHER, provider)) for field, kind in TOKEN_KINDS)  # not cached
+        self._models.add(model)
+        labels = tuple((field, (kind, model, provider)) for field, kind in TOKEN_KINDS)
+        self._token_labels[(model, provider)] = labels
+        return labels
 
     def refused(self, client: str) -> None:
         """A request refused by an issued key's rate limit."""
