@@ -283,7 +283,8 @@ class Dispatcher:
         self.metrics.attempt_done(step.provider, outcome.kind, elapsed)
         if response is not None:
             headers = response.headers
-            ex.upstream_request_id = headers.get("request-id") or headers.get("x-request-id")
+            request_id = headers.get("request-id") or headers.get("x-request-id")
+            ex.upstream_request_id = request_id[:128] if request_id else None  # the provider's: bounded
         if trace is not None:
             trace.answered(response.status if response is not None else None, outcome.kind,
                            ex.upstream_request_id if response is not None else None)
