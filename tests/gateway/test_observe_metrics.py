@@ -17,6 +17,7 @@ import pytest
 
 import ccgate
 from tests.gateway.conftest import CLIENT_TOKEN, GatewayFactory, authed_config
+from tests.gateway.harness import clean_env
 from tests.lab.fake_anthropic import FakeAnthropic
 from tests.observe.scrape import value
 from tests.observe.tools import need
@@ -104,3 +105,16 @@ def test_metrics_scrape(upstream: FakeAnthropic, gateway: GatewayFactory, gw_ca_
     assert banner and banner[0]["message"].startswith("ccgate listening on")
     assert {"ts", "level", "logger", "message"} <= banner[0].keys() and banner[0]["level"] == "info"
     assert len(access) == 3 and len(parsed) > len(access)
+
+
+def test_json_format_covers_the_refusal_too(tmp_path: Path) -> None:
+    """A start refused (0.0.0.0 without client auth) still says why, as a JSON line."""
+    config = tmp_path / "ccgate.yaml"
+    config.write_text("providers:\n  - {name: anthropic, base_url: 'http://127.0.0.1:9'}\n")
+    env = clean_env({"CCGATE_DB": str(tmp_path / "ccgate.db")})
+    done = subprocess.run([sys.executable, "-m", "ccgate", "serve", "--config", str(config), "--host", "0.0.0.0",
+                           "--port", "1", "--log-format", "json"], capture_output=True, text=True, env=env,
+                          timeout=60)
+    assert done.returncode == 2
+    (line,) = [json.loads(x) for x in done.stderr.splitlines() if x.strip()]
+    assert line["level"] == "error" and line["message"].startswith("refusing to listen on 0.0.0.0")

@@ -103,33 +103,31 @@ def run(args: argparse.Namespace) -> int:
     port = args.port if args.port is not None else server.port
     log_format = args.log_format or loaded.config.log.format
     logs.configure(args.log_level or loaded.config.log.level, log_format)
+    say = _say_json if log_format == "json" else _say_text
     from ccgate.server.app import Gateway
 
     try:
         app = Gateway(loaded, os.environ, reload_signal=True)
     except (ConfigError, ValueError) as exc:  # store unusable, admin key too short
-        print(f"ccgate: config error: {exc}", file=sys.stderr)
+        say(logging.ERROR, f"ccgate: config error: {exc}")
         return 2
     app.listen_host = host  # --host may differ from server.host; /metrics access follows the real one
     authenticated = app.runtime.auth.enabled
     problem = exposure_problem(authenticated, host, args.allow_unauthenticated)
     if problem:
-        print(f"ccgate: {problem}", file=sys.stderr)
+        say(logging.ERROR, f"ccgate: {problem}")
         return 2
     # A reload must not open what the start refused to open.
     app.reloader.exposure_check = functools.partial(
         _reload_exposure, host=host, allow=args.allow_unauthenticated)
     if args.allow_unauthenticated and not is_loopback(host) and not authenticated:
-        print(f"ccgate: WARNING: serving {host}:{port} with NO client authentication "
-              f"({UNSAFE_FLAG})", file=sys.stderr)
+        say(logging.WARNING, f"ccgate: WARNING: serving {host}:{port} with NO client authentication "
+                             f"({UNSAFE_FLAG})")
 
     import uvicorn
 
     for line in describe(loaded, host, port, app):
-        if log_format == "json":  # every line JSON: the banner too
-            logging.getLogger("ccgate.serve").info(line.strip())
-        else:
-            print(line, file=sys.stderr, flush=True)
+        say(logging.INFO, line)
     try:
         import uvloop  # noqa: F401
 
@@ -147,6 +145,15 @@ def run(args: argparse.Namespace) -> int:
     app.on_shutdown.append(pidfile.remove)
     uvicorn.Server(config).run()
     return 0
+
+
+def _say_text(level: int, line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
+
+
+def _say_json(level: int, line: str) -> None:
+    """With ``log.format: json`` every line on stderr is JSON: the start-up lines too."""
+    logging.getLogger("ccgate.serve").log(level, line.strip().removeprefix("ccgate: "))
 
 
 def _reload_exposure(authenticated: bool, *, host: str, allow: bool) -> str | None:
