@@ -83,7 +83,8 @@ def test_systemd_install_uninstall_status(tmp_path: Path) -> None:
     argv = serve_argv(_config(tmp_path))
     manager.install(argv)
     assert recorder.commands == [["systemctl", "--user", "daemon-reload"],
-                                 ["systemctl", "--user", "enable", "--now", "ccgate.service"]]
+                                 ["systemctl", "--user", "enable", "ccgate.service"],
+                                 ["systemctl", "--user", "restart", "ccgate.service"]]
     status = manager.status()
     assert status.installed and status.running is True
     # A changed definition is kept as .bak before the new one replaces it.

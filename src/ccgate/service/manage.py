@@ -121,8 +121,10 @@ class ServiceManager:
         """Register the written definition with the service manager and start it."""
         path = str(self.definition_path())
         if self.platform is Platform.LINUX:
+            # restart, not start: a reinstall replaces a running gateway with the new definition.
             return [["systemctl", "--user", "daemon-reload"],
-                    ["systemctl", "--user", "enable", "--now", f"{NAME}.service"]]
+                    ["systemctl", "--user", "enable", f"{NAME}.service"],
+                    ["systemctl", "--user", "restart", f"{NAME}.service"]]
         if self.platform is Platform.MACOS:
             return [["launchctl", "bootstrap", self._domain(), path]]
         return [["schtasks", "/Create", "/TN", NAME, "/XML", path, "/F"], ["schtasks", "/Run", "/TN", NAME]]
