@@ -157,3 +157,20 @@ def test_loop_histogram_exposes_what_prometheus_client_would() -> None:
                          if not k[0].endswith("_created")}
     assert {k: v for k, v in mine.items() if k[0].startswith("h_")} == reference_samples
     assert mine[("c_total", frozenset({("p", "a"), ("o", "x")}))] == 3
+
+
+def test_key_state_gauge_follows_the_pool() -> None:
+    from ccgate.routing import KeyEvent, KeyState
+
+    m = Metrics()
+    m.key_pool_built("anthropic", 3)
+    m.key_event(KeyEvent("anthropic", 1, "sk-…abcd", KeyState.HEALTHY, KeyState.DISABLED, "401"))
+    m.key_event(KeyEvent("anthropic", 2, "sk-…efgh", KeyState.HEALTHY, KeyState.COOLING, "429"))
+    text = m.render().decode()
+    assert [value(text, "ccgate_upstream_key_state", provider="anthropic", key=k) for k in "012"] == [0, 2, 1]
+    assert "abcd" not in text and "efgh" not in text  # the index only, never the key
+    m.key_pool_built("anthropic", 2)  # a reload rebuilt the pool with two keys: all healthy, #2 gone
+    text = m.render().decode()
+    assert [value(text, "ccgate_upstream_key_state", provider="anthropic", key=k) for k in "01"] == [0, 0]
+    from tests.observe.scrape import samples
+    assert ("ccgate_upstream_key_state", frozenset({("provider", "anthropic"), ("key", "2")})) not in samples(text)
