@@ -226,7 +226,7 @@ def test_rpm_limit_is_exact_under_40_concurrent_requests(
     db: Path, up: ScriptedUpstream, gateway: GatewayFactory,
 ) -> None:
     secret = create_key(db, "burst", "--rpm", "10")
-    gw = start(gateway, up, db)
+    gw = start(gateway, up, db, metrics={"key_names": True})  # key names in metrics are opt-in
 
     async def fire() -> list[httpx.Response]:
         limits = httpx.Limits(max_connections=40, max_keepalive_connections=0)
