@@ -78,7 +78,10 @@ def test_containerfile_structure() -> None:
     keywords = [k for k, _ in final]
     # Non-root from the first command that runs as the service on.
     (user,) = [r for k, r in final if k == "USER"]
-    assert user.split(":")[0] not in ("root", "0")
+    uid, gid = user.split(":")
+    assert uid not in ("root", "0") and gid not in ("root", "0")
+    runs = " ".join(r for k, r in final if k == "RUN")
+    assert f"useradd --system --uid {uid} --gid {gid}" in runs and f"groupadd --system --gid {gid}" in runs
     assert keywords.index("USER") > max(i for i, k in enumerate(keywords) if k == "RUN")
     assert keywords.index("USER") < keywords.index("ENTRYPOINT")
     assert json.loads(dict(final)["ENTRYPOINT"])[:2] == ["ccgate", "serve"]
