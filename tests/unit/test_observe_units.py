@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import json
 import logging
+from pathlib import Path
 
 import pytest
 
@@ -174,3 +175,32 @@ def test_key_state_gauge_follows_the_pool() -> None:
     assert [value(text, "ccgate_upstream_key_state", provider="anthropic", key=k) for k in "01"] == [0, 0]
     from tests.observe.scrape import samples
     assert ("ccgate_upstream_key_state", frozenset({("provider", "anthropic"), ("key", "2")})) not in samples(text)
+
+
+def test_tracing_off_imports_nothing_of_opentelemetry(tmp_path: Path) -> None:
+    """Off, the gateway is built and answers without opentelemetry ever being imported."""
+    import subprocess
+    import sys
+    import textwrap
+
+    script = textwrap.dedent('''
+        import asyncio, sys
+        from ccgate.config.load import load_config
+        from ccgate.server.app import Gateway
+        app = Gateway(load_config(None, {}), {"CCGATE_DB": sys.argv[1]})
+        sent = []
+        async def main():
+            async def receive():
+                return {"type": "http.request", "body": b"", "more_body": False}
+            async def send(message):
+                sent.append(message)
+            await app({"type": "http", "method": "GET", "path": "/", "headers": [], "query_string": b""},
+                      receive, send)
+        asyncio.run(main())
+        assert sent[0]["status"] == 200 and app.tracing is None
+        print(sorted(m for m in sys.modules if m.startswith("opentelemetry") or m == "ccgate.observe.otel"))
+    ''')
+    done = subprocess.run([sys.executable, "-c", script, str(tmp_path / "db")], capture_output=True, text=True,
+                          timeout=60, cwd=tmp_path, env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)})
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"
