@@ -29,7 +29,9 @@ class Response:
         self.started = False
         self.finished = False
         self.bytes_out = 0
-        self.first_byte_at = 0.0  # perf_counter() when the first body byte was sent
+        # perf_counter() when the first body byte was sent (time to first token); a relay that
+        # sends bytes of its own first (a translated stream's message_start) sets it back to 0.
+        self.first_byte_at = 0.0
 
     async def start(self, status: int, headers: RawHeaders) -> None:
         """Send the head; the body follows with ``body()``."""
@@ -38,7 +40,7 @@ class Response:
         await self._send({"type": "http.response.start", "status": status, "headers": headers})
 
     async def body(self, data: bytes, *, more: bool) -> None:
-        if not self.bytes_out and data:
+        if not self.first_byte_at and data:
             self.first_byte_at = time.perf_counter()
         self.bytes_out += len(data)
         if not more:

@@ -146,6 +146,7 @@ async def _relay_stream(
     try:
         await out.start(200, _SSE_HEADERS)
         await _emit(out, pipeline.start())
+        out.first_byte_at = 0.0  # message_start is ours: the first token is the provider's first event
         while not pipeline.finished:
             try:
                 chunk = await silence.read(response.read_chunk)
@@ -155,7 +156,10 @@ async def _relay_stream(
                 await _emit(out, pipeline.fail(err.error_type, err.message))
                 break
             if chunk is None:
+                waiting = not out.first_byte_at
                 await _emit(out, pipeline.ping())
+                if waiting:
+                    out.first_byte_at = 0.0  # a ping is no token either
             else:
                 await _emit(out, pipeline.feed(chunk) if chunk else pipeline.close())
         await out.body(b"", more=False)
