@@ -19,10 +19,13 @@ import msgspec
 import platformdirs
 import yaml
 
-from ccgate.config.model import Config, Provider, ResolvedSecrets, local_url
+from ccgate.config.model import Config, Login, Provider, ResolvedSecrets, local_url
 from ccgate.config.presets import ALIASES, PRESETS, find_preset
 from ccgate.config.secrets import Secret, resolve_secret
 from ccgate.errors import ConfigError
+from ccgate.login.policy import PolicySet, compile_policy
+from ccgate.login.settings import MIN_JWT_SECRET, LoginSettings, OidcSettings, parse_ttl
+from ccgate.login.urls import check_issuer, check_public_url
 from ccgate.proxy_env import DIRECT, ProxyURLError, parse_proxy_url, resolve_proxy
 
 CONFIG_ENV = "CCGATE_CONFIG"
@@ -35,6 +38,7 @@ class LoadedConfig:
     config: Config
     secrets: ResolvedSecrets
     path: Path | None  # None when running on embedded defaults
+    login: LoginSettings | None = None  # the compiled ``login:`` section (login/settings.py)
 
     @property
     def source(self) -> str:
@@ -199,11 +203,12 @@ def resolve_secrets(config: Config, origin: str, env: Mapping[str, str], base: P
         except ValueError as exc:
             raise ConfigError(f"{origin}: server.admin.key: {exc}") from None
     metrics_token = _resolve_metrics_token(config, origin, env, base)
-    if client_tokens:
+    if client_tokens or config.login is not None:
         for i, provider in enumerate(config.providers):
             if not provider_keys[provider.name] and provider.auth_header != "none":
                 raise ConfigError(
-                    f"{origin}: providers[{i}].api_keys: client authentication is on, so the "
+                    f"{origin}: providers[{i}].api_keys: client authentication is on (client tokens or "
+                    "login:), so the "
                     "client's credential is a gateway token and cannot be forwarded; give this "
                     "provider its own api_keys (or auth_header: none for a server without auth)"
                 )
@@ -245,7 +250,67 @@ def load_config(explicit: str | None = None, env: Mapping[str, str] | None = Non
         except ProxyURLError as exc:
             raise ConfigError(f"proxy for provider {provider.name!r}: {exc}") from None
     secrets = resolve_secrets(config, origin, env, base)
-    return LoadedConfig(config=config, secrets=secrets, path=path)
+    login = compile_login(config.login, origin, env, base) if config.login is not None else None
+    return LoadedConfig(config=config, secrets=secrets, path=path, login=login)
+
+
+def compile_login(login: Login, origin: str, env: Mapping[str, str], base: Path) -> LoginSettings:
+    """The ``login:`` section checked whole (URLs, secrets, every policy) and compiled: a broken
+    policy fails ``config check``, serve and reload here, and is never served."""
+    where = f"{origin}: login"
+
+    def secret(ref: str, field: str) -> str:
+        try:
+            return resolve_secret(ref, env, base).value
+        except ValueError as exc:
+            raise ConfigError(f"{where}.{field}: {exc}") from None
+
+    try:
+        public_url = check_public_url(login.public_url, allow_public_address=login.allow_public_address)
+    except ValueError as exc:
+        raise ConfigError(f"{where}.public_url: {exc}") from None
+    try:
+        issuer = check_issuer(login.oidc.issuer)
+    except ValueError as exc:
+        raise ConfigError(f"{where}.oidc.issuer: {exc}") from None
+    if not login.oidc.client_id.strip():
+        raise ConfigError(f"{where}.oidc.client_id: required")
+    if "openid" not in login.oidc.scopes:
+        raise ConfigError(f"{where}.oidc.scopes: must include openid")
+    if login.oidc.ca_file is not None and not Path(login.oidc.ca_file).expanduser().is_file():
+        raise ConfigError(f"{where}.oidc.ca_file: file not found: {login.oidc.ca_file}")
+    jwt_secret = secret(login.session.jwt_secret, "session.jwt_secret")
+    if len(jwt_secret) < MIN_JWT_SECRET:
+        raise ConfigError(f"{where}.session.jwt_secret: use at least {MIN_JWT_SECRET} random characters "
+                          "(openssl rand -base64 48)")
+    try:
+        ttl = parse_ttl(login.session.ttl)
+    except ValueError as exc:
+        raise ConfigError(f"{where}.session.{exc}") from None
+    policies = []
+    for i, policy in enumerate(login.policies):
+        try:
+            policies.append(compile_policy(i, policy.groups, policy.settings))
+        except ValueError as exc:
+            raise ConfigError(f"{where}.policies[{i}].{exc}") from None
+    forward_to = login.telemetry.forward_to
+    if forward_to is not None and not forward_to.startswith(("http://", "https://")):
+        raise ConfigError(f"{where}.telemetry.forward_to: {forward_to!r} must be an http(s) URL")
+    if login.device_rate_limit < 1 or login.telemetry.max_body_bytes < 1024:
+        raise ConfigError(f"{where}: device_rate_limit must be at least 1, telemetry.max_body_bytes 1024")
+    client_secret = (secret(login.oidc.client_secret, "oidc.client_secret")
+                     if login.oidc.client_secret is not None else None)
+    oidc = OidcSettings(
+        issuer=issuer, client_id=login.oidc.client_id, client_secret=client_secret,
+        scopes=tuple(login.oidc.scopes),
+        allowed_email_domains=tuple(d.lower().lstrip("@") for d in login.oidc.allowed_email_domains),
+        groups_claim=login.oidc.groups_claim, ca_file=login.oidc.ca_file,
+    )
+    return LoginSettings(
+        public_url=public_url, oidc=oidc, jwt_secret=jwt_secret, ttl=ttl, policies=PolicySet(policies),
+        telemetry_forward_to=forward_to, telemetry_max_body=login.telemetry.max_body_bytes,
+        device_rate_limit=login.device_rate_limit,
+    )
 
 
 @dataclass(frozen=True)

@@ -260,6 +260,62 @@ class Log(_Strict):
     file: str = "stderr"
 
 
+class Oidc(_Strict):
+    """The company's identity provider (OpenID Connect), ``login.oidc``."""
+
+    issuer: str
+    client_id: str
+    # Secret reference (env:NAME, file:PATH); None for a public client (PKCE only).
+    client_secret: str | None = None
+    scopes: list[str] = msgspec.field(default_factory=lambda: ["openid", "profile", "email", "offline_access"])
+    # Only these e-mail domains may sign in (empty: any the IdP vouches for).
+    allowed_email_domains: list[str] = []
+    # The id_token claim holding the user's groups (Okta/Keycloak "groups", Entra "groups" ids).
+    groups_claim: str = "groups"
+    # Extra CA bundle for an IdP behind a private CA (certifi is always trusted).
+    ca_file: str | None = None
+
+
+class LoginSession(_Strict):
+    """The gateway's own session tokens (JWTs), ``login.session``."""
+
+    # Secret reference; at least 32 characters. Changing it signs every developer out.
+    jwt_secret: str
+    # Lifetime of one JWT: seconds, or 30m / 1h / 12h. Claude Code refreshes 5 minutes before.
+    ttl: int | str = 3600
+
+
+class LoginPolicy(_Strict):
+    """One managed-settings policy: the first whose ``groups`` meets the developer's wins;
+    a policy without ``groups`` matches everyone (put it last as the default)."""
+
+    groups: list[str] = []
+    # Claude Code managed settings pushed to the CLI: availableModels, permissions, env ...
+    settings: dict[str, Any] = {}
+
+
+class LoginTelemetry(_Strict):
+    # OTLP/HTTP collector the CLI's /v1/metrics, /v1/logs and /v1/traces are relayed to
+    # (its base URL; the path is appended). None: accepted and dropped.
+    forward_to: str | None = None
+    max_body_bytes: int = 4 * 1024 * 1024
+
+
+class Login(_Strict):
+    """Claude Code's own /login into this gateway (docs/login.md)."""
+
+    # The origin developers type into /login (http only on loopback, else https).
+    public_url: str
+    oidc: Oidc
+    session: LoginSession
+    policies: list[LoginPolicy] = []
+    telemetry: LoginTelemetry = msgspec.field(default_factory=LoginTelemetry)
+    # Device authorizations per client address per 10 minutes before slow_down.
+    device_rate_limit: int = 30
+    # Accept a public_url on a public IP (the CLI then needs gatewayInternalNetworks).
+    allow_public_address: bool = False
+
+
 class Config(_Strict):
     server: Server = msgspec.field(default_factory=Server)
     providers: list[Provider] = msgspec.field(
@@ -269,6 +325,7 @@ class Config(_Strict):
     routing: Routing = msgspec.field(default_factory=Routing)
     store: Store = msgspec.field(default_factory=Store)
     log: Log = msgspec.field(default_factory=Log)
+    login: Login | None = None
 
 
 class ResolvedSecrets(msgspec.Struct):
@@ -278,3 +335,5 @@ class ResolvedSecrets(msgspec.Struct):
     provider_keys: dict[str, list[Secret]]  # provider name -> keys
     admin_key: Secret | None = None
     metrics_token: Secret | None = None
+    login_client_secret: Secret | None = None
+    login_jwt_secret: Secret | None = None

@@ -27,12 +27,14 @@ from ccgate.errors import (
     ConfigError,
     GatewayError,
     InternalError,
+    InvalidRequest,
     MethodNotAllowed,
     NotFound,
     PermissionDenied,
     UpstreamError,
     new_request_id,
 )
+from ccgate.login.tokens import Revocations
 from ccgate.routing import NoKey, RateLimiter
 from ccgate.routing.clock import SYSTEM_CLOCK, Clock
 from ccgate.routing.route import Target, model_alias, route_model
@@ -43,6 +45,7 @@ from ccgate.server.asgi import ClientGone, Receive, Scope, Send, read_body
 from ccgate.server.auth import CCGATE_KEY_HEADER, Client
 from ccgate.server.exchange import Exchange, watch_disconnect
 from ccgate.server.forward import outgoing_headers, relay_passthrough
+from ccgate.server.login import LoginEndpoints
 from ccgate.server.metrics import Metrics
 from ccgate.server.reload import Reloader, ReloadOutcome
 from ccgate.server.response import Response
@@ -111,7 +114,11 @@ class Gateway:
                          if self.store is not None and loaded.config.store.record_usage else None)
         self.limiter = RateLimiter(clock)
         self.metrics = Metrics()
-        self.seams = Seams(env, transport, clock, sleep, self.metrics, self.key_cache)
+        if loaded.login is not None and self.store is None:
+            raise ConfigError("login: Claude Code sign-in records each developer as an issued key; "
+                              "enable the store (store.enabled: true)")
+        revoked = Revocations(clock.time)
+        self.seams = Seams(env, transport, clock, sleep, self.metrics, self.key_cache, revoked)
         # Everything built from the config; a reload replaces it whole (server/reload.py).
         self.runtime: Runtime = build_runtime(loaded, self.seams)[0]
         self.reloader = Reloader(self)
@@ -139,6 +146,9 @@ class Gateway:
             ("GET", "/readyz"): ("readyz", self.readyz, False),
             ("GET", "/metrics"): ("metrics", self.render_metrics, False),
         }
+        # Claude Code's /login: device flow, browser pages, managed settings, OTLP (server/login.py).
+        self.login = LoginEndpoints(self, revoked)
+        self.routes.update(self.login.routes())
         self.known_paths = {path for _, path in self.routes}
 
     # ASGI entry point -------------------------------------------------------------------
@@ -166,6 +176,7 @@ class Gateway:
                 retiring = await self.reloader.close()
                 for transport in [*self.runtime.transports.values(), *retiring]:
                     await transport.close()
+                await self.login.state.close()
                 if self.recorder is not None:
                     await self.recorder.aclose()  # committed before we say we are done
                 self.access_log.flush()
@@ -289,6 +300,8 @@ class Gateway:
         ctx.model = head.model
         if ctx.key is not None and ctx.key.issued is not None and not ctx.key.issued.allows_model(head.model):
             raise self._model_denied(ctx.key, head.model)
+        if ctx.key is not None and ctx.key.session is not None:
+            _check_policy_model(ctx, ctx.key.session.identity.groups, head.model)
         route = route_model(ctx.rt.config, head.model)
         if route.primary.provider.translated:
             # No OpenAI equivalent: answered from the local estimate (docs/translation.md).
@@ -306,6 +319,8 @@ class Gateway:
         key = client.issued
         if not key.allows_model(model):
             raise self._model_denied(client, model)
+        if client.session is not None:
+            _check_policy_model(ctx, client.session.identity.groups, model)
         if key.rpm is None and key.tpm is None:
             return
         admission = self.limiter.admit_sync(key.id, key.rpm, key.tpm)
@@ -443,6 +458,15 @@ async def _discovered(rt: Runtime, providers: list[str]) -> list[tuple[str, str,
         (model_alias(name, m.id), f"{m.display_name or m.id} ({name})", m.context_window, None)
         for name, models in zip(providers, lists, strict=True) for m in models
     ]
+
+
+def _check_policy_model(ctx: Context, groups: tuple[str, ...], model: str) -> None:
+    """The availableModels of the managed-settings policy a /login developer falls under, with
+    the message Anthropic's gateway sends (Claude Code shows it as the API error)."""
+    login = ctx.rt.loaded.login
+    policy = login.policies.select(groups) if login is not None else None
+    if policy is not None and not policy.allows_model(model):
+        raise InvalidRequest(f"model {model} is not in your role's availableModels allowlist")
 
 
 def _unrouted_label(path: str) -> str:

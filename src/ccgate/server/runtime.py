@@ -25,6 +25,7 @@ import msgspec
 from ccgate.config.load import LoadedConfig
 from ccgate.config.model import Config, Provider
 from ccgate.config.secrets import Secret
+from ccgate.login.tokens import Revocations, SessionTokens
 from ccgate.routing import Breaker, KeyPool, RetryPolicy, Upstream
 from ccgate.routing.clock import Clock
 from ccgate.server.access import OpsAccess
@@ -66,6 +67,8 @@ class Seams:
     sleep: Sleep
     metrics: Metrics
     key_cache: KeyCache | None
+    # Token ids revoked through /oauth/revoke; shared by every runtime (login/tokens.py).
+    revoked: Revocations | None = None
 
 
 class Runtime:
@@ -86,7 +89,11 @@ class Runtime:
             config.server.ping_interval,
             clock=seams.clock, sleep=seams.sleep,
         )
-        self.auth = ClientAuth(loaded.secrets.client_tokens, seams.key_cache)
+        login = loaded.login
+        self.sessions = (SessionTokens(login.jwt_secret, login.public_url, login.ttl, seams.clock.time)
+                         if login is not None else None)
+        self.auth = ClientAuth(loaded.secrets.client_tokens, seams.key_cache, sessions=self.sessions,
+                               revoked=seams.revoked)
         self.readiness = Readiness(list(self.transports.values()), config.server.ready_window,
                                    self.upstreams)
         self.max_body = config.server.max_body_bytes
