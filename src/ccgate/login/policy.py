@@ -98,6 +98,11 @@ def compile_policy(index: int, groups: Sequence[str], settings: Mapping[str, Any
     """ValueError naming the problem when the settings are not something to push."""
     if not isinstance(settings, Mapping) or not settings:
         raise ValueError("settings: give at least one managed setting (availableModels, permissions, env ...)")
+    env = settings.get("env")
+    if isinstance(env, Mapping):
+        for name, value in env.items():
+            if not isinstance(value, str):
+                raise ValueError(f"settings.env.{name}: must be a string (quote it in YAML: \"{value}\")")
     try:
         checked = msgspec.convert(dict(settings), _ManagedSettings, strict=True)
     except msgspec.ValidationError as exc:
