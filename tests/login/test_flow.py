@@ -4,18 +4,21 @@ the browser leg through the identity provider (PKCE, state, nonce, CSRF), sessio
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import logging
 import re
 from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
 
 import jwt
 import pytest
 
-from ccgate.login.tokens import SessionTokens
-from ccgate.store import KeyManager
-from tests.gateway.inprocess import InProcessGateway
+from ccgate.login.tokens import Identity, SessionTokens
+from ccgate.server.asgi import Message
+from ccgate.store import KeyManager, open_store
+from tests.gateway.inprocess import Answer, InProcessGateway
 from tests.lab.oidc_idp import ALICE, TestIdP, User
 from tests.login.harness import (
     DEVICE_GRANT,
@@ -36,6 +39,7 @@ from tests.login.harness import (
 )
 
 CONTRACTOR = User("user-bob-002", "bob@contractor.example", "Bob", ["contractors"])
+ALICE_IDENTITY = Identity(ALICE.sub, ALICE.email, ALICE.name, tuple(ALICE.groups))
 OUTSIDER = User("user-eve-003", "eve@example.com", "Eve", ["marketing"])
 
 
@@ -127,10 +131,6 @@ async def test_usage_rows_carry_the_developer_key(tmp_path: Path, idp: TestIdP) 
         tokens = await sign_in(gw, idp)
         assert (await gw.post("/v1/messages", msg(), headers=bearer(tokens["access_token"]))).status == 200
         key_id = jwt.decode(tokens["access_token"], options={"verify_signature": False})["ccgate_key"]
-        store = gw.app.store
-    assert store is not None
-    from ccgate.store import open_store
-
     with_rows = open_store(tmp_path / "ccgate.db")
     groups = with_rows.usage_summary(since=None, by="key")
     with_rows.close()
@@ -143,13 +143,11 @@ async def test_tampered_expired_and_foreign_tokens_are_refused(tmp_path: Path, i
         tokens = await sign_in(gw, idp)
         claims = jwt.decode(tokens["access_token"], options={"verify_signature": False})
         other = SessionTokens("another-secret-of-enough-length-0123456789", PUBLIC_URL, 3600, gw.clock.time)
-        forged = jwt.encode({**claims, "groups": ["admins"]}, "another-secret-of-enough-length-0123456789",
-                            algorithm="HS256")
+        forged, _ = other.mint_access(ALICE_IDENTITY, claims["ccgate_key"])  # right shape, wrong secret
         for token in (forged, tokens["access_token"][:-4] + "AAAA", tokens["refresh_token"]):
             answer = await gw.post("/v1/messages", msg(), headers=bearer(token))
             assert answer.status == 401 and answer.json()["error"]["message"] == "invalid token"
             assert answer.headers["x-should-retry"] == "false"
-        assert other.ttl == 3600
         none_alg = jwt.encode({**claims}, None, algorithm="none")
         assert (await gw.post("/v1/messages", msg(), headers=bearer(none_alg))).status == 401
         gw.clock.advance(3600)
@@ -274,25 +272,22 @@ async def test_telemetry_accepted_chunked_and_bounded(tmp_path: Path, idp: TestI
         assert relay.accepted == 3 and relay.forwarded == 0  # no forward_to: accepted, dropped
 
 
-async def chunked(gw: InProcessGateway, path: str, pieces: list[bytes], headers: dict[str, str]):  # type: ignore[no-untyped-def]
+async def chunked(gw: InProcessGateway, path: str, pieces: list[bytes], headers: dict[str, str]) -> Answer:
     """A request whose body arrives in pieces with no content-length (Transfer-Encoding: chunked)."""
-    import asyncio
-
-    from tests.gateway.inprocess import Answer
-
     scope = {"type": "http", "method": "POST", "path": path, "query_string": b"",
              "headers": [(k.encode(), v.encode()) for k, v in {**headers, "content-type": "application/x-protobuf"}.items()]}
-    incoming = [{"type": "http.request", "body": p, "more_body": i < len(pieces) - 1} for i, p in enumerate(pieces)]
-    messages: list = []  # type: ignore[type-arg]
+    incoming: list[Message] = [{"type": "http.request", "body": p, "more_body": i < len(pieces) - 1}
+                               for i, p in enumerate(pieces)]
+    messages: list[Message] = []
     done = asyncio.Event()
 
-    async def receive():  # type: ignore[no-untyped-def]
+    async def receive() -> Message:
         if incoming:
             return incoming.pop(0)
         await done.wait()
         return {"type": "http.disconnect"}
 
-    async def send(message):  # type: ignore[no-untyped-def]
+    async def send(message: Message) -> None:
         messages.append(message)
         if message["type"] == "http.response.body" and not message.get("more_body"):
             done.set()
@@ -321,10 +316,9 @@ async def test_state_pkce_and_csrf_are_enforced(tmp_path: Path, idp: TestIdP) ->
         assert "code_challenge_method=S256" in location and "nonce=" in location and "state=" in location
 
         # The callback with another state, or from a browser without the flow cookie, is refused.
-        from urllib.parse import parse_qs, urlsplit
-
         params = {k: v[0] for k, v in parse_qs(urlsplit(location).query).items()}
         status, back = idp.authorize(params)
+        assert status == 302
         back_query = urlsplit(back).query
         wrong_state = back_query.replace(params["state"], "forged-state")
         assert (await browser.get("/oauth/callback", wrong_state)).status == 400

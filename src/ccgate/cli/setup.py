@@ -28,6 +28,7 @@ from ccgate.setup.files import (
     plan_restore,
     restore_backup,
 )
+from ccgate.setup.login import check_login_endpoint, plan_login
 from ccgate.setup.model import (
     DEFAULT_GATEWAY,
     GATEWAY_KEY_HEADER,
@@ -71,6 +72,14 @@ def configure(parser: argparse.ArgumentParser) -> None:
         help="keep Claude Code's own login (Claude subscription): the gateway key goes in "
         "ANTHROPIC_CUSTOM_HEADERS as x-ccgate-key instead of ANTHROPIC_AUTH_TOKEN",
     )
+    cc.add_argument(
+        "--login",
+        metavar="URL",
+        help="instead of a key: make Claude Code's /login sign in to the gateway at URL "
+        "(forceLoginMethod/forceLoginGatewayUrl; docs/login.md)",
+    )
+    cc.add_argument("--managed", action="store_true",
+                    help="with --login: write the machine's managed-settings file (admin), not user settings")
     cc.add_argument("--config", metavar="FILE", help="ccgate config to read client tokens from")
     cc.add_argument("--model", metavar="ID", help="ANTHROPIC_MODEL (the main model)")
     cc.add_argument("--haiku-model", metavar="ID", help="ANTHROPIC_DEFAULT_HAIKU_MODEL")
@@ -183,6 +192,10 @@ def print_plan(plan: Plan, home: Path, out: TextIO) -> None:
     if any(c.key == f"env.{CUSTOM_HEADERS}" and GATEWAY_KEY_HEADER in str(c.new) for c in plan.changes):
         print(f"  subscription mode: the gateway key goes as {GATEWAY_KEY_HEADER}; your Claude login "
               "goes to Anthropic as it is", file=out)
+    print_plan_changes(plan, home, out)
+
+
+def print_plan_changes(plan: Plan, home: Path, out: TextIO) -> None:
     if plan.changes:
         print("\nChanges:", file=out)
         current: Path | None = None
@@ -226,6 +239,10 @@ def _confirm(args: argparse.Namespace, out: TextIO) -> bool:
 
 
 def _setup(args: argparse.Namespace, env: dict[str, str], home: Path) -> int:
+    if args.login:
+        return _setup_login(args, env, home)
+    if args.managed:
+        raise SetupError("--managed goes with --login URL")
     options = _options(args, env, home)
     if args.print_env:
         return _print_env(args, options)
@@ -253,6 +270,38 @@ def _setup(args: argparse.Namespace, env: dict[str, str], home: Path) -> int:
     result = verify(plan, options)
     print_verify(result, plan, out)
     return EXIT_OK if result.ok else EXIT_VERIFY_FAILED
+
+
+def _setup_login(args: argparse.Namespace, env: dict[str, str], home: Path) -> int:
+    if args.key or args.gateway or args.subscription or args.print_env:
+        raise SetupError("--login replaces --gateway/--key/--subscription/--print-env: the developer signs "
+                         "in with /login instead of holding a key")
+    project = Path(args.project_dir) if args.project_dir else Path.cwd()
+    plan = plan_login(args.login, env, home, project, managed=args.managed)
+    out = sys.stdout
+    print(f"Claude Code /login -> {plan.gateway}", file=out)
+    print_plan_changes(plan, home, out)
+    if not plan.writes:
+        print("\nNothing to change: /login already offers this gateway.", file=out)
+    elif args.dry_run:
+        print("\nDiff (dry run, nothing written):", file=out)
+        out.write(plan.diff())
+        return EXIT_OK
+    else:
+        if not _confirm(args, out):
+            print("Nothing written.", file=out)
+            return EXIT_OK
+        backup = apply_writes(plan.writes, backup_root(plan.files.config_dir))
+        print_written(plan, home, out)
+        print(f"Backup in {display_path(backup.directory, home)}; undo with: ccgate setup claude-code --undo",
+              file=out)
+    if args.no_verify:
+        return EXIT_OK
+    ok, detail = check_login_endpoint(plan.gateway)
+    print(f"\nCheck: {'ok  ' if ok else 'FAIL'} {detail}", file=out)
+    if ok:
+        print("Run `claude`, then /login (or just start it: the sign-in screen comes first).", file=out)
+    return EXIT_OK if ok else EXIT_VERIFY_FAILED
 
 
 def print_written(plan: Plan, home: Path, out: TextIO) -> None:
