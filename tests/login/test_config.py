@@ -106,3 +106,37 @@ def test_checksum_is_the_documented_rule() -> None:
 ])
 def test_available_models_matching(allowed: list[str], model: str, ok: bool) -> None:
     assert compile_policy(0, [], {"availableModels": allowed}).allows_model(model) is ok
+
+
+async def test_a_reload_with_a_broken_policy_is_refused_and_the_old_one_serves(tmp_path: Path) -> None:
+    from tests.lab.oidc_idp import TestIdP
+    from tests.login.harness import bearer, sign_in, with_idp
+
+    idp = TestIdP("http://127.0.0.1:9")
+    config = login_config(tmp_path)
+    async with InProcessGateway(tmp_path, config) as gw:
+        with_idp(gw, idp)
+        tokens = await sign_in(gw, idp)
+        before = (await gw.request("GET", "/managed/settings", headers=bearer(tokens["access_token"]))).json()
+        config["login"]["policies"] = [{"groups": ["engineering"], "settings": {"availableModels": "all"}}]
+        gw.write_config(config)
+        outcome = await gw.app.reload("test")
+        assert not outcome.reloaded and "login.policies[0].settings" in outcome.message
+        after = await gw.request("GET", "/managed/settings", headers=bearer(tokens["access_token"]))
+        assert after.status == 200 and after.json() == before
+        # A good change applies at once, and pending sign-ins survive the reload.
+        config["login"]["policies"] = [{"settings": {"permissions": {"deny": ["Bash"]}}}]
+        gw.write_config(config)
+        assert (await gw.app.reload("test")).reloaded
+        changed = await gw.request("GET", "/managed/settings", headers=bearer(tokens["access_token"]))
+        assert changed.json()["settings"] == {"permissions": {"deny": ["Bash"]}}
+
+
+def test_config_check_refuses_a_broken_policy(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from ccgate.cli.main import main
+
+    path = tmp_path / "ccgate.yaml"
+    path.write_text(yaml.safe_dump(login_config(tmp_path, policies=[{"settings": {"env": {"X": True}}}])))
+    assert main(["config", "check", "--config", str(path)]) == 1  # config errors exit 1
+    err = capsys.readouterr().err
+    assert "login.policies[0].settings.env.X: must be a string" in err

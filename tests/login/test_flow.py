@@ -172,10 +172,19 @@ async def test_refresh_rotates_and_remints_and_refused_refresh_is_invalid_grant(
         reused = await gw.request("POST", "/oauth/token", form(
             {"grant_type": "refresh_token", "refresh_token": tokens["refresh_token"]}), headers=FORM)
         assert (reused.status, reused.json()["error"]) == (401, "invalid_grant")
+        # Reuse of an old refresh token ends that whole sign-in: the newest one is refused too,
+        # without asking the IdP.
+        asked = len(idp.requests)
+        ended = await gw.request("POST", "/oauth/token", form(
+            {"grant_type": "refresh_token", "refresh_token": fresh["refresh_token"]}), headers=FORM)
+        assert (ended.status, ended.json()["error"]) == (401, "invalid_grant") and len(idp.requests) == asked
+        # The IdP ending the session (account disabled) is invalid_grant too.
+        other = await sign_in(gw, idp)
         idp.refuse_refresh.add(ALICE.sub)
         refused = await gw.request("POST", "/oauth/token", form(
-            {"grant_type": "refresh_token", "refresh_token": fresh["refresh_token"]}), headers=FORM)
+            {"grant_type": "refresh_token", "refresh_token": other["refresh_token"]}), headers=FORM)
         assert (refused.status, refused.json()["error"]) == (401, "invalid_grant")
+        assert idp.requests[-1][1]["grant_type"] == "refresh_token"
         garbage = await gw.request("POST", "/oauth/token", form(
             {"grant_type": "refresh_token", "refresh_token": "idp-rt-nonsense"}), headers=FORM)
         assert (garbage.status, garbage.json()["error"]) == (401, "invalid_grant")
@@ -309,6 +318,9 @@ async def test_state_pkce_and_csrf_are_enforced(tmp_path: Path, idp: TestIdP) ->
         cross = await browser.post("/device", {"user_code": device["user_code"], "csrf": csrf},
                                    headers={"origin": "https://evil.example"})
         assert cross.status == 403 and b"another site" in cross.body
+        fetched = await browser.post("/device", {"user_code": device["user_code"], "csrf": csrf},
+                                     headers={"sec-fetch-site": "cross-site", "origin": PUBLIC_URL})
+        assert fetched.status == 403
         redirect = await browser.post("/device", {"user_code": device["user_code"], "csrf": csrf},
                                       headers={"origin": PUBLIC_URL, "sec-fetch-site": "same-origin"})
         assert redirect.status == 302

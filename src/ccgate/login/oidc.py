@@ -44,6 +44,10 @@ class RefreshRefused(OidcError):
     """The IdP refused the refresh token (invalid_grant): the developer must sign in again."""
 
 
+class IdentityRefused(OidcError):
+    """The id_token does not vouch for a developer we accept (signature, claims, nonce, domain)."""
+
+
 @dataclass(frozen=True)
 class Discovery:
     issuer: str
@@ -77,33 +81,33 @@ def validate_id_token(id_token: str, jwks: Mapping[str, Any], disc: Discovery, o
         header = jwt.get_unverified_header(id_token)
         keys = jwt.PyJWKSet.from_dict(dict(jwks)).keys
     except jwt.PyJWTError as exc:
-        raise OidcError(f"unreadable id_token or JWKS ({type(exc).__name__})") from None
+        raise IdentityRefused(f"unreadable id_token or JWKS ({type(exc).__name__})") from None
     kid = header.get("kid")
     candidates = [k for k in keys if kid is None or k.key_id == kid]
     if not candidates:
-        raise OidcError("id_token signed with a key the identity provider does not publish")
+        raise IdentityRefused("id_token signed with a key the identity provider does not publish")
     try:
         claims: dict[str, Any] = jwt.decode(
             id_token, candidates[0], algorithms=_ALGORITHMS, audience=oidc.client_id, issuer=disc.issuer,
             options={"require": ["iss", "aud", "exp", "iat", "sub"], "verify_exp": False, "verify_iat": False},
         )
     except jwt.PyJWTError as exc:
-        raise OidcError(f"id_token refused ({type(exc).__name__})") from None
+        raise IdentityRefused(f"id_token refused ({type(exc).__name__})") from None
     if now >= float(claims["exp"]) + 60:  # a minute of clock skew between us and the IdP
-        raise OidcError("id_token expired")
+        raise IdentityRefused("id_token expired")
     if nonce is not None and claims.get("nonce") != nonce:
-        raise OidcError("id_token nonce does not match this sign-in")
+        raise IdentityRefused("id_token nonce does not match this sign-in")
     return identity_from_claims(claims, oidc)
 
 
 def identity_from_claims(claims: Mapping[str, Any], oidc: OidcSettings) -> Identity:
     email = claims.get("email") if isinstance(claims.get("email"), str) else None
     if claims.get("email_verified") is False:
-        raise OidcError("the identity provider says this e-mail address is not verified")
+        raise IdentityRefused("the identity provider says this e-mail address is not verified")
     if oidc.allowed_email_domains:
         domain = email.rpartition("@")[2].lower() if email else ""
         if domain not in oidc.allowed_email_domains:
-            raise OidcError("this account's e-mail domain may not sign in to this gateway")
+            raise IdentityRefused("this account's e-mail domain may not sign in to this gateway")
     raw_groups = claims.get(oidc.groups_claim) or []
     groups = tuple(str(g) for g in raw_groups if isinstance(g, str | int))[:256] if isinstance(
         raw_groups, list) else ()

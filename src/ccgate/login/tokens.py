@@ -57,6 +57,7 @@ class RefreshGrant:
     jti: str
     exp: float
     idp_refresh_token: str
+    family: str  # one per sign-in: every refresh token of that sign-in shares it
 
 
 class TokenInvalid(Exception):
@@ -89,16 +90,20 @@ class SessionTokens:
         return jwt.encode({k: v for k, v in claims.items() if v is not None}, self._secret,
                           algorithm="HS256", headers=self._headers), self.ttl
 
-    def mint_refresh(self, identity: Identity, key_id: str, idp_refresh_token: str) -> str:
+    def mint_refresh(self, identity: Identity, key_id: str, idp_refresh_token: str,
+                     family: str) -> tuple[str, str, int]:
+        """The refresh token, its id and expiry; ``family`` names the sign-in it belongs to."""
         now = int(self._clock())
+        jti = secrets.token_urlsafe(12)
         claims = {
             "sub": identity.sub, "name": identity.name, "email": identity.email,
             "groups": list(identity.groups), "aud": REFRESH_AUDIENCE, "iss": self._issuer,
-            "iat": now, "exp": now + REFRESH_LIFETIME, "jti": secrets.token_urlsafe(12),
-            "ccgate_key": key_id, "rt": idp_refresh_token,
+            "iat": now, "exp": now + REFRESH_LIFETIME, "jti": jti, "ccgate_key": key_id,
+            "rt": idp_refresh_token, "fam": family,
         }
-        return jwt.encode({k: v for k, v in claims.items() if v is not None}, self._secret,
-                          algorithm="HS256", headers=self._headers)
+        token = jwt.encode({k: v for k, v in claims.items() if v is not None}, self._secret,
+                           algorithm="HS256", headers=self._headers)
+        return token, jti, now + REFRESH_LIFETIME
 
     def verify_access(self, token: str | bytes, *, check_exp: bool = True) -> Session:
         claims = self._decode(token, ACCESS_AUDIENCE, check_exp)
@@ -106,10 +111,11 @@ class SessionTokens:
 
     def verify_refresh(self, token: str | bytes, *, check_exp: bool = True) -> RefreshGrant:
         claims = self._decode(token, REFRESH_AUDIENCE, check_exp)
-        rt = claims.get("rt")
-        if not isinstance(rt, str) or not rt:
+        rt, family = claims.get("rt"), claims.get("fam")
+        if not isinstance(rt, str) or not rt or not isinstance(family, str):
             raise TokenInvalid("refresh token without an identity-provider token")
-        return RefreshGrant(_identity(claims), claims["ccgate_key"], claims["jti"], float(claims["exp"]), rt)
+        return RefreshGrant(_identity(claims), claims["ccgate_key"], claims["jti"], float(claims["exp"]), rt,
+                            family)
 
     def _decode(self, token: str | bytes, audience: str, check_exp: bool) -> dict[str, Any]:
         try:
@@ -156,3 +162,39 @@ class Revocations:
 
     def __contains__(self, jti: str) -> bool:
         return jti in self._until
+
+
+class RefreshFamilies:
+    """Refresh tokens are single use, with reuse detection (OAuth 2.0 Security BCP §4.14):
+    per sign-in ("family") only the newest refresh token is valid; presenting an older one
+    ends the whole family, since either the developer or a thief holds a copy.
+
+    One entry per sign-in, not per refresh, forgotten when the newest token would expire. In
+    memory: after a restart a family is unknown and its token accepted once (then tracked
+    again); a durable cut-off is revoking the developer's key.
+    """
+
+    def __init__(self, clock: Callable[[], float], max_entries: int = 200_000) -> None:
+        self._clock = clock
+        self._max = max_entries
+        self._current: dict[str, tuple[str | None, float]] = {}  # family -> (newest jti or None: ended, exp)
+
+    def issue(self, family: str, jti: str, exp: float) -> None:
+        if family not in self._current and len(self._current) >= self._max:
+            now = self._clock()
+            self._current = {f: v for f, v in self._current.items() if v[1] > now}
+        self._current[family] = (jti, exp)
+
+    def is_current(self, family: str, jti: str) -> bool:
+        """False for an ended family or an older token (which also ends the family)."""
+        entry = self._current.get(family)
+        if entry is None:
+            return True  # not seen since this process started
+        newest, exp = entry
+        if newest != jti:
+            self._current[family] = (None, exp)
+            return False
+        return True
+
+    def end(self, family: str, exp: float) -> None:
+        self._current[family] = (None, exp)

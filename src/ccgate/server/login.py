@@ -32,11 +32,19 @@ from ccgate.login import pages
 from ccgate.login.accounts import DeveloperKeys
 from ccgate.login.browser import Flow, Flows, same_secret
 from ccgate.login.devicecode import Approval, DeviceGrants, Grant
-from ccgate.login.oidc import OidcClient, OidcError, RefreshRefused, authorize_url
+from ccgate.login.oidc import IdentityRefused, OidcClient, OidcError, RefreshRefused, authorize_url
 from ccgate.login.ratelimit import WindowLimiter
 from ccgate.login.settings import LoginSettings
 from ccgate.login.telemetry import SIGNALS, TelemetryRelay
-from ccgate.login.tokens import Identity, Revocations, SessionTokens, TokenInvalid
+from ccgate.login.tokens import (
+    Identity,
+    RefreshFamilies,
+    RefreshGrant,
+    Revocations,
+    Session,
+    SessionTokens,
+    TokenInvalid,
+)
 from ccgate.login.urls import origin_of
 from ccgate.routing.clock import Clock
 from ccgate.server.asgi import Receive, Scope, read_body
@@ -69,7 +77,8 @@ class LoginState:
         now = clock.time
         self.grants = DeviceGrants(now)
         self.flows = Flows(now)
-        self.revoked = revoked
+        self.revoked = revoked  # access-token ids (shared with ClientAuth)
+        self.families = RefreshFamilies(now)
         self.device_limiter = WindowLimiter(30, ATTEMPT_WINDOW, now)
         self.code_limiter = WindowLimiter(CODE_ATTEMPTS, ATTEMPT_WINDOW, now)
         self.bad_device_limiter = WindowLimiter(BAD_DEVICE_CODES, ATTEMPT_WINDOW, now)
@@ -216,8 +225,8 @@ class LoginEndpoints:
         access, expires_in = tokens.mint_access(result.identity, result.key_id)
         body: dict[str, Any] = {"access_token": access, "token_type": "Bearer", "expires_in": expires_in}
         if result.idp_refresh_token:
-            body["refresh_token"] = tokens.mint_refresh(result.identity, result.key_id,
-                                                         result.idp_refresh_token)
+            body["refresh_token"] = self._mint_refresh(tokens, result.identity, result.key_id,
+                                                       result.idp_refresh_token, _random())
         if result.identity.email:
             body["email"] = result.identity.email  # Claude Code asks the developer to confirm it
         log.info("login: session issued to %s (key %s)", _who(result.identity), result.key_id)
@@ -231,28 +240,36 @@ class LoginEndpoints:
             raise OAuthError("invalid_grant", "unknown or expired refresh token", status=401) from None
         keys = self.state.keys
         key = keys.active(grant.key_id) if keys is not None else None
-        if grant.jti in self.state.revoked or key is None:
+        if not self.state.families.is_current(grant.family, grant.jti):
+            log.warning("login: a used or revoked refresh token was presented for %s; that sign-in is "
+                        "ended", _who(grant.identity))
+            raise OAuthError("invalid_grant", "this refresh token was already used or revoked", status=401)
+        if key is None:
             raise OAuthError("invalid_grant", "this session was revoked; sign in again", status=401)
         oidc = self.state.oidc(login, self.gateway.env)
         try:
             fresh = await oidc.refresh(grant.idp_refresh_token)
             identity = await oidc.identity(fresh.id_token, None) if fresh.id_token else grant.identity
-        except RefreshRefused:
-            log.info("login: the identity provider refused the refresh for %s", _who(grant.identity))
+        except (RefreshRefused, IdentityRefused) as exc:
+            log.info("login: refresh refused for %s: %s", _who(grant.identity), exc)
             raise OAuthError("invalid_grant", "the identity provider ended this session", status=401) from None
-        except OidcError as exc:
-            if "refused" in str(exc) or "domain" in str(exc) or "verified" in str(exc):
-                raise OAuthError("invalid_grant", str(exc), status=401) from None
+        except OidcError as exc:  # unreachable or broken IdP: the CLI retries later
             log.warning("login: refresh failed: %s", exc)
             raise OAuthError("temporarily_unavailable", "the identity provider is unavailable",
                              status=503) from None
-        self.state.revoked.revoke(grant.jti, grant.exp)  # refresh tokens are single use
         access, expires_in = tokens.mint_access(identity, key.id)
-        refresh = tokens.mint_refresh(identity, key.id, fresh.refresh_token or grant.idp_refresh_token)
+        refresh = self._mint_refresh(tokens, identity, key.id, fresh.refresh_token or grant.idp_refresh_token,
+                                     grant.family)
         body: dict[str, Any] = {"access_token": access, "token_type": "Bearer", "expires_in": expires_in,
                                 "refresh_token": refresh}
         log.info("login: session refreshed for %s (key %s)", _who(identity), key.id)
         await _json_reply(response, 200, body)
+
+    def _mint_refresh(self, tokens: SessionTokens, identity: Identity, key_id: str, idp_token: str,
+                      family: str) -> str:
+        token, jti, exp = tokens.mint_refresh(identity, key_id, idp_token, family)
+        self.state.families.issue(family, jti, exp)
+        return token
 
     async def revoke(self, scope: Scope, receive: Receive, response: Response, ctx: Context) -> None:
         """RFC 7009: always 200; an unknown token is not an error."""
@@ -261,10 +278,13 @@ class LoginEndpoints:
         tokens = self.tokens(ctx)
         for verify in (tokens.verify_access, tokens.verify_refresh):
             try:
-                found = verify(token, check_exp=False)
+                found: Session | RefreshGrant = verify(token, check_exp=False)
             except TokenInvalid:
                 continue
-            self.state.revoked.revoke(found.jti, found.exp)
+            if isinstance(found, RefreshGrant):
+                self.state.families.end(found.family, found.exp)
+            else:
+                self.state.revoked.revoke(found.jti, found.exp)
             log.info("login: token revoked for %s (key %s)", _who(found.identity), found.key_id)
             break
         await response.whole(200, [(b"content-length", b"0"), *_NO_STORE])
@@ -297,7 +317,7 @@ class LoginEndpoints:
                                flow.challenge)
         headers = [(b"location", target.encode()), (b"content-length", b"0"), *_NO_STORE,
                    (b"set-cookie", _cookie(FLOW_COOKIE, flow.browser, login, same_site="Lax")),
-                   (b"referrer-policy", b"no-referrer")]
+                   (b"referrer-policy", b"same-origin")]
         await response.whole(302, headers)
 
     def _grant_for_code(self, scope: Scope, typed: str) -> Grant:
@@ -460,8 +480,10 @@ def _check_csrf(scope: Scope, login: LoginSettings, expected: str | None, given:
     and the token of the page it was served with (double submit / bound to the flow)."""
     origin = _header(scope, b"origin")
     site = _header(scope, b"sec-fetch-site")
-    cross = (origin is not None and origin.decode("latin-1") != login.public_url) or (
-        site is not None and site not in (b"same-origin", b"none"))
+    if site is not None:  # modern browsers: the most precise signal
+        cross = site not in (b"same-origin", b"none")
+    else:
+        cross = origin is not None and origin not in (b"null", login.public_url.encode())
     if cross or expected is None or not same_secret(given, expected):
         log.warning("login: a form post failed the CSRF check (from %s)", _client_ip(scope))
         raise PageError("Request blocked", "This request came from another site or an old page and was "
@@ -489,7 +511,9 @@ async def _page(response: Response, status: int, body: bytes, login: LoginSettin
          f"default-src 'none'; style-src 'unsafe-inline'; form-action 'self' {idp}; "
          "frame-ancestors 'none'; base-uri 'none'".encode()),
         (b"x-frame-options", b"DENY"), (b"x-content-type-options", b"nosniff"),
-        (b"referrer-policy", b"no-referrer"), *_NO_STORE, *(extra or []),
+        # same-origin, not no-referrer: with no-referrer browsers send "Origin: null" on our own
+        # form posts; either way no URL of ours (code, state) goes to another site.
+        (b"referrer-policy", b"same-origin"), *_NO_STORE, *(extra or []),
     ]
     await response.whole(status, headers, body)
 

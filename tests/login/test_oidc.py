@@ -1,0 +1,84 @@
+"""The id_token checks, the refresh-token family rule and the device grant, without HTTP."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import pytest
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+from ccgate.login.devicecode import DeviceGrants, normalize_user_code
+from ccgate.login.oidc import Discovery, IdentityRefused, validate_id_token
+from ccgate.login.settings import OidcSettings
+from ccgate.login.tokens import RefreshFamilies
+from ccgate.routing import ManualClock
+from tests.lab.oidc_idp import CLIENT_ID, TestIdP
+
+ISSUER = "http://127.0.0.1:9"
+DISC = Discovery(ISSUER, f"{ISSUER}/authorize", f"{ISSUER}/token", f"{ISSUER}/jwks")
+
+
+def oidc(**kw: Any) -> OidcSettings:
+    base: dict[str, Any] = {"issuer": ISSUER, "client_id": CLIENT_ID, "client_secret": None, "scopes": ("openid",),
+                            "allowed_email_domains": (), "groups_claim": "groups", "ca_file": None}
+    return OidcSettings(**{**base, **kw})
+
+
+def claims(**kw: Any) -> dict[str, Any]:
+    now = int(time.time())
+    return {"iss": ISSUER, "aud": CLIENT_ID, "sub": "u1", "email": "a@corp.example", "name": "A",
+            "groups": ["eng", 7, {"x": 1}], "iat": now, "exp": now + 300, "nonce": "n1", **kw}
+
+
+def test_a_good_id_token_gives_the_identity() -> None:
+    idp = TestIdP(ISSUER)
+    identity = validate_id_token(idp.sign(claims()), idp.jwks(), DISC, oidc(), "n1", time.time())
+    assert (identity.sub, identity.email, identity.name, identity.groups) == ("u1", "a@corp.example", "A", ("eng", "7"))
+
+
+@pytest.mark.parametrize(("changed", "settings", "nonce", "why"), [
+    ({"nonce": "other"}, {}, "n1", "nonce"),
+    ({"aud": "someone-else"}, {}, "n1", "InvalidAudience"),
+    ({"iss": "http://evil"}, {}, "n1", "InvalidIssuer"),
+    ({"exp": int(time.time()) - 120}, {}, "n1", "expired"),
+    ({"email_verified": False}, {}, "n1", "not verified"),
+    ({}, {"allowed_email_domains": ("other.example",)}, "n1", "domain"),
+])
+def test_bad_id_tokens_are_refused(changed: dict[str, Any], settings: dict[str, Any], nonce: str, why: str) -> None:
+    idp = TestIdP(ISSUER)
+    with pytest.raises(IdentityRefused, match=why):
+        validate_id_token(idp.sign(claims(**changed)), idp.jwks(), DISC, oidc(**settings), nonce, time.time())
+
+
+def test_an_id_token_signed_by_another_key_is_refused() -> None:
+    idp, impostor = TestIdP(ISSUER), TestIdP(ISSUER)
+    impostor.key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    impostor.kid = idp.kid  # same key id, different key
+    with pytest.raises(IdentityRefused, match="InvalidSignature"):
+        validate_id_token(impostor.sign(claims()), idp.jwks(), DISC, oidc(), "n1", time.time())
+
+
+def test_refresh_families_are_single_use_with_reuse_detection() -> None:
+    families = RefreshFamilies(time.time)
+    assert families.is_current("f", "any")  # unknown after a restart: accepted once
+    families.issue("f", "j1", time.time() + 60)
+    families.issue("f", "j2", time.time() + 60)
+    assert families.is_current("f", "j2")
+    assert not families.is_current("f", "j1")  # an old token: the family ends
+    assert not families.is_current("f", "j2")
+
+
+def test_device_grant_codes_and_expiry() -> None:
+    clock = ManualClock()
+    grants = DeviceGrants(clock.time)
+    started = grants.start()
+    assert started is not None
+    device_code, grant = started
+    assert normalize_user_code(grant.user_code.lower().replace("-", " ")) == grant.user_code
+    assert normalize_user_code("AEIO-UAEI") is None  # vowels are not in the alphabet
+    assert grants.by_user_code(grant.user_code) is grant
+    clock.advance(600)
+    assert grants.by_user_code(grant.user_code) is None
+    assert grants.poll(device_code) == "expired_token"
+    assert grants.poll(device_code) == "invalid_grant"  # forgotten once reported
