@@ -31,6 +31,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+import yaml
 
 from ccgate.store import open_store
 from tests.gateway.harness import Gateway, free_port
@@ -223,9 +224,9 @@ def signed_in(lab: Lab) -> Iterator[list[str]]:
             time.sleep(1)
         tmux.keys("Enter")
         tmux.wait(ANSWER, timeout=60)
-        yield seen
     finally:
-        tmux.close()
+        tmux.close()  # the interactive CLI exits: the -p runs below own the credentials file
+    yield seen
 
 
 def test_interactive_login_device_code_and_chat(lab: Lab, signed_in: list[str]) -> None:
@@ -305,6 +306,18 @@ def test_gateway_down_at_startup_then_revocation(lab: Lab, signed_in: list[str])
         # Claude Code never runs a signed-in session without its policy: it exits at once.
         assert down.returncode == 1
         assert "Couldn't load settings from Cloud gateway" in down.stdout + down.stderr
+        # No policy for the developer's groups: 404, which the CLI takes as "no settings".
+        config = yaml.safe_load(lab.gateway.config_path.read_text())
+        original = lab.gateway.config_path.read_text()
+        config["login"]["policies"] = [{"groups": ["contractors"], "settings": {"availableModels": ["haiku"]}}]
+        lab.gateway.config_path.write_text(yaml.safe_dump(config))
+        lab.gateway.start()
+        no_policy = lab.claude_p("say hi")
+        assert no_policy.returncode == 0 and ANSWER in no_policy.stdout, no_policy.stderr
+        assert json.loads((lab.home / ".claude" / "remote-settings.json").read_text()) == {}
+        assert ("GET", "/managed/settings", 404) in [(x["method"], x["path"], x["status"]) for x in lab.log_lines()]
+        lab.gateway.stop()
+        lab.gateway.config_path.write_text(original)
     finally:
         lab.gateway.start()
     assert lab.claude_p("say hi").returncode == 0

@@ -59,14 +59,18 @@ def test_an_id_token_signed_by_another_key_is_refused() -> None:
         validate_id_token(impostor.sign(claims()), idp.jwks(), DISC, oidc(), "n1", time.time())
 
 
-def test_refresh_families_are_single_use_with_reuse_detection() -> None:
+def test_refresh_families_accept_the_newest_and_the_one_before() -> None:
     families = RefreshFamilies(time.time)
-    assert families.is_current("f", "any")  # unknown after a restart: accepted once
-    families.issue("f", "j1", time.time() + 60)
-    families.issue("f", "j2", time.time() + 60)
-    assert families.is_current("f", "j2")
-    assert not families.is_current("f", "j1")  # an old token: the family ends
-    assert not families.is_current("f", "j2")
+    assert families.accepts("f", "any")  # unknown after a restart
+    for jti in ("j1", "j2", "j3"):
+        families.issue("f", jti, time.time() + 60)
+    assert families.accepts("f", "j3") and families.accepts("f", "j2")  # another process's copy
+    assert not families.accepts("f", "j1")
+    assert families.accepts("f", "j3")  # an old copy does not end the live session
+    families.end("f", time.time() + 60)
+    assert not families.accepts("f", "j3")
+    families.issue("f", "j4", time.time() + 60)  # a refresh that was in flight
+    assert not families.accepts("f", "j4")
 
 
 def test_device_grant_codes_and_expiry() -> None:

@@ -165,36 +165,38 @@ class Revocations:
 
 
 class RefreshFamilies:
-    """Refresh tokens are single use, with reuse detection (OAuth 2.0 Security BCP §4.14):
-    per sign-in ("family") only the newest refresh token is valid; presenting an older one
-    ends the whole family, since either the developer or a thief holds a copy.
+    """Refresh tokens are single use: per sign-in ("family") only the newest refresh token, and
+    the one it replaced, are accepted. The one-step grace is for several Claude Code processes
+    sharing one credentials file: one may present the token another has just refreshed. An
+    older token is refused (``invalid_grant``); the family itself goes on, so a stale copy
+    cannot end a developer's live session. The revocation endpoint ends a family.
 
     One entry per sign-in, not per refresh, forgotten when the newest token would expire. In
-    memory: after a restart a family is unknown and its token accepted once (then tracked
-    again); a durable cut-off is revoking the developer's key.
+    memory: after a restart a family is unknown and its token accepted (then tracked again); a
+    durable cut-off is revoking the developer's key.
     """
 
     def __init__(self, clock: Callable[[], float], max_entries: int = 200_000) -> None:
         self._clock = clock
         self._max = max_entries
-        self._current: dict[str, tuple[str | None, float]] = {}  # family -> (newest jti or None: ended, exp)
+        # family -> (newest jti, the one before it, exp); newest None: the family was ended
+        self._current: dict[str, tuple[str | None, str | None, float]] = {}
 
     def issue(self, family: str, jti: str, exp: float) -> None:
         if family not in self._current and len(self._current) >= self._max:
             now = self._clock()
-            self._current = {f: v for f, v in self._current.items() if v[1] > now}
-        self._current[family] = (jti, exp)
+            self._current = {f: v for f, v in self._current.items() if v[2] > now}
+        entry = self._current.get(family)
+        if entry is not None and entry[0] is None:
+            return  # ended while this refresh was in flight
+        self._current[family] = (jti, entry[0] if entry else None, exp)
 
-    def is_current(self, family: str, jti: str) -> bool:
-        """False for an ended family or an older token (which also ends the family)."""
+    def accepts(self, family: str, jti: str) -> bool:
         entry = self._current.get(family)
         if entry is None:
             return True  # not seen since this process started
-        newest, exp = entry
-        if newest != jti:
-            self._current[family] = (None, exp)
-            return False
-        return True
+        newest, previous, _ = entry
+        return newest is not None and jti in (newest, previous)
 
     def end(self, family: str, exp: float) -> None:
-        self._current[family] = (None, exp)
+        self._current[family] = (None, None, exp)

@@ -240,9 +240,8 @@ class LoginEndpoints:
             raise OAuthError("invalid_grant", "unknown or expired refresh token", status=401) from None
         keys = self.state.keys
         key = keys.active(grant.key_id) if keys is not None else None
-        if not self.state.families.is_current(grant.family, grant.jti):
-            log.warning("login: a used or revoked refresh token was presented for %s; that sign-in is "
-                        "ended", _who(grant.identity))
+        if not self.state.families.accepts(grant.family, grant.jti):
+            log.warning("login: an old or revoked refresh token was presented for %s", _who(grant.identity))
             raise OAuthError("invalid_grant", "this refresh token was already used or revoked", status=401)
         if key is None:
             raise OAuthError("invalid_grant", "this session was revoked; sign in again", status=401)
