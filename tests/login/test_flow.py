@@ -359,6 +359,9 @@ async def test_user_code_guessing_and_device_requests_are_rate_limited(tmp_path:
             await start_device(gw)
         limited = await gw.request("POST", "/oauth/device_authorization", b"", headers=FORM)
         assert (limited.status, limited.json()["error"]) == (400, "slow_down")
+        # Guessing device codes at the token endpoint is bounded too.
+        answers = [(await poll(gw, f"guess-{i:039d}")).json()["error"] for i in range(61)]
+        assert answers[:60] == ["invalid_grant"] * 60 and answers[60] == "slow_down"
 
 
 async def test_tokens_and_secrets_never_reach_the_log(tmp_path: Path, idp: TestIdP,
