@@ -232,5 +232,9 @@ def _login_error(err: OAuthError | PageError, request_id: str) -> tuple[int, lis
                 f'<p style="color:#666">Request {escape(request_id)}</p></body></html>').encode()
         ctype = b"text/html; charset=utf-8"
     headers = [(b"content-type", ctype), (b"request-id", request_id.encode())]
+    if isinstance(err, PageError):  # a page a browser renders: nothing to run, frame or cache
+        headers += [(b"content-security-policy", b"default-src 'none'; style-src 'unsafe-inline'"),
+                    (b"x-frame-options", b"DENY"), (b"x-content-type-options", b"nosniff"),
+                    (b"cache-control", b"no-store")]
     headers.extend((k.lower().encode(), v.encode()) for k, v in err.headers.items())
     return err.status, headers, body
