@@ -140,3 +140,15 @@ def test_config_check_refuses_a_broken_policy(tmp_path: Path, capsys: pytest.Cap
     assert main(["config", "check", "--config", str(path)]) == 1  # config errors exit 1
     err = capsys.readouterr().err
     assert "login.policies[0].settings.env.X: must be a string" in err
+
+
+def test_config_check_describes_the_login_section(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from ccgate.cli.main import main
+
+    path = tmp_path / "ccgate.yaml"
+    path.write_text(yaml.safe_dump(login_config(tmp_path)))
+    assert main(["config", "check", "--config", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "Claude Code /login: http://127.0.0.1:4545 via http://127.0.0.1:9; session 3600 s; " \
+           "policies: contractors, engineering" in out
+    assert "jwt-secret-for-the-login-tests" not in out and "idp-client-secret" not in out

@@ -27,4 +27,10 @@ def run(args: argparse.Namespace) -> int:
     print(f"config ok: {loaded.source}")
     for line in describe(loaded, server.host, server.port)[1:]:
         print(line)
+    login = loaded.login
+    if login is not None:
+        groups = ["/".join(sorted(p.groups)) or "everyone" for p in login.policies.policies]
+        policies = ", ".join(groups) or "none"
+        print(f"  Claude Code /login: {login.public_url} via {login.oidc.issuer}; session {login.ttl} s; "
+              f"policies: {policies} (docs/login.md)")
     return 0
