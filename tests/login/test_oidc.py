@@ -86,3 +86,23 @@ def test_device_grant_codes_and_expiry() -> None:
     assert grants.by_user_code(grant.user_code) is None
     assert grants.poll(device_code) == "expired_token"
     assert grants.poll(device_code) == "invalid_grant"  # forgotten once reported
+
+
+def test_session_tokens_verify_once_and_check_expiry_every_time(monkeypatch: pytest.MonkeyPatch) -> None:
+    import jwt as pyjwt
+
+    from ccgate.login.tokens import Identity, SessionTokens, TokenExpired, TokenInvalid
+
+    clock = ManualClock()
+    tokens = SessionTokens("s" * 48, "http://127.0.0.1:4545", 60, clock.time)
+    token = tokens.mint_access(Identity("u1", None, None, ()), "key_1")[0].encode()
+    assert tokens.session(token).key_id == "key_1"
+    calls: list[object] = []
+    real = pyjwt.decode
+    monkeypatch.setattr(pyjwt, "decode", lambda *a, **kw: calls.append(a) or real(*a, **kw))
+    assert tokens.session(token).key_id == "key_1" and not calls  # cached: no second decode
+    with pytest.raises(TokenInvalid):
+        tokens.session(token[:-2] + b"xx")  # never cached unless verified
+    clock.advance(60)
+    with pytest.raises(TokenExpired):
+        tokens.session(token)

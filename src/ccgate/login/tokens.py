@@ -27,6 +27,7 @@ import jwt
 ACCESS_AUDIENCE = "claude-gateway"
 REFRESH_AUDIENCE = "ccgate-refresh"
 REFRESH_LIFETIME = 90 * 86400  # bounded even if the IdP's refresh token lives forever
+VERIFIED_CACHE = 4096  # access tokens verified once and remembered (a CLI reuses its token for an hour)
 _REQUIRED = ["iat", "sub", "jti", "aud", "iss"]
 
 
@@ -75,6 +76,9 @@ class SessionTokens:
         self.ttl = ttl
         self._clock = clock
         self._headers = {"kid": hashlib.sha256(secret.encode()).hexdigest()[:16]}
+        # token -> its verified session. Signature and claims are checked once per token (about
+        # 120 us with PyJWT, as much as the rest of a request); expiry is checked every time.
+        self._verified: dict[bytes, Session] = {}
 
     def now(self) -> float:
         return self._clock()
@@ -108,6 +112,19 @@ class SessionTokens:
     def verify_access(self, token: str | bytes, *, check_exp: bool = True) -> Session:
         claims = self._decode(token, ACCESS_AUDIENCE, check_exp)
         return Session(_identity(claims), claims["ccgate_key"], claims["jti"], float(claims["exp"]))
+
+    def session(self, token: bytes) -> Session:
+        """``verify_access`` for the hot path: a token seen before costs one dict lookup."""
+        session = self._verified.get(token)
+        if session is None:
+            session = self.verify_access(token)
+            if len(self._verified) >= VERIFIED_CACHE:
+                self._verified.clear()  # tokens turn over hourly: no LRU bookkeeping needed
+            self._verified[token] = session
+        elif self._clock() >= session.exp:
+            del self._verified[token]
+            raise TokenExpired("expired")
+        return session
 
     def verify_refresh(self, token: str | bytes, *, check_exp: bool = True) -> RefreshGrant:
         claims = self._decode(token, REFRESH_AUDIENCE, check_exp)

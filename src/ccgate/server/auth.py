@@ -130,7 +130,7 @@ class ClientAuth:
     def _session_client(self, token: bytes) -> Client:
         assert self._sessions is not None
         try:
-            session = self._sessions.verify_access(token)
+            session = self._sessions.session(token)
         except TokenExpired:
             raise AuthenticationFailed("session expired: run /login in Claude Code") from None
         except TokenInvalid:
