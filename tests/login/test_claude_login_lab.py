@@ -7,8 +7,9 @@ CLI in a fresh HOME whose user settings come from ``ccgate setup claude-code --l
 
 1. Interactive under tmux: /login offers the gateway -> trust prompt -> device code -> the
    "browser" (httpx, following the IdP's redirects) approves -> "Signed in as" -> the prompt ->
-   "say hi" is answered through ccgate; the managed settings were delivered, checksum-verified
-   and stored by the CLI.
+   "say hi" is answered through ccgate; the managed settings were delivered and stored by the
+   CLI, which sends their checksum back as If-None-Match (304). (2.1.330 does not recompute
+   the checksum: a scratch run serving a wrong one saw it accepted; docs/login.md.)
 2. ``claude -p`` with the stored credential: refresh, managed settings (304 on the checksum),
    the answer, OTLP accepted and relayed; a model the policy forbids; the gateway down at
    startup; the developer's key revoked.
@@ -237,7 +238,7 @@ def test_interactive_login_device_code_and_chat(lab: Lab, signed_in: list[str]) 
     assert gateway["url"] == lab.gateway.url and gateway["jwt"].startswith("eyJ")
     assert gateway["tokenEndpoint"] == f"{lab.gateway.url}/oauth/token" and gateway["idpRefreshToken"]
     assert credentials["gatewayTrust"] == {"127.0.0.1": "http-loopback"}
-    # The CLI accepted the wrapped settings (checksum checked) and stored the policy.
+    # The CLI accepted the wrapped settings and stored the policy.
     stored = json.loads((lab.home / ".claude" / "remote-settings.json").read_text())
     assert stored == POLICIES[0]["settings"]
     lines = lab.log_lines()
