@@ -51,7 +51,7 @@ class LoginEndpoints(LoginHandlers):
     def __init__(self, gateway: Gateway, revoked: Revocations) -> None:
         store = gateway.store
         keys = DeveloperKeys(store, gateway.key_cache) if store is not None else None
-        super().__init__(gateway, LoginState(gateway.seams.clock, store, keys, revoked))
+        super().__init__(gateway, LoginState(gateway.seams.clock, keys, revoked))
         self.browser = BrowserLeg(gateway, self.state)
 
     def routes(self) -> dict[tuple[str, str], tuple[str, Handler, bool]]:

@@ -26,7 +26,6 @@ from ccgate.login.tokens import Identity, RefreshFamilies, Revocations, SessionT
 from ccgate.routing.clock import Clock
 from ccgate.server.asgi import Receive, Scope, read_body
 from ccgate.server.response import Response
-from ccgate.store import Store
 
 if TYPE_CHECKING:
     from ccgate.server.app import Context, Gateway
@@ -46,8 +45,7 @@ Handler = Callable[[Scope, Receive, Response, "Context"], Awaitable[None]]
 class LoginState:
     """Everything of the login flow that survives a reload."""
 
-    def __init__(self, clock: Clock, store: Store | None, keys: DeveloperKeys | None,
-                 revoked: Revocations) -> None:
+    def __init__(self, clock: Clock, keys: DeveloperKeys | None, revoked: Revocations) -> None:
         now = clock.time
         self.grants = DeviceGrants(now)
         self.flows = Flows(now)
@@ -56,7 +54,6 @@ class LoginState:
         self.device_limiter = WindowLimiter(30, ATTEMPT_WINDOW, now)
         self.code_limiter = WindowLimiter(CODE_ATTEMPTS, ATTEMPT_WINDOW, now)
         self.bad_device_limiter = WindowLimiter(BAD_DEVICE_CODES, ATTEMPT_WINDOW, now)
-        self.store = store
         self.keys = keys
         self._oidc: OidcClient | None = None
         self._relay: TelemetryRelay | None = None

@@ -87,4 +87,10 @@ def check_login_endpoint(gateway: str, timeout: float = 5.0) -> tuple[bool, str]
     token = doc.get("token_endpoint") if isinstance(doc, dict) else None
     if not isinstance(token, str):
         return False, f"{url} is not an OAuth discovery document"
+    issuer = doc.get("issuer")
+    if isinstance(issuer, str) and issuer.rstrip("/") != gateway:
+        # Claude Code uses discovered endpoints only on the URL's own origin: sign-in still
+        # works through the defaults, but sign-out skips the revocation endpoint.
+        return True, (f"the gateway offers sign-in, but calls itself {issuer} (login.public_url); "
+                      "use that URL so Claude Code can also revoke its tokens at sign-out")
     return True, f"the gateway offers sign-in (token endpoint {token})"
