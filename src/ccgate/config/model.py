@@ -335,5 +335,3 @@ class ResolvedSecrets(msgspec.Struct):
     provider_keys: dict[str, list[Secret]]  # provider name -> keys
     admin_key: Secret | None = None
     metrics_token: Secret | None = None
-    login_client_secret: Secret | None = None
-    login_jwt_secret: Secret | None = None
