@@ -14,7 +14,6 @@ import asyncio
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit
 
 from ccgate.config.model import Provider
 from ccgate.console.views.common import page
@@ -64,9 +63,9 @@ async def diagnose(call: Call, provider: Provider) -> Diagnosis:
             out.api = await asyncio.wait_for(ConfigAdmin(gateway).test(provider.name, TestBody()),
                                              BUDGET + MARGIN)
         except GatewayError as exc:
-            out.api = {"ok": False, "message": exc.message, "finding": None, "status": None, "hop": None}
+            out.api = _failed(exc.message)
         except TimeoutError:
-            out.api = {"ok": False, "message": "no answer in time", "finding": None, "status": None, "hop": None}
+            out.api = _failed(f"no answer within {BUDGET + MARGIN:.0f} s")
         out.problems = 0 if out.api.get("ok") else 1
         return out
     keys = gateway.runtime.loaded.secrets.provider_keys.get(provider.name) or []
@@ -78,6 +77,10 @@ async def diagnose(call: Call, provider: Provider) -> Diagnosis:
     except TimeoutError:
         out.error = f"the checks did not finish within {BUDGET + MARGIN:.0f} s"
     return out
+
+
+def _failed(message: str) -> dict[str, Any]:
+    return {"ok": False, "message": message, "finding": None, "status": None, "hop": None}
 
 
 async def show(call: Call) -> None:
