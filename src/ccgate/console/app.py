@@ -30,7 +30,9 @@ if TYPE_CHECKING:
     from ccgate.server.app import Context, Gateway
 
 PREFIX = "/console"
-Access = Literal["public", "session"]
+# public: served to anyone; page: a page (without a session: redirected to sign in); data: a
+# fragment, a download or a change (without a session: 401).
+Access = Literal["public", "page", "data"]
 
 
 @dataclass
@@ -88,9 +90,9 @@ class Console:
         req = Request.of(scope, receive, subpath)
         view, access, args = self._match(req.method, subpath)
         session = self.sessions.get(req.cookie("ccgate_console"), self.admin_digest)
-        if access == "session":
+        if access != "public":
             if session is None:
-                if req.method == "GET" and not req.htmx and not subpath.endswith(".csv"):
+                if access == "page" and req.method == "GET" and not req.htmx:
                     await redirect(response, f"{PREFIX}/signin")
                     return
                 raise AuthenticationFailed("sign in to the console first (your session is missing or expired)")

@@ -94,5 +94,5 @@ async def run(call: Call) -> None:
 
 
 ROUTES: dict[str, dict[str, tuple[View, Access]]] = {
-    "doctor": {"GET": (show, "session"), "POST": (run, "session")},
+    "doctor": {"GET": (show, "page"), "POST": (run, "data")},
 }

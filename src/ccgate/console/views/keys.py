@@ -89,7 +89,7 @@ async def rotate(call: Call) -> None:
 
 
 ROUTES: dict[str, dict[str, tuple[View, Access]]] = {
-    "keys": {"GET": (show, "session"), "POST": (create, "session")},
-    "keys/*/revoke": {"POST": (revoke, "session")},
-    "keys/*/rotate": {"POST": (rotate, "session")},
+    "keys": {"GET": (show, "page"), "POST": (create, "data")},
+    "keys/*/revoke": {"POST": (revoke, "data")},
+    "keys/*/rotate": {"POST": (rotate, "data")},
 }

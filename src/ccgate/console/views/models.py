@@ -38,4 +38,4 @@ async def show(call: Call) -> None:
     await page(call, "models.html", "models", view=view, discovered=await discovery(call), routing=limits)
 
 
-ROUTES: dict[str, dict[str, tuple[View, Access]]] = {"models": {"GET": (show, "session")}}
+ROUTES: dict[str, dict[str, tuple[View, Access]]] = {"models": {"GET": (show, "page")}}

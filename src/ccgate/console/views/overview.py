@@ -68,6 +68,6 @@ async def live(call: Call) -> None:
 
 
 ROUTES: dict[str, dict[str, tuple[View, Access]]] = {
-    "overview": {"GET": (show, "session")},
-    "overview/live": {"GET": (live, "session")},
+    "overview": {"GET": (show, "page")},
+    "overview/live": {"GET": (live, "data")},
 }

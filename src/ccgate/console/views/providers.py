@@ -165,9 +165,9 @@ async def remove(call: Call) -> None:
 
 
 ROUTES: dict[str, dict[str, tuple[View, Access]]] = {
-    "providers": {"GET": (show, "session")},
-    "providers/test": {"POST": (test_new, "session")},
-    "providers/save": {"POST": (save, "session")},
-    "providers/*/test": {"POST": (test_existing, "session")},
-    "providers/*/remove": {"POST": (remove, "session")},
+    "providers": {"GET": (show, "page")},
+    "providers/test": {"POST": (test_new, "data")},
+    "providers/save": {"POST": (save, "data")},
+    "providers/*/test": {"POST": (test_existing, "data")},
+    "providers/*/remove": {"POST": (remove, "data")},
 }

@@ -56,4 +56,4 @@ async def show(call: Call) -> None:
                enabled=enabled, query=call.req.query)
 
 
-ROUTES: dict[str, dict[str, tuple[View, Access]]] = {"requests": {"GET": (show, "session")}}
+ROUTES: dict[str, dict[str, tuple[View, Access]]] = {"requests": {"GET": (show, "page")}}

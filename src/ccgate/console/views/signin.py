@@ -79,5 +79,5 @@ ROUTES: dict[str, dict[str, tuple[View, Access]]] = {
     "": {"GET": (root, "public")},
     "signin": {"GET": (show_signin, "public"), "POST": (sign_in, "public")},
     "signin/link": {"GET": (sign_in_with_link, "public")},
-    "signout": {"POST": (sign_out, "session")},
+    "signout": {"POST": (sign_out, "data")},
 }

@@ -96,6 +96,6 @@ def _cell(value: str | None) -> str:
 
 
 ROUTES: dict[str, dict[str, tuple[View, Access]]] = {
-    "usage": {"GET": (show, "session")},
-    "usage.csv": {"GET": (export_csv, "session")},
+    "usage": {"GET": (show, "page")},
+    "usage.csv": {"GET": (export_csv, "data")},
 }
