@@ -137,9 +137,17 @@ def test_sign_in_connect_a_provider_and_see_claude_code_in_requests_and_usage(
         totals = page.locator("section", has=page.get_by_role("heading", name="Totals by provider"))
         assert "lab" in totals.inner_text()
         page.locator('[data-chart="tokens"][data-drawn="yes"] canvas').wait_for()
-        nav(page, "Overview")
+        with page.expect_response("**/console/overview/live", timeout=15_000) as polled:
+            nav(page, "Overview")
+        assert polled.value.status == 200  # htmx refreshes the live part under the strict CSP
         assert "lab" in page.locator("#live").inner_text()
         assert_inert(page)
+
+        nav(page, "Providers")
+        page.locator('tr[data-provider="lab"]').get_by_role("button", name="Remove").click()
+        page.get_by_text("Provider lab removed").wait_for()
+        assert page.locator('tr[data-provider="lab"]').count() == 0
+        assert "name: lab" not in gateway.config_path.read_text()
 
         page.get_by_role("button", name="Sign out").click()
         page.wait_for_url("**/console/signin")

@@ -282,3 +282,17 @@ async def test_unknown_paths_are_404(tmp_path: Path, path: str) -> None:
         await sign_in(client)
         answer = await client.get(path)
         assert answer.status_code == 404 and answer.json()["error"]["type"] == "not_found_error"
+
+
+def test_vendored_files_are_the_published_ones() -> None:
+    """htmx and uPlot are byte for byte the npm packages' files recorded in VENDORED.md."""
+    import hashlib
+    from importlib import resources
+
+    static = resources.files("ccgate.console").joinpath("static")
+    table = static.joinpath("VENDORED.md").read_text()
+    for name in ("htmx.min.js", "uPlot.iife.min.js", "uPlot.min.css"):
+        digest = hashlib.sha256(static.joinpath(name).read_bytes()).hexdigest()
+        assert f"| {name} |" in table and digest in table, name
+    for licence in ("htmx.LICENSE", "uPlot.LICENSE"):
+        assert static.joinpath(licence).read_text().strip()
