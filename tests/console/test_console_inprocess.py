@@ -296,3 +296,31 @@ def test_vendored_files_are_the_published_ones() -> None:
         assert f"| {name} |" in table and digest in table, name
     for licence in ("htmx.LICENSE", "uPlot.LICENSE"):
         assert static.joinpath(licence).read_text().strip()
+
+
+async def test_edit_fills_the_form_without_the_key(tmp_path: Path) -> None:
+    config = console_config(tmp_path, providers=[{
+        "name": "local", "kind": "openai-compatible", "base_url": "http://127.0.0.1:9/v1", "api_keys": [KEY],
+        "auth_header": "bearer"}], models=[{"match": "*", "to": "local/qwen3"}])
+    async with console_gateway(tmp_path, config) as (_, _, client):
+        await sign_in(client)
+        page = (await client.get("/console/providers", params={"edit": "local"})).text
+        assert "Edit local" in page and 'value="http://127.0.0.1:9/v1"' in page and 'value="qwen3"' in page
+        assert '<option value="openai-compatible" selected>' in page
+        assert KEY not in page and "empty: keep the stored key" in page
+        fresh = (await client.get("/console/providers")).text
+        assert '<option value="" selected>' not in fresh and "Connect a provider" in fresh
+
+
+async def test_save_with_bad_input_says_why_and_writes_nothing(tmp_path: Path) -> None:
+    config = console_config(tmp_path, providers=[anthropic()])
+    async with console_gateway(tmp_path, config) as (gw, _, client):
+        await sign_in(client)
+        token = await csrf(client, "providers")
+        before = gw.path.read_text()
+        answer = await client.post("/console/providers/save", data={
+            "csrf": token, "base_url": "ftp://nowhere", "kind": "openai-compatible", "name": "x", "model": "m",
+            "api_key": "sk-typed-secret-0123456789"})
+        assert answer.status_code == 400 and 'role="alert"' in answer.text
+        assert "sk-typed-secret-0123456789" not in answer.text  # the key is never echoed back
+        assert gw.path.read_text() == before

@@ -241,7 +241,8 @@ class RequestLogStore(Protocol):
         """Usage per ``bucket`` seconds since ``since``, per group (``by``) or in total."""
 
     def last_success(self, since: float) -> dict[str, float]:
-        """Per provider, the time of its last answer with a status below 400 (after ``since``)."""
+        """Per provider, the time of its last answer with a status below 400 (after ``since``),
+        from the request log (empty while it is off)."""
 
 
 class Store(KeyStore, UsageStore, RequestLogStore, Protocol):

@@ -361,7 +361,9 @@ class SQLiteStore:
         ]
 
     def last_success(self, since: float) -> dict[str, float]:
-        rows = self._read("SELECT provider, MAX(ts) FROM usage WHERE ts >= ? AND status < 400 "
+        # From the request log: bounded (store.request_log.max_rows), so this stays cheap for a
+        # page that polls it, where the usage table may hold months of rows.
+        rows = self._read("SELECT provider, MAX(ts) FROM request_log WHERE ts >= ? AND status < 400 "
                           "AND provider IS NOT NULL GROUP BY provider", (since,))
         return {str(r[0]): float(cast(float, r[1])) for r in rows}
 

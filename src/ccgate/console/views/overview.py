@@ -32,7 +32,7 @@ async def facts(call: Call) -> dict[str, Any]:
     series = await in_thread(store.usage_series, since=since, bucket=60, by=None) if store else []
     by_provider = {g.group: g for g in await in_thread(store.usage_summary, since=since, by="provider")} \
         if store else {}
-    last_ok = await in_thread(store.last_success, now - 30 * 86400) if store else {}
+    last_ok = await in_thread(store.last_success, now - 86400) if store else {}
     providers = []
     for p in rt.config.providers:
         upstream = rt.upstreams[p.name]

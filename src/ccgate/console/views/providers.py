@@ -11,6 +11,7 @@ result into the page (htmx), so the field keeps what was typed."""
 from __future__ import annotations
 
 import asyncio
+import re
 from typing import TYPE_CHECKING, Any, cast
 
 from ccgate.config.model import ProviderKind
@@ -47,7 +48,7 @@ async def show(call: Call, *, status: int = 200, form: dict[str, str] | None = N
         providers, list_error = [], exc.message
     edit = call.req.query.get("edit")
     if form is None:
-        form = _edit_form(providers, edit) if edit else {"kind": "openai-compatible"}
+        form = _edit_form(providers, edit) if edit else {}
     await page(call, "providers.html", "providers", status=status, providers=providers, form=form,
                presets=sorted(PRESETS.values(), key=lambda p: p.name), kinds=KINDS, outcome=outcome,
                error=error or list_error, flash=flash_of(call.req.query), tiers=TIER_FIELDS,
@@ -57,7 +58,7 @@ async def show(call: Call, *, status: int = 200, form: dict[str, str] | None = N
 def _edit_form(providers: list[dict[str, Any]], name: str) -> dict[str, str]:
     found = next((p for p in providers if p["name"] == name), None)
     if found is None:
-        return {"kind": "openai-compatible"}
+        return {}
     routes = {r.get("tier"): r["to"].partition("/")[2] for r in found["routes"] if r.get("tier")}
     main = next((r["to"].partition("/")[2] for r in found["routes"] if "/" in r["to"]), "")
     return {"name": found["name"], "kind": found["kind"], "base_url": found["base_url"],
@@ -78,6 +79,23 @@ def _spec(form: dict[str, str]) -> ProviderInput:
         models=(model,) if model else (), tiers=tiers)
 
 
+# The connect backend words its errors for the CLI; the page names its own fields instead.
+_FLAGS = (
+    (re.compile(r"--key SECRET, --key env:VAR or --key file:PATH"), "an API key (or env:VAR, file:PATH)"),
+    (re.compile(r"--preset NAME"), "a Preset"), (re.compile(r"--base-url URL"), "a Base URL"),
+    (re.compile(r"--kind ([a-z|-]+)"), r"Kind (\1)"), (re.compile(r"--model ID"), "a Model"),
+    (re.compile(r"--preset\b"), "Preset"), (re.compile(r"--base-url\b"), "Base URL"),
+    (re.compile(r"--kind\b"), "Kind"), (re.compile(r"--key\b"), "API key"), (re.compile(r"--model\b"), "Model"),
+    (re.compile(r"--map\b"), "the tier fields"),
+)
+
+
+def for_the_page(message: str) -> str:
+    for flag, field in _FLAGS:
+        message = flag.sub(field, message)
+    return message
+
+
 def _kept(form: dict[str, str]) -> dict[str, str]:
     """The form as shown again: everything but the key."""
     return {k: v for k, v in form.items() if k not in ("api_key", "csrf")}
@@ -93,7 +111,7 @@ async def test_new(call: Call) -> None:
             _models_or_none(connector, spec)), TEST_TIMEOUT)
         result: dict[str, Any] = {"check": check.to_dict(), "models": models}
     except ConnectError as exc:
-        result = {"error": exc.message}
+        result = {"error": for_the_page(exc.message)}
     except TimeoutError:
         result = {"error": f"no answer within {TEST_TIMEOUT:.0f} s"}
     await _result(call, result)
@@ -122,7 +140,7 @@ async def save(call: Call) -> None:
     try:
         _, answer = await asyncio.wait_for(_config_admin(call).connect(body), TEST_TIMEOUT)
     except GatewayError as exc:
-        await show(call, status=400, form=_kept(form), error=exc.message)
+        await show(call, status=400, form=_kept(form), error=for_the_page(exc.message))
         return
     except TimeoutError:
         await show(call, status=504, form=_kept(form), error=f"no answer within {TEST_TIMEOUT:.0f} s")
