@@ -43,6 +43,9 @@ def page(browser: Browser) -> Iterator[Page]:
     dialogs: list[str] = []
     page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
     page.dialogs = dialogs  # type: ignore[attr-defined]
+    console: list[str] = []
+    page.on("console", lambda m: console.append(m.text))
+    page.console_messages = console  # type: ignore[attr-defined]
     yield page
     context.close()
 
@@ -65,9 +68,12 @@ def nav(page: Page, name: str) -> None:
 
 
 def assert_inert(page: Page) -> None:
-    """No script from data ran: no dialog, no global set by an injected <script>."""
+    """No script from data ran: no dialog, no global set by an injected <script>; and nothing the
+    console itself does was blocked by its Content-Security-Policy."""
     assert page.dialogs == []  # type: ignore[attr-defined]
     assert page.evaluate("() => window.__xss === undefined")
+    blocked = [m for m in page.console_messages if "Content Security Policy" in m]  # type: ignore[attr-defined]
+    assert blocked == []
 
 
 def openai_lab(request: ScriptedRequest) -> Any:
