@@ -324,3 +324,17 @@ async def test_save_with_bad_input_says_why_and_writes_nothing(tmp_path: Path) -
         assert answer.status_code == 400 and 'role="alert"' in answer.text
         assert "sk-typed-secret-0123456789" not in answer.text  # the key is never echoed back
         assert gw.path.read_text() == before
+
+
+def test_error_message_of_a_relayed_body() -> None:
+    import gzip
+
+    from ccgate.server.dispatch import error_message
+
+    anthropic_error = json.dumps({"type": "error", "error": {"type": "x", "message": "Overloaded"}}).encode()
+    assert error_message([], anthropic_error) == "Overloaded"
+    assert error_message([(b"content-encoding", b"gzip")], gzip.compress(anthropic_error)) == "Overloaded"
+    assert error_message([(b"content-encoding", b"br")], b"\x8b\x00") is None
+    assert error_message([], b"<html>502 Bad Gateway</html>") == "<html>502 Bad Gateway</html>"
+    assert error_message([], b'{"detail": "no"}') is None
+    assert len(error_message([], b"x" * 10_000) or "") == 500
