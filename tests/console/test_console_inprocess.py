@@ -338,3 +338,21 @@ def test_error_message_of_a_relayed_body() -> None:
     assert error_message([], b"<html>502 Bad Gateway</html>") == "<html>502 Bad Gateway</html>"
     assert error_message([], b'{"detail": "no"}') is None
     assert len(error_message([], b"x" * 10_000) or "") == 500
+
+
+async def test_refused_requests_are_logged_but_not_counted_as_usage(tmp_path: Path) -> None:
+    config = console_config(tmp_path, providers=[anthropic()])
+    async with console_gateway(tmp_path, config, {"anthropic": [ok()]}) as (gw, _, client):
+        await sign_in(client)
+        token = await csrf(client)
+        created = await client.post("/console/keys", data={"name": "dave", "rpm": "1", "csrf": token})
+        secret = created.text.split('readonly value="')[1].split('"')[0]
+        assert (await gw.post("/v1/messages", message(), headers={"x-api-key": secret})).status == 200
+        assert (await gw.post("/v1/messages", message(), headers={"x-api-key": secret})).status == 429
+        assert (await gw.post("/v1/messages", message(), headers={"x-api-key": "ccg_wrong"})).status == 401
+        assert gw.app.recorder is not None and gw.app.recorder.flush(5)
+        page = (await client.get("/console/requests")).text
+        assert page.count("<tr data-request=") == 3
+        assert "Rate limited" in page and "A credential was refused" in page and "dave" in page
+        usage = gw.app.store.usage_summary(since=None, by="key") if gw.app.store else []
+        assert [(g.label, g.requests) for g in usage] == [("dave", 1)]

@@ -111,6 +111,7 @@ class Gateway:
         if self.key_cache is not None:
             self.key_cache.reload()  # a broken store fails the start, not the first request
         self.recorder = _recorder(self.store, loaded)
+        self.log_refused = self.recorder is not None and loaded.config.store.request_log.enabled
         self.limiter = RateLimiter(clock)
         self.metrics = Metrics()
         self.seams = Seams(env, transport, clock, sleep, self.metrics, self.key_cache)
@@ -239,6 +240,8 @@ class Gateway:
                  ctx: Context) -> None:
         """Metrics and the access log line for one finished request."""
         self.metrics.request_done(label, status, ctx.upstream or "-", elapsed, bytes_out)
+        if status >= 400 and ctx.upstream is None and label == "messages" and self.log_refused:
+            self._log_refusal(status, elapsed, ctx)  # refused before dispatch: 401, 429, 400...
         if self.access_log.enabled and label not in _QUIET_ROUTES:
             self.access_log.write(
                 AccessRecord(
@@ -249,6 +252,13 @@ class Gateway:
                     error=ctx.error,
                 )
             )
+
+    def _log_refusal(self, status: int, elapsed: float, ctx: Context) -> None:
+        """A request refused before any provider was tried, for the console's request log."""
+        if self.recorder is not None:
+            self.recorder.record(UsageRow(
+                ts=time.time(), status=status, key_id=ctx.key.key_id if ctx.key else None, model=ctx.model,
+                request_id=ctx.request_id, latency_ms=elapsed * 1000, error=ctx.error, log_only=True))
 
     def authenticate(self, scope: Scope, rt: Runtime) -> Client:
         headers = dict(scope["headers"])  # a C-speed pass; a repeated header: the last one

@@ -113,6 +113,9 @@ class UsageRow:
     latency_ms: float | None = None
     attempts: str | None = None
     error: str | None = None
+    # Refused before any provider was tried (bad gateway key, rate limit, bad body): the
+    # request log shows it, usage does not count it.
+    log_only: bool = False
 
 
 @dataclass(frozen=True, slots=True)

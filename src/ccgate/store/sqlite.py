@@ -307,8 +307,10 @@ class SQLiteStore:
             with self._write() as conn:
                 for start in range(0, len(rows), _ROWS_PER_INSERT):
                     part = rows[start:start + _ROWS_PER_INSERT]
-                    if self._record_usage:
-                        conn.execute(_usage_insert(len(part)), [v for r in part for v in _usage_values(r)])
+                    counted = [r for r in part if not r.log_only] if self._record_usage else []
+                    if counted:
+                        params = [v for r in counted for v in _usage_values(r)]
+                        conn.execute(_usage_insert(len(counted)), params)
                     if log is not None:
                         conn.execute(_log_insert(len(part)), [
                             v for r in part for v in (*_usage_values(r), r.latency_ms, r.attempts, r.error)])
