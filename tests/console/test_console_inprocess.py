@@ -356,3 +356,23 @@ async def test_refused_requests_are_logged_but_not_counted_as_usage(tmp_path: Pa
         assert "Rate limited" in page and "A credential was refused" in page and "dave" in page
         usage = gw.app.store.usage_summary(since=None, by="key") if gw.app.store else []
         assert [(g.label, g.requests) for g in usage] == [("dave", 1)]
+
+
+async def test_bad_forms_are_400_not_500(tmp_path: Path) -> None:
+    async with console_gateway(tmp_path, console_config(tmp_path, providers=[anthropic()])) as (_, _, client):
+        await sign_in(client)
+        token = await csrf(client)
+        many = "&".join(f"f{i}=1" for i in range(300))
+        assert (await client.get("/console/requests?" + many)).status_code == 400
+        posted = await client.post("/console/keys", content=f"csrf={token}&{many}",
+                                   headers={"content-type": "application/x-www-form-urlencoded"})
+        assert posted.status_code == 400
+        as_json = await client.post("/console/keys", json={"name": "x"}, headers={"x-csrf-token": token})
+        assert as_json.status_code == 400
+        huge = await client.post("/console/keys", content=b"a=" + b"x" * 70_000,
+                                 headers={"content-type": "application/x-www-form-urlencoded"})
+        assert huge.status_code == 413
+        bad_utf8 = await client.post("/console/keys", content=b"name=\xff\xfe",
+                                     headers={"content-type": "application/x-www-form-urlencoded",
+                                              "x-csrf-token": token})
+        assert bad_utf8.status_code == 400

@@ -99,7 +99,11 @@ def scope_https(scope: Scope) -> bool:
 
 def _single(text: str) -> dict[str, str]:
     """The first value of each name (the console never sends a name twice)."""
-    return {k: v[0] for k, v in parse_qs(text, keep_blank_values=True, max_num_fields=200).items()}
+    try:
+        fields = parse_qs(text, keep_blank_values=True, max_num_fields=200)
+    except ValueError:
+        raise InvalidRequest("too many fields: the console's forms have at most a few dozen") from None
+    return {k: v[0] for k, v in fields.items()}
 
 
 def cookie_header(value: str, *, https: bool, clear: bool = False) -> tuple[bytes, bytes]:
