@@ -16,14 +16,22 @@ import httpx
 from tests.console.browser import chromium
 from tests.console.test_console_browser import ADMIN_KEY, KEY, openai_lab
 from tests.gateway.harness import Gateway
-from tests.lab.scripted import Callback, ScriptedUpstream
+from tests.lab.scripted import Callback, ScriptedRequest, ScriptedUpstream, Status
 
 PAGES = ("overview", "providers", "models", "keys", "usage", "requests", "doctor")
 
 
+def upstream_for_docs(request: ScriptedRequest) -> object:
+    """The browser tests' upstream, with a model list fit for the documentation."""
+    if request.path.endswith("/models"):
+        return Status(200, {"object": "list", "data": [{"id": m, "object": "model"} for m in
+                                                       ("lab-large", "lab-small", "lab-coder")]})
+    return openai_lab(request)
+
+
 def main(out: Path) -> int:
     out.mkdir(parents=True, exist_ok=True)
-    upstream = ScriptedUpstream(default=Callback(openai_lab)).start()
+    upstream = ScriptedUpstream(default=Callback(upstream_for_docs)).start()
     gateway = Gateway(Path(tempfile.mkdtemp(prefix="ccgate-shots-")), {},
                       env={"CCGATE_ADMIN_KEY": ADMIN_KEY}).start()
     try:
