@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
 from ccgate.console.sessions import Session, Sessions, csrf_ok
-from ccgate.console.web import Request, redirect
+from ccgate.console.web import COOKIE, Request, redirect
 from ccgate.errors import AuthenticationFailed, MethodNotAllowed, NotFound, PermissionDenied
 from ccgate.server.asgi import Receive, Scope
 from ccgate.server.listen import is_loopback
@@ -89,7 +89,7 @@ class Console:
         subpath = path[len(PREFIX):].strip("/")
         req = Request.of(scope, receive, subpath)
         view, access, args = self._match(req.method, subpath)
-        session = self.sessions.get(req.cookie("ccgate_console"), self.admin_digest)
+        session = self.sessions.get(req.cookie(COOKIE), self.admin_digest)
         if access != "public":
             if session is None:
                 if access == "page" and req.method == "GET" and not req.htmx:

@@ -7,7 +7,7 @@ import hmac
 from typing import TYPE_CHECKING
 
 from ccgate.console.render import render
-from ccgate.console.web import cookie_header, html, redirect
+from ccgate.console.web import COOKIE, cookie_header, html, redirect
 from ccgate.errors import PermissionDenied
 
 if TYPE_CHECKING:
@@ -70,7 +70,7 @@ async def _start_session(call: Call, digest: bytes | None) -> None:
 
 
 async def sign_out(call: Call) -> None:
-    call.console.sessions.end(call.req.cookie("ccgate_console"))
+    call.console.sessions.end(call.req.cookie(COOKIE))
     cleared = cookie_header("", https=call.req.https, clear=True)
     await redirect(call.response, "/console/signin", extra=[cleared])
 
