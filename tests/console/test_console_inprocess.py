@@ -376,3 +376,12 @@ async def test_bad_forms_are_400_not_500(tmp_path: Path) -> None:
                                      headers={"content-type": "application/x-www-form-urlencoded",
                                               "x-csrf-token": token})
         assert bad_utf8.status_code == 400
+
+
+async def test_wrong_keys_lock_the_form_for_a_while(tmp_path: Path) -> None:
+    async with console_gateway(tmp_path, console_config(tmp_path, providers=[anthropic()])) as (_, _, client):
+        for _ in range(10):
+            answer = await client.post("/console/signin", data={"admin_key": "wrong-admin-key-guess-000"})
+            assert answer.status_code == 401
+        locked = await client.post("/console/signin", data={"admin_key": ADMIN_KEY})
+        assert locked.status_code == 429 and "set-cookie" not in locked.headers

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ccgate.console.sessions import MAX_FAILURES, MAX_SESSIONS, Sessions, csrf_ok
+from ccgate.console.sessions import MAX_FAILURES, MAX_SESSIONS, MAX_TRACKED, Sessions, csrf_ok
 
 DIGEST = b"d" * 32
 
@@ -84,12 +84,20 @@ def test_csrf_token_must_match() -> None:
     assert not csrf_ok(session, None) and not csrf_ok(session, "") and not csrf_ok(session, other.csrf)
 
 
-def test_guessing_is_braked() -> None:
+def test_guessing_is_braked_per_address() -> None:
     clock = Clock()
     s = sessions(clock)
     for _ in range(MAX_FAILURES):
-        assert s.may_try()
-        s.failed()
-    assert not s.may_try()
+        assert s.may_try("10.0.0.9")
+        s.failed("10.0.0.9")
+    assert not s.may_try("10.0.0.9")
+    assert s.may_try("127.0.0.1")  # the admin at another address is not locked out
     clock.now += 61
-    assert s.may_try()
+    assert s.may_try("10.0.0.9")
+
+
+def test_tracked_addresses_are_bounded() -> None:
+    s = sessions(Clock())
+    for i in range(MAX_TRACKED + 10):
+        s.failed(f"addr-{i}")
+    assert len(s._failures) == MAX_TRACKED and "addr-0" not in s._failures

@@ -23,9 +23,11 @@ from dataclasses import dataclass
 
 # How many sessions may exist at once; the least recently used goes first beyond that.
 MAX_SESSIONS = 64
-# Failed admin-key sign-ins allowed per window before sign-in is refused until it ends.
+# Failed admin-key sign-ins allowed per client address and window before that address is
+# refused until the window ends (per address: a stranger's guessing cannot lock the admin out).
 MAX_FAILURES = 10
 FAILURE_WINDOW = 60.0
+MAX_TRACKED = 1024  # addresses remembered at once
 
 
 def _digest(token: str) -> bytes:
@@ -47,7 +49,7 @@ class Sessions:
         self._clock = clock
         self._sessions: dict[bytes, Session] = {}
         self._link: bytes | None = None
-        self._failures: list[float] = []
+        self._failures: dict[str, list[float]] = {}
 
     def __len__(self) -> int:
         return len(self._sessions)
@@ -106,13 +108,19 @@ class Sessions:
 
     # Guessing brake ---------------------------------------------------------------------------
 
-    def may_try(self) -> bool:
+    def may_try(self, who: str) -> bool:
         now = self._clock()
-        self._failures = [t for t in self._failures if now - t < FAILURE_WINDOW]
-        return len(self._failures) < MAX_FAILURES
+        recent = [t for t in self._failures.get(who, ()) if now - t < FAILURE_WINDOW]
+        if recent:
+            self._failures[who] = recent
+        else:
+            self._failures.pop(who, None)
+        return len(recent) < MAX_FAILURES
 
-    def failed(self) -> None:
-        self._failures.append(self._clock())
+    def failed(self, who: str) -> None:
+        if who not in self._failures and len(self._failures) >= MAX_TRACKED:
+            del self._failures[next(iter(self._failures))]  # the longest-tracked address
+        self._failures.setdefault(who, []).append(self._clock())
 
     # ---------------------------------------------------------------------------------------
 

@@ -44,15 +44,22 @@ async def sign_in(call: Call) -> None:
         await signin_page(call, status=403, error="This gateway has no admin key, so the key cannot sign "
                           "you in. Use the one-time link ccgate serve printed, or configure server.admin.key.")
         return
-    if not console.sessions.may_try():
+    who = _client(call)
+    if not console.sessions.may_try(who):
         await signin_page(call, status=429, error="Too many wrong keys: wait a minute and try again.")
         return
     presented = req.field("admin_key").encode()
     if not presented or not hmac.compare_digest(hashlib.sha256(presented).digest(), digest):
-        console.sessions.failed()
+        console.sessions.failed(who)
         await signin_page(call, status=401, error="That is not the admin key.")
         return
     await _start_session(call, digest)
+
+
+def _client(call: Call) -> str:
+    """The client's address as the server saw it (``proxy_headers`` is off: not a header)."""
+    client = call.req.scope.get("client")
+    return str(client[0]) if client else "-"
 
 
 async def sign_in_with_link(call: Call) -> None:
