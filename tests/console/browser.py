@@ -11,19 +11,12 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import pytest
+from tests.lab.fixtures import _missing  # skips locally, fails under CI
 
 if TYPE_CHECKING:
     from playwright.sync_api import Browser
 
 CHROMIUM = Path(os.environ.get("CCGATE_CHROMIUM", "/usr/bin/chromium"))
-
-
-def _missing(what: str) -> None:
-    msg = f"{what} not installed: run scripts/install-test-deps"
-    if os.environ.get("CI"):
-        pytest.fail(msg)
-    pytest.skip(msg)
 
 
 @contextmanager
@@ -34,11 +27,12 @@ def chromium() -> Iterator[Browser]:
         from playwright.sync_api import sync_playwright
     except ImportError:
         _missing("playwright (the Python package)")
-    if not CHROMIUM.exists() and shutil.which("chromium") is None:
+    executable = str(CHROMIUM) if CHROMIUM.exists() else shutil.which("chromium")
+    if executable is None:
         _missing("chromium")
     args = ["--no-sandbox"] if hasattr(os, "geteuid") and os.geteuid() == 0 else []
     with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=args)
+        browser = pw.chromium.launch(executable_path=executable, headless=True, args=args)
         try:
             yield browser
         finally:
