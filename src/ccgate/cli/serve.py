@@ -121,6 +121,7 @@ def run(args: argparse.Namespace) -> int:
 
     for line in describe(loaded, host, port, app):
         print(line, file=sys.stderr, flush=True)
+    print(console_line(app, host, port), file=sys.stderr, flush=True)
     try:
         import uvloop  # noqa: F401
 
@@ -138,6 +139,24 @@ def run(args: argparse.Namespace) -> int:
     app.on_shutdown.append(pidfile.remove)
     uvicorn.Server(config).run()
     return 0
+
+
+def console_line(app: Gateway, host: str, port: int) -> str:
+    """Where the console is and how to sign in: the admin key, or on a loopback address without
+    one a single-use link (printed here only; its token is never logged)."""
+    from ccgate.config.model import local_url
+    from ccgate.console import PREFIX, attach
+
+    console = attach(app)
+    if console is None:
+        return "  console: off (server.console.enabled: false, or no store)"
+    base = local_url(host, port)
+    link = console.issue_link(base)
+    if link is not None:
+        return f"  console: {link}  (one-time sign-in link; no admin key is set)"
+    if console.admin_digest is None:
+        return f"  console: {base}{PREFIX} needs an admin key on {host} (set server.admin.key)"
+    return f"  console: {base}{PREFIX}  (sign in with the admin key)"
 
 
 def _reload_exposure(authenticated: bool, *, host: str, allow: bool) -> str | None:

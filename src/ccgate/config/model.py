@@ -42,6 +42,19 @@ class Admin(_Strict):
     key: str | None = None
 
 
+class Console(_Strict):
+    """``server.console``: the web console at /console (docs/console.md)."""
+
+    enabled: bool = True
+    # Minutes a console session lives without use, and at most in all.
+    idle_minutes: float = 60.0
+    max_hours: float = 12.0
+
+    def __post_init__(self) -> None:
+        if self.idle_minutes <= 0 or self.max_hours <= 0:
+            raise ValueError("console.idle_minutes and console.max_hours must be positive")
+
+
 class MetricsAccess(_Strict):
     # Who may read /metrics: "auto" = open on a loopback listen address, else the admin key or
     # `token`; "required" = always one of them; "none" = open everywhere (an explicit opt-out).
@@ -69,6 +82,7 @@ class Server(_Strict):
     auth: Auth = msgspec.field(default_factory=Auth)
     admin: Admin = msgspec.field(default_factory=Admin)
     metrics: MetricsAccess = msgspec.field(default_factory=MetricsAccess)
+    console: Console = msgspec.field(default_factory=Console)
     # Seconds an upstream success keeps /readyz green without a fresh probe.
     ready_window: float = 60.0
     # Translated streams: seconds of upstream silence before an SSE ping goes to the client.
@@ -200,11 +214,28 @@ class ModelRoute(_Strict):
                 raise ValueError(f"{name} must be positive")
 
 
+class RequestLog(_Strict):
+    """``store.request_log``: the bounded log behind the console's Requests page (no bodies)."""
+
+    enabled: bool = True
+    # Rows older than this many days are deleted (checked about once a minute).
+    retention_days: float = 7.0
+    # At most this many rows are kept; the oldest go first.
+    max_rows: int = 100_000
+
+    def __post_init__(self) -> None:
+        if self.retention_days <= 0:
+            raise ValueError("request_log.retention_days must be positive")
+        if self.max_rows < 1:
+            raise ValueError("request_log.max_rows must be at least 1")
+
+
 class Store(_Strict):
     # Issued keys and usage. Default: SQLite in the user data dir; $CCGATE_DB overrides.
     enabled: bool = True
     path: str | None = None
     record_usage: bool = True
+    request_log: RequestLog = msgspec.field(default_factory=RequestLog)
 
 
 class Retries(_Strict):

@@ -146,6 +146,11 @@ class AdminApi:
     def enabled(self) -> bool:
         return self._digest is not None
 
+    @property
+    def digest(self) -> bytes | None:
+        """SHA-256 of the admin key (None: none configured); the console signs in against it."""
+        return self._digest
+
     # Routing -----------------------------------------------------------------------------
 
     def routes(self) -> dict[tuple[str, str], AdminHandler]:

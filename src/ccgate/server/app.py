@@ -52,6 +52,7 @@ from ccgate.server.response import Response
 from ccgate.server.runtime import Runtime, Seams, TransportFactory, build_runtime
 from ccgate.store import (
     KeyCache,
+    RequestLogPolicy,
     Store,
     StoreError,
     UsageRecorder,
@@ -70,16 +71,18 @@ _json = msgspec.json.Encoder()
 _GLOB = frozenset("*?[")
 # Polled by load balancers and Prometheus every few seconds: counted in metrics, not logged.
 _QUIET_ROUTES = frozenset({"healthz", "readyz", "metrics"})
+CONSOLE_PREFIX = "/console"
 
 
 class Context:
     """Per-request facts gathered along the way, for the access log."""
 
-    __slots__ = ("attempts", "bytes_in", "client", "error", "key", "model", "request_id", "rt", "status",
-                 "stream", "upstream")
+    __slots__ = ("attempts", "bytes_in", "client", "error", "key", "model", "request_id", "rt", "started",
+                 "status", "stream", "upstream")
 
-    def __init__(self, rt: Runtime) -> None:
+    def __init__(self, rt: Runtime, started: float = 0.0) -> None:
         self.rt = rt  # the config this request runs on from start to end, whatever reloads happen
+        self.started = started  # perf_counter() at arrival, for the request log's latency
         self.request_id = new_request_id()
         self.client: str | None = None
         self.key: Client | None = None
@@ -110,8 +113,8 @@ class Gateway:
         self.key_cache = KeyCache(self.store) if self.store is not None else None
         if self.key_cache is not None:
             self.key_cache.reload()  # a broken store fails the start, not the first request
-        self.recorder = (UsageRecorder(self.store)
-                         if self.store is not None and loaded.config.store.record_usage else None)
+        self.recorder = _recorder(self.store, loaded)
+        self.log_refused = self.recorder is not None and loaded.config.store.request_log.enabled
         self.limiter = RateLimiter(clock)
         self.metrics = Metrics()
         if loaded.login is not None and self.store is None:
@@ -133,6 +136,9 @@ class Gateway:
                                admin_key_from(loaded.secrets.admin_key, env), control=self)
                       if self.store is not None else None)
         self.access_log = AccessLog(loaded.config.log.access, loaded.config.log.file)
+        # The web console, served under /console when attached (``ccgate.console.attach``, which
+        # ``ccgate serve`` calls): console sits above server, so server never imports it.
+        self.console: Handler | None = None
         # (method, path) -> (route label, handler, needs client auth)
         self.routes: dict[tuple[str, str], tuple[str, Handler, bool]] = {
             ("POST", "/v1/messages"): ("messages", self.messages, True),
@@ -209,7 +215,7 @@ class Gateway:
         path: str = scope["path"]
         rt = self.runtime  # taken once: this request runs on this config to the end
         rt.active += 1
-        ctx = Context(rt)
+        ctx = Context(rt, started)
         response = Response(send)
         route = self.routes.get((method, path))
         label = route[0] if route else _unrouted_label(path)
@@ -245,6 +251,8 @@ class Gateway:
                  ctx: Context) -> None:
         """Metrics and the access log line for one finished request."""
         self.metrics.request_done(label, status, ctx.upstream or "-", elapsed, bytes_out)
+        if status >= 400 and ctx.upstream is None and label == "messages" and self.log_refused:
+            self._log_refusal(status, elapsed, ctx)  # refused before dispatch: 401, 429, 400...
         if self.access_log.enabled and label not in _QUIET_ROUTES:
             self.access_log.write(
                 AccessRecord(
@@ -256,6 +264,13 @@ class Gateway:
                 )
             )
 
+    def _log_refusal(self, status: int, elapsed: float, ctx: Context) -> None:
+        """A request refused before any provider was tried, for the console's request log."""
+        if self.recorder is not None:
+            self.recorder.record(UsageRow(
+                ts=time.time(), status=status, key_id=ctx.key.key_id if ctx.key else None, model=ctx.model,
+                request_id=ctx.request_id, latency_ms=elapsed * 1000, error=ctx.error, log_only=True))
+
     def authenticate(self, scope: Scope, rt: Runtime) -> Client:
         headers = dict(scope["headers"])  # a C-speed pass; a repeated header: the last one
         return rt.auth.authenticate(headers.get(b"x-api-key"), headers.get(b"authorization"),
@@ -265,6 +280,9 @@ class Gateway:
         path: str = scope["path"]
         if path.startswith(ADMIN_PREFIX) and self.admin is not None:
             await self.admin.dispatch(scope, receive, response, ctx)
+            return
+        if self.console is not None and _is_console(path):
+            await self.console(scope, receive, response, ctx)
             return
         if path.startswith("/api/event_logging/"):
             # Claude Code telemetry: absorbed here, never forwarded.
@@ -347,25 +365,31 @@ class Gateway:
         usage_wanted = (record and self.recorder is not None) or (
             ctx.key is not None and ctx.key.issued is not None and ctx.key.issued.tpm is not None)
         ex = Exchange(response, count_usage=usage_wanted)
+        failure: GatewayError | None = None
         try:
             await self._exchange(
                 receive, ctx, ex,
                 rt.dispatcher.run(route, model, scope, body, ex, forward_client=ctx.key is None),
             )
+        except GatewayError as err:  # the answer the client is about to get (handle() sends it)
+            failure = err
+            raise
         finally:
             ctx.upstream = ex.provider or ctx.upstream
             ctx.attempts = ex.trail or None
             if record:
-                self._account(scope, ctx, ex, model)
+                self._account(scope, ctx, ex, model, failure)
 
-    def _account(self, scope: Scope, ctx: Context, ex: Exchange, model: str) -> None:
+    def _account(self, scope: Scope, ctx: Context, ex: Exchange, model: str,
+                 failure: GatewayError | None) -> None:
         usage = ex.usage or {}
         tokens = int(usage.get("input_tokens", 0)) + int(usage.get("output_tokens", 0))
         if ctx.key is not None and ctx.key.issued is not None and ctx.key.issued.tpm is not None and tokens:
             self.limiter.record_tokens_sync(ctx.key.issued.id, tokens)
-        status = ex.response.status
+        status = ex.status or (failure.status if failure is not None else 0)
         if self.recorder is None or not status:
             return
+        # One row per request for usage and the request log alike (store.request_log).
         self.recorder.record(UsageRow(
             ts=time.time(), status=status, key_id=ctx.key.key_id if ctx.key else None,
             model=model, provider=ex.provider, session_id=session_id_from_headers(scope["headers"]),
@@ -374,6 +398,8 @@ class Gateway:
             output_tokens=int(usage.get("output_tokens", 0)),
             cache_read_tokens=int(usage.get("cache_read_input_tokens", 0)),
             cache_creation_tokens=int(usage.get("cache_creation_input_tokens", 0)),
+            latency_ms=(time.perf_counter() - ctx.started) * 1000, attempts=ex.trail or None,
+            error=failure.message if failure is not None else ex.error,
         ))
 
     async def _exchange(self, receive: Receive, ctx: Context, ex: Exchange, work: Awaitable[None]) -> None:
@@ -472,7 +498,24 @@ def _check_policy_model(ctx: Context, groups: tuple[str, ...], model: str) -> No
 def _unrouted_label(path: str) -> str:
     if path.startswith("/api/event_logging/"):
         return "event_logging"
+    if _is_console(path):
+        return "console"
     return "admin" if path.startswith(ADMIN_PREFIX) else "unknown"
+
+
+def _is_console(path: str) -> bool:
+    return path == CONSOLE_PREFIX or path.startswith(CONSOLE_PREFIX + "/")
+
+
+def _recorder(store: Store | None, loaded: LoadedConfig) -> UsageRecorder | None:
+    """The batched writer of usage rows and the request log (one row serves both)."""
+    settings = loaded.config.store
+    log = settings.request_log
+    if store is None or not (settings.record_usage or log.enabled):
+        return None
+    store.set_request_log(RequestLogPolicy(log.enabled, log.retention_days * 86400, log.max_rows),
+                          usage=settings.record_usage)
+    return UsageRecorder(store)
 
 
 def _refuse_client_credentials(targets: tuple[Target, ...], transports: dict[str, Transport]) -> None:
