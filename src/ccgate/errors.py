@@ -108,6 +108,16 @@ class RateLimited(ClientError):
     retryable = True
 
 
+class Overloaded(GatewayError):
+    """529 overloaded_error: the gateway itself is at ``server.limits.max_concurrent_requests``.
+    Anthropic's own word for "busy, retry shortly"; the SDKs and Claude Code retry it,
+    honouring ``retry-after``."""
+
+    status = 529
+    error_type = "overloaded_error"
+    retryable = True
+
+
 class UpstreamError(GatewayError):
     """A hop between ccgate and the provider failed; ``hop`` names which one."""
 

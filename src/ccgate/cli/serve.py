@@ -7,6 +7,7 @@ friends send it SIGHUP to reload the config; SIGHUP, ``server.watch_config`` and
 from __future__ import annotations
 
 import argparse
+import asyncio
 import functools
 import logging
 import os
@@ -128,16 +129,29 @@ def run(args: argparse.Namespace) -> int:
     except ImportError:
         loop = "asyncio"
     config = uvicorn.Config(
-        app, host=host, port=port, loop=loop, http="httptools", lifespan="on",
+        app, host=host, port=port, loop=loop, http=_client_protocol(app), lifespan="on",
         access_log=False, log_config=None, log_level="warning", server_header=False,
         proxy_headers=False,  # we never use the client address; skip X-Forwarded-* parsing
-        timeout_keep_alive=75,
+        ws="none",
     )
     pidfile = Pidfile(host, port, loaded.source)
     app.on_startup.append(pidfile.write)
     app.on_shutdown.append(pidfile.remove)
     uvicorn.Server(config).run()
     return 0
+
+
+def _client_protocol(app: Gateway) -> type[asyncio.Protocol]:
+    """uvicorn's httptools protocol with server.limits (headers, timeouts, connections)."""
+    from ccgate.server.protocol import ConnectionGuard, protocol_for, warn_if_few_descriptors
+
+    guard = ConnectionGuard(lambda: app.runtime.config.server.limits, app.metrics.refuse)
+    app.metrics.connections.set_function(lambda: len(guard.connections))
+    app.on_shutdown.append(guard.stop)
+    warning = warn_if_few_descriptors(guard.max_connections)
+    if warning:
+        print(f"ccgate: WARNING: {warning}", file=sys.stderr)
+    return protocol_for(guard)
 
 
 def _reload_exposure(authenticated: bool, *, host: str, allow: bool) -> str | None:

@@ -29,6 +29,7 @@ from ccgate.errors import (
     InternalError,
     MethodNotAllowed,
     NotFound,
+    Overloaded,
     PermissionDenied,
     UpstreamError,
     new_request_id,
@@ -67,6 +68,10 @@ _json = msgspec.json.Encoder()
 _GLOB = frozenset("*?[")
 # Polled by load balancers and Prometheus every few seconds: counted in metrics, not logged.
 _QUIET_ROUTES = frozenset({"healthz", "readyz", "metrics"})
+# Claude Code's telemetry batches are a few KiB; absorbed unauthenticated, so held to little.
+EVENT_LOG_MAX_BYTES = 1024 * 1024
+# Seconds a client is told to wait after a 529 from server.limits.max_concurrent_requests.
+OVERLOAD_RETRY_AFTER = "5"
 
 
 class Context:
@@ -140,6 +145,9 @@ class Gateway:
             ("GET", "/metrics"): ("metrics", self.render_metrics, False),
         }
         self.known_paths = {path for _, path in self.routes}
+        # Requests being answered, across reloads (server.limits.max_concurrent_requests).
+        self.in_flight = 0
+        self.metrics.in_flight.set_function(lambda: self.in_flight)
 
     # ASGI entry point -------------------------------------------------------------------
 
@@ -198,12 +206,15 @@ class Gateway:
         path: str = scope["path"]
         rt = self.runtime  # taken once: this request runs on this config to the end
         rt.active += 1
+        self.in_flight += 1
         ctx = Context(rt)
         response = Response(send)
         route = self.routes.get((method, path))
         label = route[0] if route else _unrouted_label(path)
         status = 0
         try:
+            if self.in_flight > rt.max_requests and label not in _QUIET_ROUTES:
+                raise _overloaded(rt.max_requests)
             if route is None:
                 await self.unrouted(scope, receive, response, ctx)
             else:
@@ -227,6 +238,7 @@ class Gateway:
             status, ctx.error = 500, "internal error"
         finally:
             rt.release()
+            self.in_flight -= 1
         status = status or response.status or ctx.status
         self._observe(method, path, label, status, response.bytes_out, time.perf_counter() - started, ctx)
 
@@ -257,7 +269,7 @@ class Gateway:
             return
         if path.startswith("/api/event_logging/"):
             # Claude Code telemetry: absorbed here, never forwarded.
-            await read_body(receive, ctx.rt.max_body, None)
+            await read_body(receive, EVENT_LOG_MAX_BYTES, _declared_length(scope))
             await response.whole(204, [])
             return
         if path in self.known_paths:
@@ -270,9 +282,7 @@ class Gateway:
     # Handlers ---------------------------------------------------------------------------
 
     async def _read(self, scope: Scope, receive: Receive, ctx: Context) -> bytes:
-        length = dict(scope["headers"]).get(b"content-length")
-        declared = int(length) if length is not None and length.isdigit() else None
-        body = await read_body(receive, ctx.rt.max_body, declared)
+        body = await read_body(receive, ctx.rt.max_body, _declared_length(scope))
         ctx.bytes_in = len(body)
         return body
 
@@ -443,6 +453,19 @@ async def _discovered(rt: Runtime, providers: list[str]) -> list[tuple[str, str,
         (model_alias(name, m.id), f"{m.display_name or m.id} ({name})", m.context_window, None)
         for name, models in zip(providers, lists, strict=True) for m in models
     ]
+
+
+def _declared_length(scope: Scope) -> int | None:
+    length = dict(scope["headers"]).get(b"content-length")
+    return int(length) if length is not None and length.isdigit() else None
+
+
+def _overloaded(limit: int) -> Overloaded:
+    return Overloaded(
+        f"the gateway is answering its limit of {limit} requests at once "
+        "(server.limits.max_concurrent_requests); retry shortly",
+        headers={"retry-after": OVERLOAD_RETRY_AFTER},
+    )
 
 
 def _unrouted_label(path: str) -> str:
