@@ -214,6 +214,7 @@ class Gateway:
         status = 0
         try:
             if self.in_flight > rt.max_requests and label not in _QUIET_ROUTES:
+                self.metrics.refuse("overloaded")
                 raise _overloaded(rt.max_requests)
             if route is None:
                 await self.unrouted(scope, receive, response, ctx)

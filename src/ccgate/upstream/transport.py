@@ -200,7 +200,16 @@ class _AiohttpResponse(UpstreamResponse):
         try:
             if limit < 0:
                 return await self._response.read()
-            return await self._content.read(limit)
+            # StreamReader.read(n) gives what is buffered, up to n: loop to the limit or the end.
+            chunks: list[bytes] = []
+            size = 0
+            while size < limit:
+                chunk = await self._content.read(limit - size)
+                if not chunk:
+                    break
+                chunks.append(chunk)
+                size += len(chunk)
+            return b"".join(chunks)
         except _TRANSPORT_ERRORS as exc:
             raise self._failure(exc, "read") from exc
 
