@@ -144,6 +144,7 @@ def _new_parts(provider: Provider, keys: list[Secret], fingerprint: bytes, confi
                seams: Seams) -> ProviderParts:
     routing, metrics, clock = config.routing, seams.metrics, seams.clock
     transport = seams.transport(provider, keys, seams.env)
+    transport.on_pool_wait = metrics.pool_waited
     upstream = Upstream(
         provider.name,
         KeyPool(keys, strategy=routing.key_strategy, name=provider.name,
