@@ -176,7 +176,7 @@ def test_server_limits_defaults_and_validation() -> None:
                 {"max_concurrent_requests": 0}):
         with pytest.raises(ValueError, match="limits"):
             Limits(**bad)  # type: ignore[arg-type]
-    with pytest.raises(ValueError, match="pool.max_connections"):
+    with pytest.raises(ValueError, match=r"pool\.max_connections"):
         Pool(max_connections=0)
 
 

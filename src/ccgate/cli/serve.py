@@ -143,12 +143,12 @@ def run(args: argparse.Namespace) -> int:
 
 def _client_protocol(app: Gateway) -> type[asyncio.Protocol]:
     """uvicorn's httptools protocol with server.limits (headers, timeouts, connections)."""
-    from ccgate.server.protocol import ConnectionGuard, protocol_for, warn_if_few_descriptors
+    from ccgate.server.protocol import ConnectionGuard, fit_open_files, protocol_for
 
     guard = ConnectionGuard(lambda: app.runtime.config.server.limits, app.metrics.refuse)
     app.metrics.connections.set_function(lambda: len(guard.connections))
     app.on_shutdown.append(guard.stop)
-    warning = warn_if_few_descriptors(guard.max_connections)
+    warning = fit_open_files(guard.max_connections)
     if warning:
         print(f"ccgate: WARNING: {warning}", file=sys.stderr)
     return protocol_for(guard)

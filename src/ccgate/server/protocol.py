@@ -230,20 +230,29 @@ def protocol_for(guard: ConnectionGuard) -> type[GuardedProtocol]:
     return type("GuardedProtocol", (GuardedProtocol,), {"guard": guard})
 
 
-def warn_if_few_descriptors(max_connections: int) -> str | None:
-    """A warning when the open-files limit cannot hold ``max_connections`` streams (each holds
-    a client and an upstream socket). Unix only; None elsewhere or when it fits."""
+def fit_open_files(max_connections: int) -> str | None:
+    """Raise the soft open-files limit to what ``max_connections`` streams need (each holds a
+    client and an upstream socket), up to the hard limit, as Go's runtime does at start (the
+    soft default of 1,024 is a leftover of select()). A warning when even that is too low;
+    None when it fits. Unix only: Windows has no such limit to raise."""
     if sys.platform == "win32":
         return None
     import resource
 
-    soft, _hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     needed = 2 * max_connections + 64
     if soft == resource.RLIM_INFINITY or soft >= needed:
         return None
-    return (f"the open-files limit ({soft}) is below what server.limits.max_connections "
+    target = needed if hard == resource.RLIM_INFINITY else min(needed, hard)
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+    except (ValueError, OSError):  # macOS caps it below RLIM_INFINITY (kern.maxfilesperproc)
+        target = soft
+    if target >= needed:
+        return None
+    return (f"the open-files limit ({target}) is below what server.limits.max_connections "
             f"({max_connections}) streams need (about {needed}); raise it (ulimit -n {needed}, "
             "LimitNOFILE= in a systemd unit) or lower max_connections")
 
 
-__all__ = ["ConnectionGuard", "GuardedProtocol", "protocol_for", "warn_if_few_descriptors"]
+__all__ = ["ConnectionGuard", "GuardedProtocol", "fit_open_files", "protocol_for"]
