@@ -20,6 +20,8 @@ is the only place that turns one into bytes on the wire::
     │   │                           the running one keeps serving
     │   ├── RequestTooLarge         413 request_too_large
     │   └── RateLimited             429 rate_limit_error (retryable)
+    ├── Overloaded                  529 overloaded_error: the gateway is at
+    │                               server.limits.max_concurrent_requests (retryable)
     ├── UpstreamError               502 api_error; 5xx, a hop between us and the provider failed
     │   ├── UpstreamServerError     500 api_error: the provider answered with its own server error
     │   ├── UpstreamUnreachable     502 api_error (DNS, TCP, proxy, TLS)

@@ -283,7 +283,9 @@ class Gateway:
     # Handlers ---------------------------------------------------------------------------
 
     async def _read(self, scope: Scope, receive: Receive, ctx: Context) -> bytes:
-        body = await read_body(receive, ctx.rt.max_body, _declared_length(scope))
+        length = dict(scope["headers"]).get(b"content-length")
+        declared = int(length) if length is not None and length.isdigit() else None
+        body = await read_body(receive, ctx.rt.max_body, declared)
         ctx.bytes_in = len(body)
         return body
 
