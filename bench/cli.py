@@ -78,7 +78,8 @@ def _add_scale(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     s = sub.add_parser("scale", help="N concurrent long streams, direct vs ccgate (docs/benchmarks.md)")
     s.add_argument("--streams", default=None,
                    help="comma-separated stream counts (default 1000,5000,10000; quick 50)")
-    s.add_argument("--chunks", type=int, default=None, help="chunks per stream (default 10; quick 3)")
+    s.add_argument("--chunks", type=int, default=None, help="chunks per stream (default 20; quick 3)")
+    s.add_argument("--ramp", type=int, default=2000, help="new streams per second (default 2000)")
     s.add_argument("--gap", type=float, default=None,
                    help="seconds between a stream's chunks (default 1; quick 0.2)")
     s.add_argument("--quick", action="store_true", help="a tiny run: what the smoke test runs")
@@ -92,7 +93,8 @@ def _scale(args: argparse.Namespace) -> int:
     streams = args.streams or ("50" if quick else "1000,5000,10000")
     return scale.main(scale.ScaleOptions(
         streams=tuple(int(x) for x in streams.split(",") if x),
-        chunks=args.chunks or (3 if quick else 10),
+        chunks=args.chunks or (3 if quick else 20),
+        ramp=args.ramp,
         gap=args.gap or (0.2 if quick else 1.0),
         out=args.out or RESULTS / ("scale-quick.json" if quick else "scale.json"),
         quick=quick,

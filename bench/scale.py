@@ -30,7 +30,7 @@ from typing import Any
 from bench.common import LOOPBACK, RESULTS, BenchError
 from bench.gateway import CLIENT_TOKEN, UPSTREAM_KEY, Ccgate
 from bench.machine import machine
-from bench.procs import rss_kb
+from bench.procs import cpu_ticks, rss_kb, ticks_to_seconds
 from bench.scale_client import run_streams
 from bench.stream_upstream import StreamUpstream
 from bench.workload import ANTHROPIC_HEADERS, anthropic_body
@@ -63,8 +63,9 @@ _SPARE_FDS = 200
 @dataclass(frozen=True)
 class ScaleOptions:
     streams: tuple[int, ...] = (1000, 5000, 10000)
-    chunks: int = 10  # one per `gap` seconds: a 10 s stream by default
+    chunks: int = 20  # one per `gap` seconds: a 20 s stream by default
     gap: float = 1.0
+    ramp: int = 2000  # new streams per second
     out: Path = RESULTS / "scale.json"
     quick: bool = False
 
@@ -115,29 +116,34 @@ def _request(port: int, path: str, key: str) -> bytes:
     return ("\r\n".join(head) + "\r\n\r\n").encode() + body
 
 
-def _streams(port: int, path: str, key: str, n: int, timeout: float) -> dict[str, Any]:
+def _streams(port: int, path: str, key: str, n: int, opts: ScaleOptions) -> dict[str, Any]:
     import uvloop
 
-    return uvloop.run(run_streams(LOOPBACK, port, _request(port, path, key), n, timeout=timeout))
+    timeout = opts.chunks * opts.gap * 3 + n / opts.ramp + 30
+    return uvloop.run(run_streams(LOOPBACK, port, _request(port, path, key), n, ramp=opts.ramp,
+                                  timeout=timeout))
 
 
 def one_level(workdir: Path, upstream: StreamUpstream, n: int, opts: ScaleOptions,
               log: Any) -> dict[str, Any]:
-    timeout = opts.chunks * opts.gap * 3 + 30
     log(f"  {n} streams direct ...")
-    direct = _streams(upstream.port, "/slow/v1/messages", UPSTREAM_KEY, n, timeout)
+    direct = _streams(upstream.port, "/slow/v1/messages", UPSTREAM_KEY, n, opts)
     gw = Ccgate(workdir, upstream.url + "/slow", name=f"ccgate-{n}", config=SCALE_CONFIG,
                 max_connections=str(n + 100)).start()
     try:
         idle_kb = rss_kb(gw.pid)["vmrss_kb"]
         log(f"  {n} streams through ccgate ...")
+        cpu_before = cpu_ticks(gw.pid)
         with Sampler(gw.pid) as sampler:
-            through = _streams(gw.port, "/v1/messages", CLIENT_TOKEN, n, timeout)
+            through = _streams(gw.port, "/v1/messages", CLIENT_TOKEN, n, opts)
+        cpu = ticks_to_seconds(cpu_ticks(gw.pid) - cpu_before)
         died = gw.died()
     finally:
         gw.stop()
     through["gateway"] = {"idle_rss_kb": idle_kb, "peak_rss_kb": sampler.peak_rss_kb,
-                          "peak_fds": sampler.peak_fds, "died": died}
+                          "peak_fds": sampler.peak_fds, "died": died, "cpu_s": round(cpu, 2),
+                          "cpu_us_per_chunk": round(cpu * 1e6 / through["chunks"], 1)
+                          if through["chunks"] else None}
     return {"streams": n, "direct": direct, "ccgate": through, **added(direct, through)}
 
 
@@ -149,6 +155,8 @@ def added(direct: dict[str, Any], through: dict[str, Any]) -> dict[str, Any]:
         "wall_ratio": round(through["wall_s"] / direct["wall_s"], 3)
         if through["wall_s"] and direct["wall_s"] else None,
         "added_chunk_ms": {q: minus(through["chunk_ms"][q], direct["chunk_ms"][q]) for q in ("p50", "p99")},
+        "added_steady_chunk_ms": {q: minus(through["steady_chunk_ms"][q], direct["steady_chunk_ms"][q])
+                                  for q in ("p50", "p99")},
         "added_ttfb_ms": {q: minus(through["ttfb_ms"][q], direct["ttfb_ms"][q]) for q in ("p50", "p99")},
     }
 
@@ -159,10 +167,10 @@ def main(opts: ScaleOptions) -> int:
 
     soft, hard = raise_open_files()
     log(f"bench scale: open files limit {soft} (hard {hard}); {opts.chunks} chunks, "
-        f"{opts.gap:g} s apart, per stream")
+        f"{opts.gap:g} s apart, per stream; {opts.ramp} new streams per second")
     results: dict[str, Any] = {"schema": 1, "mode": "quick" if opts.quick else "full",
                                "machine": machine(), "open_files": soft, "chunks": opts.chunks,
-                               "gap_s": opts.gap, "levels": [], "skipped": []}
+                               "gap_s": opts.gap, "ramp_per_s": opts.ramp, "levels": [], "skipped": []}
     with tempfile.TemporaryDirectory(prefix="ccgate-scale-") as tmp:
         workdir = Path(tmp)
         upstream = StreamUpstream(workdir, UPSTREAM_KEY, chunks=opts.chunks, slow_gap=opts.gap).start()
@@ -200,7 +208,9 @@ def render_level(lv: dict[str, Any]) -> str:
     return (f"  {lv['streams']} streams: wall {d['wall_s']} s direct, {c['wall_s']} s ccgate "
             f"(x{lv['wall_ratio']}); ttfb p50/p99 {_ms(d['ttfb_ms']['p50'])}/{_ms(d['ttfb_ms']['p99'])} "
             f"vs {_ms(c['ttfb_ms']['p50'])}/{_ms(c['ttfb_ms']['p99'])} ms; added chunk p50/p99 "
-            f"{lv['added_chunk_ms']['p50']}/{lv['added_chunk_ms']['p99']} ms; gateway peak RSS "
-            f"{g['peak_rss_kb'] / 1024:.0f} MB, {g['peak_fds']} fds; completed "
+            f"{lv['added_chunk_ms']['p50']}/{lv['added_chunk_ms']['p99']} ms (steady "
+            f"{lv['added_steady_chunk_ms']['p50']}/{lv['added_steady_chunk_ms']['p99']} ms); gateway peak RSS "
+            f"{g['peak_rss_kb'] / 1024:.0f} MB, {g['peak_fds']} fds, CPU {g['cpu_s']} s "
+            f"({g['cpu_us_per_chunk']} us per chunk); completed "
             f"{d['completed']}/{c['completed']}, errors {d['errors']}/{c['errors']}")
 

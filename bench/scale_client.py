@@ -5,16 +5,19 @@ upstream's /slow/ streams write one text chunk per second, each carrying the CLO
 it was written (bench/answers.py), so every chunk's latency is its arrival here minus that stamp:
 the same clock, the same machine. Per stream: time to the first response byte (from the request's
 write) and to its end; overall: the wall time from the first request to the last stream's end.
+Chunk latency is reported twice: over all chunks, and "steady": only chunks written after every
+stream had its first byte, i.e. relaying N open streams without new ones being set up.
 
-Connections are opened in batches (`ramp`) so a burst of thousands of SYNs does not overflow
-the listen backlog of whichever server is measured (that would add SYN retries of a second,
-identical for both, but noise); the ramp is the same for direct and ccgate.
+Streams are opened at `ramp` per second (in batches every 20 ms), the same for direct and
+ccgate: thousands of developers do not all press enter in the same millisecond, and a burst of
+thousands of SYNs overflows any listen backlog (SYN retries of a second: noise).
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
+from array import array
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -27,6 +30,8 @@ _END = b"0\r\n\r\n"  # the last chunk of a chunked response: the stream is over
 class StreamStats:
     ttfb_ns: list[int] = field(default_factory=list)
     chunk_latency_ns: list[int] = field(default_factory=list)
+    chunk_written_ns: array[int] = field(default_factory=lambda: array("q"))
+    last_first_byte_ns: int = 0
     done: int = 0
     chunks: int = 0
     errors: list[str] = field(default_factory=list)
@@ -55,6 +60,7 @@ class _Stream(asyncio.Protocol):
         if self.first:
             self.first = False
             self.stats.ttfb_ns.append(now - self.sent_ns)
+            self.stats.last_first_byte_ns = max(self.stats.last_first_byte_ns, now)
             if not data.startswith(b"HTTP/1.1 200"):
                 self._fail(data[:120].decode(errors="replace"))
                 return
@@ -62,7 +68,9 @@ class _Stream(asyncio.Protocol):
         data = self.tail + data
         for m in MARKER.finditer(data):
             if m.end() > held:  # not counted with the previous read
-                self.stats.chunk_latency_ns.append(now - int(m.group(2)))
+                written = int(m.group(2))
+                self.stats.chunk_latency_ns.append(now - written)
+                self.stats.chunk_written_ns.append(written)
                 self.stats.chunks += 1
         self.tail = data[-64:]
         if self.tail.endswith(_END):
@@ -84,9 +92,11 @@ class _Stream(asyncio.Protocol):
             self.finished.set_result(None)
 
 
-async def run_streams(host: str, port: int, request: bytes, n: int, *, ramp: int = 250,
-                      ramp_pause: float = 0.02, timeout: float = 120.0) -> dict[str, Any]:
-    """Open `n` streams (`ramp` at a time) and wait for all to end; the measurements."""
+async def run_streams(host: str, port: int, request: bytes, n: int, *, ramp: int = 2000,
+                      timeout: float = 120.0) -> dict[str, Any]:
+    """Open `n` streams, `ramp` per second, and wait for all to end; the measurements."""
+    ramp_pause = 0.02
+    batch = max(1, int(ramp * ramp_pause))
     loop = asyncio.get_running_loop()
     stats = StreamStats(first_sent_ns=time.monotonic_ns())
     waits: list[asyncio.Future[None]] = []
@@ -100,9 +110,11 @@ async def run_streams(host: str, port: int, request: bytes, n: int, *, ramp: int
             stats.errors.append(f"connect: {e}")
             finished.set_result(None)
 
-    for start in range(0, n, ramp):
-        await asyncio.gather(*(one() for _ in range(min(ramp, n - start))))
-        await asyncio.sleep(ramp_pause)
+    next_batch = time.monotonic()
+    for start in range(0, n, batch):
+        await asyncio.gather(*(one() for _ in range(min(batch, n - start))))
+        next_batch += ramp_pause
+        await asyncio.sleep(max(0.0, next_batch - time.monotonic()))
     try:
         await asyncio.wait_for(asyncio.gather(*waits), timeout)
     except TimeoutError:
@@ -118,6 +130,8 @@ def _pct(values: list[int], q: float) -> float | None:
 
 
 def summarise(stats: StreamStats, n: int) -> dict[str, Any]:
+    steady = [lat for lat, written in zip(stats.chunk_latency_ns, stats.chunk_written_ns, strict=True)
+              if written > stats.last_first_byte_ns]
     return {
         "streams": n,
         "completed": stats.done,
@@ -130,4 +144,6 @@ def summarise(stats: StreamStats, n: int) -> dict[str, Any]:
         "chunk_ms": {"p50": _pct(stats.chunk_latency_ns, 0.5),
                      "p99": _pct(stats.chunk_latency_ns, 0.99),
                      "max": _pct(stats.chunk_latency_ns, 1.0)},
+        "steady_chunks": len(steady),
+        "steady_chunk_ms": {"p50": _pct(steady, 0.5), "p99": _pct(steady, 0.99), "max": _pct(steady, 1.0)},
     }
