@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import sys
 import tempfile
 import threading
@@ -182,7 +183,9 @@ def main(opts: ScaleOptions) -> int:
                     log(f"  skipped: {why}")
                     results["skipped"].append({"streams": n, "why": why})
                     continue
+                load = os.getloadavg()
                 level = one_level(workdir, upstream, n, opts, log)
+                level["loadavg_before"], level["loadavg_after"] = load, os.getloadavg()
                 results["levels"].append(level)
                 log(render_level(level))
                 time.sleep(1.0)  # let TIME_WAIT sockets and the upstream settle
