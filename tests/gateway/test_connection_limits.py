@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import re
+import select
 import socket
 import time
 from pathlib import Path
@@ -50,6 +51,24 @@ def read_until_closed(sock: socket.socket) -> bytes:
     except ConnectionResetError:
         pass
     return out
+
+
+def drip(sock: socket.socket, data: bytes, every: float = 0.1) -> bytes:
+    """Send ``data`` a byte at a time, ``every`` seconds apart, until the gateway answers; then
+    everything it sends until it closes. Stops sending as soon as an answer is readable, so
+    the close is a clean one (no reset racing the answer)."""
+    deadline = time.monotonic() + PATIENCE
+    for byte in data:
+        if time.monotonic() > deadline:
+            break
+        readable, _, _ = select.select([sock], [], [], every)
+        if readable:
+            break
+        try:
+            sock.sendall(bytes([byte]))
+        except (BrokenPipeError, ConnectionResetError):
+            break
+    return read_until_closed(sock)
 
 
 def status_of(raw: bytes) -> int:
@@ -113,17 +132,9 @@ def test_slowloris_and_silent_connections_are_closed(
     gw = gateway(limits_config(upstream, gw_ca_file, header_timeout=0.5))
     silent = connect(gw)
     slow = connect(gw)
-    slow.sendall(b"GET /healthz HTTP/1.1\r\nhost: x\r\n")
-    deadline = time.monotonic() + PATIENCE
-    # Slowloris: one more header byte every 0.1 s, for longer than the header timeout.
-    raw = b""
-    try:
-        while time.monotonic() < deadline:
-            slow.sendall(b"x")
-            time.sleep(0.1)
-    except (BrokenPipeError, ConnectionResetError):
-        raw = read_until_closed(slow)
-    assert raw, "the slow client was never cut off"
+    slow.sendall(b"GET /healthz HTTP/1.1\r\nhost: x\r\nx-slow: ")
+    # Slowloris: one more header byte every 0.1 s, for far longer than the header timeout.
+    raw = drip(slow, b"x" * 1000)
     assert status_of(raw) == 408
     assert read_until_closed(silent).startswith(b"HTTP/1.1 408 ")  # then closed
     silent.close()
@@ -138,16 +149,7 @@ def test_a_trickling_upload_gets_408(
     with connect(gw) as sock:
         request = messages_request()
         sock.sendall(request[:-len(BODY)] + BODY[:10])
-        deadline = time.monotonic() + PATIENCE
-        try:
-            for byte in BODY[10:-1]:  # never the last byte
-                if time.monotonic() > deadline:
-                    break
-                sock.sendall(bytes([byte]))
-                time.sleep(0.1)
-        except (BrokenPipeError, ConnectionResetError):
-            pass
-        raw = read_until_closed(sock)
+        raw = drip(sock, BODY[10:-1])  # a byte every 0.1 s, never the last one
     assert status_of(raw) == 408
     assert b"server.limits.body_timeout" in raw
     assert upstream.requests_to("/v1/messages") == []
