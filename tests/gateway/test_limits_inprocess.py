@@ -91,3 +91,14 @@ async def test_pings_are_keyed_on_what_the_client_receives(tmp_path: Path) -> No
     names = [e for e, _ in answer.events()]
     assert names.count("ping") >= 2, names
     assert names[-1] == "message_stop"
+
+
+async def test_pool_waits_are_wired_to_the_metrics(tmp_path: Path) -> None:
+    async with InProcessGateway(tmp_path, {"providers": [anthropic()]}) as gw:
+        hook = gw.transports["anthropic"].on_pool_wait
+        assert hook is not None
+        hook("anthropic", 0.5, False)
+        hook("anthropic", 10.0, True)
+        metrics = (await gw.request("GET", "/metrics")).body.decode()
+    assert 'ccgate_upstream_pool_wait_seconds_count{provider="anthropic"} 2.0' in metrics
+    assert 'ccgate_upstream_pool_timeouts_total{provider="anthropic"} 1.0' in metrics

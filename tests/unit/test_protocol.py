@@ -148,3 +148,16 @@ async def test_a_connection_over_the_cap_gets_503_and_is_closed() -> None:
     proto.connection_lost(None)
     assert len(h.guard.connections) == 2
     h.guard.stop()
+
+
+async def test_the_limits_follow_the_live_config_at_each_sweep() -> None:
+    """A reload replaces the config; the sweep reads the limits from it, so they apply
+    without a restart (idle_timeout to new connections)."""
+    live = {"limits": Limits(max_headers=5)}
+    guard = ConnectionGuard(lambda: live["limits"], lambda reason: None)
+    assert guard.max_headers == 5
+    live["limits"] = Limits(max_headers=50, max_header_bytes=8192, idle_timeout=3)
+    guard.start(asyncio.get_running_loop())
+    guard.sweep()
+    assert (guard.max_headers, guard.max_header_bytes, guard.idle_timeout) == (50, 8192, 3)
+    guard.stop()
