@@ -82,12 +82,15 @@ def raise_open_files() -> tuple[int, int]:
 
 
 class Sampler:
-    """Peak RSS and open descriptors of one process, sampled every `every` seconds."""
+    """Peak RSS and open descriptors of one process, sampled every `every` seconds; and its CPU
+    time while at least `full_fds` descriptors were open (every stream open, none being set
+    up: the steady cost of relaying), as (cpu seconds, wall seconds)."""
 
-    def __init__(self, pid: int, every: float = 0.2) -> None:
-        self.pid, self.every = pid, every
+    def __init__(self, pid: int, every: float = 0.2, full_fds: int = 0) -> None:
+        self.pid, self.every, self.full_fds = pid, every, full_fds
         self.peak_rss_kb = 0
         self.peak_fds = 0
+        self._full: list[tuple[float, int]] = []  # (time, cpu ticks) of samples with all open
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
@@ -103,7 +106,16 @@ class Sampler:
     def _sample(self) -> None:
         self.peak_rss_kb = max(self.peak_rss_kb, rss_kb(self.pid)["vmrss_kb"] or 0)
         with contextlib.suppress(OSError):
-            self.peak_fds = max(self.peak_fds, len(list(Path(f"/proc/{self.pid}/fd").iterdir())))
+            fds = len(list(Path(f"/proc/{self.pid}/fd").iterdir()))
+            self.peak_fds = max(self.peak_fds, fds)
+            if self.full_fds and fds >= self.full_fds:
+                self._full.append((time.monotonic(), cpu_ticks(self.pid)))
+
+    def steady(self) -> tuple[float, float] | None:
+        if len(self._full) < 2:
+            return None
+        (t0, c0), (t1, c1) = self._full[0], self._full[-1]
+        return ticks_to_seconds(c1 - c0), t1 - t0
 
     def _run(self) -> None:
         while not self._stop.wait(self.every):
@@ -135,7 +147,7 @@ def one_level(workdir: Path, upstream: StreamUpstream, n: int, opts: ScaleOption
         idle_kb = rss_kb(gw.pid)["vmrss_kb"]
         log(f"  {n} streams through ccgate ...")
         cpu_before = cpu_ticks(gw.pid)
-        with Sampler(gw.pid) as sampler:
+        with Sampler(gw.pid, full_fds=2 * n) as sampler:
             through = _streams(gw.port, "/v1/messages", CLIENT_TOKEN, n, opts)
         cpu = ticks_to_seconds(cpu_ticks(gw.pid) - cpu_before)
         died = gw.died()
@@ -144,8 +156,18 @@ def one_level(workdir: Path, upstream: StreamUpstream, n: int, opts: ScaleOption
     through["gateway"] = {"idle_rss_kb": idle_kb, "peak_rss_kb": sampler.peak_rss_kb,
                           "peak_fds": sampler.peak_fds, "died": died, "cpu_s": round(cpu, 2),
                           "cpu_us_per_chunk": round(cpu * 1e6 / through["chunks"], 1)
-                          if through["chunks"] else None}
+                          if through["chunks"] else None,
+                          "steady_cpu_us_per_chunk": _steady_per_chunk(sampler.steady(), n, opts.gap)}
     return {"streams": n, "direct": direct, "ccgate": through, **added(direct, through)}
+
+
+def _steady_per_chunk(steady: tuple[float, float] | None, n: int, gap: float) -> float | None:
+    """CPU per chunk while all `n` streams were open (n / gap chunks a second), if they ever were
+    for a second or more."""
+    if steady is None or steady[1] < 1.0:
+        return None
+    cpu, seconds = steady
+    return round(cpu * 1e6 / (n * seconds / gap), 1)
 
 
 def added(direct: dict[str, Any], through: dict[str, Any]) -> dict[str, Any]:
@@ -214,6 +236,6 @@ def render_level(lv: dict[str, Any]) -> str:
             f"{lv['added_chunk_ms']['p50']}/{lv['added_chunk_ms']['p99']} ms (steady "
             f"{lv['added_steady_chunk_ms']['p50']}/{lv['added_steady_chunk_ms']['p99']} ms); gateway peak RSS "
             f"{g['peak_rss_kb'] / 1024:.0f} MB, {g['peak_fds']} fds, CPU {g['cpu_s']} s "
-            f"({g['cpu_us_per_chunk']} us per chunk); completed "
+            f"({g['cpu_us_per_chunk']} us per chunk, {g['steady_cpu_us_per_chunk']} with all open); completed "
             f"{d['completed']}/{c['completed']}, errors {d['errors']}/{c['errors']}")
 
