@@ -117,7 +117,9 @@ class Ccgate(LoopbackServer):
             access_log=json.dumps(str(self.access_log)), **self.extra))
         self.launch([sys.executable, "-m", "ccgate", "serve", "--config", str(self.config_file)],
                     ready_path="/healthz", timeout=30, cwd=self.dir,
-                    env=with_src_on_path(clean_env("CCGATE_")), stdout=subprocess.DEVNULL,
+                    # Its own store (usage rows, keys): never the user's ~/.local/share one.
+                    env=with_src_on_path({**clean_env("CCGATE_"), "CCGATE_DB": str(self.dir / "ccgate.db")}),
+                    stdout=subprocess.DEVNULL,
                     stderr=self.stderr_file.open("wb"))
         return self
 

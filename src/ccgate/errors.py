@@ -23,6 +23,8 @@ is the only place that turns one into bytes on the wire::
     │   ├── OAuthError              400 oauth: RFC 6749 body {"error": code}, not the Anthropic
     │   │                           envelope (login endpoints; 401 for invalid_grant on refresh)
     │   └── PageError               400 page: an HTML page a person's browser shows (login pages)
+    ├── Overloaded                  529 overloaded_error: the gateway is at
+    │                               server.limits.max_concurrent_requests (retryable)
     ├── UpstreamError               502 api_error; 5xx, a hop between us and the provider failed
     │   ├── UpstreamServerError     500 api_error: the provider answered with its own server error
     │   ├── UpstreamUnreachable     502 api_error (DNS, TCP, proxy, TLS)
@@ -129,6 +131,16 @@ class PageError(ClientError):
         super().__init__(message or title)
         self.title = title
         self.status = status
+
+
+class Overloaded(GatewayError):
+    """529 overloaded_error: the gateway itself is at ``server.limits.max_concurrent_requests``.
+    Anthropic's own word for "busy, retry shortly"; the SDKs and Claude Code retry it,
+    honouring ``retry-after``."""
+
+    status = 529
+    error_type = "overloaded_error"
+    retryable = True
 
 
 class UpstreamError(GatewayError):

@@ -162,3 +162,28 @@ def test_routing_config_is_the_one_source_of_the_policies_settings(tmp_path: Pat
         with pytest.raises(ValueError) as config_error:
             Retries(**bad)
         assert str(policy_error.value) == str(config_error.value)
+
+
+def test_server_limits_defaults_and_validation() -> None:
+    from ccgate.config.model import Limits, Pool
+
+    limits = Limits()
+    assert (limits.max_header_bytes, limits.max_headers) == (65536, 100)
+    assert limits.max_connections == 10_000 and limits.max_concurrent_requests is None
+    assert Pool().max_connections is None  # no silent queue at the 257th stream
+    for bad in ({"max_header_bytes": 100}, {"max_headers": 0}, {"header_timeout": 0},
+                {"body_timeout": -1}, {"idle_timeout": 0}, {"max_connections": 0},
+                {"max_concurrent_requests": 0}):
+        with pytest.raises(ValueError, match="limits"):
+            Limits(**bad)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match=r"pool\.max_connections"):
+        Pool(max_connections=0)
+
+
+def test_a_full_gateway_pool_does_not_trip_the_providers_breaker() -> None:
+    from ccgate.errors import UpstreamOverloaded, UpstreamUnreachable
+    from ccgate.routing.outcome import classify
+
+    pool = classify(None, UpstreamOverloaded("all busy", hop="pool"), {})
+    assert not pool.trips_breaker and pool.failover.value != "none"
+    assert classify(None, UpstreamUnreachable("refused", hop="connect"), {}).trips_breaker

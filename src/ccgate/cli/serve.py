@@ -7,6 +7,7 @@ friends send it SIGHUP to reload the config; SIGHUP, ``server.watch_config`` and
 from __future__ import annotations
 
 import argparse
+import asyncio
 import functools
 import logging
 import os
@@ -129,10 +130,10 @@ def run(args: argparse.Namespace) -> int:
     except ImportError:
         loop = "asyncio"
     config = uvicorn.Config(
-        app, host=host, port=port, loop=loop, http="httptools", lifespan="on",
+        app, host=host, port=port, loop=loop, http=_client_protocol(app), lifespan="on",
         access_log=False, log_config=None, log_level="warning", server_header=False,
         proxy_headers=False,  # we never use the client address; skip X-Forwarded-* parsing
-        timeout_keep_alive=75,
+        ws="none",
     )
     pidfile = Pidfile(host, port, loaded.source)
     app.on_startup.append(pidfile.write)
@@ -157,6 +158,19 @@ def console_line(app: Gateway, host: str, port: int) -> str:
     if console.admin_digest is None:
         return f"  console: {base}{PREFIX} needs an admin key on {host} (set server.admin.key)"
     return f"  console: {base}{PREFIX}  (sign in with the admin key)"
+
+
+def _client_protocol(app: Gateway) -> type[asyncio.Protocol]:
+    """uvicorn's httptools protocol with server.limits (headers, timeouts, connections)."""
+    from ccgate.server.protocol import ConnectionGuard, fit_open_files, protocol_for
+
+    guard = ConnectionGuard(lambda: app.runtime.config.server.limits, app.metrics.refuse)
+    app.metrics.connections.set_function(lambda: len(guard.connections))
+    app.on_shutdown.append(guard.stop)
+    warning = fit_open_files(guard.max_connections)
+    if warning:
+        print(f"ccgate: WARNING: {warning}", file=sys.stderr)
+    return protocol_for(guard)
 
 
 def _reload_exposure(authenticated: bool, *, host: str, allow: bool) -> str | None:

@@ -75,6 +75,36 @@ def local_url(listen_host: str, port: int) -> str:
     return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
 
 
+class Limits(_Strict):
+    """What one client connection may hold (server/protocol.py, docs/configuration.md)."""
+
+    # The request target, header names and values together, in bytes; more gets 431.
+    max_header_bytes: int = 64 * 1024
+    max_headers: int = 100
+    # Seconds from the connection (or a request's first byte) to the end of its headers.
+    header_timeout: float = 15.0
+    # Seconds from the end of the headers to the end of the body.
+    body_timeout: float = 60.0
+    # Seconds an idle keep-alive connection stays open between requests.
+    idle_timeout: float = 75.0
+    # Open client connections; one more is answered 503 and closed at once.
+    max_connections: int = 10_000
+    # Requests being answered at once (health and metrics excepted); one more gets 529
+    # overloaded_error with retry-after. None: bounded by max_connections only.
+    max_concurrent_requests: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.max_header_bytes < 4096:
+            raise ValueError("limits.max_header_bytes must be at least 4096")
+        for name in ("max_headers", "max_connections", "max_concurrent_requests"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise ValueError(f"limits.{name} must be at least 1")
+        for name in ("header_timeout", "body_timeout", "idle_timeout"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"limits.{name} must be positive")
+
+
 class Server(_Strict):
     host: str = DEFAULT_HOST
     port: int = DEFAULT_PORT
@@ -83,6 +113,7 @@ class Server(_Strict):
     admin: Admin = msgspec.field(default_factory=Admin)
     metrics: MetricsAccess = msgspec.field(default_factory=MetricsAccess)
     console: Console = msgspec.field(default_factory=Console)
+    limits: Limits = msgspec.field(default_factory=Limits)
     # Seconds an upstream success keeps /readyz green without a fresh probe.
     ready_window: float = 60.0
     # Translated streams: seconds of upstream silence before an SSE ping goes to the client.
@@ -123,8 +154,18 @@ class Timeouts(_Strict):
 
 
 class Pool(_Strict):
-    max_connections: int = 256
+    # Requests in flight to this provider at once; None: no limit (each stream holds one
+    # connection, and a team gateway holds thousands). When set, a request waits at most
+    # wait_timeout seconds for a free one, then fails naming the pool.
+    max_connections: int | None = None
+    wait_timeout: float = 10.0
     keepalive_seconds: float = 60.0
+
+    def __post_init__(self) -> None:
+        if self.max_connections is not None and self.max_connections < 1:
+            raise ValueError("pool.max_connections must be at least 1 (or null: no limit)")
+        if self.wait_timeout <= 0:
+            raise ValueError("pool.wait_timeout must be positive")
 
 
 class Provider(_Strict):

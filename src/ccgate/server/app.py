@@ -30,6 +30,7 @@ from ccgate.errors import (
     InvalidRequest,
     MethodNotAllowed,
     NotFound,
+    Overloaded,
     PermissionDenied,
     UpstreamError,
     new_request_id,
@@ -72,6 +73,10 @@ _GLOB = frozenset("*?[")
 # Polled by load balancers and Prometheus every few seconds: counted in metrics, not logged.
 _QUIET_ROUTES = frozenset({"healthz", "readyz", "metrics"})
 CONSOLE_PREFIX = "/console"
+# Claude Code's telemetry batches are a few KiB; absorbed unauthenticated, so held to little.
+EVENT_LOG_MAX_BYTES = 1024 * 1024
+# Seconds a client is told to wait after a 529 from server.limits.max_concurrent_requests.
+OVERLOAD_RETRY_AFTER = "5"
 
 
 class Context:
@@ -156,6 +161,9 @@ class Gateway:
         self.login = LoginEndpoints(self, revoked)
         self.routes.update(self.login.routes())
         self.known_paths = {path for _, path in self.routes}
+        # Requests being answered, across reloads (server.limits.max_concurrent_requests).
+        self.in_flight = 0
+        self.metrics.in_flight.set_function(lambda: self.in_flight)
 
     # ASGI entry point -------------------------------------------------------------------
 
@@ -215,12 +223,16 @@ class Gateway:
         path: str = scope["path"]
         rt = self.runtime  # taken once: this request runs on this config to the end
         rt.active += 1
+        self.in_flight += 1
         ctx = Context(rt, started)
         response = Response(send)
         route = self.routes.get((method, path))
         label = route[0] if route else _unrouted_label(path)
         status = 0
         try:
+            if self.in_flight > rt.max_requests and label not in _QUIET_ROUTES:
+                self.metrics.refuse("overloaded")
+                raise _overloaded(rt.max_requests)
             if route is None:
                 await self.unrouted(scope, receive, response, ctx)
             else:
@@ -244,6 +256,7 @@ class Gateway:
             status, ctx.error = 500, "internal error"
         finally:
             rt.release()
+            self.in_flight -= 1
         status = status or response.status or ctx.status
         self._observe(method, path, label, status, response.bytes_out, time.perf_counter() - started, ctx)
 
@@ -286,7 +299,7 @@ class Gateway:
             return
         if path.startswith("/api/event_logging/"):
             # Claude Code telemetry: absorbed here, never forwarded.
-            await read_body(receive, ctx.rt.max_body, None)
+            await read_body(receive, EVENT_LOG_MAX_BYTES, _declared_length(scope))
             await response.whole(204, [])
             return
         if path in self.known_paths:
@@ -493,6 +506,19 @@ def _check_policy_model(ctx: Context, groups: tuple[str, ...], model: str) -> No
     policy = login.policies.select(groups) if login is not None else None
     if policy is not None and not policy.allows_model(model):
         raise InvalidRequest(f"model {model} is not in your role's availableModels allowlist")
+
+
+def _declared_length(scope: Scope) -> int | None:
+    length = dict(scope["headers"]).get(b"content-length")
+    return int(length) if length is not None and length.isdigit() else None
+
+
+def _overloaded(limit: int) -> Overloaded:
+    return Overloaded(
+        f"the gateway is answering its limit of {limit} requests at once "
+        "(server.limits.max_concurrent_requests); retry shortly",
+        headers={"retry-after": OVERLOAD_RETRY_AFTER},
+    )
 
 
 def _unrouted_label(path: str) -> str:

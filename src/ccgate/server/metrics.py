@@ -53,6 +53,32 @@ class Metrics:
             ["client"], registry=self.registry,
         )
 
+        # Client connections (server/protocol.py) and admission (app.py): what was refused, why.
+        self.connections = Gauge(
+            "ccgate_client_connections", "Client connections open now.", registry=self.registry,
+        )
+        self.in_flight = Gauge(
+            "ccgate_requests_in_flight", "Requests being answered now.", registry=self.registry,
+        )
+        self.refused = Counter(
+            "ccgate_client_refused",
+            "Client connections or requests refused by server.limits, by reason: header_bytes, "
+            "header_count (431), header_timeout, body_timeout (408), connection_limit (503), "
+            "overloaded (529).",
+            ["reason"], registry=self.registry,
+        )
+        # Waits for a connection of a provider's pool (pool.max_connections set and all busy).
+        self.pool_wait = Histogram(
+            "ccgate_upstream_pool_wait_seconds",
+            "Time requests waited for a free upstream connection, by provider (waits only).",
+            ["provider"], buckets=LATENCY_BUCKETS, registry=self.registry,
+        )
+        self.pool_timeouts = Counter(
+            "ccgate_upstream_pool_timeouts",
+            "Requests that gave up waiting for an upstream connection (pool.wait_timeout).",
+            ["provider"], registry=self.registry,
+        )
+
         # Label lookups take a lock and build a key each time; a request's three are cached
         # here (the label sets are few: routes x statuses x providers).
         self._per_request: dict[tuple[str, str, str], tuple[Any, Any, Any]] = {}
@@ -68,6 +94,14 @@ class Metrics:
         count.inc()
         latency.observe(seconds)
         sent.inc(bytes_out)
+
+    def refuse(self, reason: str) -> None:
+        self.refused.labels(reason).inc()
+
+    def pool_waited(self, provider: str, seconds: float, timed_out: bool) -> None:
+        self.pool_wait.labels(provider).observe(seconds)
+        if timed_out:
+            self.pool_timeouts.labels(provider).inc()
 
     def breaker_change(self, provider: str, old: BreakerState, new: BreakerState) -> None:
         self.breaker_state.labels(provider).set(_BREAKER_VALUE[new])

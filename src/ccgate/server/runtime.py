@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import sys
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 
@@ -97,6 +98,8 @@ class Runtime:
         self.readiness = Readiness(list(self.transports.values()), config.server.ready_window,
                                    self.upstreams)
         self.max_body = config.server.max_body_bytes
+        # Over it: 529 overloaded_error (app.Gateway.handle); no limit is no ceiling.
+        self.max_requests = config.server.limits.max_concurrent_requests or sys.maxsize
         self.access = OpsAccess(loaded, seams.env)  # /readyz detail and /metrics credentials
         self.active = 0  # requests holding this runtime
         self.drained: asyncio.Event | None = None  # set by retire(); fired when active reaches 0
@@ -148,6 +151,7 @@ def _new_parts(provider: Provider, keys: list[Secret], fingerprint: bytes, confi
                seams: Seams) -> ProviderParts:
     routing, metrics, clock = config.routing, seams.metrics, seams.clock
     transport = seams.transport(provider, keys, seams.env)
+    transport.on_pool_wait = metrics.pool_waited
     upstream = Upstream(
         provider.name,
         KeyPool(keys, strategy=routing.key_strategy, name=provider.name,

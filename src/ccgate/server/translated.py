@@ -39,6 +39,10 @@ _SSE_HEADERS = [
     (b"cache-control", b"no-cache"),
 ]
 _JSON_HEADERS = [(b"content-type", b"application/json")]
+# A non-streamed chat completion is read whole before it is translated; a real one is a few
+# hundred KiB at most. Larger is refused (502) rather than held: memory must not grow with
+# what an upstream chooses to send.
+COMPLETION_LIMIT = 16 * 1024 * 1024
 
 
 def openai_headers(credentials: dict[str, str]) -> list[tuple[str, str]]:
@@ -80,9 +84,11 @@ async def relay_translated(
         await _relay_stream(transport, response, request, client_model, ex, ping_interval, quirks)
         return
     try:
-        raw = await response.read()
-    finally:
-        response.release()
+        raw = await _read_completion(transport, response)
+    except BaseException:
+        response.close()
+        raise
+    response.release()
     data = _completion(transport, raw, response.headers)
     if not request.stream:
         message = translate_response(
@@ -107,6 +113,20 @@ async def relay_translated(
     await ex.response.whole(200, _SSE_HEADERS, encode_events(events))
 
 
+async def _read_completion(transport: Transport, response: UpstreamResponse) -> bytes:
+    """The whole body, refused (502, naming the limit) past ``COMPLETION_LIMIT`` bytes."""
+    declared = response.content_length
+    too_big = declared is not None and declared > COMPLETION_LIMIT
+    raw = b"" if too_big else await response.read(COMPLETION_LIMIT + 1)
+    if too_big or len(raw) > COMPLETION_LIMIT:
+        raise UpstreamProtocolError(
+            f"provider {transport.name!r} answered with a completion larger than the gateway's "
+            f"limit of {COMPLETION_LIMIT} bytes (server/translated.py COMPLETION_LIMIT); "
+            "ask for a stream or fewer max_tokens", hop="upstream",
+        )
+    return raw
+
+
 def _completion(transport: Transport, raw: bytes, headers: Mapping[str, str]) -> dict[str, Any]:
     """The JSON object of a 200 chat completion, or the GatewayError it stands for."""
     try:
@@ -128,7 +148,7 @@ async def _relay_stream(
     ex: Exchange, ping_interval: float, quirks: Quirks,
 ) -> None:
     """Bytes from the provider into ``translate.StreamPipeline``, its events to the client,
-    and a ping whenever the provider has been silent for ``ping_interval``."""
+    and a ping whenever the client has had nothing for ``ping_interval``."""
     pipeline = StreamPipeline(
         StreamTranslator(
             model=client_model, tools=request.tools, input_tokens_estimate=request.input_tokens_estimate,
@@ -153,8 +173,15 @@ async def _relay_stream(
                 break
             if chunk is None:
                 await _emit(out, pipeline.ping())
-            else:
-                await _emit(out, pipeline.feed(chunk) if chunk else pipeline.close())
+                continue
+            events = pipeline.feed(chunk) if chunk else pipeline.close()
+            if events:
+                silence.sent()
+                await out.body(encode_events(events), more=True)
+            elif silence.overdue():
+                # Bytes arrive but none reach the client (comments, chunks without content):
+                # the client still gets its ping.
+                await _emit(out, pipeline.ping())
         await out.body(b"", more=False)
     finally:
         silence.close()
@@ -167,12 +194,15 @@ async def _relay_stream(
 
 
 class SilenceWatch:
-    """Interrupts the relay's wait for upstream bytes after ``interval`` seconds of silence, so
-    a ping goes out (Claude Code and proxies drop a stream that says nothing for too long).
+    """Interrupts the relay's wait for upstream bytes after ``interval`` seconds in which the
+    *client* got nothing, so a ping goes out (Claude Code and proxies drop a stream that says
+    nothing for too long). Keyed on what the client receives (``sent()``), not on what the
+    upstream sends: an upstream sending only comments or empty chunks still means silence.
 
-    One timer per stream, re-armed lazily when it fires: a read only stamps the time. (An
+    One timer per stream, re-armed lazily when it fires: sending only stamps the time. (An
     ``asyncio.timeout`` around each read set and cancelled a timer per chunk.) The interrupt
-    is a cancel of the relay task, delivered only while it is parked in ``read``.
+    is a cancel of the relay task, delivered only while it is parked in ``read``; a relay
+    busy with chunks that give the client nothing asks ``overdue()`` instead.
     """
 
     def __init__(self, interval: float) -> None:
@@ -201,8 +231,20 @@ class SilenceWatch:
             return None
         finally:
             self._reading = False
-        self._last = self._loop.time()
         return chunk
+
+    def sent(self) -> None:
+        """The client was just sent something."""
+        self._last = self._loop.time()
+
+    def overdue(self) -> bool:
+        """True (and the clock restarted, as a ping goes out) when the client has had nothing
+        for the interval."""
+        now = self._loop.time()
+        if now - self._last < self._interval:
+            return False
+        self._last = now
+        return True
 
     def close(self) -> None:
         self._handle.cancel()
