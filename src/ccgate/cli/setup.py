@@ -88,6 +88,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
         help="print export lines for bash, zsh, fish or powershell instead of writing files",
     )
     cc.add_argument("-y", "--yes", action="store_true", help="do not ask; undo even files changed since")
+    cc.add_argument("--json", action="store_true",
+                    help="print one JSON object on stdout (plan, what was written, the check; "
+                         "secrets masked) and the prose on stderr; never asks (needs --yes or "
+                         "--dry-run on a terminal)")
     cc.add_argument("--no-verify", action="store_true", help="skip the check of the gateway")
     cc.add_argument(
         "--project-dir",
@@ -102,6 +106,12 @@ def run(args: argparse.Namespace) -> int:
         return EXIT_REFUSED
     env = dict(os.environ)
     home = Path(env.get("HOME") or Path.home())
+    if args.json and args.print_env:
+        _err("--json and --print-env are two different outputs; choose one")
+        return EXIT_REFUSED
+    if args.json and not (args.yes or args.dry_run) and sys.stdin.isatty():
+        _err("--json never asks: add --yes to apply, or --dry-run to preview")
+        return EXIT_REFUSED
     try:
         if args.undo:
             return _undo(args, env, home)
@@ -230,29 +240,64 @@ def _setup(args: argparse.Namespace, env: dict[str, str], home: Path) -> int:
     if args.print_env:
         return _print_env(args, options)
     plan = build_plan(options)
-    out = sys.stdout
+    out = sys.stderr if args.json else sys.stdout  # --json: stdout carries the JSON alone
+    report: dict[str, Any] = {"plan": plan_json(plan, home), "written": False, "backup": None,
+                              "verify": None}
     print_plan(plan, home, out)
     if not plan.writes:
         print("\nNothing to change: Claude Code is already set up for this gateway.", file=out)
     elif args.dry_run:
         print("\nDiff (dry run, nothing written):", file=out)
         out.write(plan.diff())
-        return EXIT_OK
+        return _report(args, report, EXIT_OK)
     else:
         if not _confirm(args, out):
             print("Nothing written.", file=out)
-            return EXIT_OK
+            return _report(args, report, EXIT_OK)
         backup = apply_writes(plan.writes, backup_root(plan.files.config_dir))
+        report |= {"written": True, "backup": str(backup.directory)}
         print_written(plan, home, out)
         print(
             f"Backup in {display_path(backup.directory, home)}; undo with: ccgate setup claude-code --undo",
             file=out,
         )
     if args.dry_run or args.no_verify:
-        return EXIT_OK
+        return _report(args, report, EXIT_OK)
     result = verify(plan, options)
     print_verify(result, plan, out)
-    return EXIT_OK if result.ok else EXIT_VERIFY_FAILED
+    report["verify"] = {"ok": result.ok, "source": result.source, "steps": [
+        {"name": s.name, "ok": s.ok, "warn": s.warn, "detail": plan.redact(s.detail),
+         "fix": plan.redact(s.fix) if s.fix else None} for s in result.steps]}
+    return _report(args, report, EXIT_OK if result.ok else EXIT_VERIFY_FAILED)
+
+
+def _report(args: argparse.Namespace, report: dict[str, Any], code: int) -> int:
+    if args.json:
+        print(json.dumps({**report, "exit_code": code}, indent=2, ensure_ascii=False))
+    return code
+
+
+def plan_json(plan: Plan, home: Path) -> dict[str, Any]:
+    """The plan as data for ``--json``: what ``print_plan`` shows, secret values masked."""
+    def shown(value: Any, secret: bool) -> Any:
+        if value is MISSING:
+            return None
+        # as print_plan: a secret value masked, and any known secret inside a value redacted
+        return json.loads(plan.redact(_show(value, secret)))
+
+    return {
+        "gateway": plan.gateway,
+        "token": plan.token if plan.token == PLACEHOLDER_TOKEN else mask(plan.token),
+        "token_source": plan.token_source,
+        "changes": [
+            {"file": display_path(c.file, home), "key": c.key,
+             "action": "remove" if c.new is MISSING else "add" if c.old is MISSING else "change",
+             "old": shown(c.old, c.secret), "new": shown(c.new, c.secret), "why": c.why}
+            for c in plan.changes
+        ],
+        "notes": [{"level": n.level, "text": plan.redact(n.text),
+                   "fix": plan.redact(n.fix) if n.fix else None} for n in plan.notes],
+    }
 
 
 def print_written(plan: Plan, home: Path, out: TextIO) -> None:
@@ -323,7 +368,11 @@ def _undo(args: argparse.Namespace, env: dict[str, str], home: Path) -> int:
         _err(f"no setup backup to restore in {backups}")
         return EXIT_VERIFY_FAILED
     restore = plan_restore(backup, force=args.yes)
-    out = sys.stdout
+    out = sys.stderr if args.json else sys.stdout
+    report: dict[str, Any] = {"undo": True, "backup": str(backup.directory),
+                              "files": [{"file": display_path(f.current.path, home), "how": f.how}
+                                        for f in restore.files],
+                              "conflicts": list(restore.conflicts), "restored": False}
     print(f"Undoing setup from {backup.manifest.get('created', backup.directory.name)}:", file=out)
     for f in restore.files:
         print(f"  {display_path(f.current.path, home)}: {f.how}", file=out)
@@ -333,14 +382,14 @@ def _undo(args: argparse.Namespace, env: dict[str, str], home: Path) -> int:
             f"changed again since setup wrote them: {keys}. Undo would discard those changes; "
             "nothing was restored. See the diff with --undo --dry-run; undo anyway with --undo --yes."
         )
-        return EXIT_VERIFY_FAILED
+        return _report(args, report, EXIT_VERIFY_FAILED)
     if args.dry_run:
         print("\nDiff (dry run, nothing restored):", file=out)
         out.write(_undo_diff(restore.files))
-        return EXIT_OK
+        return _report(args, report, EXIT_OK)
     restore_backup(restore)
     print(f"Done. The backup stays in {display_path(backup.directory, home)}.", file=out)
-    return EXIT_OK
+    return _report(args, report | {"restored": True}, EXIT_OK)
 
 
 def _undo_diff(files: list[FileRestore]) -> str:
