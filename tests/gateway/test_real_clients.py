@@ -19,7 +19,8 @@ import pytest
 
 from ccgate.upstream.mock import Reply
 from tests.gateway.inprocess import InProcessGateway
-from tests.gateway.test_inprocess import CLIENT, JSON, MSG, SSE, anthropic as anthropic_provider, openai
+from tests.gateway.test_inprocess import CLIENT, JSON, MSG, SSE, openai
+from tests.gateway.test_inprocess import anthropic as anthropic_provider
 
 OPENAI_MODELS = {"object": "list", "data": [{"id": "qwen3:8b", "object": "model"},
                                             {"id": "vendor/model", "object": "model", "name": "Vendor: Model"}]}

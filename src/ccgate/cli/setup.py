@@ -128,8 +128,10 @@ def _err(message: str) -> None:
 # -- setup -----------------------------------------------------------------------------------
 
 
-def _from_config(args: argparse.Namespace, env: dict[str, str]) -> tuple[str | None, list[str]]:
-    """(default gateway URL, client tokens) from the ccgate config, if one is found.
+def _from_config(args: argparse.Namespace,
+                 env: dict[str, str]) -> tuple[str | None, list[str], tuple[str, ...]]:
+    """(default gateway URL, client tokens, providers marked slow) from the ccgate config, if
+    one is found.
 
     Only the address and the client tokens are read: provider keys are not resolved, since
     the shell setup runs in often lacks them. A config that is found but cannot be read stops
@@ -145,18 +147,18 @@ def _from_config(args: argparse.Namespace, env: dict[str, str]) -> tuple[str | N
         if args.gateway and args.key and not args.config:
             print(f"ccgate setup: note: ccgate config not used (--gateway and --key given): {exc}",
                   file=sys.stderr)
-            return None, []
+            return None, [], ()
         raise SetupError(
             f"cannot read the ccgate config: {exc}. Setup takes the gateway address and client "
             "token from it; fix it, or pass --gateway URL and --key KEY"
         ) from None
     if view.path is None:
-        return None, []
-    return view.url, [secret.value for secret in view.client_tokens.values()]
+        return None, [], ()
+    return view.url, [secret.value for secret in view.client_tokens.values()], view.slow_providers
 
 
 def _options(args: argparse.Namespace, env: dict[str, str], home: Path) -> SetupOptions:
-    config_gateway, tokens = _from_config(args, env)
+    config_gateway, tokens, slow = _from_config(args, env)
     models = {
         MODEL_VARS[name]: value
         for name, value in (
@@ -176,6 +178,7 @@ def _options(args: argparse.Namespace, env: dict[str, str], home: Path) -> Setup
         home=home,
         project_dir=Path(args.project_dir) if args.project_dir else Path.cwd(),
         subscription=bool(getattr(args, "subscription", False)),
+        slow_providers=slow,
     )
 
 

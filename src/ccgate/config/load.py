@@ -393,6 +393,7 @@ class GatewayClientView:
     host: str
     port: int
     client_tokens: dict[str, Secret]
+    slow_providers: tuple[str, ...] = ()  # providers marked ``slow: true``
 
     @property
     def url(self) -> str:
@@ -420,7 +421,8 @@ def load_client_view(
         raise ConfigError(f"{path}: cannot read config file: {exc}") from None
     config = parse_config(text, str(path))
     tokens = _resolve_client_tokens(config, str(path), env, path.parent)
-    return GatewayClientView(path, config.server.host, config.server.port, tokens)
+    slow = tuple(p.name for p in config.providers if p.slow)
+    return GatewayClientView(path, config.server.host, config.server.port, tokens, slow)
 
 
 def configured_store_path(explicit: str | None, env: Mapping[str, str]) -> str | None:

@@ -1,0 +1,73 @@
+"""Slow self-hosted providers (issue 13; docs/providers.md, "Slow self-hosted providers").
+
+Claude Code drops a stream after CLAUDE_STREAM_IDLE_TIMEOUT_MS (floor 300,000 ms) without a
+stream event; pings re-arm that watchdog only 30 times in a row. Waiting 300 s in a test is not
+possible, so what is tested is each half of the remedy: the gateway's side (``message_start``
+as soon as the provider answers, before its first chunk, then pings through the provider's
+silence) and setup's side (a provider marked ``slow: true`` gets Claude Code the longest idle
+timeouts it allows)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from ccgate.config.load import load_client_view
+from ccgate.setup import build_plan
+from ccgate.setup.model import SetupOptions
+from ccgate.setup.plan import SLOW_ENV, SLOW_TIMEOUT_MS
+from ccgate.upstream.mock import Pause, Reply
+from tests.gateway.inprocess import InProcessGateway
+from tests.gateway.test_inprocess import CLIENT, MSG, SSE, openai
+
+
+def chunk(delta: dict[str, object], finish: str | None = None) -> bytes:
+    import json
+
+    return b"data: " + json.dumps({"id": "c", "choices": [{"index": 0, "delta": delta,
+                                                          "finish_reason": finish}]}).encode() + b"\n\n"
+
+
+async def test_message_start_goes_out_before_the_first_upstream_chunk_then_pings(tmp_path: Path) -> None:
+    config = {"server": {"ping_interval": 0.02}, "providers": [openai(slow=True)],
+              "models": [{"match": "claude-*", "to": "local/qwen3"}]}
+    # The provider answers its headers, then reads the prompt (silence), then streams.
+    reply = Reply(200, SSE, [Pause(0.2), chunk({"content": "Hi"}), chunk({}, "stop"), b"data: [DONE]\n\n"])
+    async with InProcessGateway(tmp_path, config, {"local": [reply]}) as gw:
+        answer = await gw.post("/v1/messages", {**MSG, "stream": True}, headers=CLIENT)
+    names = [e for e, _ in answer.events()]
+    first_content = names.index("content_block_start")
+    assert names[0] == "message_start"
+    assert names[1:first_content] and set(names[1:first_content]) == {"ping"}  # the silence, covered
+    assert names[-1] == "message_stop"
+
+
+def write_config(tmp_path: Path, slow: bool) -> Path:
+    path = tmp_path / "ccgate.yaml"
+    path.write_text("providers:\n  - name: llama\n    kind: openai-compatible\n"
+                    f"    base_url: http://127.0.0.1:8080/v1\n    auth_header: none\n    slow: {str(slow).lower()}\n")
+    return path
+
+
+@pytest.mark.parametrize("slow", [True, False])
+def test_setup_gives_claude_code_its_longest_idle_timeouts_for_a_slow_provider(tmp_path: Path, slow: bool) -> None:
+    view = load_client_view(str(write_config(tmp_path, slow)), {})
+    assert view.slow_providers == (("llama",) if slow else ())
+    home = tmp_path / "home"
+    home.mkdir()
+    plan = build_plan(SetupOptions(gateway=view.url, key="k" * 20, home=home, project_dir=home, env={},
+                                   slow_providers=view.slow_providers))
+    changed = {c.key: c.new for c in plan.changes}
+    for var in SLOW_ENV:
+        assert changed.get(f"env.{var}") == (str(SLOW_TIMEOUT_MS) if slow else None)
+
+
+def test_setup_keeps_a_longer_or_disabled_timeout_the_user_set(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    (home / ".claude").mkdir(parents=True)
+    (home / ".claude" / "settings.json").write_text(
+        '{"env": {"CLAUDE_STREAM_IDLE_TIMEOUT_MS": "1800000", "API_TIMEOUT_MS": "0"}}')
+    plan = build_plan(SetupOptions(gateway="http://127.0.0.1:4545", key="k" * 20, home=home, project_dir=home,
+                                   env={}, slow_providers=("llama",)))
+    assert not [c for c in plan.changes if c.key.removeprefix("env.") in SLOW_ENV]
