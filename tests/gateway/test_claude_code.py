@@ -3,8 +3,10 @@ through an authenticating Squid. Claude Code itself runs with no proxy variables
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -55,7 +57,19 @@ def check_one_run(credential: str, version: str, binary: Path, upstream: FakeAnt
     assert sent.header("user-agent", ).startswith(f"claude-cli/{version} ")  # type: ignore[union-attr]
     assert sent.header("x-api-key") == LAB_API_KEY and sent.header("authorization") is None
     assert sent.json()["system"][0]["text"].startswith("x-anthropic-billing-header")
-    record = next(r for r in gw.wait_access_records(1) if r["path"] == "/v1/messages")
+    record = messages_record(gw)
     assert record["status"] == 200 and record["stream"] is True and record["client"] == "tester"
     for secret in (CLIENT_TOKEN, LAB_API_KEY, corp_proxy.password):
         assert secret not in gw.log
+
+
+def messages_record(gw: Gateway, timeout: float = 5.0) -> dict[str, Any]:
+    """The access-log line of the /v1/messages request (lines are written every 0.2 s, and some
+    versions send other requests first, e.g. telemetry)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        records = [r for r in gw.access_records() if r["path"] == "/v1/messages"]
+        if records:
+            return records[0]
+        assert time.monotonic() < deadline, gw.log[-2000:]
+        time.sleep(0.05)

@@ -9,7 +9,9 @@ timeouts it allows)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -18,8 +20,21 @@ from ccgate.setup import build_plan
 from ccgate.setup.model import SetupOptions
 from ccgate.setup.plan import SLOW_ENV, SLOW_TIMEOUT_MS
 from ccgate.upstream.mock import Pause, Reply
+from tests.gateway.conftest import CLIENT_TOKEN, GatewayFactory
 from tests.gateway.inprocess import InProcessGateway
 from tests.gateway.test_inprocess import CLIENT, MSG, SSE, openai
+from tests.gateway.test_translation_e2e import translation_config
+from tests.lab.claude_cli import run_claude
+from tests.lab.scripted import (
+    DONE,
+    Callback,
+    Chunks,
+    OpenAIText,
+    ScriptedRequest,
+    ScriptedUpstream,
+    openai_chunk,
+    openai_sse,
+)
 
 
 def chunk(delta: dict[str, object], finish: str | None = None) -> bytes:
@@ -71,3 +86,39 @@ def test_setup_keeps_a_longer_or_disabled_timeout_the_user_set(tmp_path: Path) -
     plan = build_plan(SetupOptions(gateway="http://127.0.0.1:4545", key="k" * 20, home=home, project_dir=home,
                                    env={}, slow_providers=("llama",)))
     assert not [c for c in plan.changes if c.key.removeprefix("env.") in SLOW_ENV]
+
+
+# The real CLI: what ccgate's pings do for Claude Code's watchdogs ---------------------------------
+
+SILENCE = 25.0  # seconds the provider says nothing after its first chunk
+
+
+@pytest.mark.lab
+@pytest.mark.slow
+@pytest.mark.parametrize("ping_interval", [2.0, 60.0], ids=["pings", "no-pings"])
+def test_pings_keep_claude_codes_byte_watchdog_from_dropping_a_silent_stream(
+    scripted_upstream: Callable[..., ScriptedUpstream], gateway: GatewayFactory, ping_interval: float,
+) -> None:
+    """The stream watchdog's 300 s floor cannot be waited for; the byte watchdog can be set to 10 s
+    (CLAUDE_BYTE_STREAM_IDLE_TIMEOUT_MS, floor 10,000). With ccgate pinging every 2 s, the pinned
+    CLI sits through 25 s of provider silence on one stream; without pings it gives that stream up
+    after about 10 s and asks again without streaming (its fallback)."""
+
+    def decide(req: ScriptedRequest) -> Any:
+        if not (req.json or {}).get("stream"):
+            return OpenAIText("Answered without streaming.")
+        return Chunks([openai_sse(openai_chunk({"role": "assistant", "content": ""})), SILENCE,
+                       openai_sse(openai_chunk({"content": "Survived the silence."})),
+                       openai_sse(openai_chunk({}, finish_reason="stop")), DONE])
+
+    up = scripted_upstream(default=Callback(decide), name="openai")
+    gw = gateway(translation_config(up, ping_interval=ping_interval))
+    result = run_claude("hi", base_url=gw.url, auth_token=CLIENT_TOKEN, max_retries=0, timeout=120,
+                        env={"CLAUDE_BYTE_STREAM_IDLE_TIMEOUT_MS": "10000"})
+    streamed = [bool((r.json or {}).get("stream")) for r in up.requests_to("/chat/completions")]
+    if ping_interval < SILENCE:
+        assert result.returncode == 0, result.stderr
+        assert "Survived the silence." in result.stdout and streamed == [True]
+    else:
+        assert streamed[:2] == [True, False], streamed  # the silent stream was dropped
+        assert "Survived the silence." not in result.stdout
