@@ -122,3 +122,15 @@ def test_pings_keep_claude_codes_byte_watchdog_from_dropping_a_silent_stream(
     else:
         assert streamed[:2] == [True, False], streamed  # the silent stream was dropped
         assert "Survived the silence." not in result.stdout
+
+
+def test_print_env_sets_the_same_timeouts(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    from ccgate.cli.main import main
+
+    monkeypatch.setenv("HOME", str(tmp_path))
+    assert main(["setup", "claude-code", "--config", str(write_config(tmp_path, True)), "--key", "k" * 20,
+                 "--print-env", "bash"]) == 0
+    out = capsys.readouterr().out
+    for var in SLOW_ENV:
+        assert f"export {var}='{SLOW_TIMEOUT_MS}'" in out

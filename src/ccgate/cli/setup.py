@@ -40,7 +40,7 @@ from ccgate.setup.model import (
     redact,
     unified_diff,
 )
-from ccgate.setup.plan import choose_token, normalize_gateway
+from ccgate.setup.plan import choose_token, normalize_gateway, slow_provider_env
 from ccgate.setup.shellenv import SHELLS, detect_shell, env_assignments, render
 from ccgate.setup.verify import VerifyResult, verify_gateway, verify_with_doctor
 
@@ -351,6 +351,10 @@ def _print_env(args: argparse.Namespace, options: SetupOptions) -> int:
     token, source = choose_token(options, {}, gateway)  # no files: only --key, config, placeholder
     host = urlsplit(gateway).hostname or ""
     assign, unset = env_assignments(gateway, token, options.models, options.env, host)
+    # providers marked slow: the same idle timeouts a settings setup writes (unless the shell
+    # already has longer ones)
+    slow = slow_provider_env(options.slow_providers, options.env)
+    assign.update({var: want.value for var, want in slow.items()})
     sys.stdout.write(render(shell, assign, unset))
     print(
         f"# {shell} lines for Claude Code -> {gateway} (token from {source}); nothing was "
