@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 from ccgate.config.load import LoadedConfig, load_config
 from ccgate.errors import ConfigError
 from ccgate.proxy_env import resolve_proxy
+from ccgate.server.bind import MAX_PORT, MIN_PORT, BindError, bind_listener
 from ccgate.server.control import Pidfile
 from ccgate.server.listen import is_loopback
 
@@ -28,7 +29,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", metavar="FILE", help="config file (else $CCGATE_CONFIG, "
                         "./ccgate.yaml, ~/.config/ccgate/ccgate.yaml, else embedded defaults)")
     parser.add_argument("--host", help="address to listen on (default 127.0.0.1)")
-    parser.add_argument("--port", type=int, help="port to listen on (default 4545)")
+    parser.add_argument("--port", type=port_arg, help="port to listen on, 1-65535 (default 4545)")
     parser.add_argument(
         UNSAFE_FLAG, action="store_true", dest="allow_unauthenticated",
         help="listen on a non-loopback address without client authentication: anyone who "
@@ -38,6 +39,15 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 if TYPE_CHECKING:
     from ccgate.server.app import Gateway
+
+
+def port_arg(text: str) -> int:
+    """argparse type for ``--port``: the range ``server.port`` accepts (config/model.py)."""
+    value = int(text) if text.strip().lstrip("-").isdigit() else -1
+    if not MIN_PORT <= value <= MAX_PORT:
+        raise argparse.ArgumentTypeError(
+            f"must be a port number from {MIN_PORT} to {MAX_PORT} (as server.port), got {text!r}")
+    return value
 
 
 def exposure_problem(authenticated: bool, host: str, allow: bool) -> str | None:
@@ -120,6 +130,11 @@ def run(args: argparse.Namespace) -> int:
 
     import uvicorn
 
+    try:  # bound (and listening) before anything says so; uvicorn serves on this socket
+        sock = bind_listener(host, port)
+    except BindError as exc:
+        print(f"ccgate: {exc}", file=sys.stderr)
+        return 1
     for line in describe(loaded, host, port, app):
         print(line, file=sys.stderr, flush=True)
     print(console_line(app, host, port), file=sys.stderr, flush=True)
@@ -138,7 +153,8 @@ def run(args: argparse.Namespace) -> int:
     pidfile = Pidfile(host, port, loaded.source)
     app.on_startup.append(pidfile.write)
     app.on_shutdown.append(pidfile.remove)
-    uvicorn.Server(config).run()
+    with sock:
+        uvicorn.Server(config).run(sockets=[sock])
     return 0
 
 

@@ -188,6 +188,10 @@ class Provider(_Strict):
     ipv4_only: bool = False
     timeouts: Timeouts = msgspec.field(default_factory=Timeouts)
     pool: Pool = msgspec.field(default_factory=Pool)
+    # A server that may think for minutes before its first byte (a self-hosted model on CPU
+    # reading a long prompt): `ccgate setup` then gives Claude Code its longest stream idle
+    # timeout (docs/providers.md, "Slow self-hosted providers").
+    slow: bool = False
 
     def __post_init__(self) -> None:
         if not self.name or "/" in self.name:

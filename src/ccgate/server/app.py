@@ -18,6 +18,7 @@ import signal
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
+from urllib.parse import quote
 
 import msgspec
 
@@ -64,7 +65,15 @@ from ccgate.store import (
 )
 from ccgate.translate import estimate_input_tokens
 from ccgate.upstream.transport import Transport, UpstreamTransport
-from ccgate.wire.anthropic import decode_body, decode_count_tokens, decode_messages, model_list
+from ccgate.wire.anthropic import (
+    ModelRow,
+    decode_body,
+    decode_count_tokens,
+    decode_messages,
+    model_info,
+    model_list,
+    model_page,
+)
 from ccgate.wire.openai import ListedModel
 
 log = logging.getLogger("ccgate")
@@ -77,6 +86,7 @@ CONSOLE_PREFIX = "/console"
 EVENT_LOG_MAX_BYTES = 1024 * 1024
 # Seconds a client is told to wait after a 529 from server.limits.max_concurrent_requests.
 OVERLOAD_RETRY_AFTER = "5"
+MODEL_PREFIX = "/v1/models/"  # GET /v1/models/{model_id}; ids may contain "/" (discovery aliases)
 
 
 class Context:
@@ -297,6 +307,12 @@ class Gateway:
         if self.console is not None and _is_console(path):
             await self.console(scope, receive, response, ctx)
             return
+        if path.startswith(MODEL_PREFIX) and scope["method"] == "GET":
+            if ctx.rt.auth.enabled:
+                ctx.key = self.authenticate(scope, ctx.rt)
+                ctx.client = ctx.key.name
+            await self.model(scope, receive, response, ctx)
+            return
         if path.startswith("/api/event_logging/"):
             # Claude Code telemetry: absorbed here, never forwarded.
             await read_body(receive, EVENT_LOG_MAX_BYTES, _declared_length(scope))
@@ -338,7 +354,9 @@ class Gateway:
             # No OpenAI equivalent: answered from the local estimate (docs/translation.md).
             ctx.upstream = route.primary.provider.name
             reply = _json.encode({"input_tokens": estimate_input_tokens(decode_body(body))})
-            await response.json(200, reply)
+            await response.whole(200, [(b"content-type", b"application/json"),
+                                       (b"content-length", str(len(reply)).encode()),
+                                       (b"request-id", ctx.request_id.encode())], reply)
             return
         await self._dispatch(scope, receive, response, ctx, body, head.model, record=False)
 
@@ -377,7 +395,7 @@ class Gateway:
             _refuse_client_credentials(route.targets, rt.transports)
         usage_wanted = (record and self.recorder is not None) or (
             ctx.key is not None and ctx.key.issued is not None and ctx.key.issued.tpm is not None)
-        ex = Exchange(response, count_usage=usage_wanted)
+        ex = Exchange(response, request_id=ctx.request_id, count_usage=usage_wanted)
         failure: GatewayError | None = None
         try:
             await self._exchange(
@@ -434,27 +452,53 @@ class Gateway:
     async def models(self, scope: Scope, receive: Receive, response: Response, ctx: Context) -> None:
         """Exact-id routes (a glob is not a model), plus each translated provider's own models
         under discovery aliases (``routing.route.model_alias``), which Claude Code's discovery
-        keeps (it drops ids without "claude" or "anthropic") and which route back to them. With
-        neither, the first provider's own list is relayed."""
-        rt = ctx.rt
-        listed = [
+        keeps (it drops ids without "claude" or "anthropic") and which route back to them,
+        paged as Anthropic pages (``limit``, ``after_id``, ``before_id``). With neither, the
+        first provider's own list is relayed."""
+        listed = await self._local_models(ctx.rt)
+        if listed is None:
+            await self._relay_models(scope, receive, response, ctx, scope["path"])
+            return
+        await response.json(200, _json.encode(model_list(listed, model_page(scope["query_string"]))))
+
+    async def model(self, scope: Scope, receive: Receive, response: Response, ctx: Context) -> None:
+        """``GET /v1/models/{model_id}`` (the SDKs' ``models.retrieve``): a model of the local
+        list is answered here; any other id that routes to an Anthropic provider is asked of
+        it (under the name the route sends); otherwise Anthropic's 404."""
+        model_id = scope["path"][len(MODEL_PREFIX):]
+        ctx.model = model_id
+        listed = await self._local_models(ctx.rt)
+        for row in listed or ():
+            if row[0] == model_id:
+                await response.json(200, _json.encode(model_info(row)))
+                return
+        target = route_model(ctx.rt.config, model_id).primary if model_id else None
+        if target is None or target.provider.kind != "anthropic":
+            raise NotFound(f"model: {model_id}")
+        path = MODEL_PREFIX + quote(target.model, safe="")
+        await self._relay_models(scope, receive, response, ctx, path, ctx.rt.transports[target.provider.name])
+
+    async def _local_models(self, rt: Runtime) -> list[ModelRow] | None:
+        """The model list the gateway answers itself, or None when it relays the provider's."""
+        listed: list[ModelRow] = [
             (route.match, route.display_name or route.match, route.context_window, route.max_tokens)
             for route in rt.config.models
             if not _GLOB & set(route.match)
         ]
         discovering = [p.name for p in rt.config.providers if p.kind != "anthropic"]
-        if listed or discovering:
-            listed += await _discovered(rt, discovering)
-            await response.json(200, _json.encode(model_list(listed)))
-            return
-        await self._relay_models(scope, receive, response, ctx)
+        if not listed and not discovering:
+            return None
+        return listed + await _discovered(rt, discovering)
 
-    async def _relay_models(self, scope: Scope, receive: Receive, response: Response, ctx: Context) -> None:
+    async def _relay_models(self, scope: Scope, receive: Receive, response: Response, ctx: Context,
+                            path: str, transport: Transport | None = None) -> None:
+        """``path`` (with the client's query) asked of ``transport`` (the first provider's),
+        the answer relayed."""
         rt = ctx.rt
-        transport = next(iter(rt.transports.values()))
+        transport = transport or next(iter(rt.transports.values()))
         ctx.upstream = transport.name
         query: bytes = scope["query_string"]
-        path = scope["path"] + ("?" + query.decode("latin-1") if query else "")
+        path += "?" + query.decode("latin-1") if query else ""
         credentials = rt.upstreams[transport.name].pool.acquire()
         headers = outgoing_headers(
             scope, transport, credentials.headers(transport.provider.auth_header)
@@ -522,6 +566,8 @@ def _overloaded(limit: int) -> Overloaded:
 
 
 def _unrouted_label(path: str) -> str:
+    if path.startswith(MODEL_PREFIX):
+        return "models"
     if path.startswith("/api/event_logging/"):
         return "event_logging"
     if _is_console(path):

@@ -94,23 +94,30 @@ async def relay_translated(
         message = translate_response(
             data, model=client_model, tools=request.tools,
             input_tokens_estimate=request.input_tokens_estimate, provider=transport.name,
-            reasoning_fields=quirks.reasoning_fields,
+            reasoning_fields=quirks.reasoning_fields, emit_thinking=request.thinking,
         )
         ex.usage = message.get("usage")
         body = _json.encode(message)
-        await ex.response.whole(200, [*_JSON_HEADERS, (b"content-length", str(len(body)).encode())], body)
+        await ex.response.whole(
+            200, [*_JSON_HEADERS, (b"content-length", str(len(body)).encode()), _request_id(ex)], body)
         return
     # The provider was asked not to stream (Quirks.stream_with_tools): build the stream here.
     events = stream_from_response(
         data, model=client_model, tools=request.tools,
         input_tokens_estimate=request.input_tokens_estimate, provider=transport.name,
-        reasoning_fields=quirks.reasoning_fields,
+        reasoning_fields=quirks.reasoning_fields, emit_thinking=request.thinking,
     )
     ex.streaming = True
     for name, payload in events:
         if name == "message_delta" and "usage" in payload:
             ex.usage = payload["usage"]
-    await ex.response.whole(200, _SSE_HEADERS, encode_events(events))
+    await ex.response.whole(200, [*_SSE_HEADERS, _request_id(ex)], encode_events(events))
+
+
+def _request_id(ex: Exchange) -> tuple[bytes, bytes]:
+    """Anthropic's API names every answer with a ``request-id`` header; the gateway's own id
+    stands in for it on an answer it built (errors carry it already, errors.to_envelope)."""
+    return (b"request-id", ex.request_id.encode())
 
 
 async def _read_completion(transport: Transport, response: UpstreamResponse) -> bytes:
@@ -153,6 +160,7 @@ async def _relay_stream(
         StreamTranslator(
             model=client_model, tools=request.tools, input_tokens_estimate=request.input_tokens_estimate,
             provider=transport.name, reasoning_fields=quirks.reasoning_fields,
+            emit_thinking=request.thinking,
         ),
         provider=transport.name,
     )
@@ -161,7 +169,7 @@ async def _relay_stream(
     broke: str | None = None
     silence = SilenceWatch(ping_interval)
     try:
-        await out.start(200, _SSE_HEADERS)
+        await out.start(200, [*_SSE_HEADERS, _request_id(ex)])
         await _emit(out, pipeline.start())
         while not pipeline.finished:
             try:
