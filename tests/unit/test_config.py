@@ -197,7 +197,7 @@ def test_a_full_gateway_pool_does_not_trip_the_providers_breaker() -> None:
         ("server:\n  port: 4545\nproviders:\n  - name: a\n    prxy: http://x\n",
          "providers[0]: Object contains unknown field `prxy`; did you mean 'proxy'? (known keys: api_keys, "),
         ("providers:\n  - name: a\n    prxy: http://x\n", "(line 3)"),
-        ("server:\n  host: 127.0.0.1\n  prot: 80\n", "did you mean 'port'? (known keys: admin, auth, host,"),
+        ("server:\n  host: 127.0.0.1\n  prot: 80\n", "did you mean 'port'? (known keys: admin, auth, console, host,"),
         ("server:\n  host: 127.0.0.1\n  prot: 80\n", "(line 3)"),
         ("routing:\n  breaker:\n    probe_timeout: 5\n", "(line 3)"),
         # kind: openai is a preset, not a kind: the valid kinds, the near one, and the preset
