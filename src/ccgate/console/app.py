@@ -9,8 +9,7 @@ the browser sends one, an Origin naming this gateway; otherwise 403.
 Sessions are created by the admin key (``server.admin.key`` / ``$CCGATE_ADMIN_KEY``) or, for a
 gateway on a loopback address without an admin key, by the one-time link ``ccgate serve`` prints
 (``issue_link``), or through the identity provider of the ``login:`` section for the people
-``server.console.admin_groups``/``admin_emails`` name (``views/idp.py``; checked again on every
-request, so a reload that removes someone signs them out). Without any of these no session can
+``server.console.admin_groups``/``admin_emails`` name (``views/idp.py``). Without any of these no session can
 be created, so the console serves nothing but its sign-in page.
 """
 
@@ -21,7 +20,6 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
-from ccgate.console.idp import may_use_console
 from ccgate.console.sessions import Session, Sessions, csrf_ok
 from ccgate.console.web import COOKIE, Request, redirect
 from ccgate.errors import AuthenticationFailed, MethodNotAllowed, NotFound, PermissionDenied
@@ -63,6 +61,7 @@ class Console:
         from ccgate.console.views import all_routes
 
         settings = gateway.runtime.config.server.console
+        self.settings = settings  # server.console is read at start (a reload does not change it)
         self.gateway = gateway
         self.sessions = Sessions(idle=settings.idle_minutes * 60, max_age=settings.max_hours * 3600,
                                  clock=clock)
@@ -96,7 +95,7 @@ class Console:
         subpath = path[len(PREFIX):].strip("/")
         req = Request.of(scope, receive, subpath)
         view, access, args = self._match(req.method, subpath)
-        session = self._session(req)
+        session = self.sessions.get(req.cookie(COOKIE), self.admin_digest)
         if access != "public":
             if session is None:
                 if access == "page" and req.method == "GET" and not req.htmx:
@@ -107,15 +106,6 @@ class Console:
             if req.method == "POST":
                 await self._check_change(req, session)
         await view(Call(req, response, session, args, self))
-
-    def _session(self, req: Request) -> Session | None:
-        cookie = req.cookie(COOKIE)
-        session = self.sessions.get(cookie, self.admin_digest)
-        if session is not None and session.identity is not None and not may_use_console(
-                session.identity, self.gateway.runtime.config.server.console):
-            self.sessions.end(cookie)  # dropped from admin_groups/admin_emails by a reload
-            return None
-        return session
 
     async def _check_change(self, req: Request, session: Session) -> None:
         if not req.same_origin():

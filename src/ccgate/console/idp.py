@@ -4,8 +4,7 @@ without I/O.
 A developer the IdP vouches for gets a console session only when listed: a member of one of
 ``server.console.admin_groups`` or one of ``server.console.admin_emails`` (compared without
 case). Both empty means nobody: the admin key stays the only way in, and the sign-in page
-offers no IdP button. The lists are read from the running config on every console request, so
-a reload that drops someone ends their session at their next click.
+offers no IdP button. Like all of ``server.console`` the lists are read at start.
 """
 
 from __future__ import annotations

@@ -36,7 +36,7 @@ START = "/console/signin/idp"
 def _login(call: Call) -> LoginSettings | None:
     gateway = call.console.gateway
     login = gateway.runtime.loaded.login
-    return login if offered(login, gateway.runtime.config.server.console) else None
+    return login if offered(login, call.console.settings) else None
 
 
 def _oidc(call: Call, login: LoginSettings) -> OidcClient:
@@ -120,7 +120,7 @@ async def callback(call: Call) -> None:
         log.warning("console: identity-provider sign-in refused: %s", exc)
         await _refuse(call, 403, f"Sign-in refused: {exc}.")
         return
-    if not may_use_console(identity, call.console.gateway.runtime.config.server.console):
+    if not may_use_console(identity, call.console.settings):
         call.console.flows.finish(flow)
         log.warning("console: %s is not a console administrator; sign-in refused", who(identity))
         await _refuse(call, 403, f"{who(identity)} is signed in at the identity provider but may not use "
@@ -129,7 +129,7 @@ async def callback(call: Call) -> None:
         return
     flow.identity = identity
     body = render("signin_continue.html", who=who(identity), flow=flow.state, csrf=flow.csrf,
-                  idp=display_name(login, call.console.gateway.runtime.config.server.console))
+                  idp=display_name(login, call.console.settings))
     await html(call.response, body)
 
 

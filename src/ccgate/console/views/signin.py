@@ -24,7 +24,7 @@ async def root(call: Call) -> None:
 
 async def signin_page(call: Call, *, error: str | None = None, status: int = 200) -> None:
     console = call.console
-    settings = console.gateway.runtime.config.server.console
+    settings = console.settings
     login = console.gateway.runtime.loaded.login
     idp = display_name(login, settings) if login is not None and offered(login, settings) else None
     body = render("signin.html", error=error, admin_key=console.admin_digest is not None,
