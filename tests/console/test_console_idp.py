@@ -237,3 +237,39 @@ async def test_keys_page_marks_login_developers_and_revoking_signs_them_out(tmp_
         refresh = await gw.request("POST", "/oauth/token", form(
             {"grant_type": "refresh_token", "refresh_token": tokens["refresh_token"]}), headers=FORM)
         assert (refresh.status, refresh.json()["error"]) == (401, "invalid_grant")
+
+
+async def test_starting_sign_ins_is_limited_per_address(tmp_path: Path, idp: TestIdP) -> None:
+    from ccgate.console.app import IDP_STARTS
+
+    async with gateway(tmp_path, idp) as (_, client):
+        for _ in range(IDP_STARTS):
+            assert (await client.get("/console/signin/idp")).status_code == 302
+        refused = await client.get("/console/signin/idp")
+        assert refused.status_code == 503 and "Too many sign-ins were started" in refused.text
+        assert "Admin key" in refused.text  # the admin key form is still offered
+
+
+async def test_a_sign_in_started_elsewhere_moves_to_the_public_url_once(tmp_path: Path, idp: TestIdP) -> None:
+    async with gateway(tmp_path, idp) as (_, client):
+        moved = await client.get("/console/signin/idp", headers={"host": "localhost:4545"})
+        assert moved.status_code == 302
+        assert moved.headers["location"] == f"{PUBLIC_URL}/console/signin/idp?moved=1"
+        assert "ccgate_console_flow" not in moved.headers.get("set-cookie", "")
+        # A proxy that rewrites Host: the second visit starts the flow anyway, no loop.
+        again = await client.get("/console/signin/idp?moved=1", headers={"host": "backend:4545"})
+        assert again.status_code == 302 and again.headers["location"].startswith("http://127.0.0.1:9/authorize?")
+
+
+async def test_an_unreachable_identity_provider_leaves_the_admin_key(tmp_path: Path, idp: TestIdP) -> None:
+    from ccgate.login.oidc import OidcError
+
+    async with gateway(tmp_path, idp) as (gw, client):
+        async def down(*args: object, **kwargs: object) -> object:
+            raise OidcError("cannot reach the identity provider at http://127.0.0.1:9: ClientConnectorError")
+
+        gw.app.login.state._oidc._request = down  # type: ignore[union-attr, method-assign]
+        answer = await client.get("/console/signin/idp")
+        assert answer.status_code == 502 and "cannot be reached" in answer.text
+        assert 'name="admin_key"' in answer.text
+        assert len(gw.app.console.flows._flows) == 0  # type: ignore[union-attr]

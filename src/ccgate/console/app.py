@@ -24,6 +24,7 @@ from ccgate.console.sessions import Session, Sessions, csrf_ok
 from ccgate.console.web import COOKIE, Request, redirect
 from ccgate.errors import AuthenticationFailed, MethodNotAllowed, NotFound, PermissionDenied
 from ccgate.login.browser import Flows
+from ccgate.login.ratelimit import WindowLimiter
 from ccgate.server.asgi import Receive, Scope
 from ccgate.server.listen import is_loopback
 from ccgate.server.response import Response
@@ -33,6 +34,7 @@ if TYPE_CHECKING:
 
 PREFIX = "/console"
 MAX_IDP_FLOWS = 256  # identity-provider sign-ins in progress at once
+IDP_STARTS = 20  # identity-provider sign-ins one address may start per 10 minutes
 # public: served to anyone; page: a page (without a session: redirected to sign in); data: a
 # fragment, a download or a change (without a session: 401).
 Access = Literal["public", "page", "data"]
@@ -67,6 +69,7 @@ class Console:
                                  clock=clock)
         # Sign-ins through the identity provider in progress (views/idp.py), as /login keeps them.
         self.flows = Flows(clock, max_flows=MAX_IDP_FLOWS)
+        self.idp_starts = WindowLimiter(IDP_STARTS, 600.0, clock, max_keys=4096)  # per client address
         # pattern ("keys/*/revoke") -> method -> (view, access)
         self.routes: dict[str, dict[str, tuple[View, Access]]] = all_routes()
 

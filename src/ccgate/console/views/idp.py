@@ -15,10 +15,11 @@ from __future__ import annotations
 
 import logging
 from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
 
 from ccgate.console.idp import CALLBACK, display_name, may_use_console, offered, who
 from ccgate.console.render import render
-from ccgate.console.views.signin import HOME, signin_page
+from ccgate.console.views.signin import HOME, client_address, signin_page
 from ccgate.console.web import cookie_header, html, redirect
 from ccgate.errors import PermissionDenied
 from ccgate.login.browser import FLOW_TTL, Flow, same_secret
@@ -63,14 +64,15 @@ async def start(call: Call) -> None:
         await _refuse(call, 404, "Signing in through the identity provider is not set up on this gateway: "
                       "it needs a login: section and server.console.admin_groups or admin_emails.")
         return
-    here = f"{'https' if call.req.https else 'http'}://{call.req.headers.get(b'host', b'').decode('latin-1')}"
-    if here != login.public_url:
+    host = call.req.headers.get(b"host", b"").decode("latin-1").lower()
+    if host != urlsplit(login.public_url).netloc and call.req.query.get("moved") != "1":
         # The IdP returns the browser to public_url: start there, so the flow cookie goes with it.
-        await _to(call, login.url(START))
+        # Once only: behind a proxy that rewrites Host this would never match.
+        await _to(call, login.url(f"{START}?moved=1"))
         return
-    flow = call.console.flows.start("console")
+    flow = call.console.flows.start("console") if call.console.idp_starts.hit(client_address(call)) else None
     if flow is None:
-        await _refuse(call, 503, "Too many sign-ins are in progress: try again in a few minutes.")
+        await _refuse(call, 503, "Too many sign-ins were started: try again in a few minutes.")
         return
     try:
         disc = await _oidc(call, login).discovery()

@@ -49,7 +49,7 @@ async def sign_in(call: Call) -> None:
         await signin_page(call, status=403, error="This gateway has no admin key, so the key cannot sign "
                           "you in. Use the one-time link ccgate serve printed, or configure server.admin.key.")
         return
-    who = _client(call)
+    who = client_address(call)
     if not console.sessions.may_try(who):
         await signin_page(call, status=429, error="Too many wrong keys: wait a minute and try again.")
         return
@@ -61,7 +61,7 @@ async def sign_in(call: Call) -> None:
     await _start_session(call, digest)
 
 
-def _client(call: Call) -> str:
+def client_address(call: Call) -> str:
     """The client's address as the server saw it (``proxy_headers`` is off: not a header)."""
     client = call.req.scope.get("client")
     return str(client[0]) if client else "-"
