@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 import pytest
+import yaml
 
 from tests.console.browser import chromium
 from tests.gateway.harness import Gateway
@@ -250,3 +251,44 @@ def test_markup_from_names_and_upstream_errors_is_inert(page: Page, scripted_ups
         assert_inert(page)
     finally:
         gateway.stop()
+
+
+def test_sign_in_through_the_identity_provider(page: Page, tmp_path: Path) -> None:
+    """The test IdP on 127.0.0.1 (tests/lab/oidc_idp.py) and a gateway with a login: section: the
+    sign-in page's "Sign in with ..." link, the IdP's redirect back, Continue, the Overview."""
+    from tests.gateway.harness import free_port
+    from tests.lab.oidc_idp import CLIENT_ID, CLIENT_SECRET, IdPServer, User
+
+    with IdPServer() as idp:
+        port = free_port()
+        public = f"http://127.0.0.1:{port}"
+        idp.idp.redirect_uris = {f"{public}/console/signin/callback"}
+        idp.idp.next_user = User("user-ada-010", "ada@example.com", "Ada Admin", ["gateway-admins"])
+        config = {
+            "server": {"console": {"admin_groups": ["gateway-admins"], "idp_name": "Lab IdP"}},
+            "providers": [{"name": "anthropic", "kind": "anthropic", "base_url": "http://127.0.0.1:9",
+                           "api_keys": ["sk-ant-never-dialled-0123456789"]}],
+            "login": {"public_url": public,
+                      "oidc": {"issuer": idp.issuer, "client_id": CLIENT_ID, "client_secret": CLIENT_SECRET,
+                               "scopes": ["openid", "profile", "email", "groups"]},
+                      "session": {"jwt_secret": "lab-jwt-secret-0123456789abcdef0123456789abcdef"}},
+        }
+        gateway = Gateway(tmp_path / "gw", config, env={"CCGATE_ADMIN_KEY": ADMIN_KEY})
+        gateway.port = port  # the public URL names this port
+        gateway.config_path.write_text(yaml.safe_dump({**config, "server": {**config["server"], "port": port}}))
+        with gateway:
+            page.goto(gateway.url + "/console")
+            assert page.url.endswith("/console/signin")
+            assert page.get_by_label("Admin key").is_visible()  # the admin key stays a way in
+            assert page.get_by_role("button", name="Sign in").is_visible()
+            page.get_by_role("link", name="Sign in with Lab IdP").click()
+            page.get_by_text("signed you in as").wait_for()
+            assert "ada@example.com" in page.content()
+            page.get_by_role("button", name="Continue to the console").click()
+            page.wait_for_url("**/console/overview")
+            assert page.get_by_role("heading", name="Overview", exact=True).is_visible()
+            nav(page, "Keys")
+            assert page.get_by_role("heading", name="Keys", exact=True).is_visible()
+            assert_inert(page)
+            assert "ada@example.com signed in through the identity provider" in gateway.log
+            assert "id_token" not in gateway.log and CLIENT_SECRET not in gateway.log

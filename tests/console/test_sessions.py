@@ -101,3 +101,30 @@ def test_tracked_addresses_are_bounded() -> None:
     for i in range(MAX_TRACKED + 10):
         s.failed(f"addr-{i}")
     assert len(s._failures) == MAX_TRACKED and "addr-0" not in s._failures
+
+
+def test_an_identity_provider_session_does_not_hang_on_the_admin_key() -> None:
+    from ccgate.login.tokens import Identity
+
+    clock = Clock()
+    s = sessions(clock)
+    ada = Identity("sub-ada", "ada@example.com", "Ada", ("gateway-admins",))
+    idp_token, _ = s.create(None, ada)
+    key_token, _ = s.create(DIGEST)
+    assert s.get(idp_token, b"n" * 32) is not None  # a new admin key: the IdP session stays
+    assert s.get(key_token, b"n" * 32) is None  # ...the admin-key session ends
+    clock.now += 61
+    assert s.get(idp_token, DIGEST) is None  # expiry applies to it all the same
+
+
+def test_who_may_use_the_console_through_the_identity_provider() -> None:
+    from ccgate.config.model import Console
+    from ccgate.console.idp import may_use_console
+    from ccgate.login.tokens import Identity
+
+    settings = Console(admin_groups=["gateway-admins"], admin_emails=["Carol@Example.com"])
+    assert may_use_console(Identity("1", "ada@example.com", None, ("eng", "gateway-admins")), settings)
+    assert may_use_console(Identity("2", "carol@example.COM", None, ()), settings)
+    assert not may_use_console(Identity("3", "alice@example.com", None, ("engineering",)), settings)
+    assert not may_use_console(Identity("4", None, None, ()), settings)
+    assert not may_use_console(Identity("1", "ada@example.com", None, ("gateway-admins",)), Console())

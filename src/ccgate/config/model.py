@@ -49,10 +49,20 @@ class Console(_Strict):
     # Minutes a console session lives without use, and at most in all.
     idle_minutes: float = 60.0
     max_hours: float = 12.0
+    # Sign-in through the login: section's identity provider: members of these IdP groups, or
+    # these e-mail addresses, get a console session (both empty: nobody, only the admin key).
+    admin_groups: list[str] = msgspec.field(default_factory=list)
+    admin_emails: list[str] = msgspec.field(default_factory=list)
+    # What the sign-in button names ("Sign in with <idp_name>"); default: the issuer's host.
+    idp_name: str | None = None
 
     def __post_init__(self) -> None:
         if self.idle_minutes <= 0 or self.max_hours <= 0:
             raise ValueError("console.idle_minutes and console.max_hours must be positive")
+        if any(not e or "@" not in e for e in self.admin_emails):
+            raise ValueError("console.admin_emails: each entry must be an e-mail address")
+        if self.idp_name is not None and not 0 < len(self.idp_name) <= 64:
+            raise ValueError("console.idp_name must be 1 to 64 characters")
 
 
 class MetricsAccess(_Strict):

@@ -8,8 +8,9 @@ the browser sends one, an Origin naming this gateway; otherwise 403.
 
 Sessions are created by the admin key (``server.admin.key`` / ``$CCGATE_ADMIN_KEY``) or, for a
 gateway on a loopback address without an admin key, by the one-time link ``ccgate serve`` prints
-(``issue_link``). On any other address without an admin key no session can be created, so the
-console serves nothing but its sign-in page.
+(``issue_link``), or through the identity provider of the ``login:`` section for the people
+``server.console.admin_groups``/``admin_emails`` name (``views/idp.py``). Without any of these no session can
+be created, so the console serves nothing but its sign-in page.
 """
 
 from __future__ import annotations
@@ -22,6 +23,8 @@ from typing import TYPE_CHECKING, Literal
 from ccgate.console.sessions import Session, Sessions, csrf_ok
 from ccgate.console.web import COOKIE, Request, redirect
 from ccgate.errors import AuthenticationFailed, MethodNotAllowed, NotFound, PermissionDenied
+from ccgate.login.browser import Flows
+from ccgate.login.ratelimit import WindowLimiter
 from ccgate.server.asgi import Receive, Scope
 from ccgate.server.listen import is_loopback
 from ccgate.server.response import Response
@@ -30,6 +33,8 @@ if TYPE_CHECKING:
     from ccgate.server.app import Context, Gateway
 
 PREFIX = "/console"
+MAX_IDP_FLOWS = 256  # identity-provider sign-ins in progress at once
+IDP_STARTS = 20  # identity-provider sign-ins one address may start per 10 minutes
 # public: served to anyone; page: a page (without a session: redirected to sign in); data: a
 # fragment, a download or a change (without a session: 401).
 Access = Literal["public", "page", "data"]
@@ -58,9 +63,13 @@ class Console:
         from ccgate.console.views import all_routes
 
         settings = gateway.runtime.config.server.console
+        self.settings = settings  # server.console is read at start (a reload does not change it)
         self.gateway = gateway
         self.sessions = Sessions(idle=settings.idle_minutes * 60, max_age=settings.max_hours * 3600,
                                  clock=clock)
+        # Sign-ins through the identity provider in progress (views/idp.py), as /login keeps them.
+        self.flows = Flows(clock, max_flows=MAX_IDP_FLOWS)
+        self.idp_starts = WindowLimiter(IDP_STARTS, 600.0, clock, max_keys=4096)  # per client address
         # pattern ("keys/*/revoke") -> method -> (view, access)
         self.routes: dict[str, dict[str, tuple[View, Access]]] = all_routes()
 

@@ -21,6 +21,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from ccgate.login.tokens import Identity
+
 # How many sessions may exist at once; the least recently used goes first beyond that.
 MAX_SESSIONS = 64
 # Failed admin-key sign-ins allowed per client address and window before that address is
@@ -40,6 +42,9 @@ class Session:
     created: float
     last_seen: float
     admin_digest: bytes | None  # the admin key's digest at sign-in (None: the one-time link)
+    # Signed in through the identity provider (``views/idp.py``): who, for the page and for the
+    # check against server.console.admin_groups/admin_emails on every request.
+    identity: Identity | None = None
 
 
 class Sessions:
@@ -54,7 +59,7 @@ class Sessions:
     def __len__(self) -> int:
         return len(self._sessions)
 
-    def create(self, admin_digest: bytes | None) -> tuple[str, Session]:
+    def create(self, admin_digest: bytes | None, identity: Identity | None = None) -> tuple[str, Session]:
         """A new session: the cookie value (returned once, never stored) and its state."""
         now = self._clock()
         self._expire(now)
@@ -62,13 +67,15 @@ class Sessions:
             oldest = min(self._sessions, key=lambda k: self._sessions[k].last_seen)
             del self._sessions[oldest]
         token = secrets.token_urlsafe(32)
-        session = Session(csrf=secrets.token_urlsafe(32), created=now, last_seen=now, admin_digest=admin_digest)
+        session = Session(csrf=secrets.token_urlsafe(32), created=now, last_seen=now, admin_digest=admin_digest,
+                          identity=identity)
         self._sessions[_digest(token)] = session
         return token, session
 
     def get(self, token: str | None, admin_digest: bytes | None) -> Session | None:
         """The live session for a cookie value, touched; None when unknown, expired or signed in
-        under another admin key than the current one."""
+        under another admin key than the current one (an identity-provider session does not
+        depend on the admin key)."""
         if not token or len(token) > 128:
             return None
         key = _digest(token)
@@ -76,7 +83,8 @@ class Sessions:
         if session is None:
             return None
         now = self._clock()
-        if self._expired(session, now) or not _same(session.admin_digest, admin_digest):
+        stale_key = session.identity is None and not _same(session.admin_digest, admin_digest)
+        if self._expired(session, now) or stale_key:
             del self._sessions[key]
             return None
         session.last_seen = now

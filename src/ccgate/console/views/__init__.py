@@ -13,6 +13,7 @@ def all_routes() -> dict[str, dict[str, tuple[View, Access]]]:
     from ccgate.console.views import (
         assets,
         doctor,
+        idp,
         keys,
         models,
         overview,
@@ -23,7 +24,7 @@ def all_routes() -> dict[str, dict[str, tuple[View, Access]]]:
     )
 
     routes: dict[str, dict[str, tuple[View, Access]]] = {}
-    for module in (signin, assets, overview, providers, models, keys, usage, requests, doctor):
+    for module in (signin, idp, assets, overview, providers, models, keys, usage, requests, doctor):
         for pattern, methods in module.ROUTES.items():
             routes.setdefault(pattern, {}).update(methods)
     return routes

@@ -45,6 +45,8 @@ _FLASH = {
     "unchanged": "Provider {name}: nothing changed.",
     "removed": "Provider {name} removed; the gateway reloaded its config.",
     "revoked": "Key {name} revoked: it is refused from now on.",
+    "signed-out": "Key {name} revoked: that developer is signed out of Claude Code's /login and must sign "
+                  "in again.",
 }
 
 

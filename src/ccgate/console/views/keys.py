@@ -1,6 +1,9 @@
 """Keys: issue (the secret is shown once, on the answer to the form), list, revoke, rotate with a
-grace period; each key's rpm/tpm, expiry and allowed models. The same ``KeyManager`` as
-``ccgate keys`` and the admin API; changes reach the gateway's key cache at once."""
+grace period; each key's rpm/tpm, expiry and allowed models. Keys Claude Code's /login issued
+(``login-<email>``, ``login/accounts.py``) are marked with the developer's e-mail; revoking one
+signs that developer out (the gateway follows the key's state for their JWTs and refreshes).
+The same ``KeyManager`` as ``ccgate keys`` and the admin API; changes reach the gateway's key
+cache at once."""
 
 from __future__ import annotations
 
@@ -10,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 from ccgate.console.views.common import flash_of, in_thread, page
 from ccgate.console.web import redirect
 from ccgate.errors import InternalError
+from ccgate.login.accounts import PREFIX as LOGIN_PREFIX
 from ccgate.store import InvalidInput, IssuedKey, KeyConflict, KeyManager, KeyNotFound, parse_duration
 
 if TYPE_CHECKING:
@@ -33,9 +37,15 @@ async def show(call: Call, *, status: int = 200, error: str | None = None, secre
                form: dict[str, str] | None = None) -> None:
     keys = await in_thread(_manager(call).list_keys)
     now = time.time()
-    rows: list[dict[str, Any]] = [{"key": k, "status": k.status(now)} for k in reversed(keys)]
+    rows: list[dict[str, Any]] = [{"key": k, "status": k.status(now), "login": _login_email(k)}
+                                  for k in reversed(keys)]
     await page(call, "keys.html", "keys", status=status, rows=rows, error=error, secret=secret,
                form=form or {}, flash=flash_of(call.req.query))
+
+
+def _login_email(key: IssuedKey) -> str | None:
+    """The developer behind a key Claude Code's /login issued (``login-<email>``), else None."""
+    return key.name.removeprefix(LOGIN_PREFIX) if key.name.startswith(LOGIN_PREFIX) else None
 
 
 def _limit(text: str, what: str) -> int | None:
@@ -72,7 +82,8 @@ async def revoke(call: Call) -> None:
         await show(call, status=409 if isinstance(exc, KeyConflict) else 404, error=str(exc))
         return
     _applied(call, key)
-    await redirect(call.response, f"/console/keys?done=revoked&name={key.name}")
+    done = "signed-out" if _login_email(key) else "revoked"
+    await redirect(call.response, f"/console/keys?done={done}&name={key.name}")
 
 
 async def rotate(call: Call) -> None:

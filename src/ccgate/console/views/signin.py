@@ -1,4 +1,5 @@
-"""Signing in and out: the admin key form, the one-time link, sign-out."""
+"""Signing in and out: the admin key form, the one-time link, sign-out (the identity provider:
+``views/idp.py``)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import hashlib
 import hmac
 from typing import TYPE_CHECKING
 
+from ccgate.console.idp import display_name, offered
 from ccgate.console.render import render
 from ccgate.console.web import COOKIE, cookie_header, html, redirect
 from ccgate.errors import PermissionDenied
@@ -13,23 +15,26 @@ from ccgate.errors import PermissionDenied
 if TYPE_CHECKING:
     from ccgate.console.app import Access, Call, View
 
-_HOME = "/console/overview"
+HOME = "/console/overview"
 
 
 async def root(call: Call) -> None:
-    await redirect(call.response, _HOME if call.session is not None else "/console/signin")
+    await redirect(call.response, HOME if call.session is not None else "/console/signin")
 
 
 async def signin_page(call: Call, *, error: str | None = None, status: int = 200) -> None:
     console = call.console
+    settings = console.settings
+    login = console.gateway.runtime.loaded.login
+    idp = display_name(login, settings) if login is not None and offered(login, settings) else None
     body = render("signin.html", error=error, admin_key=console.admin_digest is not None,
-                  link_allowed=console.link_allowed, csrf="", active="")
+                  link_allowed=console.link_allowed, idp=idp, csrf="", active="")
     await html(call.response, body, status=status)
 
 
 async def show_signin(call: Call) -> None:
     if call.session is not None:
-        await redirect(call.response, _HOME)
+        await redirect(call.response, HOME)
         return
     await signin_page(call)
 
@@ -44,7 +49,7 @@ async def sign_in(call: Call) -> None:
         await signin_page(call, status=403, error="This gateway has no admin key, so the key cannot sign "
                           "you in. Use the one-time link ccgate serve printed, or configure server.admin.key.")
         return
-    who = _client(call)
+    who = client_address(call)
     if not console.sessions.may_try(who):
         await signin_page(call, status=429, error="Too many wrong keys: wait a minute and try again.")
         return
@@ -56,7 +61,7 @@ async def sign_in(call: Call) -> None:
     await _start_session(call, digest)
 
 
-def _client(call: Call) -> str:
+def client_address(call: Call) -> str:
     """The client's address as the server saw it (``proxy_headers`` is off: not a header)."""
     client = call.req.scope.get("client")
     return str(client[0]) if client else "-"
@@ -73,7 +78,7 @@ async def sign_in_with_link(call: Call) -> None:
 
 async def _start_session(call: Call, digest: bytes | None) -> None:
     token, _ = call.console.sessions.create(digest)
-    await redirect(call.response, _HOME, extra=[cookie_header(token, https=call.req.https)])
+    await redirect(call.response, HOME, extra=[cookie_header(token, https=call.req.https)])
 
 
 async def sign_out(call: Call) -> None:
