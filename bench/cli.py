@@ -66,7 +66,8 @@ def _add_peers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
 def _add_cost(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     k = sub.add_parser("cost", help="CPU per request with features switched off, next to the floor")
     k.add_argument("variants", nargs="*", default=["full", "no-usage", "no-access-log", "bare"],
-                   help="full, no-usage, no-store, no-access-log, bare (default: all but no-store)")
+                   help="full, no-request-log, no-usage, no-store, no-access-log, bare "
+                        "(default: full, no-usage, no-access-log, bare)")
     k.add_argument("--request", choices=["small", "large"], default="small")
     k.add_argument("--concurrency", type=int, default=32)
     k.add_argument("--seconds", type=int, default=3)
@@ -74,6 +75,33 @@ def _add_cost(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     k.add_argument("--out", type=Path, help="results JSON (default bench/results/cost.json)")
     k.add_argument("--baseline", type=Path, metavar="SRC",
                    help="for the baseline variant: another checkout's src/ (e.g. the main branch's)")
+
+
+def _add_scale(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    s = sub.add_parser("scale", help="N concurrent long streams, direct vs ccgate (docs/benchmarks.md)")
+    s.add_argument("--streams", default=None,
+                   help="comma-separated stream counts (default 1000,5000,10000; quick 50)")
+    s.add_argument("--chunks", type=int, default=None, help="chunks per stream (default 20; quick 3)")
+    s.add_argument("--ramp", type=int, default=2000, help="new streams per second (default 2000)")
+    s.add_argument("--gap", type=float, default=None,
+                   help="seconds between a stream's chunks (default 1; quick 0.2)")
+    s.add_argument("--quick", action="store_true", help="a tiny run: what the smoke test runs")
+    s.add_argument("--out", type=Path, help="results JSON (default bench/results/scale.json)")
+
+
+def _scale(args: argparse.Namespace) -> int:
+    from bench import scale
+
+    quick = args.quick
+    streams = args.streams or ("50" if quick else "1000,5000,10000")
+    return scale.main(scale.ScaleOptions(
+        streams=tuple(int(x) for x in streams.split(",") if x),
+        chunks=args.chunks or (3 if quick else 20),
+        ramp=args.ramp,
+        gap=args.gap or (0.2 if quick else 1.0),
+        out=args.out or RESULTS / ("scale-quick.json" if quick else "scale.json"),
+        quick=quick,
+    ))
 
 
 def _add_capture(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -84,7 +112,7 @@ def _add_capture(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
 def parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     sub = ap.add_subparsers(dest="cmd", required=True)
-    for add in (_add_run, _add_peers, _add_cost, _add_capture):
+    for add in (_add_run, _add_peers, _add_cost, _add_scale, _add_capture):
         add(sub)
     return ap
 
@@ -97,6 +125,8 @@ def main(argv: list[str] | None = None) -> int:
         return _capture(args)
     if args.cmd == "peers":
         return _peers(args, argv, ap)
+    if args.cmd == "scale":
+        return _scale(args)
     if args.cmd == "cost":
         from bench import cost
 

@@ -8,10 +8,12 @@ the round, divided by the requests wrk completed) and both as ratios to the floo
 request is steadier than req/s on a shared machine; the difference between two variants is
 what the switched-off feature costs.
 
-Variants: `full` (production), `no-usage` (store on, usage rows off), `no-store` (no SQLite
-store at all), `no-access-log`, `bare` (no store, no access log), `otel` (full, with OpenTelemetry
-traces exported over OTLP/HTTP to a sink in the bench's nginx), and `baseline` (full, run from
-another checkout's src/ given with `--baseline`: the A/B of two trees on the same load).
+Variants: `full` (production), `no-request-log` (usage rows on, the console's request log
+off), `no-usage` (store on, usage rows and request log off: no writer at all), `no-store` (no
+SQLite store at all), `no-access-log`, `bare` (no store, no access log), `otel` (full, with
+OpenTelemetry traces exported over OTLP/HTTP to a sink in the bench's nginx), and `baseline`
+(full, run from another checkout's src/ given with `--baseline`: the A/B of two trees on the
+same load).
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from bench.workload import ANTHROPIC_HEADERS, SMALL_BODY, large_request
 
 VARIANTS: dict[str, tuple[str, ...]] = {
     "full": (),
+    "no-request-log": ("no-request-log",),
     "no-usage": ("no-usage",),
     "no-store": ("no-store",),
     "no-access-log": ("no-access-log",),
@@ -50,7 +53,9 @@ def config(switches: tuple[str, ...]) -> str:
     if "no-store" in switches:
         text += "store:\n  enabled: false\n"
     elif "no-usage" in switches:
-        text += "store:\n  record_usage: false\n"
+        text += "store:\n  record_usage: false\n  request_log:\n    enabled: false\n"
+    elif "no-request-log" in switches:
+        text += "store:\n  request_log:\n    enabled: false\n"  # (no braces: the text is a format template)
     return text
 
 

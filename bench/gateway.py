@@ -120,7 +120,8 @@ class Ccgate(LoopbackServer):
             access_log=json.dumps(str(self.access_log)), **self.extra))
         self.launch([sys.executable, "-m", "ccgate", "serve", "--config", str(self.config_file)],
                     ready_path="/healthz", timeout=30, cwd=self.dir,
-                    # Its own store, never the user's (nor one a newer ccgate migrated).
+                    # Its own store (usage rows, keys): never the user's ~/.local/share one (nor one
+                    # a newer ccgate migrated).
                     env=with_src_on_path({**clean_env("CCGATE_", "OTEL_"), "CCGATE_DB": str(self.dir / "ccgate.db"),
                                           **self.env_extra}, self.src),
                     stdout=subprocess.DEVNULL,

@@ -235,3 +235,26 @@ def test_bench_cost_is_well_formed(tmp_path: Path) -> None:
     for v in result["variants"].values():
         assert v["rps"] > 0 and _finite(v["cpu_us_per_request"]) and _finite(v["cpu_vs_floor"])
     assert "| full |" in proc.stdout and "| floor |" in proc.stdout
+
+
+def test_bench_scale_quick_run_is_well_formed(tmp_path: Path) -> None:
+    """The scale lane (N concurrent long streams, direct vs ccgate) end to end, tiny: every
+    stream completes both ways with every chunk, and the gateway was measured. No timing."""
+    out = tmp_path / "scale.json"
+    proc = subprocess.run(
+        [sys.executable, "-m", "bench", "scale", "--quick", "--streams", "20", "--out", str(out)],
+        cwd=REPO, capture_output=True, text=True, timeout=300,
+    )
+    assert proc.returncode == 0, f"bench scale failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+    r = json.loads(out.read_text())
+    assert r["schema"] == 1 and r["mode"] == "quick" and r["open_files"] >= 1024
+    (level,) = r["levels"]
+    assert level["streams"] == 20
+    for side in ("direct", "ccgate"):
+        run = level[side]
+        assert run["completed"] == 20 and run["errors"] == 0, run
+        assert run["chunks"] == 20 * r["chunks"]
+        assert _finite(run["wall_s"]) and _finite(run["ttfb_ms"]["p99"]) and _finite(run["chunk_ms"]["p99"])
+    gateway = level["ccgate"]["gateway"]
+    assert gateway["peak_rss_kb"] > 0 and gateway["peak_fds"] >= 20 and not gateway["died"]
+    assert _finite(level["wall_ratio"]) and _finite(level["added_chunk_ms"]["p99"])

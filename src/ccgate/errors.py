@@ -19,7 +19,12 @@ is the only place that turns one into bytes on the wire::
     │   ├── ConfigRejected          422 invalid_request_error: a reload found the config unusable;
     │   │                           the running one keeps serving
     │   ├── RequestTooLarge         413 request_too_large
-    │   └── RateLimited             429 rate_limit_error (retryable)
+    │   ├── RateLimited             429 rate_limit_error (retryable)
+    │   ├── OAuthError              400 oauth: RFC 6749 body {"error": code}, not the Anthropic
+    │   │                           envelope (login endpoints; 401 for invalid_grant on refresh)
+    │   └── PageError               400 page: an HTML page a person's browser shows (login pages)
+    ├── Overloaded                  529 overloaded_error: the gateway is at
+    │                               server.limits.max_concurrent_requests (retryable)
     ├── UpstreamError               502 api_error; 5xx, a hop between us and the provider failed
     │   ├── UpstreamServerError     500 api_error: the provider answered with its own server error
     │   ├── UpstreamUnreachable     502 api_error (DNS, TCP, proxy, TLS)
@@ -35,6 +40,7 @@ Status codes and types follow https://platform.claude.com/docs/en/api/errors.
 from __future__ import annotations
 
 import random
+from html import escape
 
 import msgspec
 
@@ -105,6 +111,35 @@ class RequestTooLarge(ClientError):
 class RateLimited(ClientError):
     status = 429
     error_type = "rate_limit_error"
+    retryable = True
+
+
+class OAuthError(ClientError):
+    """An OAuth error answer (RFC 6749 §5.2, RFC 8628 §3.5): ``{"error": code}`` with the status
+    the client expects (400 ``authorization_pending``/``slow_down``/..., 401 ``invalid_grant``)."""
+
+    def __init__(self, code: str, message: str = "", *, status: int = 400) -> None:
+        super().__init__(message or code, headers={"Cache-Control": "no-store", "Pragma": "no-cache"})
+        self.code = code
+        self.status = status
+
+
+class PageError(ClientError):
+    """A problem shown to a person in a browser: an HTML page, not a JSON envelope."""
+
+    def __init__(self, title: str, message: str = "", *, status: int = 400) -> None:
+        super().__init__(message or title)
+        self.title = title
+        self.status = status
+
+
+class Overloaded(GatewayError):
+    """529 overloaded_error: the gateway itself is at ``server.limits.max_concurrent_requests``.
+    Anthropic's own word for "busy, retry shortly"; the SDKs and Claude Code retry it,
+    honouring ``retry-after``."""
+
+    status = 529
+    error_type = "overloaded_error"
     retryable = True
 
 
@@ -179,7 +214,10 @@ _encoder = msgspec.json.Encoder()
 
 
 def to_envelope(err: GatewayError, request_id: str) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
-    """Status, headers and body of the Anthropic error envelope for ``err``."""
+    """Status, headers and body of the Anthropic error envelope for ``err`` (or of the OAuth
+    error body / HTML page for the login endpoints' errors)."""
+    if isinstance(err, OAuthError | PageError):
+        return _login_error(err, request_id)
     body = _encoder.encode(
         {
             "type": "error",
@@ -192,5 +230,23 @@ def to_envelope(err: GatewayError, request_id: str) -> tuple[int, list[tuple[byt
         (b"request-id", request_id.encode()),
         (b"x-should-retry", b"true" if err.retryable else b"false"),
     ]
+    headers.extend((k.lower().encode(), v.encode()) for k, v in err.headers.items())
+    return err.status, headers, body
+
+
+def _login_error(err: OAuthError | PageError, request_id: str) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
+    if isinstance(err, OAuthError):
+        fields = {"error": err.code} | ({"error_description": err.message} if err.message != err.code else {})
+        body, ctype = _encoder.encode(fields), b"application/json"
+    else:
+        body = (f'<!doctype html><html lang="en"><head><meta charset="utf-8"><title>{escape(err.title)}'
+                f"</title></head><body><h1>{escape(err.title)}</h1><p>{escape(err.message)}</p>"
+                f'<p style="color:#666">Request {escape(request_id)}</p></body></html>').encode()
+        ctype = b"text/html; charset=utf-8"
+    headers = [(b"content-type", ctype), (b"request-id", request_id.encode())]
+    if isinstance(err, PageError):  # a page a browser renders: nothing to run, frame or cache
+        headers += [(b"content-security-policy", b"default-src 'none'; style-src 'unsafe-inline'"),
+                    (b"x-frame-options", b"DENY"), (b"x-content-type-options", b"nosniff"),
+                    (b"cache-control", b"no-store")]
     headers.extend((k.lower().encode(), v.encode()) for k, v in err.headers.items())
     return err.status, headers, body

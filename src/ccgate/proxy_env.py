@@ -32,7 +32,7 @@ PROXY_VARS = (*CLAUDE_CODE_PROXY_VARS, "all_proxy", "ALL_PROXY")
 NO_PROXY_VARS = ("no_proxy", "NO_PROXY")
 SUPPORTED_SCHEMES = ("http", "https", "socks5", "socks5h")
 DEFAULT_PORTS = {"http": 80, "https": 443, "socks5": 1080, "socks5h": 1080}
-DIRECT = ("none", "direct", "")
+DIRECT = ("none", "direct", "off", "")
 
 
 class ProxyURLError(ValueError):

@@ -46,15 +46,35 @@ _PLATFORM_PKGS = ("claude-code-linux-x64", "claude-code-linux-arm64",
                   "claude-code-darwin-arm64", "claude-code-darwin-x64")
 
 
-def claude_binary() -> Path | None:
-    """Path of the installed native ``claude`` binary, or None if not installed.
+MATRIX_FILE = REPO_ROOT / "scripts" / "claude-matrix.txt"
+MATRIX_ENV = "CCGATE_CLAUDE_MATRIX"
 
-    ``$CCGATE_CLAUDE_BIN`` overrides the lookup.
+
+def claude_matrix() -> list[str]:
+    """The versions the real-CLI end-to-end tests run against: the pinned one, then those in
+    ``scripts/claude-matrix.txt``. ``$CCGATE_CLAUDE_MATRIX`` ("2.1.340=/path/to/claude,...",
+    set by scripts/compat-latest) replaces the list with the binaries it names."""
+    override = os.environ.get(MATRIX_ENV)
+    if override:
+        return [entry.split("=", 1)[0] for entry in override.split(",") if entry]
+    listed = [line.split("#", 1)[0].strip() for line in MATRIX_FILE.read_text().splitlines()]
+    return [PINNED_VERSION, *(v for v in listed if v)]
+
+
+def claude_binary(version: str | None = None) -> Path | None:
+    """Path of the installed native ``claude`` binary of ``version`` (default: the pinned one
+    in ``.tools/claude``; others in ``.tools/claude-<version>``), or None if not installed.
+
+    ``$CCGATE_CLAUDE_BIN`` overrides the pinned lookup; ``$CCGATE_CLAUDE_MATRIX`` the others.
     """
     override = os.environ.get("CCGATE_CLAUDE_BIN")
-    if override:
+    matrix = dict(e.split("=", 1) for e in os.environ.get(MATRIX_ENV, "").split(",") if "=" in e)
+    if version in matrix:
+        return Path(matrix[version]) if Path(matrix[version]).is_file() else None
+    if override and version in (None, PINNED_VERSION):
         return Path(override) if Path(override).is_file() else None
-    scope = TOOLS_DIR / "node_modules" / "@anthropic-ai"
+    tools = TOOLS_DIR if version in (None, PINNED_VERSION) else TOOLS_DIR.with_name(f"claude-{version}")
+    scope = tools / "node_modules" / "@anthropic-ai"
     for pkg in _PLATFORM_PKGS:
         cand = scope / pkg / "claude"
         if cand.is_file() and os.access(cand, os.X_OK):
@@ -96,7 +116,8 @@ def clean_env(home: Path, extra: dict[str, str] | None = None) -> dict[str, str]
 def run_claude(prompt: str, *, base_url: str, api_key: str | None = None,
                auth_token: str | None = None, env: dict[str, str] | None = None,
                args: tuple[str, ...] = (), home: Path | None = None, timeout: float = 60.0,
-               max_retries: int | None = None, ca_file: Path | None = None) -> ClaudeResult:
+               max_retries: int | None = None, ca_file: Path | None = None,
+               binary: Path | None = None) -> ClaudeResult:
     """Run ``claude -p PROMPT [args]`` against ``base_url`` and return its output.
 
     ``api_key`` → ``ANTHROPIC_API_KEY`` (sent as x-api-key); ``auth_token`` →
@@ -105,7 +126,7 @@ def run_claude(prompt: str, *, base_url: str, api_key: str | None = None,
     makes error tests slow); ``env`` adds or overrides variables (e.g. ``HTTPS_PROXY``).
     A fresh temporary HOME is created unless ``home`` is given; it is the cwd too.
     """
-    binary = claude_binary()
+    binary = binary or claude_binary()
     if binary is None:
         raise RuntimeError("claude CLI not installed: run scripts/install-test-deps")
     home = home or Path(tempfile.mkdtemp(prefix="ccgate-lab-claude-home-"))

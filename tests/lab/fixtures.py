@@ -17,7 +17,7 @@ import pytest
 import trustme
 
 from tests.lab.certs import LabPKI
-from tests.lab.claude_cli import claude_binary
+from tests.lab.claude_cli import claude_binary, claude_matrix
 from tests.lab.fake_anthropic import FakeAnthropic
 from tests.lab.scripted import ScriptedUpstream
 from tests.lab.socks import DanteSocks, MicroSocks
@@ -191,6 +191,19 @@ def claude_bin() -> Path:
         _missing("Claude Code CLI")
     assert path is not None
     return path
+
+
+@pytest.fixture(params=claude_matrix())
+def claude_version_bin(request: pytest.FixtureRequest) -> tuple[str, Path]:
+    """``(version, binary)`` for each Claude Code version of the compatibility matrix (the
+    pinned one and scripts/claude-matrix.txt, or $CCGATE_CLAUDE_MATRIX): a test that takes it
+    runs once per version (docs/testing.md, "Claude Code versions")."""
+    version: str = request.param
+    path = claude_binary(version)
+    if path is None:
+        _missing(f"Claude Code CLI {version} (.tools/claude-{version})")
+    assert path is not None
+    return version, path
 
 
 # --- scripted upstream ------------------------------------------------------------------------

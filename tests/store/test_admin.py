@@ -166,7 +166,12 @@ async def test_rotate_with_grace(api: tuple[AdminApi, KeyCache], clock: FakeCloc
 BAD_REQUESTS = [
     ("POST", "/admin/keys", {"name": "bad name"}, 400, "name: 'bad name' is not a valid key name"),
     ("POST", "/admin/keys", {"name": "a", "rpm": -5}, 400, "rpm: must be a whole number"),
-    ("POST", "/admin/keys", {"name": "a", "rpm": "60"}, 400, "Expected `int | null`, got `str` - at `$.rpm`"),
+    ("POST", "/admin/keys", {"name": "a", "rpm": "60"}, 400, "Expected `int | float | null`, got `str` - at `$.rpm`"),
+    ("POST", "/admin/keys", {"name": "a", "rpm": 60.5}, 400, "rpm must be a whole number, got 60.5"),
+    ("POST", "/admin/keys", {"name": "a", "expires": "0d"}, 400, "expires: '0d' is zero"),
+    ("POST", "/admin/keys", {"name": "a", "expires": " 1d"}, 400, "expires: ' 1d' is not a duration"),
+    ("POST", "/admin/keys/taken/rotate", b"\x0c", 400, "request body is not valid JSON"),  # not "no body"
+    ("GET", "/admin/usage?since=0d", None, 400, "since: '0d' is zero"),
     ("POST", "/admin/keys", {"name": "a", "models": ["claude-[x"]}, 400, "unclosed '['"),
     ("POST", "/admin/keys", {"name": "a", "expires": "3 months"}, 400, "expires: '3 months' is not a duration"),
     ("POST", "/admin/keys", {"nmae": "a"}, 400, "unknown field `nmae`"),

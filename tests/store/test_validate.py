@@ -9,13 +9,17 @@ from ccgate.store.validate import check_glob, check_globs, check_limit, check_na
 
 
 @pytest.mark.parametrize(("text", "seconds"), [
-    ("30m", 1800), ("12h", 43200), ("90d", 90 * 86400), ("1w", 604800), (" 7d ", 7 * 86400),
+    ("30m", 1800), ("12h", 43200), ("90d", 90 * 86400), ("1w", 604800), ("522w", 522 * 604800),
+    ("3660d", 3660 * 86400),
 ])
 def test_durations(text: str, seconds: int) -> None:
     assert parse_duration(text) == seconds
 
 
-@pytest.mark.parametrize("text", ["", "5", "5x", "d", "1.5h", "-1d", "1 d", "1D", "0d", "1h30m", "99999w", "P1D"])
+# The same rule as the admin API's OpenAPI pattern (store/validate.DURATION_PATTERN): no spaces
+# around it (the document cannot say "after stripping"), no leading zeros, at most ten years.
+@pytest.mark.parametrize("text", ["", "5", "5x", "d", "1.5h", "-1d", "1 d", "1D", "0d", "1h30m", "99999w", "P1D",
+                                  " 7d ", "07d", "523w", "3661d", "9" * 5000 + "d", "²d"])
 def test_bad_durations_name_the_field_and_show_examples(text: str) -> None:
     with pytest.raises(InvalidInput) as info:
         parse_duration(text, "--expires")

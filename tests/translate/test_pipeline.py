@@ -111,3 +111,18 @@ def test_any_chunking_gives_the_same_events_errors_included(bad_at: int, cuts: l
     whole = pipe(pipeline(), [raw])
     assert whole[-1][0] == "error"
     assert pipe(pipeline(), split(raw, cuts)) == whole
+
+
+def test_an_endless_line_ends_the_stream_with_an_error_not_unbounded_memory() -> None:
+    from ccgate.wire.sse import MAX_EVENT_CHARS
+
+    p = pipeline()
+    events = p.start() + p.feed(text("Hi"))
+    piece = b"data: " + b"z" * 65536
+    for _ in range(MAX_EVENT_CHARS // 65536 + 2):
+        events += p.feed(piece)
+        if p.finished:
+            break
+    assert p.finished and events[-1][0] == "error"
+    assert p.error is not None and "longer than" in p.error and "'local'" in p.error
+    assert not p.complete

@@ -34,8 +34,9 @@ def test_text_response_shape() -> None:
     out = tr(
         resp({"content": "Hello"}, usage={"prompt_tokens": 12, "completion_tokens": 3, "total_tokens": 15})
     )
+    assert out["id"].startswith("msg_ccgate_")
     assert out == {
-        "id": "msg_chatcmpl-abc",
+        "id": out["id"],
         "type": "message",
         "role": "assistant",
         "model": "claude-sonnet-4-5",
@@ -216,7 +217,17 @@ def test_error_bodies_and_failed_finishes_raise() -> None:
         tr(resp({"content": "partial"}, "error"))
 
 
-def test_message_id_is_anthropic_shaped() -> None:
-    out = tr({**resp({"content": "x"}), "id": "gen-123:abc/def"})
-    assert out["id"] == "msg_gen-123abcdef"
+def test_message_ids_are_the_gateways_own_and_unique_even_when_the_upstream_repeats_its_id() -> None:
+    # llama.cpp and caching proxies repeat upstream ids; Anthropic message ids never repeat.
+    ids = {tr({**resp({"content": "x"}), "id": "chatcmpl-same"})["id"] for _ in range(50)}
+    assert len(ids) == 50 and all(i.startswith("msg_ccgate_") and len(i) == 35 for i in ids)
     assert tr({k: v for k, v in resp({"content": "x"}).items() if k != "id"})["id"].startswith("msg_ccgate_")
+
+
+def test_reasoning_is_a_thinking_block_only_when_the_client_enabled_thinking() -> None:
+    answer = resp({"content": "4", "reasoning_content": "2+2 is 4"})
+    shown = translate_response(answer, model="m", tools=ToolNames(), input_tokens_estimate=1)
+    hidden = translate_response(answer, model="m", tools=ToolNames(), input_tokens_estimate=1,
+                                emit_thinking=False)
+    assert [b["type"] for b in shown["content"]] == ["thinking", "text"]
+    assert hidden["content"] == [{"type": "text", "text": "4"}]

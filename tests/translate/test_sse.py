@@ -114,3 +114,21 @@ def test_any_split_of_any_stream_decodes_the_same(
     whole = decode_all([raw])
     assert [e.data for e in whole] == payloads  # "data: " loses exactly its one space
     assert decode_all(split(raw, cuts)) == whole
+
+
+def test_a_held_line_is_joined_once_and_bounded() -> None:
+    import pytest
+
+    from ccgate.wire.sse import SSEEventTooLarge
+
+    decoder = SSEDecoder(max_chars=10_000)
+    for _ in range(9):  # 9,000 characters of one line, no end yet: held, nothing decoded
+        assert decoder.feed(b"x" * 1000) == []
+    assert decoder.feed(b"\n\ndata: ok\n\n") == [SSEEvent(data="ok")]  # the long line was "xxx...": no field
+    with pytest.raises(SSEEventTooLarge):
+        for _ in range(11):
+            decoder.feed(b"data: " + b"y" * 994)  # one line past 10,000 characters
+    many = SSEDecoder(max_chars=10_000)
+    with pytest.raises(SSEEventTooLarge):  # many short data lines, no blank line to end the event
+        for _ in range(2000):
+            many.feed(b"data: 12345678\n")

@@ -47,7 +47,8 @@ def test_search_order(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
         ("providers:\n  - name: a\n    base_url: 5\n", "providers[0].base_url: Expected `str`, got `int`"),
         ("providers:\n  - name: a\n    prxy: http://x\n", "unknown field `prxy`"),
         ("server:\n  port: 70000\n", "port 70000 is out of range"),
-        ("providers:\n  - name: a\n    base_url: https://x.com/v1\n", "drop the /v1"),
+        ("providers:\n  - name: a\n    base_url: https://x.com/v1\n", "no kind:, so it would be treated as kind: anthropic"),
+        ("providers:\n  - name: a\n    kind: anthropic\n    base_url: https://x.com/v1\n", "drop the /v1"),
         ("providers:\n  - name: a\n  - name: a\n", "providers[1].name: duplicate"),
         ("providers:\n  - name: a\nmodels:\n  - match: '*'\n    to: b/m\n", "models[0].to: unknown provider 'b'"),
         ("providers:\n  - name: a\n    proxy: proxy.corp:3128\n", "providers[0].proxy: the proxy URL has no scheme"),
@@ -57,6 +58,7 @@ def test_search_order(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
         ("providers:\n  - name: a\n    api_keys: [env:NOPE_NOT_SET]\n", "providers[0].api_keys[0]: environment variable NOPE_NOT_SET is not set"),
         ("providers:\n  - name: a\n    tls: {ca_file: /nonexistent.pem}\n", "providers[0].tls.ca_file: file not found"),
         ("providers:\n  - preset: deepsek\n", "providers[0].preset: unknown preset 'deepsek' (known: anthropic, deepseek"),
+        ("providers:\n  - preset: olama\n", "did you mean 'ollama'?"),
         ("providers:\n  - name: a\n    kind: openai-compatible\n", "providers[0].base_url: required for an openai-compatible"),
         ("providers:\n  - preset: vllm\n    base_url: http://h/v1/chat/completions\n", "appends /chat/completions itself"),
         ("providers:\n  - preset: vllm\n    quirks: {reasoning_ech: true}\n", "quirks.reasoning_ech: unknown quirk"),
@@ -162,3 +164,61 @@ def test_routing_config_is_the_one_source_of_the_policies_settings(tmp_path: Pat
         with pytest.raises(ValueError) as config_error:
             Retries(**bad)
         assert str(policy_error.value) == str(config_error.value)
+
+
+def test_server_limits_defaults_and_validation() -> None:
+    from ccgate.config.model import Limits, Pool
+
+    limits = Limits()
+    assert (limits.max_header_bytes, limits.max_headers) == (65536, 100)
+    assert limits.max_connections == 10_000 and limits.max_concurrent_requests is None
+    assert Pool().max_connections is None  # no silent queue at the 257th stream
+    for bad in ({"max_header_bytes": 100}, {"max_headers": 0}, {"header_timeout": 0},
+                {"body_timeout": -1}, {"idle_timeout": 0}, {"max_connections": 0},
+                {"max_concurrent_requests": 0}):
+        with pytest.raises(ValueError, match="limits"):
+            Limits(**bad)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match=r"pool\.max_connections"):
+        Pool(max_connections=0)
+
+
+def test_a_full_gateway_pool_does_not_trip_the_providers_breaker() -> None:
+    from ccgate.errors import UpstreamOverloaded, UpstreamUnreachable
+    from ccgate.routing.outcome import classify
+
+    pool = classify(None, UpstreamOverloaded("all busy", hop="pool"), {})
+    assert not pool.trips_breaker and pool.failover.value != "none"
+    assert classify(None, UpstreamUnreachable("refused", hop="connect"), {}).trips_breaker
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        # an unknown key: its own line, the closest known key, and every known key
+        ("server:\n  port: 4545\nproviders:\n  - name: a\n    prxy: http://x\n",
+         "providers[0]: Object contains unknown field `prxy`; did you mean 'proxy'? (known keys: api_keys, "),
+        ("providers:\n  - name: a\n    prxy: http://x\n", "(line 3)"),
+        ("server:\n  host: 127.0.0.1\n  prot: 80\n", "did you mean 'port'? (known keys: admin, auth, console, host,"),
+        ("server:\n  host: 127.0.0.1\n  prot: 80\n", "(line 3)"),
+        ("routing:\n  breaker:\n    probe_timeout: 5\n", "(line 3)"),
+        # kind: openai is a preset, not a kind: the valid kinds, the near one, and the preset
+        ("providers:\n  - name: a\n    kind: openai\n",
+         "providers[0].kind: Invalid enum value 'openai'; did you mean 'openai-compatible'? (valid values: "
+         "anthropic, anthropic-compatible, openai-compatible); for the provider itself, write preset: openai (line 3)"),
+        ("providers:\n  - name: a\n    kind: antropic\n", "did you mean 'anthropic'?"),
+        ("server:\n  port: x\n", "server.port: Expected `int`, got `str` (line 2)"),
+        ("providers:\n  - name: a\n  - name: b\n    base_url: 5\n", "providers[1].base_url: Expected `str`, got `int` (line 4)"),
+        ("server:\n  port: 1\n  port: 2\n", "invalid YAML (line 3"),  # YAML 1.2: duplicate keys are an error
+    ],
+)
+def test_errors_give_the_line_and_a_did_you_mean(tmp_path: Path, text: str, message: str) -> None:
+    path = write(tmp_path, text)
+    with pytest.raises(ConfigError) as info:
+        load_config(path, {})
+    assert message in str(info.value)
+
+
+def test_yaml_1_2_keeps_off_and_yes_strings(tmp_path: Path) -> None:
+    # YAML 1.1 (PyYAML) read `proxy: off` as False and `name: no` as False.
+    path = write(tmp_path, "providers:\n  - name: no\n    proxy: off\n    ipv4_only: true\n")
+    provider = load_config(path, {}).config.providers[0]
+    assert (provider.name, provider.proxy, provider.ipv4_only) == ("no", "off", True)

@@ -75,7 +75,7 @@ def test_token_kinds_and_model_cap() -> None:
 def test_key_names_are_opt_in() -> None:
     off, on = Metrics(), Metrics(key_names=True)
     for m in (off, on):
-        m.refused("alice")
+        m.rate_limit_refused("alice")
         m.tokens_used("claude-a", "anthropic", {"input_tokens": 3}, "alice")
     assert value(off.render().decode(), "ccgate_rate_limited_total", client="-") == 1
     text = on.render().decode()

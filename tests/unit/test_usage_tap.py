@@ -101,3 +101,41 @@ def test_accept_encoding_is_narrowed_to_what_the_tap_reads() -> None:
     assert readable_codings("br;q=1.0, gzip;q=0.8") == "gzip;q=0.8"
     assert readable_codings("br, zstd") == "identity"
     assert readable_codings("identity") == "identity"
+
+
+def _peak_while_feeding(tap: UsageTap, pieces: list[bytes]) -> int:
+    import tracemalloc
+
+    tracemalloc.start()
+    try:
+        tracemalloc.reset_peak()
+        base = tracemalloc.get_traced_memory()[0]
+        for piece in pieces:
+            tap.feed(piece)
+        return tracemalloc.get_traced_memory()[1] - base
+    finally:
+        tracemalloc.stop()
+
+
+def test_a_line_without_newline_is_held_bounded_then_skipped() -> None:
+    """An upstream sending one endless SSE line: the tap holds at most LINE_LIMIT of it (it
+    used to re-copy the whole line per chunk), relays on, and reads the lines after it."""
+    from ccgate.wire.usage import LINE_LIMIT
+
+    tap = UsageTap(sse=True)
+    piece = b"x" * 4096
+    pieces = [b"data: " + piece] + [piece] * (8 * LINE_LIMIT // len(piece))  # 8x the limit
+    peak = _peak_while_feeding(tap, pieces)
+    assert peak < 2 * LINE_LIMIT + 256 * 1024
+    tap.feed(b"\n\n" + STREAM)
+    assert tap.result() == EXPECTED
+
+
+def test_a_long_line_under_the_limit_is_still_read() -> None:
+    start, rest = STREAM.split(b"\n\n", 1)
+    padded = start.replace(b'"id": "m"', b'"id": "' + b"m" * 200_000 + b'"')
+    tap = UsageTap(sse=True)
+    for i in range(0, len(padded), 1000):  # held across 200 chunks, joined once
+        tap.feed(padded[i:i + 1000])
+    tap.feed(b"\n\n" + rest)
+    assert tap.result() == EXPECTED

@@ -7,7 +7,7 @@ import sys
 import traceback
 
 from ccgate.doctor import DoctorOptions, run_checks
-from ccgate.doctor.render import Progress, render
+from ccgate.doctor.render import Progress, render, wants_color
 
 EXIT_OK, EXIT_FAIL, EXIT_CANNOT_RUN = 0, 1, 2
 
@@ -80,5 +80,5 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         sys.stdout.write(report.to_json() + "\n")
     else:
-        sys.stdout.write(render(report, color=sys.stdout.isatty()))
+        sys.stdout.write(render(report, color=wants_color(sys.stdout)))
     return report.exit_code

@@ -104,14 +104,30 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
     listing = sub.add_parser("list", parents=[db], help="list keys (never their secrets)")
     listing.add_argument("--json", action="store_true", help="machine-readable output")
+    add_json_option(create)
 
     revoke = sub.add_parser("revoke", parents=[db], help="stop a key from working")
+    add_json_option(revoke)
     revoke.add_argument("key", metavar="KEY", help="key id (key_...) or name")
 
     rotate = sub.add_parser("rotate", parents=[db], help="give a key a new secret, printed once")
     rotate.add_argument("key", metavar="KEY", help="key id (key_...) or name")
     rotate.add_argument("--grace", type=duration_arg, metavar="DURATION",
                         help=f"keep the old secret working this long: {DURATION_HELP} (default: stop now)")
+    add_json_option(rotate)
+
+
+def add_json_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--json", action="store_true",
+                        help="print one JSON object on stdout (the key, and the secret if any) "
+                             "instead of the secret alone and prose on stderr")
+
+
+def _print_json(key: IssuedKey, secret: str | None = None) -> None:
+    out: dict[str, object] = {"key": key_summary(key, time.time())}
+    if secret is not None:
+        out["secret"] = secret
+    print(json.dumps(out, indent=2), flush=True)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -148,6 +164,9 @@ def _create(args: argparse.Namespace, path: Path) -> int:
     def work(store: Store) -> int:
         key, secret = KeyManager(store).create(
             args.name, models=args.models, rpm=args.rpm, tpm=args.tpm, expires_in=args.expires)
+        if args.json:
+            _print_json(key, secret)
+            return 0
         print(secret, flush=True)
         limits = ", ".join(f"{n} {v}" for n, v in (("rpm", key.rpm), ("tpm", key.tpm)) if v) or "no limits"
         print(f"Created key {key.name} ({key.id}, {key.prefix}...): models {_models(key)}, {limits}, "
@@ -193,6 +212,9 @@ def _list(args: argparse.Namespace, path: Path) -> int:
 def _revoke(args: argparse.Namespace, path: Path) -> int:
     def work(store: Store) -> int:
         key = KeyManager(store).revoke(args.key)
+        if args.json:
+            _print_json(key)
+            return 0
         print(f"Revoked key {key.name} ({key.id}); {PROPAGATION}.")
         return 0
 
@@ -202,6 +224,9 @@ def _revoke(args: argparse.Namespace, path: Path) -> int:
 def _rotate(args: argparse.Namespace, path: Path) -> int:
     def work(store: Store) -> int:
         key, secret = KeyManager(store).rotate(args.key, grace=args.grace)
+        if args.json:
+            _print_json(key, secret)
+            return 0
         print(secret, flush=True)
         old = (f"The old secret keeps working until {iso(key.grace_until)}." if key.grace_until
                else "The old secret no longer works.")

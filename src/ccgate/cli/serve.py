@@ -7,17 +7,20 @@ friends send it SIGHUP to reload the config; SIGHUP, ``server.watch_config`` and
 from __future__ import annotations
 
 import argparse
+import asyncio
 import functools
 import logging
 import os
 import signal
 import sys
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from ccgate.config.load import LoadedConfig, load_config
 from ccgate.errors import ConfigError
 from ccgate.observe import logs
 from ccgate.proxy_env import resolve_proxy
+from ccgate.server.bind import MAX_PORT, MIN_PORT, BindError, bind_listener
 from ccgate.server.control import Pidfile
 from ccgate.server.listen import is_loopback
 
@@ -29,7 +32,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", metavar="FILE", help="config file (else $CCGATE_CONFIG, "
                         "./ccgate.yaml, ~/.config/ccgate/ccgate.yaml, else embedded defaults)")
     parser.add_argument("--host", help="address to listen on (default 127.0.0.1)")
-    parser.add_argument("--port", type=int, help="port to listen on (default 4545)")
+    parser.add_argument("--port", type=port_arg, help="port to listen on, 1-65535 (default 4545)")
     parser.add_argument("--log-level", choices=LOG_LEVELS,
                         help="log level (default: log.level of the config, else info)")
     parser.add_argument("--log-format", choices=("text", "json"),
@@ -43,6 +46,15 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 if TYPE_CHECKING:
     from ccgate.server.app import Gateway
+
+
+def port_arg(text: str) -> int:
+    """argparse type for ``--port``: the range ``server.port`` accepts (config/model.py)."""
+    value = int(text) if text.strip().lstrip("-").isdigit() else -1
+    if not MIN_PORT <= value <= MAX_PORT:
+        raise argparse.ArgumentTypeError(
+            f"must be a port number from {MIN_PORT} to {MAX_PORT} (as server.port), got {text!r}")
+    return value
 
 
 def exposure_problem(authenticated: bool, host: str, allow: bool) -> str | None:
@@ -126,8 +138,14 @@ def run(args: argparse.Namespace) -> int:
 
     import uvicorn
 
+    try:  # bound (and listening) before anything says so; uvicorn serves on this socket
+        sock = bind_listener(host, port)
+    except BindError as exc:
+        say(logging.ERROR, f"ccgate: {exc}")
+        return 1
     for line in describe(loaded, host, port, app):
         say(logging.INFO, line)
+    say(logging.INFO, console_line(app, host, port))
     try:
         import uvloop  # noqa: F401
 
@@ -135,15 +153,16 @@ def run(args: argparse.Namespace) -> int:
     except ImportError:
         loop = "asyncio"
     config = uvicorn.Config(
-        app, host=host, port=port, loop=loop, http="httptools", lifespan="on",
+        app, host=host, port=port, loop=loop, http=_client_protocol(app, say), lifespan="on",
         access_log=False, log_config=None, log_level="warning", server_header=False,
         proxy_headers=False,  # we never use the client address; skip X-Forwarded-* parsing
-        timeout_keep_alive=75,
+        ws="none",
     )
     pidfile = Pidfile(host, port, loaded.source)
     app.on_startup.append(pidfile.write)
     app.on_shutdown.append(pidfile.remove)
-    uvicorn.Server(config).run()
+    with sock:
+        uvicorn.Server(config).run(sockets=[sock])
     return 0
 
 
@@ -154,6 +173,37 @@ def _say_text(level: int, line: str) -> None:
 def _say_json(level: int, line: str) -> None:
     """With ``log.format: json`` every line on stderr is JSON: the start-up lines too."""
     logging.getLogger("ccgate.serve").log(level, line.strip().removeprefix("ccgate: "))
+
+
+def console_line(app: Gateway, host: str, port: int) -> str:
+    """Where the console is and how to sign in: the admin key, or on a loopback address without
+    one a single-use link (on stderr at the start only: never in the access log or a trace)."""
+    from ccgate.config.model import local_url
+    from ccgate.console import PREFIX, attach
+
+    console = attach(app)
+    if console is None:
+        return "  console: off (server.console.enabled: false, or no store)"
+    base = local_url(host, port)
+    link = console.issue_link(base)
+    if link is not None:
+        return f"  console: {link}  (one-time sign-in link; no admin key is set)"
+    if console.admin_digest is None:
+        return f"  console: {base}{PREFIX} needs an admin key on {host} (set server.admin.key)"
+    return f"  console: {base}{PREFIX}  (sign in with the admin key)"
+
+
+def _client_protocol(app: Gateway, say: Callable[[int, str], None]) -> type[asyncio.Protocol]:
+    """uvicorn's httptools protocol with server.limits (headers, timeouts, connections)."""
+    from ccgate.server.protocol import ConnectionGuard, fit_open_files, protocol_for
+
+    guard = ConnectionGuard(lambda: app.runtime.config.server.limits, app.metrics.refuse)
+    app.metrics.connections.set_function(lambda: len(guard.connections))
+    app.on_shutdown.append(guard.stop)
+    warning = fit_open_files(guard.max_connections)
+    if warning:
+        say(logging.WARNING, f"ccgate: WARNING: {warning}")
+    return protocol_for(guard)
 
 
 def _reload_exposure(authenticated: bool, *, host: str, allow: bool) -> str | None:

@@ -28,6 +28,7 @@ from ccgate.setup.files import (
     plan_restore,
     restore_backup,
 )
+from ccgate.setup.login import check_login_endpoint, plan_login
 from ccgate.setup.model import (
     DEFAULT_GATEWAY,
     GATEWAY_KEY_HEADER,
@@ -40,7 +41,7 @@ from ccgate.setup.model import (
     redact,
     unified_diff,
 )
-from ccgate.setup.plan import choose_token, normalize_gateway
+from ccgate.setup.plan import choose_token, normalize_gateway, slow_provider_env
 from ccgate.setup.shellenv import SHELLS, detect_shell, env_assignments, render
 from ccgate.setup.verify import VerifyResult, verify_gateway, verify_with_doctor
 
@@ -71,6 +72,14 @@ def configure(parser: argparse.ArgumentParser) -> None:
         help="keep Claude Code's own login (Claude subscription): the gateway key goes in "
         "ANTHROPIC_CUSTOM_HEADERS as x-ccgate-key instead of ANTHROPIC_AUTH_TOKEN",
     )
+    cc.add_argument(
+        "--login",
+        metavar="URL",
+        help="instead of a key: make Claude Code's /login sign in to the gateway at URL "
+        "(forceLoginMethod/forceLoginGatewayUrl; docs/login.md)",
+    )
+    cc.add_argument("--managed", action="store_true",
+                    help="with --login: write the machine's managed-settings file (admin), not user settings")
     cc.add_argument("--config", metavar="FILE", help="ccgate config to read client tokens from")
     cc.add_argument("--model", metavar="ID", help="ANTHROPIC_MODEL (the main model)")
     cc.add_argument("--haiku-model", metavar="ID", help="ANTHROPIC_DEFAULT_HAIKU_MODEL")
@@ -88,6 +97,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
         help="print export lines for bash, zsh, fish or powershell instead of writing files",
     )
     cc.add_argument("-y", "--yes", action="store_true", help="do not ask; undo even files changed since")
+    cc.add_argument("--json", action="store_true",
+                    help="print one JSON object on stdout (plan, what was written, the check; "
+                         "secrets masked) and the prose on stderr; never asks (needs --yes or "
+                         "--dry-run on a terminal)")
     cc.add_argument("--no-verify", action="store_true", help="skip the check of the gateway")
     cc.add_argument(
         "--project-dir",
@@ -102,6 +115,12 @@ def run(args: argparse.Namespace) -> int:
         return EXIT_REFUSED
     env = dict(os.environ)
     home = Path(env.get("HOME") or Path.home())
+    if args.json and args.print_env:
+        _err("--json and --print-env are two different outputs; choose one")
+        return EXIT_REFUSED
+    if args.json and not (args.yes or args.dry_run) and sys.stdin.isatty():
+        _err("--json never asks: add --yes to apply, or --dry-run to preview")
+        return EXIT_REFUSED
     try:
         if args.undo:
             return _undo(args, env, home)
@@ -118,8 +137,10 @@ def _err(message: str) -> None:
 # -- setup -----------------------------------------------------------------------------------
 
 
-def _from_config(args: argparse.Namespace, env: dict[str, str]) -> tuple[str | None, list[str]]:
-    """(default gateway URL, client tokens) from the ccgate config, if one is found.
+def _from_config(args: argparse.Namespace,
+                 env: dict[str, str]) -> tuple[str | None, list[str], tuple[str, ...]]:
+    """(default gateway URL, client tokens, providers marked slow) from the ccgate config, if
+    one is found.
 
     Only the address and the client tokens are read: provider keys are not resolved, since
     the shell setup runs in often lacks them. A config that is found but cannot be read stops
@@ -135,18 +156,18 @@ def _from_config(args: argparse.Namespace, env: dict[str, str]) -> tuple[str | N
         if args.gateway and args.key and not args.config:
             print(f"ccgate setup: note: ccgate config not used (--gateway and --key given): {exc}",
                   file=sys.stderr)
-            return None, []
+            return None, [], ()
         raise SetupError(
             f"cannot read the ccgate config: {exc}. Setup takes the gateway address and client "
             "token from it; fix it, or pass --gateway URL and --key KEY"
         ) from None
     if view.path is None:
-        return None, []
-    return view.url, [secret.value for secret in view.client_tokens.values()]
+        return None, [], ()
+    return view.url, [secret.value for secret in view.client_tokens.values()], view.slow_providers
 
 
 def _options(args: argparse.Namespace, env: dict[str, str], home: Path) -> SetupOptions:
-    config_gateway, tokens = _from_config(args, env)
+    config_gateway, tokens, slow = _from_config(args, env)
     models = {
         MODEL_VARS[name]: value
         for name, value in (
@@ -166,6 +187,7 @@ def _options(args: argparse.Namespace, env: dict[str, str], home: Path) -> Setup
         home=home,
         project_dir=Path(args.project_dir) if args.project_dir else Path.cwd(),
         subscription=bool(getattr(args, "subscription", False)),
+        slow_providers=slow,
     )
 
 
@@ -183,6 +205,10 @@ def print_plan(plan: Plan, home: Path, out: TextIO) -> None:
     if any(c.key == f"env.{CUSTOM_HEADERS}" and GATEWAY_KEY_HEADER in str(c.new) for c in plan.changes):
         print(f"  subscription mode: the gateway key goes as {GATEWAY_KEY_HEADER}; your Claude login "
               "goes to Anthropic as it is", file=out)
+    print_plan_changes(plan, home, out)
+
+
+def print_plan_changes(plan: Plan, home: Path, out: TextIO) -> None:
     if plan.changes:
         print("\nChanges:", file=out)
         current: Path | None = None
@@ -226,14 +252,85 @@ def _confirm(args: argparse.Namespace, out: TextIO) -> bool:
 
 
 def _setup(args: argparse.Namespace, env: dict[str, str], home: Path) -> int:
+    if args.login:
+        return _setup_login(args, env, home)
+    if args.managed:
+        raise SetupError("--managed goes with --login URL")
     options = _options(args, env, home)
     if args.print_env:
         return _print_env(args, options)
     plan = build_plan(options)
-    out = sys.stdout
+    out = sys.stderr if args.json else sys.stdout  # --json: stdout carries the JSON alone
+    report: dict[str, Any] = {"plan": plan_json(plan, home), "written": False, "backup": None,
+                              "verify": None}
     print_plan(plan, home, out)
     if not plan.writes:
         print("\nNothing to change: Claude Code is already set up for this gateway.", file=out)
+    elif args.dry_run:
+        print("\nDiff (dry run, nothing written):", file=out)
+        out.write(plan.diff())
+        return _report(args, report, EXIT_OK)
+    else:
+        if not _confirm(args, out):
+            print("Nothing written.", file=out)
+            return _report(args, report, EXIT_OK)
+        backup = apply_writes(plan.writes, backup_root(plan.files.config_dir))
+        report |= {"written": True, "backup": str(backup.directory)}
+        print_written(plan, home, out)
+        print(
+            f"Backup in {display_path(backup.directory, home)}; undo with: ccgate setup claude-code --undo",
+            file=out,
+        )
+    if args.dry_run or args.no_verify:
+        return _report(args, report, EXIT_OK)
+    result = verify(plan, options)
+    print_verify(result, plan, out)
+    report["verify"] = {"ok": result.ok, "source": result.source, "steps": [
+        {"name": s.name, "ok": s.ok, "warn": s.warn, "detail": plan.redact(s.detail),
+         "fix": plan.redact(s.fix) if s.fix else None} for s in result.steps]}
+    return _report(args, report, EXIT_OK if result.ok else EXIT_VERIFY_FAILED)
+
+
+def _report(args: argparse.Namespace, report: dict[str, Any], code: int) -> int:
+    if args.json:
+        print(json.dumps({**report, "exit_code": code}, indent=2, ensure_ascii=False))
+    return code
+
+
+def plan_json(plan: Plan, home: Path) -> dict[str, Any]:
+    """The plan as data for ``--json``: what ``print_plan`` shows, secret values masked."""
+    def shown(value: Any, secret: bool) -> Any:
+        if value is MISSING:
+            return None
+        # as print_plan: a secret value masked, and any known secret inside a value redacted
+        return json.loads(plan.redact(_show(value, secret)))
+
+    return {
+        "gateway": plan.gateway,
+        "token": plan.token if plan.token == PLACEHOLDER_TOKEN else mask(plan.token),
+        "token_source": plan.token_source,
+        "changes": [
+            {"file": display_path(c.file, home), "key": c.key,
+             "action": "remove" if c.new is MISSING else "add" if c.old is MISSING else "change",
+             "old": shown(c.old, c.secret), "new": shown(c.new, c.secret), "why": c.why}
+            for c in plan.changes
+        ],
+        "notes": [{"level": n.level, "text": plan.redact(n.text),
+                   "fix": plan.redact(n.fix) if n.fix else None} for n in plan.notes],
+    }
+
+
+def _setup_login(args: argparse.Namespace, env: dict[str, str], home: Path) -> int:
+    if args.key or args.gateway or args.subscription or args.print_env:
+        raise SetupError("--login replaces --gateway/--key/--subscription/--print-env: the developer signs "
+                         "in with /login instead of holding a key")
+    project = Path(args.project_dir) if args.project_dir else Path.cwd()
+    plan = plan_login(args.login, env, home, project, managed=args.managed)
+    out = sys.stdout
+    print(f"Claude Code /login -> {plan.gateway}", file=out)
+    print_plan_changes(plan, home, out)
+    if not plan.writes:
+        print("\nNothing to change: /login already offers this gateway.", file=out)
     elif args.dry_run:
         print("\nDiff (dry run, nothing written):", file=out)
         out.write(plan.diff())
@@ -244,15 +341,15 @@ def _setup(args: argparse.Namespace, env: dict[str, str], home: Path) -> int:
             return EXIT_OK
         backup = apply_writes(plan.writes, backup_root(plan.files.config_dir))
         print_written(plan, home, out)
-        print(
-            f"Backup in {display_path(backup.directory, home)}; undo with: ccgate setup claude-code --undo",
-            file=out,
-        )
-    if args.dry_run or args.no_verify:
+        print(f"Backup in {display_path(backup.directory, home)}; undo with: ccgate setup claude-code --undo",
+              file=out)
+    if args.no_verify:
         return EXIT_OK
-    result = verify(plan, options)
-    print_verify(result, plan, out)
-    return EXIT_OK if result.ok else EXIT_VERIFY_FAILED
+    ok, detail = check_login_endpoint(plan.gateway)
+    print(f"\nCheck: {'ok  ' if ok else 'FAIL'} {detail}", file=out)
+    if ok:
+        print("Run `claude`, then /login (or just start it: the sign-in screen comes first).", file=out)
+    return EXIT_OK if ok else EXIT_VERIFY_FAILED
 
 
 def print_written(plan: Plan, home: Path, out: TextIO) -> None:
@@ -303,6 +400,10 @@ def _print_env(args: argparse.Namespace, options: SetupOptions) -> int:
     token, source = choose_token(options, {}, gateway)  # no files: only --key, config, placeholder
     host = urlsplit(gateway).hostname or ""
     assign, unset = env_assignments(gateway, token, options.models, options.env, host)
+    # providers marked slow: the same idle timeouts a settings setup writes (unless the shell
+    # already has longer ones)
+    slow = slow_provider_env(options.slow_providers, options.env)
+    assign.update({var: want.value for var, want in slow.items()})
     sys.stdout.write(render(shell, assign, unset))
     print(
         f"# {shell} lines for Claude Code -> {gateway} (token from {source}); nothing was "
@@ -323,7 +424,11 @@ def _undo(args: argparse.Namespace, env: dict[str, str], home: Path) -> int:
         _err(f"no setup backup to restore in {backups}")
         return EXIT_VERIFY_FAILED
     restore = plan_restore(backup, force=args.yes)
-    out = sys.stdout
+    out = sys.stderr if args.json else sys.stdout
+    report: dict[str, Any] = {"undo": True, "backup": str(backup.directory),
+                              "files": [{"file": display_path(f.current.path, home), "how": f.how}
+                                        for f in restore.files],
+                              "conflicts": list(restore.conflicts), "restored": False}
     print(f"Undoing setup from {backup.manifest.get('created', backup.directory.name)}:", file=out)
     for f in restore.files:
         print(f"  {display_path(f.current.path, home)}: {f.how}", file=out)
@@ -333,14 +438,14 @@ def _undo(args: argparse.Namespace, env: dict[str, str], home: Path) -> int:
             f"changed again since setup wrote them: {keys}. Undo would discard those changes; "
             "nothing was restored. See the diff with --undo --dry-run; undo anyway with --undo --yes."
         )
-        return EXIT_VERIFY_FAILED
+        return _report(args, report, EXIT_VERIFY_FAILED)
     if args.dry_run:
         print("\nDiff (dry run, nothing restored):", file=out)
         out.write(_undo_diff(restore.files))
-        return EXIT_OK
+        return _report(args, report, EXIT_OK)
     restore_backup(restore)
     print(f"Done. The backup stays in {display_path(backup.directory, home)}.", file=out)
-    return EXIT_OK
+    return _report(args, report | {"restored": True}, EXIT_OK)
 
 
 def _undo_diff(files: list[FileRestore]) -> str:

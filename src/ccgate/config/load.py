@@ -8,6 +8,7 @@ Every error names the file and the key path (``providers[0].base_url: ...``).
 
 from __future__ import annotations
 
+import difflib
 import os
 import re
 from collections.abc import Mapping
@@ -17,12 +18,19 @@ from typing import Any
 
 import msgspec
 import platformdirs
-import yaml
+from ruamel.yaml import YAML
+from ruamel.yaml.comments import CommentedMap, CommentedSeq
+from ruamel.yaml.error import YAMLError
+from ruamel.yaml.scalarbool import ScalarBoolean
+from ruamel.yaml.scalarfloat import ScalarFloat
 
-from ccgate.config.model import Config, Provider, ResolvedSecrets, local_url
+from ccgate.config.model import Config, Login, Provider, ResolvedSecrets, local_url
 from ccgate.config.presets import ALIASES, PRESETS, find_preset
 from ccgate.config.secrets import Secret, resolve_secret
 from ccgate.errors import ConfigError
+from ccgate.login.policy import PolicySet, compile_policy
+from ccgate.login.settings import MIN_JWT_SECRET, LoginSettings, OidcSettings, parse_ttl
+from ccgate.login.urls import check_issuer, check_public_url
 from ccgate.proxy_env import DIRECT, ProxyURLError, parse_proxy_url, resolve_proxy
 
 CONFIG_ENV = "CCGATE_CONFIG"
@@ -35,6 +43,7 @@ class LoadedConfig:
     config: Config
     secrets: ResolvedSecrets
     path: Path | None  # None when running on embedded defaults
+    login: LoginSettings | None = None  # the compiled ``login:`` section (login/settings.py)
 
     @property
     def source(self) -> str:
@@ -61,26 +70,139 @@ def find_config_file(explicit: str | None, env: Mapping[str, str]) -> Path | Non
 
 
 _PATH_RE = re.compile(r" - at `\$\.?(?P<path>[^`]*)`$")
+_PART_RE = re.compile(r"([^.\[\]]+)|\[(\d+)\]")
+_UNKNOWN_RE = re.compile(r"^Object contains unknown field `(?P<field>[^`]*)`")
+_ENUM_RE = re.compile(r"^Invalid enum value (?P<value>.*)$")
+
+# Where each key and item of the file is: path (("providers", 0, "kind")) -> line number.
+Lines = dict[tuple[str | int, ...], int]
 
 
-def _explain_validation(exc: msgspec.ValidationError) -> str:
-    """Turn msgspec's 'X - at `$.a[0].b`' into 'a[0].b: X'."""
+def _explain_validation(exc: msgspec.ValidationError, lines: Lines | None = None) -> str:
+    """Turn msgspec's 'X - at `$.a[0].b`' into 'a[0].b: X (line N)', with the valid choices and
+    a "did you mean" for an unknown key or a bad enum value."""
     text = str(exc)
     match = _PATH_RE.search(text)
     if not match:
         return text
     where = match.group("path") or "(top level)"
-    return f"{where}: {text[: match.start()]}"
+    path = _parse_path(match.group("path"))
+    problem = text[: match.start()]
+    unknown = _UNKNOWN_RE.match(problem)
+    if unknown:
+        path = (*path, unknown.group("field"))
+        problem += _suggest(unknown.group("field"), sorted(_struct_fields(path[:-1])), "known keys")
+    enum = _ENUM_RE.match(problem)
+    if enum:
+        problem += _enum_hint(path, enum.group("value").strip("'\""))
+    return f"{where}: {problem}{_line_of(path, lines)}"
+
+
+def _parse_path(text: str) -> tuple[str | int, ...]:
+    return tuple(int(index) if index else name for name, index in _PART_RE.findall(text))
+
+
+def _line_of(path: tuple[str | int, ...], lines: Lines | None) -> str:
+    """" (line N)" of the deepest part of ``path`` the file has."""
+    for end in range(len(path), 0, -1):
+        line = (lines or {}).get(path[:end])
+        if line is not None:
+            return f" (line {line})"
+    return ""
+
+
+def _suggest(word: str, choices: list[str], label: str) -> str:
+    close = difflib.get_close_matches(word, choices, n=1, cutoff=0.6) or [
+        c for c in choices if c.startswith(word) or word.startswith(c)][:1]
+    hint = f"; did you mean {close[0]!r}?" if close else ""
+    return f"{hint} ({label}: {', '.join(choices)})" if choices else hint
+
+
+def _enum_hint(path: tuple[str | int, ...], value: str) -> str:
+    choices = sorted(str(v) for v in _literal_values(path))
+    hint = _suggest(value, choices, "valid values")
+    if path[-1:] == ("kind",) and find_preset(value) is not None:
+        hint += f"; for the provider itself, write preset: {value}"
+    return hint
+
+
+def _type_at(path: tuple[str | int, ...]) -> msgspec.inspect.Type | None:
+    """The schema type at ``path`` of the config (``config.model.Config``), or None."""
+    current: msgspec.inspect.Type | None = msgspec.inspect.type_info(Config)
+    for part in path:
+        current = _unwrap(current)
+        if isinstance(current, msgspec.inspect.ListType) and isinstance(part, int):
+            current = current.item_type
+        elif isinstance(current, msgspec.inspect.StructType) and isinstance(part, str):
+            current = next((f.type for f in current.fields if f.encode_name == part), None)
+        else:
+            return None
+    return _unwrap(current)
+
+
+def _unwrap(kind: msgspec.inspect.Type | None) -> msgspec.inspect.Type | None:
+    if isinstance(kind, msgspec.inspect.UnionType):  # str | ClientToken: the structured one
+        named = (msgspec.inspect.StructType, msgspec.inspect.LiteralType)
+        return next((t for t in kind.types if isinstance(t, named)), kind)
+    return kind
+
+
+def _struct_fields(path: tuple[str | int, ...]) -> list[str]:
+    kind = _type_at(path)
+    fields = [f.encode_name for f in kind.fields] if isinstance(kind, msgspec.inspect.StructType) else []
+    return fields + (["preset"] if "preset" not in fields and path[-2:-1] == ("providers",) else [])
+
+
+def _literal_values(path: tuple[str | int, ...]) -> tuple[object, ...]:
+    kind = _type_at(path)
+    return kind.values if isinstance(kind, msgspec.inspect.LiteralType) else ()
+
+
+def read_yaml(text: str, origin: str) -> tuple[Any, Lines]:
+    """The file as plain data, parsed as YAML 1.2 (``proxy: off`` stays the string "off";
+    only true/false are booleans), and the line of every key and item, for error messages."""
+    parser = YAML(typ="rt", pure=True)
+    try:
+        data = parser.load(text)
+    except YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
+        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise ConfigError(f"{origin}: invalid YAML{where}: {problem}") from None
+    lines: Lines = {}
+    return _plain(data, (), lines), lines
+
+
+def _plain(node: Any, path: tuple[str | int, ...], lines: Lines) -> Any:
+    """ruamel's round-trip nodes as plain dicts, lists and scalars, noting each one's line."""
+    if isinstance(node, CommentedMap):
+        out: dict[Any, Any] = {}
+        for key, value in node.items():
+            key = _plain(key, path, {})
+            lines[(*path, key)] = node.lc.key(key)[0] + 1 if isinstance(key, str | int) else 0
+            out[key] = _plain(value, (*path, key), lines)
+        return out
+    if isinstance(node, CommentedSeq):
+        items = []
+        for i, value in enumerate(node):
+            lines[(*path, i)] = node.lc.item(i)[0] + 1
+            items.append(_plain(value, (*path, i), lines))
+        return items
+    if isinstance(node, bool):
+        return bool(node)
+    if isinstance(node, ScalarBoolean):
+        return bool(node)
+    if isinstance(node, ScalarFloat):
+        return float(node)
+    if isinstance(node, int):
+        return int(node)
+    if isinstance(node, str):
+        return str(node)
+    return node
 
 
 def parse_config(text: str, origin: str) -> Config:
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise ConfigError(f"{origin}: invalid YAML{where}: {problem}") from None
+    data, lines = read_yaml(text, origin)
     if data is None:
         data = {}
     if not isinstance(data, dict):
@@ -89,7 +211,7 @@ def parse_config(text: str, origin: str) -> Config:
     try:
         return msgspec.convert(data, Config)
     except msgspec.ValidationError as exc:
-        raise ConfigError(f"{origin}: {_explain_validation(exc)}") from None
+        raise ConfigError(f"{origin}: {_explain_validation(exc, lines)}") from None
 
 
 def apply_presets(data: dict[str, Any], origin: str) -> None:
@@ -103,6 +225,7 @@ def apply_presets(data: dict[str, Any], origin: str) -> None:
         where = f"{origin}: providers[{i}]"
         name = raw.get("preset")
         if name is None:
+            _check_missing_kind(raw, where)
             if raw.get("kind") == "openai-compatible":
                 if "base_url" not in raw:
                     raise ConfigError(f"{where}.base_url: required for an openai-compatible provider")
@@ -110,8 +233,10 @@ def apply_presets(data: dict[str, Any], origin: str) -> None:
             continue
         preset = find_preset(str(name))
         if preset is None:
-            known = ", ".join([*PRESETS, *ALIASES])
-            raise ConfigError(f"{where}.preset: unknown preset {name!r} (known: {known})")
+            known = [*PRESETS, *ALIASES]
+            close = difflib.get_close_matches(str(name), known, n=1, cutoff=0.6)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            raise ConfigError(f"{where}.preset: unknown preset {name!r} (known: {', '.join(known)}){hint}")
         raw.setdefault("name", preset.name)
         raw.setdefault("kind", preset.kind)
         raw.setdefault("base_url", preset.base_url)
@@ -124,6 +249,21 @@ def apply_presets(data: dict[str, Any], origin: str) -> None:
             raise ConfigError(f"{where}.quirks: must be a mapping of quirk names to values")
         if raw["kind"] == preset.kind:
             raw["quirks"] = {**preset.quirks, **user_quirks}
+
+
+def _check_missing_kind(raw: dict[str, Any], where: str) -> None:
+    """No ``kind:`` means Anthropic's API, whose root ccgate appends /v1/messages to; a base URL
+    that ends in /v1 is almost always an OpenAI-compatible server (vLLM, Ollama, LM Studio,
+    OpenRouter), so say that rather than "drop the /v1"."""
+    url = raw.get("base_url")
+    if "kind" in raw or not isinstance(url, str) or not url.rstrip("/").endswith("/v1"):
+        return
+    raise ConfigError(
+        f"{where}.base_url: {url!r} ends in /v1 but the provider has no kind:, so it would be "
+        "treated as kind: anthropic (ccgate appends /v1/messages). For an OpenAI-compatible "
+        "server (vLLM, Ollama, LM Studio, OpenRouter, ...) add kind: openai-compatible; for an "
+        "Anthropic API give kind: anthropic and the URL without /v1"
+    )
 
 
 def check_semantics(config: Config, origin: str) -> None:
@@ -199,11 +339,12 @@ def resolve_secrets(config: Config, origin: str, env: Mapping[str, str], base: P
         except ValueError as exc:
             raise ConfigError(f"{origin}: server.admin.key: {exc}") from None
     metrics_token = _resolve_metrics_token(config, origin, env, base)
-    if client_tokens:
+    if client_tokens or config.login is not None:
         for i, provider in enumerate(config.providers):
             if not provider_keys[provider.name] and provider.auth_header != "none":
                 raise ConfigError(
-                    f"{origin}: providers[{i}].api_keys: client authentication is on, so the "
+                    f"{origin}: providers[{i}].api_keys: client authentication is on (client tokens or "
+                    "login:), so the "
                     "client's credential is a gateway token and cannot be forwarded; give this "
                     "provider its own api_keys (or auth_header: none for a server without auth)"
                 )
@@ -245,7 +386,67 @@ def load_config(explicit: str | None = None, env: Mapping[str, str] | None = Non
         except ProxyURLError as exc:
             raise ConfigError(f"proxy for provider {provider.name!r}: {exc}") from None
     secrets = resolve_secrets(config, origin, env, base)
-    return LoadedConfig(config=config, secrets=secrets, path=path)
+    login = compile_login(config.login, origin, env, base) if config.login is not None else None
+    return LoadedConfig(config=config, secrets=secrets, path=path, login=login)
+
+
+def compile_login(login: Login, origin: str, env: Mapping[str, str], base: Path) -> LoginSettings:
+    """The ``login:`` section checked whole (URLs, secrets, every policy) and compiled: a broken
+    policy fails ``config check``, serve and reload here, and is never served."""
+    where = f"{origin}: login"
+
+    def secret(ref: str, field: str) -> str:
+        try:
+            return resolve_secret(ref, env, base).value
+        except ValueError as exc:
+            raise ConfigError(f"{where}.{field}: {exc}") from None
+
+    try:
+        public_url = check_public_url(login.public_url, allow_public_address=login.allow_public_address)
+    except ValueError as exc:
+        raise ConfigError(f"{where}.public_url: {exc}") from None
+    try:
+        issuer = check_issuer(login.oidc.issuer)
+    except ValueError as exc:
+        raise ConfigError(f"{where}.oidc.issuer: {exc}") from None
+    if not login.oidc.client_id.strip():
+        raise ConfigError(f"{where}.oidc.client_id: required")
+    if "openid" not in login.oidc.scopes:
+        raise ConfigError(f"{where}.oidc.scopes: must include openid")
+    if login.oidc.ca_file is not None and not Path(login.oidc.ca_file).expanduser().is_file():
+        raise ConfigError(f"{where}.oidc.ca_file: file not found: {login.oidc.ca_file}")
+    jwt_secret = secret(login.session.jwt_secret, "session.jwt_secret")
+    if len(jwt_secret) < MIN_JWT_SECRET:
+        raise ConfigError(f"{where}.session.jwt_secret: use at least {MIN_JWT_SECRET} random characters "
+                          "(openssl rand -base64 48)")
+    try:
+        ttl = parse_ttl(login.session.ttl)
+    except ValueError as exc:
+        raise ConfigError(f"{where}.session.{exc}") from None
+    policies = []
+    for i, policy in enumerate(login.policies):
+        try:
+            policies.append(compile_policy(i, policy.groups, policy.settings))
+        except ValueError as exc:
+            raise ConfigError(f"{where}.policies[{i}].{exc}") from None
+    forward_to = login.telemetry.forward_to
+    if forward_to is not None and not forward_to.startswith(("http://", "https://")):
+        raise ConfigError(f"{where}.telemetry.forward_to: {forward_to!r} must be an http(s) URL")
+    if login.device_rate_limit < 1 or login.telemetry.max_body_bytes < 1024:
+        raise ConfigError(f"{where}: device_rate_limit must be at least 1, telemetry.max_body_bytes 1024")
+    client_secret = (secret(login.oidc.client_secret, "oidc.client_secret")
+                     if login.oidc.client_secret is not None else None)
+    oidc = OidcSettings(
+        issuer=issuer, client_id=login.oidc.client_id, client_secret=client_secret,
+        scopes=tuple(login.oidc.scopes),
+        allowed_email_domains=tuple(d.lower().lstrip("@") for d in login.oidc.allowed_email_domains),
+        groups_claim=login.oidc.groups_claim, ca_file=login.oidc.ca_file,
+    )
+    return LoginSettings(
+        public_url=public_url, oidc=oidc, jwt_secret=jwt_secret, ttl=ttl, policies=PolicySet(policies),
+        telemetry_forward_to=forward_to, telemetry_max_body=login.telemetry.max_body_bytes,
+        device_rate_limit=login.device_rate_limit,
+    )
 
 
 @dataclass(frozen=True)
@@ -257,6 +458,7 @@ class GatewayClientView:
     host: str
     port: int
     client_tokens: dict[str, Secret]
+    slow_providers: tuple[str, ...] = ()  # providers marked ``slow: true``
 
     @property
     def url(self) -> str:
@@ -284,7 +486,8 @@ def load_client_view(
         raise ConfigError(f"{path}: cannot read config file: {exc}") from None
     config = parse_config(text, str(path))
     tokens = _resolve_client_tokens(config, str(path), env, path.parent)
-    return GatewayClientView(path, config.server.host, config.server.port, tokens)
+    slow = tuple(p.name for p in config.providers if p.slow)
+    return GatewayClientView(path, config.server.host, config.server.port, tokens, slow)
 
 
 def configured_store_path(explicit: str | None, env: Mapping[str, str]) -> str | None:

@@ -42,6 +42,29 @@ class Admin(_Strict):
     key: str | None = None
 
 
+class Console(_Strict):
+    """``server.console``: the web console at /console (docs/console.md)."""
+
+    enabled: bool = True
+    # Minutes a console session lives without use, and at most in all.
+    idle_minutes: float = 60.0
+    max_hours: float = 12.0
+    # Sign-in through the login: section's identity provider: members of these IdP groups, or
+    # these e-mail addresses, get a console session (both empty: nobody, only the admin key).
+    admin_groups: list[str] = msgspec.field(default_factory=list)
+    admin_emails: list[str] = msgspec.field(default_factory=list)
+    # What the sign-in button names ("Sign in with <idp_name>"); default: the issuer's host.
+    idp_name: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.idle_minutes <= 0 or self.max_hours <= 0:
+            raise ValueError("console.idle_minutes and console.max_hours must be positive")
+        if any(not e or "@" not in e for e in self.admin_emails):
+            raise ValueError("console.admin_emails: each entry must be an e-mail address")
+        if self.idp_name is not None and not 0 < len(self.idp_name) <= 64:
+            raise ValueError("console.idp_name must be 1 to 64 characters")
+
+
 class MetricsAccess(_Strict):
     # Who may read /metrics: "auto" = open on a loopback listen address, else the admin key or
     # `token`; "required" = always one of them; "none" = open everywhere (an explicit opt-out).
@@ -65,6 +88,36 @@ def local_url(listen_host: str, port: int) -> str:
     return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
 
 
+class Limits(_Strict):
+    """What one client connection may hold (server/protocol.py, docs/configuration.md)."""
+
+    # The request target, header names and values together, in bytes; more gets 431.
+    max_header_bytes: int = 64 * 1024
+    max_headers: int = 100
+    # Seconds from the connection (or a request's first byte) to the end of its headers.
+    header_timeout: float = 15.0
+    # Seconds from the end of the headers to the end of the body.
+    body_timeout: float = 60.0
+    # Seconds an idle keep-alive connection stays open between requests.
+    idle_timeout: float = 75.0
+    # Open client connections; one more is answered 503 and closed at once.
+    max_connections: int = 10_000
+    # Requests being answered at once (health and metrics excepted); one more gets 529
+    # overloaded_error with retry-after. None: bounded by max_connections only.
+    max_concurrent_requests: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.max_header_bytes < 4096:
+            raise ValueError("limits.max_header_bytes must be at least 4096")
+        for name in ("max_headers", "max_connections", "max_concurrent_requests"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise ValueError(f"limits.{name} must be at least 1")
+        for name in ("header_timeout", "body_timeout", "idle_timeout"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"limits.{name} must be positive")
+
+
 class Server(_Strict):
     host: str = DEFAULT_HOST
     port: int = DEFAULT_PORT
@@ -72,6 +125,8 @@ class Server(_Strict):
     auth: Auth = msgspec.field(default_factory=Auth)
     admin: Admin = msgspec.field(default_factory=Admin)
     metrics: MetricsAccess = msgspec.field(default_factory=MetricsAccess)
+    console: Console = msgspec.field(default_factory=Console)
+    limits: Limits = msgspec.field(default_factory=Limits)
     # Seconds an upstream success keeps /readyz green without a fresh probe.
     ready_window: float = 60.0
     # Translated streams: seconds of upstream silence before an SSE ping goes to the client.
@@ -112,8 +167,18 @@ class Timeouts(_Strict):
 
 
 class Pool(_Strict):
-    max_connections: int = 256
+    # Requests in flight to this provider at once; None: no limit (each stream holds one
+    # connection, and a team gateway holds thousands). When set, a request waits at most
+    # wait_timeout seconds for a free one, then fails naming the pool.
+    max_connections: int | None = None
+    wait_timeout: float = 10.0
     keepalive_seconds: float = 60.0
+
+    def __post_init__(self) -> None:
+        if self.max_connections is not None and self.max_connections < 1:
+            raise ValueError("pool.max_connections must be at least 1 (or null: no limit)")
+        if self.wait_timeout <= 0:
+            raise ValueError("pool.wait_timeout must be positive")
 
 
 class Provider(_Strict):
@@ -136,6 +201,10 @@ class Provider(_Strict):
     ipv4_only: bool = False
     timeouts: Timeouts = msgspec.field(default_factory=Timeouts)
     pool: Pool = msgspec.field(default_factory=Pool)
+    # A server that may think for minutes before its first byte (a self-hosted model on CPU
+    # reading a long prompt): `ccgate setup` then gives Claude Code its longest stream idle
+    # timeout (docs/providers.md, "Slow self-hosted providers").
+    slow: bool = False
 
     def __post_init__(self) -> None:
         if not self.name or "/" in self.name:
@@ -203,11 +272,28 @@ class ModelRoute(_Strict):
                 raise ValueError(f"{name} must be positive")
 
 
+class RequestLog(_Strict):
+    """``store.request_log``: the bounded log behind the console's Requests page (no bodies)."""
+
+    enabled: bool = True
+    # Rows older than this many days are deleted (checked about once a minute).
+    retention_days: float = 7.0
+    # At most this many rows are kept; the oldest go first.
+    max_rows: int = 100_000
+
+    def __post_init__(self) -> None:
+        if self.retention_days <= 0:
+            raise ValueError("request_log.retention_days must be positive")
+        if self.max_rows < 1:
+            raise ValueError("request_log.max_rows must be at least 1")
+
+
 class Store(_Strict):
     # Issued keys and usage. Default: SQLite in the user data dir; $CCGATE_DB overrides.
     enabled: bool = True
     path: str | None = None
     record_usage: bool = True
+    request_log: RequestLog = msgspec.field(default_factory=RequestLog)
 
 
 class Retries(_Strict):
@@ -265,6 +351,62 @@ class Log(_Strict):
     file: str = "stderr"
 
 
+class Oidc(_Strict):
+    """The company's identity provider (OpenID Connect), ``login.oidc``."""
+
+    issuer: str
+    client_id: str
+    # Secret reference (env:NAME, file:PATH); None for a public client (PKCE only).
+    client_secret: str | None = None
+    scopes: list[str] = msgspec.field(default_factory=lambda: ["openid", "profile", "email", "offline_access"])
+    # Only these e-mail domains may sign in (empty: any the IdP vouches for).
+    allowed_email_domains: list[str] = []
+    # The id_token claim holding the user's groups (Okta/Keycloak "groups", Entra "groups" ids).
+    groups_claim: str = "groups"
+    # Extra CA bundle for an IdP behind a private CA (certifi is always trusted).
+    ca_file: str | None = None
+
+
+class LoginSession(_Strict):
+    """The gateway's own session tokens (JWTs), ``login.session``."""
+
+    # Secret reference; at least 32 characters. Changing it signs every developer out.
+    jwt_secret: str
+    # Lifetime of one JWT: seconds, or 30m / 1h / 12h. Claude Code refreshes 5 minutes before.
+    ttl: int | str = 3600
+
+
+class LoginPolicy(_Strict):
+    """One managed-settings policy: the first whose ``groups`` meets the developer's wins;
+    a policy without ``groups`` matches everyone (put it last as the default)."""
+
+    groups: list[str] = []
+    # Claude Code managed settings pushed to the CLI: availableModels, permissions, env ...
+    settings: dict[str, Any] = {}
+
+
+class LoginTelemetry(_Strict):
+    # OTLP/HTTP collector the CLI's /v1/metrics, /v1/logs and /v1/traces are relayed to
+    # (its base URL; the path is appended). None: accepted and dropped.
+    forward_to: str | None = None
+    max_body_bytes: int = 4 * 1024 * 1024
+
+
+class Login(_Strict):
+    """Claude Code's own /login into this gateway (docs/login.md)."""
+
+    # The origin developers type into /login (http only on loopback, else https).
+    public_url: str
+    oidc: Oidc
+    session: LoginSession
+    policies: list[LoginPolicy] = []
+    telemetry: LoginTelemetry = msgspec.field(default_factory=LoginTelemetry)
+    # Device authorizations per client address per 10 minutes before slow_down.
+    device_rate_limit: int = 30
+    # Accept a public_url on a public IP (the CLI then needs gatewayInternalNetworks).
+    allow_public_address: bool = False
+
+
 class Config(_Strict):
     server: Server = msgspec.field(default_factory=Server)
     providers: list[Provider] = msgspec.field(
@@ -274,6 +416,7 @@ class Config(_Strict):
     routing: Routing = msgspec.field(default_factory=Routing)
     store: Store = msgspec.field(default_factory=Store)
     log: Log = msgspec.field(default_factory=Log)
+    login: Login | None = None
 
 
 class ResolvedSecrets(msgspec.Struct):

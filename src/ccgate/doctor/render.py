@@ -2,14 +2,30 @@
 
 from __future__ import annotations
 
+import os
 import sys
 import threading
 import time
+from collections.abc import Mapping
 from typing import TextIO
 
 from ccgate.doctor.model import Report, Severity, scrub
 
 MARK = {"ok": "ok  ", "warn": "WARN", "fail": "FAIL", "skip": "skip"}
+
+
+def wants_color(stream: TextIO, env: Mapping[str, str] | None = None) -> bool:
+    """Colour only on a terminal, and never when ``NO_COLOR`` is set to anything
+    (https://no-color.org) or the terminal is ``dumb``."""
+    env = os.environ if env is None else env
+    return stream.isatty() and not env.get("NO_COLOR") and env.get("TERM") != "dumb"
+
+
+def wants_escapes(stream: TextIO, env: Mapping[str, str] | None = None) -> bool:
+    """Cursor control (the spinner's line redraw): a terminal that is not ``dumb``. NO_COLOR is
+    about colour, not about a progress line."""
+    env = os.environ if env is None else env
+    return stream.isatty() and env.get("TERM") != "dumb"
 
 
 def render(report: Report, *, color: bool = False) -> str:
@@ -73,7 +89,7 @@ class Progress:
 
     def __init__(self, stream: TextIO | None = None) -> None:
         self.stream = stream or sys.stderr
-        self.enabled = self.stream.isatty()
+        self.enabled = wants_escapes(self.stream)
         self.current = "starting"
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None

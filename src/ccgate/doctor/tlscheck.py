@@ -21,6 +21,7 @@ import certifi
 
 from ccgate.doctor.inputs import is_anthropic_host
 from ccgate.doctor.model import Finding, finding
+from ccgate.upstream.tls import os_trust_context
 
 # Issuer patterns of TLS-inspecting products (after Chromium's ssl_error_assistant list,
 # plus a few common tools). Matched against the issuer/subject CN and O of the chain.
@@ -99,10 +100,10 @@ def describe_chain(chain: list[bytes]) -> list[CertInfo]:
 
 def trust_context(extra_ca_files: list[str], use_os_store: bool) -> ssl.SSLContext:
     """Claude Code's trust: bundled Mozilla roots, the OS store (default since 2.1.x,
-    ``CLAUDE_CODE_CERT_STORE``), and ``NODE_EXTRA_CA_CERTS``."""
-    ctx = ssl.create_default_context(cafile=certifi.where())
-    if use_os_store:
-        ctx.load_default_certs()
+    ``CLAUDE_CODE_CERT_STORE``), and ``NODE_EXTRA_CA_CERTS``. The OS store is the OS's own
+    verifier (truststore: the macOS Keychain and the Windows store, which Claude Code reads
+    and ``ssl.load_default_certs`` does not), with the Mozilla roots and the CA files added."""
+    ctx = os_trust_context() if use_os_store else ssl.create_default_context(cafile=certifi.where())
     for path in extra_ca_files:
         with contextlib.suppress(OSError, ssl.SSLError):  # lint reports env.ca_file_invalid
             ctx.load_verify_locations(cafile=path)

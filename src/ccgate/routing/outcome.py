@@ -192,7 +192,9 @@ def _classify_error(err: GatewayError) -> Outcome:
         kind = OutcomeKind.TIMEOUT if isinstance(err, UpstreamTimeout) else OutcomeKind.CONNECT_ERROR
         # A certificate or handshake failure repeats identically on every try.
         retryable = err.retryable and err.hop != "tls"
-        return Outcome(kind, retryable=retryable, trips_breaker=True, failover=Failover.PROVIDER,
+        # The gateway's own connection pool was full: ccgate is saturated, not the provider.
+        trips = err.hop != "pool"
+        return Outcome(kind, retryable=retryable, trips_breaker=trips, failover=Failover.PROVIDER,
                        reason=f"{kind.value} ({err.hop})", error=err)
     kind = OutcomeKind.CLIENT_ERROR if isinstance(err, ClientError) else OutcomeKind.SERVER_ERROR
     # Raised by ccgate itself, not by the provider: neither retried nor held against it.

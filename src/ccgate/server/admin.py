@@ -87,9 +87,18 @@ AdminHandler = Callable[[Scope, Receive, Response, AdminContext], Awaitable[None
 class CreateKeyBody(msgspec.Struct, forbid_unknown_fields=True):
     name: str
     models: list[str] = []
-    rpm: int | None = None
-    tpm: int | None = None
+    # JSON has one number type: 60.0 is the integer 60 (as JSON Schema's "integer" says), 60.5 is not.
+    rpm: int | float | None = None
+    tpm: int | float | None = None
     expires: str | None = None
+
+    def __post_init__(self) -> None:
+        for field in ("rpm", "tpm"):
+            value = getattr(self, field)
+            if isinstance(value, float):
+                if not value.is_integer():
+                    raise ValueError(f"{field} must be a whole number, got {value}")
+                setattr(self, field, int(value))
 
 
 class RotateBody(msgspec.Struct, forbid_unknown_fields=True):
@@ -145,6 +154,11 @@ class AdminApi:
     @property
     def enabled(self) -> bool:
         return self._digest is not None
+
+    @property
+    def digest(self) -> bytes | None:
+        """SHA-256 of the admin key (None: none configured); the console signs in against it."""
+        return self._digest
 
     # Routing -----------------------------------------------------------------------------
 
@@ -228,8 +242,8 @@ class AdminApi:
                          ctx: AdminContext) -> None:
         body = _decode(await _read(scope, receive, ctx), CreateKeyBody, required=True)
         expires = _duration(body.expires, "expires")
-        key, secret = await self._call(self.keys.create, body.name, models=body.models, rpm=body.rpm,
-                                       tpm=body.tpm, expires_in=expires)
+        key, secret = await self._call(self.keys.create, body.name, models=body.models,
+                                       rpm=_whole(body.rpm), tpm=_whole(body.tpm), expires_in=expires)
         self._applied(key)
         log.info("admin: created key %s (%s)", key.name, key.id)
         await _reply(response, 201, {"key": key_summary(key, self.clock()), "secret": secret})
@@ -348,6 +362,10 @@ def _named_routes(
     return {method: functools.partial(handler, name)}
 
 
+def _whole(value: int | float | None) -> int | None:
+    return None if value is None else int(value)  # CreateKeyBody made it a whole number
+
+
 def _duration(text: str | None, what: str) -> int | None:
     if text is None:
         return None
@@ -368,7 +386,7 @@ async def _read(scope: Scope, receive: Receive, ctx: AdminContext) -> bytes:
 
 
 def _decode(body: bytes, kind: type[T], *, required: bool) -> T:
-    if not body.strip():
+    if not body.strip(b" \t\r\n"):  # JSON's whitespace only: a control byte is not "no body"
         if required:
             raise InvalidRequest("request body: expected a JSON object, got nothing")
         body = b"{}"

@@ -19,6 +19,7 @@ import time
 from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import msgspec
 
@@ -28,12 +29,15 @@ from ccgate.errors import (
     ConfigError,
     GatewayError,
     InternalError,
+    InvalidRequest,
     MethodNotAllowed,
     NotFound,
+    Overloaded,
     PermissionDenied,
     UpstreamError,
     new_request_id,
 )
+from ccgate.login.tokens import Revocations
 from ccgate.observe.tracing import RequestTrace
 from ccgate.observe.tracing import setup as setup_tracing
 from ccgate.routing import NoKey, RateLimiter
@@ -46,12 +50,14 @@ from ccgate.server.asgi import ClientGone, Receive, Scope, Send, read_body
 from ccgate.server.auth import CCGATE_KEY_HEADER, Client
 from ccgate.server.exchange import Exchange, watch_disconnect
 from ccgate.server.forward import outgoing_headers, relay_passthrough
+from ccgate.server.login import LoginEndpoints
 from ccgate.server.metrics import Metrics
 from ccgate.server.reload import Reloader, ReloadOutcome
 from ccgate.server.response import Response
 from ccgate.server.runtime import Runtime, Seams, TransportFactory, build_runtime
 from ccgate.store import (
     KeyCache,
+    RequestLogPolicy,
     Store,
     StoreError,
     UsageRecorder,
@@ -62,7 +68,15 @@ from ccgate.store import (
 )
 from ccgate.translate import estimate_input_tokens
 from ccgate.upstream.transport import Transport, UpstreamTransport
-from ccgate.wire.anthropic import decode_body, decode_count_tokens, decode_messages, model_list
+from ccgate.wire.anthropic import (
+    ModelRow,
+    decode_body,
+    decode_count_tokens,
+    decode_messages,
+    model_info,
+    model_list,
+    model_page,
+)
 from ccgate.wire.openai import ListedModel
 
 log = logging.getLogger("ccgate")
@@ -70,16 +84,23 @@ _json = msgspec.json.Encoder()
 _GLOB = frozenset("*?[")
 # Polled by load balancers and Prometheus every few seconds: counted in metrics, not logged.
 _QUIET_ROUTES = frozenset({"healthz", "readyz", "metrics"})
+CONSOLE_PREFIX = "/console"
+# Claude Code's telemetry batches are a few KiB; absorbed unauthenticated, so held to little.
+EVENT_LOG_MAX_BYTES = 1024 * 1024
+# Seconds a client is told to wait after a 529 from server.limits.max_concurrent_requests.
+OVERLOAD_RETRY_AFTER = "5"
+MODEL_PREFIX = "/v1/models/"  # GET /v1/models/{model_id}; ids may contain "/" (discovery aliases)
 
 
 class Context:
     """Per-request facts gathered along the way, for the access log."""
 
     __slots__ = ("attempts", "bytes_in", "client", "error", "key", "model", "request_id", "rt", "session",
-                 "status", "stream", "trace", "upstream", "upstream_request_id", "usage")
+                 "started", "status", "stream", "trace", "upstream", "upstream_request_id", "usage")
 
-    def __init__(self, rt: Runtime) -> None:
+    def __init__(self, rt: Runtime, started: float = 0.0) -> None:
         self.rt = rt  # the config this request runs on from start to end, whatever reloads happen
+        self.started = started  # perf_counter() at arrival, for the request log's latency
         self.request_id = new_request_id()
         self.client: str | None = None
         self.key: Client | None = None
@@ -114,13 +135,17 @@ class Gateway:
         self.key_cache = KeyCache(self.store) if self.store is not None else None
         if self.key_cache is not None:
             self.key_cache.reload()  # a broken store fails the start, not the first request
-        self.recorder = (UsageRecorder(self.store)
-                         if self.store is not None and loaded.config.store.record_usage else None)
+        self.recorder = _recorder(self.store, loaded)
+        self.log_refused = self.recorder is not None and loaded.config.store.request_log.enabled
         self.limiter = RateLimiter(clock)
         self.metrics = Metrics(key_names=loaded.config.server.metrics.key_names)
         # OpenTelemetry when the OTEL_* variables ask for it (observe/tracing.py), else None.
         self.tracing = setup_tracing(env)
-        self.seams = Seams(env, transport, clock, sleep, self.metrics, self.key_cache)
+        if loaded.login is not None and self.store is None:
+            raise ConfigError("login: Claude Code sign-in records each developer as an issued key; "
+                              "enable the store (store.enabled: true)")
+        revoked = Revocations(clock.time)
+        self.seams = Seams(env, transport, clock, sleep, self.metrics, self.key_cache, revoked)
         # Everything built from the config; a reload replaces it whole (server/reload.py).
         self.runtime: Runtime = build_runtime(loaded, self.seams)[0]
         self.reloader = Reloader(self)
@@ -135,6 +160,9 @@ class Gateway:
                                admin_key_from(loaded.secrets.admin_key, env), control=self)
                       if self.store is not None else None)
         self.access_log = AccessLog(loaded.config.log.access, loaded.config.log.file)
+        # The web console, served under /console when attached (``ccgate.console.attach``, which
+        # ``ccgate serve`` calls): console sits above server, so server never imports it.
+        self.console: Handler | None = None
         # (method, path) -> (route label, handler, needs client auth)
         self.routes: dict[tuple[str, str], tuple[str, Handler, bool]] = {
             ("POST", "/v1/messages"): ("messages", self.messages, True),
@@ -148,7 +176,13 @@ class Gateway:
             ("GET", "/readyz"): ("readyz", self.readyz, False),
             ("GET", "/metrics"): ("metrics", self.render_metrics, False),
         }
+        # Claude Code's /login: device flow, browser pages, managed settings, OTLP (server/login.py).
+        self.login = LoginEndpoints(self, revoked)
+        self.routes.update(self.login.routes())
         self.known_paths = {path for _, path in self.routes}
+        # Requests being answered, across reloads (server.limits.max_concurrent_requests).
+        self.in_flight = 0
+        self.metrics.in_flight.set_function(lambda: self.in_flight)
 
     # ASGI entry point -------------------------------------------------------------------
 
@@ -175,6 +209,7 @@ class Gateway:
                 retiring = await self.reloader.close()
                 for transport in [*self.runtime.transports.values(), *retiring]:
                     await transport.close()
+                await self.login.state.close()
                 if self.recorder is not None:
                     await self.recorder.aclose()  # committed before we say we are done
                 self.access_log.flush()
@@ -209,7 +244,8 @@ class Gateway:
         path: str = scope["path"]
         rt = self.runtime  # taken once: this request runs on this config to the end
         rt.active += 1
-        ctx = Context(rt)
+        self.in_flight += 1
+        ctx = Context(rt, started)
         response = Response(send)
         route = self.routes.get((method, path))
         label = route[0] if route else _unrouted_label(path)
@@ -217,6 +253,9 @@ class Gateway:
             ctx.trace = self.tracing.request(method, path, label, scope["headers"])
         status = 0
         try:
+            if self.in_flight > rt.max_requests and label not in _QUIET_ROUTES:
+                self.metrics.refuse("overloaded")
+                raise _overloaded(rt.max_requests)
             if route is None:
                 await self.unrouted(scope, receive, response, ctx)
             else:
@@ -240,6 +279,7 @@ class Gateway:
             status, ctx.error = 500, "internal error"
         finally:
             rt.release()
+            self.in_flight -= 1
         status = status or response.status or ctx.status
         self._observe(method, path, label, status, response, started, ctx)
 
@@ -251,6 +291,8 @@ class Gateway:
         self.metrics.request_done(label, status, provider, elapsed, response.bytes_out)
         if ctx.stream and response.first_byte_at and status < 400:
             self.metrics.first_token(provider, response.first_byte_at - started)
+        if status >= 400 and ctx.upstream is None and label == "messages" and self.log_refused:
+            self._log_refusal(status, elapsed, ctx)  # refused before dispatch: 401, 429, 400...
         usage = ctx.usage or {}
         if self.access_log.enabled and label not in _QUIET_ROUTES:
             self.access_log.write(
@@ -270,6 +312,13 @@ class Gateway:
             ctx.trace.finish(status, model=ctx.model, provider=ctx.upstream, session=ctx.session,
                              usage=ctx.usage, error=ctx.error, stream=ctx.stream)
 
+    def _log_refusal(self, status: int, elapsed: float, ctx: Context) -> None:
+        """A request refused before any provider was tried, for the console's request log."""
+        if self.recorder is not None:
+            self.recorder.record(UsageRow(
+                ts=time.time(), status=status, key_id=ctx.key.key_id if ctx.key else None, model=ctx.model,
+                request_id=ctx.request_id, latency_ms=elapsed * 1000, error=ctx.error, log_only=True))
+
     def authenticate(self, scope: Scope, rt: Runtime) -> Client:
         headers = dict(scope["headers"])  # a C-speed pass; a repeated header: the last one
         return rt.auth.authenticate(headers.get(b"x-api-key"), headers.get(b"authorization"),
@@ -280,9 +329,18 @@ class Gateway:
         if path.startswith(ADMIN_PREFIX) and self.admin is not None:
             await self.admin.dispatch(scope, receive, response, ctx)
             return
+        if self.console is not None and _is_console(path):
+            await self.console(scope, receive, response, ctx)
+            return
+        if path.startswith(MODEL_PREFIX) and scope["method"] == "GET":
+            if ctx.rt.auth.enabled:
+                ctx.key = self.authenticate(scope, ctx.rt)
+                ctx.client = ctx.key.name
+            await self.model(scope, receive, response, ctx)
+            return
         if path.startswith("/api/event_logging/"):
             # Claude Code telemetry: absorbed here, never forwarded.
-            await read_body(receive, ctx.rt.max_body, None)
+            await read_body(receive, EVENT_LOG_MAX_BYTES, _declared_length(scope))
             await response.whole(204, [])
             return
         if path in self.known_paths:
@@ -314,12 +372,16 @@ class Gateway:
         ctx.model = head.model
         if ctx.key is not None and ctx.key.issued is not None and not ctx.key.issued.allows_model(head.model):
             raise self._model_denied(ctx.key, head.model)
+        if ctx.key is not None and ctx.key.session is not None:
+            _check_policy_model(ctx, ctx.key.session.identity.groups, head.model)
         route = route_model(ctx.rt.config, head.model)
         if route.primary.provider.translated:
             # No OpenAI equivalent: answered from the local estimate (docs/translation.md).
             ctx.upstream = route.primary.provider.name
             reply = _json.encode({"input_tokens": estimate_input_tokens(decode_body(body))})
-            await response.json(200, reply)
+            await response.whole(200, [(b"content-type", b"application/json"),
+                                       (b"content-length", str(len(reply)).encode()),
+                                       (b"request-id", ctx.request_id.encode())], reply)
             return
         await self._dispatch(scope, receive, response, ctx, body, head.model, record=False)
 
@@ -331,11 +393,13 @@ class Gateway:
         key = client.issued
         if not key.allows_model(model):
             raise self._model_denied(client, model)
+        if client.session is not None:
+            _check_policy_model(ctx, client.session.identity.groups, model)
         if key.rpm is None and key.tpm is None:
             return
         admission = self.limiter.admit_sync(key.id, key.rpm, key.tpm)
         if not admission.allowed:
-            self.metrics.refused(client.name)
+            self.metrics.rate_limit_refused(client.name)
             raise admission.error(client.name)
 
     @staticmethod
@@ -359,29 +423,34 @@ class Gateway:
         usage_wanted = record or (
             ctx.key is not None and ctx.key.issued is not None and ctx.key.issued.tpm is not None)
         ctx.session = session_id_from_headers(scope["headers"])
-        ex = Exchange(response, count_usage=usage_wanted, trace=ctx.trace)
+        ex = Exchange(response, request_id=ctx.request_id, count_usage=usage_wanted, trace=ctx.trace)
+        failure: GatewayError | None = None
         try:
             await self._exchange(
                 receive, ctx, ex,
                 rt.dispatcher.run(route, model, scope, body, ex, forward_client=ctx.key is None),
             )
+        except GatewayError as err:  # the answer the client is about to get (handle() sends it)
+            failure = err
+            raise
         finally:
             ctx.upstream = ex.provider or ctx.upstream
             ctx.attempts = ex.trail or None
             ctx.usage, ctx.upstream_request_id = ex.usage, ex.upstream_request_id
             if record:
-                self._account(ctx, ex, model)
+                self._account(ctx, ex, model, failure)
 
-    def _account(self, ctx: Context, ex: Exchange, model: str) -> None:
+    def _account(self, ctx: Context, ex: Exchange, model: str, failure: GatewayError | None) -> None:
         usage = ex.usage or {}
         if usage:
             self.metrics.tokens_used(model, ex.provider or "-", usage, ctx.client)
         tokens = int(usage.get("input_tokens", 0)) + int(usage.get("output_tokens", 0))
         if ctx.key is not None and ctx.key.issued is not None and ctx.key.issued.tpm is not None and tokens:
             self.limiter.record_tokens_sync(ctx.key.issued.id, tokens)
-        status = ex.response.status
+        status = ex.status or (failure.status if failure is not None else 0)
         if self.recorder is None or not status:
             return
+        # One row per request for usage and the request log alike (store.request_log).
         self.recorder.record(UsageRow(
             ts=time.time(), status=status, key_id=ctx.key.key_id if ctx.key else None,
             model=model, provider=ex.provider, session_id=ctx.session,
@@ -390,6 +459,8 @@ class Gateway:
             output_tokens=int(usage.get("output_tokens", 0)),
             cache_read_tokens=int(usage.get("cache_read_input_tokens", 0)),
             cache_creation_tokens=int(usage.get("cache_creation_input_tokens", 0)),
+            latency_ms=(time.perf_counter() - ctx.started) * 1000, attempts=ex.trail or None,
+            error=failure.message if failure is not None else ex.error,
         ))
 
     async def _exchange(self, receive: Receive, ctx: Context, ex: Exchange, work: Awaitable[None]) -> None:
@@ -411,27 +482,53 @@ class Gateway:
     async def models(self, scope: Scope, receive: Receive, response: Response, ctx: Context) -> None:
         """Exact-id routes (a glob is not a model), plus each translated provider's own models
         under discovery aliases (``routing.route.model_alias``), which Claude Code's discovery
-        keeps (it drops ids without "claude" or "anthropic") and which route back to them. With
-        neither, the first provider's own list is relayed."""
-        rt = ctx.rt
-        listed = [
+        keeps (it drops ids without "claude" or "anthropic") and which route back to them,
+        paged as Anthropic pages (``limit``, ``after_id``, ``before_id``). With neither, the
+        first provider's own list is relayed."""
+        listed = await self._local_models(ctx.rt)
+        if listed is None:
+            await self._relay_models(scope, receive, response, ctx, scope["path"])
+            return
+        await response.json(200, _json.encode(model_list(listed, model_page(scope["query_string"]))))
+
+    async def model(self, scope: Scope, receive: Receive, response: Response, ctx: Context) -> None:
+        """``GET /v1/models/{model_id}`` (the SDKs' ``models.retrieve``): a model of the local
+        list is answered here; any other id that routes to an Anthropic provider is asked of
+        it (under the name the route sends); otherwise Anthropic's 404."""
+        model_id = scope["path"][len(MODEL_PREFIX):]
+        ctx.model = model_id
+        listed = await self._local_models(ctx.rt)
+        for row in listed or ():
+            if row[0] == model_id:
+                await response.json(200, _json.encode(model_info(row)))
+                return
+        target = route_model(ctx.rt.config, model_id).primary if model_id else None
+        if target is None or target.provider.kind != "anthropic":
+            raise NotFound(f"model: {model_id}")
+        path = MODEL_PREFIX + quote(target.model, safe="")
+        await self._relay_models(scope, receive, response, ctx, path, ctx.rt.transports[target.provider.name])
+
+    async def _local_models(self, rt: Runtime) -> list[ModelRow] | None:
+        """The model list the gateway answers itself, or None when it relays the provider's."""
+        listed: list[ModelRow] = [
             (route.match, route.display_name or route.match, route.context_window, route.max_tokens)
             for route in rt.config.models
             if not _GLOB & set(route.match)
         ]
         discovering = [p.name for p in rt.config.providers if p.kind != "anthropic"]
-        if listed or discovering:
-            listed += await _discovered(rt, discovering)
-            await response.json(200, _json.encode(model_list(listed)))
-            return
-        await self._relay_models(scope, receive, response, ctx)
+        if not listed and not discovering:
+            return None
+        return listed + await _discovered(rt, discovering)
 
-    async def _relay_models(self, scope: Scope, receive: Receive, response: Response, ctx: Context) -> None:
+    async def _relay_models(self, scope: Scope, receive: Receive, response: Response, ctx: Context,
+                            path: str, transport: Transport | None = None) -> None:
+        """``path`` (with the client's query) asked of ``transport`` (the first provider's),
+        the answer relayed."""
         rt = ctx.rt
-        transport = next(iter(rt.transports.values()))
+        transport = transport or next(iter(rt.transports.values()))
         ctx.upstream = transport.name
         query: bytes = scope["query_string"]
-        path = scope["path"] + ("?" + query.decode("latin-1") if query else "")
+        path += "?" + query.decode("latin-1") if query else ""
         credentials = rt.upstreams[transport.name].pool.acquire()
         headers = outgoing_headers(
             scope, transport, credentials.headers(transport.provider.auth_header)
@@ -476,10 +573,51 @@ async def _discovered(rt: Runtime, providers: list[str]) -> list[tuple[str, str,
     ]
 
 
+def _check_policy_model(ctx: Context, groups: tuple[str, ...], model: str) -> None:
+    """The availableModels of the managed-settings policy a /login developer falls under, with
+    the message Anthropic's gateway sends (Claude Code shows it as the API error)."""
+    login = ctx.rt.loaded.login
+    policy = login.policies.select(groups) if login is not None else None
+    if policy is not None and not policy.allows_model(model):
+        raise InvalidRequest(f"model {model} is not in your role's availableModels allowlist")
+
+
+def _declared_length(scope: Scope) -> int | None:
+    length = dict(scope["headers"]).get(b"content-length")
+    return int(length) if length is not None and length.isdigit() else None
+
+
+def _overloaded(limit: int) -> Overloaded:
+    return Overloaded(
+        f"the gateway is answering its limit of {limit} requests at once "
+        "(server.limits.max_concurrent_requests); retry shortly",
+        headers={"retry-after": OVERLOAD_RETRY_AFTER},
+    )
+
+
 def _unrouted_label(path: str) -> str:
+    if path.startswith(MODEL_PREFIX):
+        return "models"
     if path.startswith("/api/event_logging/"):
         return "event_logging"
+    if _is_console(path):
+        return "console"
     return "admin" if path.startswith(ADMIN_PREFIX) else "unknown"
+
+
+def _is_console(path: str) -> bool:
+    return path == CONSOLE_PREFIX or path.startswith(CONSOLE_PREFIX + "/")
+
+
+def _recorder(store: Store | None, loaded: LoadedConfig) -> UsageRecorder | None:
+    """The batched writer of usage rows and the request log (one row serves both)."""
+    settings = loaded.config.store
+    log = settings.request_log
+    if store is None or not (settings.record_usage or log.enabled):
+        return None
+    store.set_request_log(RequestLogPolicy(log.enabled, log.retention_days * 86400, log.max_rows),
+                          usage=settings.record_usage)
+    return UsageRecorder(store)
 
 
 def _refuse_client_credentials(targets: tuple[Target, ...], transports: dict[str, Transport]) -> None:

@@ -23,6 +23,7 @@ from dataclasses import dataclass, replace
 
 from ccgate.config.secrets import Secret
 from ccgate.errors import AuthenticationFailed
+from ccgate.login.tokens import Revocations, Session, SessionTokens, TokenExpired, TokenInvalid
 from ccgate.store import IssuedKey, KeyCache
 
 # The gateway credential's own header; never sent upstream (server/forward.py drops it).
@@ -61,6 +62,7 @@ class Client:
     key_id: str
     issued: IssuedKey | None = None
     own_credential: bool = False
+    session: Session | None = None  # signed in through Claude Code's /login (login/)
 
 
 _WHY = {
@@ -70,16 +72,24 @@ _WHY = {
 }
 
 
+_REVOKED_SESSION = "token revoked: run /login in Claude Code to sign in again"
+
+
 class ClientAuth:
-    def __init__(self, tokens: dict[str, Secret], issued: KeyCache | None = None) -> None:
+    def __init__(self, tokens: dict[str, Secret], issued: KeyCache | None = None, *,
+                 sessions: SessionTokens | None = None, revoked: Revocations | None = None) -> None:
         self._by_digest = {
             digest(secret.value): Client(name, f"config:{name}") for name, secret in tokens.items()
         }
         self._issued = issued
+        # Claude Code /login sessions: a JWT checked by signature, expiry, the in-memory
+        # revocation set and its key's state in KeyCache; no store read (login/tokens.py).
+        self._sessions = sessions
+        self._revoked = revoked
 
     @property
     def enabled(self) -> bool:
-        if self._by_digest:
+        if self._by_digest or self._sessions is not None:
             return True
         if self._issued is None:
             return False
@@ -107,6 +117,8 @@ class ClientAuth:
         client = self._by_digest.get(hashlib.sha256(token).digest())
         if client is not None:
             return client
+        if self._sessions is not None and token.startswith(b"eyJ"):
+            return self._session_client(token)
         if self._issued is not None:
             check = self._issued.check(token)
             if check.key is not None:
@@ -114,3 +126,19 @@ class ClientAuth:
                     raise AuthenticationFailed(_WHY.get(check.verdict, "invalid gateway credential"))
                 return Client(check.key.name, check.key.id, check.key)
         raise AuthenticationFailed("invalid gateway credential")
+
+    def _session_client(self, token: bytes) -> Client:
+        assert self._sessions is not None
+        try:
+            session = self._sessions.session(token)
+        except TokenExpired:
+            raise AuthenticationFailed("session expired: run /login in Claude Code") from None
+        except TokenInvalid:
+            raise AuthenticationFailed("invalid token") from None
+        if self._revoked is not None and session.jti in self._revoked:
+            raise AuthenticationFailed(_REVOKED_SESSION)
+        key = self._issued.by_id(session.key_id) if self._issued is not None else None
+        if key is None or key.revoked_at is not None or (
+                key.expires_at is not None and self._sessions.now() >= key.expires_at):
+            raise AuthenticationFailed(_REVOKED_SESSION)
+        return Client(key.name, key.id, key, session=session)

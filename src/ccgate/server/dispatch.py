@@ -317,11 +317,31 @@ class Dispatcher:
             keys = [key.value.encode() for key in held.prepared.transport.keys]
             headers, body = redact_held(held.headers, held.body, keys)
             headers = [*headers, (b"content-length", str(len(body)).encode())]
+            ex.error = error_message(headers, body)  # for the access log and the console's request log
             await ex.response.whole(held.status, headers, body)
             return
         if step.error is not None:
             raise step.error
         raise UpstreamError(f"no provider could take the request: {step.reason}")
+
+
+def error_message(headers: RawHeaders, body: bytes, limit: int = 500) -> str | None:
+    """The message of a relayed (already redacted) error body: Anthropic's ``error.message``
+    (also OpenAI's), else the start of the text. Error answers only: never on a success."""
+    coding = next((v.strip().lower() for k, v in headers if k == b"content-encoding"), b"identity")
+    if coding not in (b"", b"identity"):
+        inflated = _inflate(body, coding)
+        if inflated is None:
+            return None
+        body = inflated
+    try:
+        decoded = msgspec.json.decode(body)
+    except (msgspec.DecodeError, RecursionError):
+        text = body[:limit].decode("utf-8", "replace").strip()
+        return text or None
+    error = decoded.get("error") if isinstance(decoded, dict) else None
+    message = error.get("message") if isinstance(error, dict) else None
+    return str(message)[:limit] if message else None
 
 
 def brings_own_credential(scope: Scope) -> bool:

@@ -25,6 +25,9 @@ class Exchange:
     """What happened on one forwarded request, besides what the response itself records."""
 
     response: Response
+    # The gateway's id of this request: the ``request-id`` header of an answer the gateway
+    # builds itself (translated), as Anthropic's API sends one (the SDKs' ``_request_id``).
+    request_id: str = ""
     # Read usage out of the relayed answer (usage recording or a key's tokens-per-minute).
     count_usage: bool = False
     streaming: bool = False

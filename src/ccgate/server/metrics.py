@@ -123,6 +123,32 @@ class Metrics:
             ["client"], registry=r,
         )
 
+        # Client connections (server/protocol.py) and admission (app.py): what was refused, why.
+        self.connections = Gauge(
+            "ccgate_client_connections", "Client connections open now.", registry=r,
+        )
+        self.in_flight = Gauge(
+            "ccgate_requests_in_flight", "Requests being answered now.", registry=r,
+        )
+        self.client_refused = Counter(
+            "ccgate_client_refused",
+            "Client connections or requests refused by server.limits, by reason: header_bytes, "
+            "header_count (431), header_timeout, body_timeout (408), connection_limit (503), "
+            "overloaded (529).",
+            ["reason"], registry=r,
+        )
+        # Waits for a connection of a provider's pool (pool.max_connections set and all busy).
+        self.pool_wait = Histogram(
+            "ccgate_upstream_pool_wait_seconds",
+            "Time requests waited for a free upstream connection, by provider (waits only).",
+            ["provider"], buckets=LATENCY_BUCKETS, registry=r,
+        )
+        self.pool_timeouts = Counter(
+            "ccgate_upstream_pool_timeouts",
+            "Requests that gave up waiting for an upstream connection (pool.wait_timeout).",
+            ["provider"], registry=r,
+        )
+
         # Label lookups take a lock and build a key each time; a request's three are cached
         # here (the label sets are few: routes x statuses x providers).
         self._per_request: dict[tuple[str, str, str], tuple[Any, Any, Any]] = {}
@@ -174,9 +200,18 @@ class Metrics:
         self._token_labels[(model, provider)] = labels
         return labels
 
-    def refused(self, client: str) -> None:
+    def rate_limit_refused(self, client: str) -> None:
         """A request refused by an issued key's rate limit."""
         self.rate_limited.labels(client if self.key_names else UNNAMED).inc()
+
+    def refuse(self, reason: str) -> None:
+        """A connection or request refused by server.limits (the reason is the label)."""
+        self.client_refused.labels(reason).inc()
+
+    def pool_waited(self, provider: str, seconds: float, timed_out: bool) -> None:
+        self.pool_wait.labels(provider).observe(seconds)
+        if timed_out:
+            self.pool_timeouts.labels(provider).inc()
 
     def breaker_change(self, provider: str, old: BreakerState, new: BreakerState) -> None:
         self.breaker_state.labels(provider).set(_BREAKER_VALUE[new])

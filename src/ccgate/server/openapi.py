@@ -9,6 +9,20 @@ from __future__ import annotations
 
 from typing import Any
 
+from ccgate.store.validate import (
+    DURATION_PATTERN,
+    GLOB_PATTERN,
+    MAX_GLOB_LENGTH,
+    MAX_GLOBS,
+    MAX_LIMIT,
+    NAME_PATTERN,
+)
+
+# The patterns and bounds are the validators' own (store/validate.py), so what this document
+# calls valid is exactly what the server accepts; tests/store/test_admin_openapi_fuzz.py checks
+# the two against each other with schemathesis.
+_DURATION = {"type": ["string", "null"], "pattern": f"^{DURATION_PATTERN}$"}
+_LIMIT = {"type": ["integer", "null"], "minimum": 1, "maximum": MAX_LIMIT}
 _NULLABLE_TIME = {"type": ["string", "null"], "format": "date-time"}
 _REF = "#/components/schemas/"
 
@@ -78,21 +92,23 @@ _SCHEMAS: dict[str, Any] = {
         "additionalProperties": False,
         "required": ["name"],
         "properties": {
-            "name": {"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$",
+            "name": {"type": "string", "pattern": f"^{NAME_PATTERN}$",
                      "description": "unique among unrevoked keys; must not start with key_"},
-            "models": {"type": "array", "items": {"type": "string"}, "maxItems": 64,
+            "models": {"type": "array", "maxItems": MAX_GLOBS,
+                       "items": {"type": "string", "pattern": f"^{GLOB_PATTERN}$",
+                                 "maxLength": MAX_GLOB_LENGTH},
                        "description": "fnmatch globs such as claude-*; default every model"},
-            "rpm": {"type": ["integer", "null"], "minimum": 1},
-            "tpm": {"type": ["integer", "null"], "minimum": 1},
-            "expires": {"type": ["string", "null"], "pattern": "^[0-9]+[mhdw]$",
-                        "description": "lifetime such as 90d (m, h, d, w); default never"},
+            "rpm": {**_LIMIT, "description": "requests per minute; default no limit"},
+            "tpm": {**_LIMIT, "description": "tokens per minute; default no limit"},
+            "expires": {**_DURATION, "description": "lifetime such as 90d (m, h, d, w; at most ten years); "
+                                                    "default never"},
         },
     },
     "Rotate": {
         "type": "object",
         "additionalProperties": False,
         "properties": {
-            "grace": {"type": ["string", "null"], "pattern": "^[0-9]+[mhdw]$",
+            "grace": {**_DURATION,
                       "description": "how long the old secret keeps working, e.g. 1h; default: it stops now"},
         },
     },
@@ -354,7 +370,8 @@ def openapi_document(version: str) -> dict[str, Any]:
                     "operationId": "usage", "summary": "Token and request totals per group",
                     "parameters": [
                         {"name": "since", "in": "query", "required": False,
-                         "schema": {"type": "string", "default": "7d", "pattern": "^([0-9]+[mhdw]|all)$"},
+                         "schema": {"type": "string", "default": "7d",
+                                    "pattern": f"^(?:{DURATION_PATTERN}|all)$"},
                          "description": "how far back: 30m, 12h, 7d, 4w or all"},
                         {"name": "by", "in": "query", "required": False,
                          "schema": {"type": "string", "enum": ["key", "model", "provider", "session"],

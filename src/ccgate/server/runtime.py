@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import sys
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 
@@ -25,6 +26,7 @@ import msgspec
 from ccgate.config.load import LoadedConfig
 from ccgate.config.model import Config, Provider
 from ccgate.config.secrets import Secret
+from ccgate.login.tokens import Revocations, SessionTokens
 from ccgate.routing import Breaker, KeyPool, RetryPolicy, Upstream
 from ccgate.routing.clock import Clock
 from ccgate.server.access import OpsAccess
@@ -43,7 +45,7 @@ TransportFactory = Callable[[Provider, list[Secret], Mapping[str, str]], Transpo
 Sleep = Callable[[float], Awaitable[None]]
 
 # Settings that are read once at start: a reload reports a change to them instead of applying it.
-RESTART_ONLY = ("server.host", "server.port", "store", "log")
+RESTART_ONLY = ("server.host", "server.port", "server.console", "store", "log")
 
 
 @dataclass(frozen=True, eq=False)
@@ -66,6 +68,8 @@ class Seams:
     sleep: Sleep
     metrics: Metrics
     key_cache: KeyCache | None
+    # Token ids revoked through /oauth/revoke; shared by every runtime (login/tokens.py).
+    revoked: Revocations | None = None
 
 
 class Runtime:
@@ -86,10 +90,16 @@ class Runtime:
             config.server.ping_interval,
             clock=seams.clock, sleep=seams.sleep, metrics=seams.metrics,
         )
-        self.auth = ClientAuth(loaded.secrets.client_tokens, seams.key_cache)
+        login = loaded.login
+        self.sessions = (SessionTokens(login.jwt_secret, login.public_url, login.ttl, seams.clock.time)
+                         if login is not None else None)
+        self.auth = ClientAuth(loaded.secrets.client_tokens, seams.key_cache, sessions=self.sessions,
+                               revoked=seams.revoked)
         self.readiness = Readiness(list(self.transports.values()), config.server.ready_window,
                                    self.upstreams)
         self.max_body = config.server.max_body_bytes
+        # Over it: 529 overloaded_error (app.Gateway.handle); no limit is no ceiling.
+        self.max_requests = config.server.limits.max_concurrent_requests or sys.maxsize
         self.access = OpsAccess(loaded, seams.env)  # /readyz detail and /metrics credentials
         self.active = 0  # requests holding this runtime
         self.drained: asyncio.Event | None = None  # set by retire(); fired when active reaches 0
@@ -142,6 +152,7 @@ def _new_parts(provider: Provider, keys: list[Secret], fingerprint: bytes, confi
     routing, metrics, clock = config.routing, seams.metrics, seams.clock
     transport = seams.transport(provider, keys, seams.env)
     metrics.key_pool_built(provider.name, len(keys))
+    transport.on_pool_wait = metrics.pool_waited
     upstream = Upstream(
         provider.name,
         KeyPool(keys, strategy=routing.key_strategy, name=provider.name,

@@ -39,6 +39,10 @@ _SSE_HEADERS = [
     (b"cache-control", b"no-cache"),
 ]
 _JSON_HEADERS = [(b"content-type", b"application/json")]
+# A non-streamed chat completion is read whole before it is translated; a real one is a few
+# hundred KiB at most. Larger is refused (502) rather than held: memory must not grow with
+# what an upstream chooses to send.
+COMPLETION_LIMIT = 16 * 1024 * 1024
 
 
 def openai_headers(credentials: dict[str, str]) -> list[tuple[str, str]]:
@@ -80,34 +84,57 @@ async def relay_translated(
         await _relay_stream(transport, response, request, client_model, ex, ping_interval, quirks)
         return
     try:
-        raw = await response.read()
-    finally:
-        response.release()
+        raw = await _read_completion(transport, response)
+    except BaseException:
+        response.close()
+        raise
+    response.release()
     data = _completion(transport, raw, response.headers)
     if not request.stream:
         message = translate_response(
             data, model=client_model, tools=request.tools,
             input_tokens_estimate=request.input_tokens_estimate, provider=transport.name,
-            reasoning_fields=quirks.reasoning_fields,
+            reasoning_fields=quirks.reasoning_fields, emit_thinking=request.thinking,
         )
         ex.usage = message.get("usage")
         model, stop = data.get("model"), message.get("stop_reason")
         ex.response_model = model if isinstance(model, str) else None
         ex.stop_reason = stop if isinstance(stop, str) else None
         body = _json.encode(message)
-        await ex.response.whole(200, [*_JSON_HEADERS, (b"content-length", str(len(body)).encode())], body)
+        await ex.response.whole(
+            200, [*_JSON_HEADERS, (b"content-length", str(len(body)).encode()), _request_id(ex)], body)
         return
     # The provider was asked not to stream (Quirks.stream_with_tools): build the stream here.
     events = stream_from_response(
         data, model=client_model, tools=request.tools,
         input_tokens_estimate=request.input_tokens_estimate, provider=transport.name,
-        reasoning_fields=quirks.reasoning_fields,
+        reasoning_fields=quirks.reasoning_fields, emit_thinking=request.thinking,
     )
     ex.streaming = True
     for name, payload in events:
         if name == "message_delta" and "usage" in payload:
             ex.usage = payload["usage"]
-    await ex.response.whole(200, _SSE_HEADERS, encode_events(events))
+    await ex.response.whole(200, [*_SSE_HEADERS, _request_id(ex)], encode_events(events))
+
+
+def _request_id(ex: Exchange) -> tuple[bytes, bytes]:
+    """Anthropic's API names every answer with a ``request-id`` header; the gateway's own id
+    stands in for it on an answer it built (errors carry it already, errors.to_envelope)."""
+    return (b"request-id", ex.request_id.encode())
+
+
+async def _read_completion(transport: Transport, response: UpstreamResponse) -> bytes:
+    """The whole body, refused (502, naming the limit) past ``COMPLETION_LIMIT`` bytes."""
+    declared = response.content_length
+    too_big = declared is not None and declared > COMPLETION_LIMIT
+    raw = b"" if too_big else await response.read(COMPLETION_LIMIT + 1)
+    if too_big or len(raw) > COMPLETION_LIMIT:
+        raise UpstreamProtocolError(
+            f"provider {transport.name!r} answered with a completion larger than the gateway's "
+            f"limit of {COMPLETION_LIMIT} bytes (server/translated.py COMPLETION_LIMIT); "
+            "ask for a stream or fewer max_tokens", hop="upstream",
+        )
+    return raw
 
 
 def _completion(transport: Transport, raw: bytes, headers: Mapping[str, str]) -> dict[str, Any]:
@@ -131,11 +158,12 @@ async def _relay_stream(
     ex: Exchange, ping_interval: float, quirks: Quirks,
 ) -> None:
     """Bytes from the provider into ``translate.StreamPipeline``, its events to the client,
-    and a ping whenever the provider has been silent for ``ping_interval``."""
+    and a ping whenever the client has had nothing for ``ping_interval``."""
     pipeline = StreamPipeline(
         StreamTranslator(
             model=client_model, tools=request.tools, input_tokens_estimate=request.input_tokens_estimate,
             provider=transport.name, reasoning_fields=quirks.reasoning_fields,
+            emit_thinking=request.thinking,
         ),
         provider=transport.name,
     )
@@ -144,7 +172,7 @@ async def _relay_stream(
     broke: str | None = None
     silence = SilenceWatch(ping_interval)
     try:
-        await out.start(200, _SSE_HEADERS)
+        await out.start(200, [*_SSE_HEADERS, _request_id(ex)])
         await _emit(out, pipeline.start())
         out.first_byte_at = 0.0  # message_start is ours: the first token is the provider's first event
         while not pipeline.finished:
@@ -160,8 +188,18 @@ async def _relay_stream(
                 await _emit(out, pipeline.ping())
                 if waiting:
                     out.first_byte_at = 0.0  # a ping is no token either
-            else:
-                await _emit(out, pipeline.feed(chunk) if chunk else pipeline.close())
+                continue
+            events = pipeline.feed(chunk) if chunk else pipeline.close()
+            if events:
+                silence.sent()
+                await out.body(encode_events(events), more=True)
+            elif silence.overdue():
+                # Bytes arrive but none reach the client (comments, chunks without content):
+                # the client still gets its ping, which is no token either.
+                waiting = not out.first_byte_at
+                await _emit(out, pipeline.ping())
+                if waiting:
+                    out.first_byte_at = 0.0
         await out.body(b"", more=False)
     finally:
         silence.close()
@@ -174,12 +212,15 @@ async def _relay_stream(
 
 
 class SilenceWatch:
-    """Interrupts the relay's wait for upstream bytes after ``interval`` seconds of silence, so
-    a ping goes out (Claude Code and proxies drop a stream that says nothing for too long).
+    """Interrupts the relay's wait for upstream bytes after ``interval`` seconds in which the
+    *client* got nothing, so a ping goes out (Claude Code and proxies drop a stream that says
+    nothing for too long). Keyed on what the client receives (``sent()``), not on what the
+    upstream sends: an upstream sending only comments or empty chunks still means silence.
 
-    One timer per stream, re-armed lazily when it fires: a read only stamps the time. (An
+    One timer per stream, re-armed lazily when it fires: sending only stamps the time. (An
     ``asyncio.timeout`` around each read set and cancelled a timer per chunk.) The interrupt
-    is a cancel of the relay task, delivered only while it is parked in ``read``.
+    is a cancel of the relay task, delivered only while it is parked in ``read``; a relay
+    busy with chunks that give the client nothing asks ``overdue()`` instead.
     """
 
     def __init__(self, interval: float) -> None:
@@ -208,8 +249,20 @@ class SilenceWatch:
             return None
         finally:
             self._reading = False
-        self._last = self._loop.time()
         return chunk
+
+    def sent(self) -> None:
+        """The client was just sent something."""
+        self._last = self._loop.time()
+
+    def overdue(self) -> bool:
+        """True (and the clock restarted, as a ping goes out) when the client has had nothing
+        for the interval."""
+        now = self._loop.time()
+        if now - self._last < self._interval:
+            return False
+        self._last = now
+        return True
 
     def close(self) -> None:
         self._handle.cancel()

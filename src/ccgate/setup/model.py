@@ -41,6 +41,8 @@ class SetupOptions:
     # Claude subscription mode: the gateway key goes in ANTHROPIC_CUSTOM_HEADERS as
     # x-ccgate-key, and Claude Code keeps sending its own login (docs/setup.md).
     subscription: bool = False
+    # Providers of the gateway marked ``slow: true``: Claude Code gets its longest idle timeouts.
+    slow_providers: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -169,6 +169,7 @@ def plan_changes(options: SetupOptions, inputs: SetupInputs) -> Plan:
     )
 
     wanted = _wanted_env(gateway, token, token_source, options.models)
+    wanted |= slow_provider_env(options.slow_providers, user_env)
     if options.subscription:
         wanted = _subscription_env(wanted, user_env)
     for var, want in wanted.items():
@@ -203,6 +204,30 @@ def _secrets(options: SetupOptions, inputs: SetupInputs, token: str) -> set[str]
     if token != PLACEHOLDER_TOKEN:  # not a secret, and shown as is
         out.add(token)
     return out
+
+
+# Claude Code's longest stream idle timeout (it ignores values at or below 300000 and caps them
+# at 1800000), and the same for the wait for the answer's first byte (API_TIMEOUT_MS, default
+# 600000). docs/providers.md, "Slow self-hosted providers".
+SLOW_TIMEOUT_MS = 1_800_000
+SLOW_ENV = ("CLAUDE_STREAM_IDLE_TIMEOUT_MS", "API_TIMEOUT_MS")
+
+
+def slow_provider_env(slow: tuple[str, ...], user_env: Mapping[str, str]) -> dict[str, _Wanted]:
+    """For a gateway with providers marked slow: the longest idle timeouts Claude Code allows,
+    unless the settings already give a longer one (or 0 for API_TIMEOUT_MS)."""
+    if not slow:
+        return {}
+    why = (f"provider(s) {', '.join(slow)} marked slow: a self-hosted model reading a long prompt "
+           "can send nothing for minutes, and Claude Code drops a stream after 5 minutes without "
+           "an event (pings count only 30 in a row); 30 minutes is the most it allows")
+    wanted: dict[str, _Wanted] = {}
+    for var in SLOW_ENV:
+        current = user_env.get(var, "")
+        if current.isdigit() and (int(current) >= SLOW_TIMEOUT_MS or int(current) == 0):
+            continue
+        wanted[var] = _Wanted(str(SLOW_TIMEOUT_MS), why)
+    return wanted
 
 
 def _wanted_env(gateway: str, token: str, token_source: str, models: Mapping[str, str]) -> dict[str, _Wanted]:

@@ -107,6 +107,72 @@ class UsageRow:
     output_tokens: int = 0
     cache_read_tokens: int = 0
     cache_creation_tokens: int = 0
+    # For the request log (the console's Requests page), written with the usage row in the
+    # same batch: milliseconds from arrival to the end of the answer, the attempt trail when
+    # there was more than one ("lab#0 529, lab#1 200"), and the error the client was told.
+    latency_ms: float | None = None
+    attempts: str | None = None
+    error: str | None = None
+    # Refused before any provider was tried (bad gateway key, rate limit, bad body): the
+    # request log shows it, usage does not count it.
+    log_only: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class RequestLogPolicy:
+    """``store.request_log``: whether ``add_usage`` also writes the request log, and its bounds."""
+
+    enabled: bool = True
+    retention_seconds: float = 7 * 86400
+    max_rows: int = 100_000
+
+
+@dataclass(frozen=True, slots=True)
+class RequestEntry:
+    """One row of the request log, as the console lists it (``key_name``: the issued key's name)."""
+
+    id: int
+    ts: float
+    request_id: str | None
+    key_id: str | None
+    key_name: str | None
+    model: str | None
+    provider: str | None
+    session_id: str | None
+    status: int
+    latency_ms: float | None
+    input_tokens: int
+    output_tokens: int
+    cache_read_tokens: int
+    cache_creation_tokens: int
+    attempts: str | None
+    error: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class RequestFilter:
+    """What the Requests page narrows the log to; None means any. ``errors``: status >= 400 only."""
+
+    key: str | None = None
+    model: str | None = None
+    provider: str | None = None
+    status: int | None = None
+    errors: bool = False
+    limit: int = 100
+
+
+@dataclass(frozen=True, slots=True)
+class UsagePoint:
+    """Usage totals of one time bucket (``bucket``: its start, Unix seconds) for one group."""
+
+    bucket: float
+    group: str | None
+    requests: int
+    errors: int
+    input_tokens: int
+    output_tokens: int
+    cache_read_tokens: int
+    cache_creation_tokens: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -166,7 +232,23 @@ class UsageStore(Protocol):
         """Totals per group for rows with ``ts >= since``, most tokens first."""
 
 
-class Store(KeyStore, UsageStore, Protocol):
+class RequestLogStore(Protocol):
+    def set_request_log(self, policy: RequestLogPolicy | None, *, usage: bool = True) -> None:
+        """What ``add_usage`` writes from now on: usage rows (``usage``), request log rows
+        (``policy`` enabled), and the log's bounds, applied after writes (about once a minute)."""
+
+    def recent_requests(self, where: RequestFilter) -> list[RequestEntry]:
+        """The newest request log rows matching ``where``, newest first."""
+
+    def usage_series(self, *, since: float, bucket: int, by: GroupBy | None) -> list[UsagePoint]:
+        """Usage per ``bucket`` seconds since ``since``, per group (``by``) or in total."""
+
+    def last_success(self, since: float) -> dict[str, float]:
+        """Per provider, the time of its last answer with a status below 400 (after ``since``),
+        from the request log (empty while it is off)."""
+
+
+class Store(KeyStore, UsageStore, RequestLogStore, Protocol):
     @property
     def location(self) -> str:
         """Where the data lives, for messages (a path or a URL without credentials)."""

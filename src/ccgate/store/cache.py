@@ -58,6 +58,7 @@ class KeyCache:
         self._poll_interval = poll_interval
         # digest -> (key, True if this is the old secret of a rotation)
         self._by_digest: dict[bytes, tuple[IssuedKey, bool]] = {}
+        self._by_id: dict[str, IssuedKey] = {}  # for sessions that name their key (login/)
         self._version: int | None = None
         self._next_poll = float("-inf")
 
@@ -83,6 +84,11 @@ class KeyCache:
         if is_old and (key.grace_until is None or now >= key.grace_until):
             return KeyCheck("grace_over", key)
         return KeyCheck("ok", key)
+
+    def by_id(self, key_id: str) -> IssuedKey | None:
+        """The key with this id as last read (revoked and expired ones included); no disk I/O."""
+        self.poll()
+        return self._by_id.get(key_id)
 
     def authenticate(self, token: str | bytes) -> IssuedKey | None:
         """The key this token belongs to if it may be used now, else None."""
@@ -112,6 +118,7 @@ class KeyCache:
         for key in keys:
             self._index(table, key)
         self._by_digest = table  # one reference swap: a concurrent lookup sees old or new
+        self._by_id = {key.id: key for key in keys}
         self._version = version
         self._next_poll = self._monotonic() + self._poll_interval
 
@@ -120,6 +127,7 @@ class KeyCache:
         table = {d: hit for d, hit in self._by_digest.items() if hit[0].id != key.id}
         self._index(table, key)
         self._by_digest = table
+        self._by_id = {**self._by_id, key.id: key}
 
     @staticmethod
     def _index(table: dict[bytes, tuple[IssuedKey, bool]], key: IssuedKey) -> None:

@@ -105,6 +105,29 @@ MIGRATIONS: tuple[Migration, ...] = (
         """CREATE TRIGGER keys_changed_delete AFTER DELETE ON keys BEGIN
             UPDATE meta SET value = value + 1 WHERE name = 'keys_version'; END""",
     )),
+    Migration(4, "request log for the console (bounded by store.request_log)", (
+        # Usage rows are kept for reports; this table holds the same requests with what the
+        # Requests page shows besides (latency, attempt trail, error) and is pruned to the
+        # configured retention and row count. No request or response bodies.
+        """CREATE TABLE request_log (
+            id INTEGER PRIMARY KEY,
+            ts REAL NOT NULL,
+            request_id TEXT,
+            key_id TEXT,
+            model TEXT,
+            provider TEXT,
+            session_id TEXT,
+            status INTEGER NOT NULL,
+            latency_ms REAL,
+            input_tokens INTEGER NOT NULL DEFAULT 0,
+            output_tokens INTEGER NOT NULL DEFAULT 0,
+            cache_read_tokens INTEGER NOT NULL DEFAULT 0,
+            cache_creation_tokens INTEGER NOT NULL DEFAULT 0,
+            attempts TEXT,
+            error TEXT
+        )""",
+        "CREATE INDEX request_log_ts ON request_log(ts)",
+    )),
 )
 
 LATEST = MIGRATIONS[-1].version

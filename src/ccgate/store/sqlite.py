@@ -21,6 +21,7 @@ import json
 import os
 import sqlite3
 import threading
+import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import cast
@@ -31,9 +32,13 @@ from ccgate.store.base import (
     IssuedKey,
     KeyConflict,
     KeyNotFound,
+    RequestEntry,
+    RequestFilter,
+    RequestLogPolicy,
     StoreError,
     StoreMissing,
     UsageGroup,
+    UsagePoint,
     UsageRow,
 )
 from ccgate.store.keys import iso
@@ -54,8 +59,41 @@ _USAGE_COLUMNS = ("INSERT INTO usage (ts, key_id, model, provider, session_id, r
 _ROWS_PER_INSERT = 64
 
 
+_LOG_COLUMNS = ("INSERT INTO request_log (ts, key_id, model, provider, session_id, request_id, status, "
+                "input_tokens, output_tokens, cache_read_tokens, cache_creation_tokens, latency_ms, "
+                "attempts, error) VALUES ")
+_LOG_SELECT = ("SELECT r.id, r.ts, r.request_id, r.key_id, k.name, r.model, r.provider, r.session_id, "
+               "r.status, r.latency_ms, r.input_tokens, r.output_tokens, r.cache_read_tokens, "
+               "r.cache_creation_tokens, r.attempts, r.error FROM request_log r "
+               "LEFT JOIN keys k ON k.id = r.key_id")
+# Seconds between two prunes of the request log (run by the writer after a commit).
+PRUNE_EVERY = 60.0
+
+
 def _usage_insert(rows: int) -> str:
     return _USAGE_COLUMNS + ",".join(["(?,?,?,?,?,?,?,?,?,?,?)"] * rows)
+
+
+def _log_insert(rows: int) -> str:
+    return _LOG_COLUMNS + ",".join(["(?,?,?,?,?,?,?,?,?,?,?,?,?,?)"] * rows)
+
+
+def _usage_values(r: UsageRow) -> tuple[object, ...]:
+    return (r.ts, r.key_id, r.model, r.provider, r.session_id, r.request_id, r.status,
+            r.input_tokens, r.output_tokens, r.cache_read_tokens, r.cache_creation_tokens)
+
+
+def _entry(r: Sequence[object]) -> RequestEntry:
+    def text(v: object) -> str | None:
+        return None if v is None else str(v)
+
+    return RequestEntry(
+        id=_opt_int(r[0]) or 0, ts=_opt_float(r[1]) or 0.0, request_id=text(r[2]), key_id=text(r[3]),
+        key_name=text(r[4]), model=text(r[5]), provider=text(r[6]), session_id=text(r[7]),
+        status=_opt_int(r[8]) or 0, latency_ms=_opt_float(r[9]), input_tokens=_opt_int(r[10]) or 0,
+        output_tokens=_opt_int(r[11]) or 0, cache_read_tokens=_opt_int(r[12]) or 0,
+        cache_creation_tokens=_opt_int(r[13]) or 0, attempts=text(r[14]), error=text(r[15]),
+    )
 
 
 def _opt_int(value: object) -> int | None:
@@ -107,6 +145,11 @@ class SQLiteStore:
         self._conns: list[sqlite3.Connection] = []
         self._lock = threading.Lock()
         self._closed = False
+        # What add_usage writes (set_request_log): usage rows always until told otherwise; the
+        # request log only once the gateway turns it on.
+        self._record_usage = True
+        self._log: RequestLogPolicy | None = None
+        self._pruned_at = 0.0
         try:
             _prepare_file(path, create)
             self.migrated_from, _ = migrate(self._conn(), path)
@@ -249,21 +292,82 @@ class SQLiteStore:
 
     # Usage -------------------------------------------------------------------------------
 
+    def set_request_log(self, policy: RequestLogPolicy | None, *, usage: bool = True) -> None:
+        self._record_usage = usage
+        self._log = policy if policy is not None and policy.enabled else None
+        self._pruned_at = 0.0
+
     def add_usage(self, rows: Sequence[UsageRow]) -> None:
+        """Usage rows and, when the request log is on, the same requests into it: one
+        transaction, one multi-row INSERT per table per 64 rows (the batch is one write)."""
         if not rows:
             return
+        log = self._log
         try:
             with self._write() as conn:
                 for start in range(0, len(rows), _ROWS_PER_INSERT):
                     part = rows[start:start + _ROWS_PER_INSERT]
-                    params = [
-                        value for r in part for value in (
-                            r.ts, r.key_id, r.model, r.provider, r.session_id, r.request_id, r.status,
-                            r.input_tokens, r.output_tokens, r.cache_read_tokens, r.cache_creation_tokens)
-                    ]
-                    conn.execute(_usage_insert(len(part)), params)
+                    counted = [r for r in part if not r.log_only] if self._record_usage else []
+                    if counted:
+                        params = [v for r in counted for v in _usage_values(r)]
+                        conn.execute(_usage_insert(len(counted)), params)
+                    if log is not None:
+                        conn.execute(_log_insert(len(part)), [
+                            v for r in part for v in (*_usage_values(r), r.latency_ms, r.attempts, r.error)])
+                if log is not None and time.monotonic() - self._pruned_at >= PRUNE_EVERY:
+                    self._prune(conn, log)
         except sqlite3.Error as exc:
             raise StoreError(f"cannot record usage in {self.path}: {exc}") from None
+
+    def _prune(self, conn: sqlite3.Connection, log: RequestLogPolicy) -> None:
+        """Keep the request log within its retention and row count (runs in the writer)."""
+        self._pruned_at = time.monotonic()
+        conn.execute("DELETE FROM request_log WHERE ts < ?", (time.time() - log.retention_seconds,))
+        conn.execute("DELETE FROM request_log WHERE id <= (SELECT id FROM request_log ORDER BY id DESC "
+                     "LIMIT 1 OFFSET ?)", (log.max_rows,))
+
+    def recent_requests(self, where: RequestFilter) -> list[RequestEntry]:
+        clauses: list[str] = []
+        params: list[object] = []
+        for column, value in (("r.model", where.model), ("r.provider", where.provider),
+                              ("r.status", where.status)):
+            if value is not None:
+                clauses.append(f"{column} = ?")  # column names from this fixed list only
+                params.append(value)
+        if where.key is not None:
+            clauses.append("(r.key_id = ? OR k.name = ?)")
+            params += [where.key, where.key]
+        if where.errors:
+            clauses.append("r.status >= 400")
+        sql = _LOG_SELECT + (" WHERE " + " AND ".join(clauses) if clauses else "")
+        rows = self._read(sql + " ORDER BY r.id DESC LIMIT ?", [*params, max(1, min(where.limit, 1000))])
+        return [_entry(r) for r in rows]
+
+    def usage_series(self, *, since: float, bucket: int, by: GroupBy | None) -> list[UsagePoint]:
+        column = _GROUP_COLUMN[by] if by is not None else "NULL"  # from a fixed table
+        size = max(1, int(bucket))
+        rows = self._read(
+            f"SELECT CAST(u.ts / {size} AS INTEGER) * {size} AS b, {column}, COUNT(*), "
+            "COALESCE(SUM(u.status >= 400), 0), COALESCE(SUM(u.input_tokens), 0), "
+            "COALESCE(SUM(u.output_tokens), 0), COALESCE(SUM(u.cache_read_tokens), 0), "
+            "COALESCE(SUM(u.cache_creation_tokens), 0) FROM usage u WHERE u.ts >= ? "
+            f"GROUP BY b, {column} ORDER BY b",
+            (since,),
+        )
+        return [
+            UsagePoint(bucket=float(cast(float, r[0])), group=None if r[1] is None else str(r[1]),
+                       requests=_opt_int(r[2]) or 0, errors=_opt_int(r[3]) or 0,
+                       input_tokens=_opt_int(r[4]) or 0, output_tokens=_opt_int(r[5]) or 0,
+                       cache_read_tokens=_opt_int(r[6]) or 0, cache_creation_tokens=_opt_int(r[7]) or 0)
+            for r in rows
+        ]
+
+    def last_success(self, since: float) -> dict[str, float]:
+        # From the request log: bounded (store.request_log.max_rows), so this stays cheap for a
+        # page that polls it, where the usage table may hold months of rows.
+        rows = self._read("SELECT provider, MAX(ts) FROM request_log WHERE ts >= ? AND status < 400 "
+                          "AND provider IS NOT NULL GROUP BY provider", (since,))
+        return {str(r[0]): float(cast(float, r[1])) for r in rows}
 
     def usage_summary(self, *, since: float | None, by: GroupBy) -> list[UsageGroup]:
         column = _GROUP_COLUMN[by]  # from a fixed table: never user text in the SQL

@@ -12,11 +12,41 @@ import re
 from ccgate.store.base import InvalidInput
 
 _UNITS = {"m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
-_DURATION = re.compile(r"(\d{1,6})([mhdw])")
 MAX_DURATION = 10 * 366 * 86400  # ten years: anything longer is a typo, and keeps times finite
 DURATION_HELP = "a number followed by m, h, d or w (30m, 12h, 90d, 1w)"
 
-_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@-]{0,63}")
+
+def _up_to(limit: int) -> str:
+    """A regex for the whole numbers 1..``limit`` without leading zeros (a JSON Schema
+    ``pattern`` can bound a number only this way)."""
+    digits = str(limit)
+    parts = [f"[1-9][0-9]{{0,{len(digits) - 2}}}"] if len(digits) > 1 else []
+    for i, d in enumerate(digits):
+        low = 1 if i == 0 else 0
+        if int(d) > low:
+            rest = len(digits) - i - 1
+            parts.append(f"{digits[:i]}[{low}-{int(d) - 1}]" + (f"[0-9]{{{rest}}}" if rest else ""))
+    parts.append(digits)
+    return "(?:" + "|".join(parts) + ")"
+
+
+# The one definition of a duration, used by parse_duration and published as is in the admin
+# API's OpenAPI document (server/openapi.py): 1 to ten years' worth of each unit, no zero, no
+# leading zeros, nothing around it.
+DURATION_PATTERN = "(?:" + "|".join(
+    f"{_up_to(MAX_DURATION // seconds)}{unit}" for unit, seconds in _UNITS.items()) + ")"
+_DURATION = re.compile(DURATION_PATTERN)
+
+# Key names, likewise shared with the OpenAPI document: ``key_`` is reserved for ids.
+_NAME_CHARS = "[A-Za-z0-9][A-Za-z0-9._@-]{0,63}"
+NAME_PATTERN = "(?!key_)" + _NAME_CHARS
+_NAME = re.compile(_NAME_CHARS)
+# A model glob: printable ASCII without spaces (model ids never have them), every '[' closed by
+# a ']' before the next '[' (fnmatch would read an unclosed '[' as a literal: a typo). Shared
+# with the OpenAPI document too.
+GLOB_PATTERN = r"(?:[!-Z\\-~]|\[[!-Z\\-~]*\])+"
+MAX_GLOB_LENGTH = 200
+_GLOB = re.compile(GLOB_PATTERN)
 _GLOB_CHARS = re.compile(r"[\x21-\x7e]+")  # printable ASCII, no spaces: model ids never have them
 MAX_GLOBS = 64
 MAX_LIMIT = 1_000_000_000
@@ -24,15 +54,17 @@ MAX_LIMIT = 1_000_000_000
 
 def parse_duration(text: str, what: str = "duration") -> int:
     """``90d`` -> seconds. Only m, h, d, w; zero and anything over ten years are refused."""
-    m = _DURATION.fullmatch(text.strip())
-    if not m:
-        raise InvalidInput(f"{what}: {text!r} is not a duration; use {DURATION_HELP}")
-    seconds = int(m.group(1)) * _UNITS[m.group(2)]
-    if seconds <= 0:
-        raise InvalidInput(f"{what}: {text!r} is zero; use {DURATION_HELP}")
-    if seconds > MAX_DURATION:
-        raise InvalidInput(f"{what}: {text!r} is longer than ten years")
-    return seconds
+    number, unit = text[:-1], text[-1:]
+    if number.isascii() and number.isdigit() and len(number) <= 12 and unit in _UNITS:
+        # well formed: say what is wrong with the number
+        if int(number) == 0:
+            raise InvalidInput(f"{what}: {text!r} is zero; use {DURATION_HELP}")
+        if int(number) * _UNITS[unit] > MAX_DURATION:
+            raise InvalidInput(f"{what}: {text!r} is longer than ten years")
+    if not _DURATION.fullmatch(text):
+        raise InvalidInput(f"{what}: {text!r} is not a duration; use {DURATION_HELP} (no spaces, "
+                           "no leading zeros)")
+    return int(number) * _UNITS[unit]
 
 
 def check_name(name: str) -> str:
@@ -50,17 +82,10 @@ def check_name(name: str) -> str:
 def check_glob(glob: str) -> str:
     """A model glob (fnmatch: ``*``, ``?``, ``[abc]``). Refuses what would silently never match
     the way the user meant: empty, spaces, an unclosed ``[``."""
-    if not glob or not _GLOB_CHARS.fullmatch(glob) or len(glob) > 200:
+    if not glob or not _GLOB_CHARS.fullmatch(glob) or len(glob) > MAX_GLOB_LENGTH:
         raise InvalidInput(f"models: {glob!r} is not a model glob; use e.g. 'claude-*' or 'claude-sonnet-4-5'")
-    depth = 0
-    for ch in glob:
-        if ch == "[":
-            depth += 1
-        elif ch == "]" and depth:
-            depth -= 1
-    if depth:
-        # fnmatch would treat an unclosed '[' as a literal character: almost surely a typo.
-        raise InvalidInput(f"models: {glob!r} has an unclosed '['")
+    if not _GLOB.fullmatch(glob):
+        raise InvalidInput(f"models: {glob!r} has an unclosed '[' (or a '[' inside a [...] class)")
     return glob
 
 

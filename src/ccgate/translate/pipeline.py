@@ -20,7 +20,7 @@ from typing import Any
 
 from ccgate.translate.stream import Event, StreamTranslator
 from ccgate.wire.openai import ChunkDecodeError, decode_chunk
-from ccgate.wire.sse import SSEDecoder, SSEEvent
+from ccgate.wire.sse import SSEDecoder, SSEEvent, SSEEventTooLarge
 
 
 class StreamPipeline:
@@ -49,7 +49,11 @@ class StreamPipeline:
         """Bytes of the upstream body, split anywhere."""
         if self.finished:
             return []
-        return self._noted(self._events(self._decoder.feed(data)))
+        try:
+            sse_events = self._decoder.feed(data)
+        except SSEEventTooLarge as exc:  # memory stays bounded: the stream ends here
+            return self.fail("api_error", f"provider {self._provider!r} sent {exc}")
+        return self._noted(self._events(sse_events))
 
     def close(self) -> list[Event]:
         """The upstream body ended (EOF)."""

@@ -71,6 +71,9 @@ class TranslatedRequest:
     stream: bool  # the client asked for SSE
     dropped: list[str] = field(default_factory=list)
     input_tokens_estimate: int = 0
+    # The client enabled thinking (``thinking.type`` enabled or adaptive): only then does the
+    # answer carry the provider's reasoning as thinking blocks, as Anthropic's API does.
+    thinking: bool = False
 
     @property
     def upstream_stream(self) -> bool:
@@ -130,7 +133,7 @@ def translate_request(
     _sampling(body, out, ctx)
     _stop(body.get("stop_sequences"), out, ctx)
     _metadata(body.get("metadata"), out, ctx)
-    _thinking(body, out, ctx)
+    thinking = _thinking(body, out, ctx)
     _output_format(body, out, ctx)
     for key in body:
         if key not in _HANDLED:
@@ -142,6 +145,7 @@ def translate_request(
         stream=stream,
         dropped=ctx.dropped.items,
         input_tokens_estimate=estimate_input_tokens(body),
+        thinking=thinking,
     )
 
 
@@ -323,13 +327,14 @@ def _effort_from_budget(budget: Any) -> str:
     return "medium" if budget < 16384 else "high"
 
 
-def _thinking(body: dict[str, Any], out: dict[str, Any], ctx: _Ctx) -> None:
+def _thinking(body: dict[str, Any], out: dict[str, Any], ctx: _Ctx) -> bool:
+    """The provider's reasoning settings; True when the client enabled thinking."""
     thinking = body.get("thinking")
     config = body.get("output_config")
     effort = config.get("effort") if isinstance(config, dict) else None
     effort = effort if isinstance(effort, str) else None
     if thinking is None and effort is None:
-        return
+        return False
     if thinking is not None and (not isinstance(thinking, dict) or not isinstance(thinking.get("type"), str)):
         raise InvalidRequest("thinking.type: Field required")
     kind = thinking["type"] if thinking is not None else None
@@ -360,6 +365,7 @@ def _thinking(body: dict[str, Any], out: dict[str, Any], ctx: _Ctx) -> None:
         ctx.dropped.add("thinking")
     if effort is not None and not used_effort:
         ctx.dropped.add("output_config.effort")
+    return enabled
 
 
 def _output_format(body: dict[str, Any], out: dict[str, Any], ctx: _Ctx) -> None:

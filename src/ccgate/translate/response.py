@@ -15,13 +15,12 @@ from ccgate.translate.toolnames import ToolNames
 from ccgate.translate.usage import ERROR_FINISH, anthropic_usage, stop_reason
 
 DEFAULT_REASONING_FIELDS = ("reasoning_content", "reasoning")
-_MSG_ID = re.compile(r"[^A-Za-z0-9_-]")
 _FENCE = re.compile(r"^\s*```(?:json)?\s*(.*?)\s*```\s*$", re.DOTALL)
 
 
-def message_id_for(upstream_id: Any) -> str:
-    if isinstance(upstream_id, str) and upstream_id:
-        return "msg_" + _MSG_ID.sub("", upstream_id)[:48]
+def new_message_id() -> str:
+    """A message id of the gateway's own, as the streamed ones: never the upstream's id, which
+    some servers repeat (llama.cpp, proxies that answer from a cache)."""
     return "msg_ccgate_" + secrets.token_hex(12)
 
 
@@ -72,8 +71,12 @@ def translate_response(
     message_id: str | None = None,
     provider: str = "upstream",
     reasoning_fields: tuple[str, ...] = DEFAULT_REASONING_FIELDS,
+    emit_thinking: bool = True,
 ) -> dict[str, Any]:
     """The Anthropic Message for a complete OpenAI response.
+
+    ``emit_thinking``: the provider's reasoning becomes a thinking block; the server sets it
+    only when the client enabled thinking (docs/translation.md).
 
     Raises a GatewayError when the body is an error (OpenRouter answers errors with HTTP 200),
     has no choices, or ended with finish_reason ``error`` / ``insufficient_system_resource``:
@@ -92,10 +95,10 @@ def translate_response(
         raise failed
     message = choice.get("message")
     message = message if isinstance(message, dict) else {}
-    msg_id = message_id or message_id_for(resp.get("id"))
+    msg_id = message_id or new_message_id()
 
     content: list[dict[str, Any]] = []
-    thought = reasoning_text(message, reasoning_fields)
+    thought = reasoning_text(message, reasoning_fields) if emit_thinking else ""
     if thought.strip():
         content.append({"type": "thinking", "thinking": thought, "signature": sign(thought)})
     text = _content_text(message.get("content"))

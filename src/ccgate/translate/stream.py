@@ -24,13 +24,12 @@ finish_reason ``error`` / ``insufficient_system_resource`` end the same way, fro
 from __future__ import annotations
 
 import json
-import secrets
 from dataclasses import dataclass, field
 from typing import Any
 
 from ccgate.translate.errors import error_in_chunk
 from ccgate.translate.reasoning import reasoning_text, sign
-from ccgate.translate.response import DEFAULT_REASONING_FIELDS, translate_response
+from ccgate.translate.response import DEFAULT_REASONING_FIELDS, new_message_id, translate_response
 from ccgate.translate.tokens import count_text
 from ccgate.translate.toolnames import ToolNames
 from ccgate.translate.usage import ERROR_FINISH, anthropic_usage, stop_reason
@@ -71,13 +70,17 @@ class StreamTranslator:
         message_id: str | None = None,
         provider: str = "upstream",
         reasoning_fields: tuple[str, ...] = DEFAULT_REASONING_FIELDS,
+        emit_thinking: bool = True,
     ) -> None:
+        """``emit_thinking``: the provider's reasoning becomes thinking blocks (only when the
+        client enabled thinking; otherwise it is left out, as Anthropic's API leaves it out)."""
         self._model = model
         self._tools = tools
         self._input_estimate = max(1, input_tokens_estimate)
-        self._id = message_id or "msg_ccgate_" + secrets.token_hex(12)
+        self._id = message_id or new_message_id()
         self._provider = provider
-        self._fields = reasoning_fields
+        self._fields = reasoning_fields if emit_thinking else ()
+        self._emit_thinking = emit_thinking
         self._started = False
         self._finished = False
         self._next_index = 0
@@ -215,7 +218,7 @@ class StreamTranslator:
     def _delta(self, delta: dict[str, Any]) -> list[Event]:
         # One chunk may carry reasoning, text and tool calls at once: split them in that order.
         events: list[Event] = []
-        thought = reasoning_text(delta, self._fields)
+        thought = reasoning_text(delta, self._fields) if self._emit_thinking else ""
         if thought:
             events += self._thinking_delta(thought)
         content = delta.get("content")
@@ -383,6 +386,7 @@ def stream_from_response(
     message_id: str | None = None,
     provider: str = "upstream",
     reasoning_fields: tuple[str, ...] = DEFAULT_REASONING_FIELDS,
+    emit_thinking: bool = True,
 ) -> list[Event]:
     """A complete, valid Anthropic event sequence for a complete (non-streamed) OpenAI response,
     for providers asked not to stream (Quirks.stream_with_tools=False, e.g. Ollama with tools).
@@ -395,6 +399,7 @@ def stream_from_response(
         message_id=message_id,
         provider=provider,
         reasoning_fields=reasoning_fields,
+        emit_thinking=emit_thinking,
     )
     usage = message["usage"]
     start = {

@@ -10,6 +10,7 @@ client library.
 
 from __future__ import annotations
 
+import asyncio
 import socket
 import time
 from abc import ABC, abstractmethod
@@ -28,7 +29,7 @@ from aiohttp_socks import (
 
 from ccgate.config.model import Provider
 from ccgate.config.secrets import Secret
-from ccgate.errors import UpstreamError
+from ccgate.errors import UpstreamError, UpstreamOverloaded
 from ccgate.proxy_env import ProxyDecision, resolve_proxy
 from ccgate.upstream.failures import classify_failure
 from ccgate.upstream.response import UpstreamResponse
@@ -52,6 +53,9 @@ class Transport(ABC):
         self.provider = provider
         self.keys = keys
         self.last_success: float | None = None  # monotonic time of the last HTTP answer
+        # Called with (provider, seconds waited, timed out) after a wait for a pool slot
+        # (server.metrics.Metrics.pool_waited, set by server.runtime).
+        self.on_pool_wait: Callable[[str, float, bool], None] | None = None
 
     @property
     def name(self) -> str:
@@ -92,12 +96,17 @@ class UpstreamTransport(Transport):
         self.target = f"{parts.hostname}:{parts.port or (443 if parts.scheme == 'https' else 80)}"
         self._session: aiohttp.ClientSession | None = None
         self._request_proxy: dict[str, Any] = {}
+        # pool.max_connections: requests in flight at once, each holding a slot from send()
+        # until its response is released or closed. None (the default): no limit and no
+        # semaphore on the path at all.
+        limit = provider.pool.max_connections
+        self._slots = asyncio.Semaphore(limit) if limit is not None else None
 
     async def start(self) -> None:
         p = self.provider
         ssl_ctx = build_ssl_context(p.tls)
         common: dict[str, Any] = {
-            "limit": p.pool.max_connections,
+            "limit": 0,  # the pool's limit is ours (_slots): aiohttp's queues without a word
             "keepalive_timeout": p.pool.keepalive_seconds,
             "ssl": ssl_ctx,
             "family": socket.AF_INET if p.ipv4_only else 0,
@@ -144,6 +153,9 @@ class UpstreamTransport(Transport):
         assert self._session is not None, "transport not started"
         present = {name.lower() for name, _ in headers}
         skip = [name for name in _AUTO_HEADERS if name not in present]
+        slots = self._slots
+        if slots is not None:
+            await self._take_slot(slots)
         try:
             response = await self._session.request(
                 method,
@@ -155,11 +167,38 @@ class UpstreamTransport(Transport):
                 timeout=aiohttp.ClientTimeout(total=timeout) if timeout else self._session.timeout,
                 **self._request_proxy,
             )
-        except _TRANSPORT_ERRORS as exc:
-            phase = "read" if isinstance(exc, aiohttp.SocketTimeoutError) else "connect"
-            raise self._failure(exc, phase) from exc
+        except BaseException as exc:
+            if slots is not None:
+                slots.release()
+            if isinstance(exc, _TRANSPORT_ERRORS):
+                phase = "read" if isinstance(exc, aiohttp.SocketTimeoutError) else "connect"
+                raise self._failure(exc, phase) from exc
+            raise
         self.last_success = time.monotonic()
-        return _AiohttpResponse(response, self._failure)
+        return _AiohttpResponse(response, self._failure, slots)
+
+    async def _take_slot(self, slots: asyncio.Semaphore) -> None:
+        """A slot of the pool; when all are busy, wait at most ``pool.wait_timeout`` (timed and
+        counted), then fail naming the pool."""
+        if not slots.locked():
+            await slots.acquire()  # free: returns at once
+            return
+        pool = self.provider.pool
+        started = time.monotonic()
+        timed_out = False
+        try:
+            async with asyncio.timeout(pool.wait_timeout):
+                await slots.acquire()
+        except TimeoutError:
+            timed_out = True
+            raise UpstreamOverloaded(
+                f"provider {self.name!r}: all {pool.max_connections} upstream connections "
+                f"(pool.max_connections) stayed busy for {pool.wait_timeout:g} s "
+                "(pool.wait_timeout); raise or remove pool.max_connections", hop="pool",
+            ) from None
+        finally:
+            if self.on_pool_wait is not None:
+                self.on_pool_wait(self.name, time.monotonic() - started, timed_out)
 
     def _failure(self, exc: BaseException, phase: str) -> UpstreamError:
         return classify_failure(
@@ -179,16 +218,18 @@ class UpstreamTransport(Transport):
 class _AiohttpResponse(UpstreamResponse):
     """An aiohttp response whose body reads raise UpstreamError only."""
 
-    __slots__ = ("_content", "_failure", "_response")
+    __slots__ = ("_content", "_failure", "_response", "_slots")
 
     def __init__(
-        self, response: aiohttp.ClientResponse, failure: Callable[[BaseException, str], UpstreamError]
+        self, response: aiohttp.ClientResponse, failure: Callable[[BaseException, str], UpstreamError],
+        slots: asyncio.Semaphore | None,
     ) -> None:
         super().__init__(response.status, response.headers, response.raw_headers,
                          response.content_length)
         self._response = response
         self._content = response.content
         self._failure = failure
+        self._slots = slots  # the pool slot this response holds, given back once
 
     async def read_chunk(self) -> bytes:
         try:
@@ -200,12 +241,28 @@ class _AiohttpResponse(UpstreamResponse):
         try:
             if limit < 0:
                 return await self._response.read()
-            return await self._content.read(limit)
+            # StreamReader.read(n) gives what is buffered, up to n: loop to the limit or the end.
+            chunks: list[bytes] = []
+            size = 0
+            while size < limit:
+                chunk = await self._content.read(limit - size)
+                if not chunk:
+                    break
+                chunks.append(chunk)
+                size += len(chunk)
+            return b"".join(chunks)
         except _TRANSPORT_ERRORS as exc:
             raise self._failure(exc, "read") from exc
 
     def release(self) -> None:
         self._response.release()
+        self._give_back()
 
     def close(self) -> None:
         self._response.close()
+        self._give_back()
+
+    def _give_back(self) -> None:
+        if self._slots is not None:
+            self._slots.release()
+            self._slots = None

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 from typing import Any, TypeVar
+from urllib.parse import parse_qs
 
 import msgspec
 
@@ -117,21 +118,76 @@ def _bad_utf8(body: bytes) -> str:
     return "request body: invalid UTF-8 in a string"
 
 
-def model_list(models: list[tuple[str, str, int | None, int | None]]) -> dict[str, object]:
-    """GET /v1/models in Anthropic's list shape from (id, display_name, context, max_output)."""
-    data: list[dict[str, object]] = []
-    for mid, name, context_window, max_tokens in models:
-        info: dict[str, object] = {
-            "type": "model", "id": mid, "display_name": name, "created_at": "2025-01-01T00:00:00Z",
-        }
-        if context_window is not None:
-            info["max_input_tokens"] = context_window
-        if max_tokens is not None:
-            info["max_tokens"] = max_tokens
-        data.append(info)
+ModelRow = tuple[str, str, int | None, int | None]  # (id, display_name, context, max_output)
+
+# Anthropic's GET /v1/models paging: ``limit`` 1..1000, default 20.
+DEFAULT_PAGE = 20
+MAX_PAGE = 1000
+
+
+class ModelPage(msgspec.Struct, frozen=True):
+    """The paging parameters of ``GET /v1/models`` (Anthropic's ``limit``, ``after_id``,
+    ``before_id``)."""
+
+    limit: int = DEFAULT_PAGE
+    after_id: str | None = None
+    before_id: str | None = None
+
+
+def model_page(query: bytes) -> ModelPage:
+    """The paging parameters from a query string; anything else in it is ignored (``beta``).
+    A bad value is a 400 naming the parameter, as Anthropic answers."""
+    params = parse_qs(query.decode("latin-1"), keep_blank_values=True)
+    raw_limit = params.get("limit", [None])[-1]
+    limit = DEFAULT_PAGE
+    if raw_limit is not None:
+        if not raw_limit.strip().isdigit() or not 1 <= int(raw_limit) <= MAX_PAGE:
+            raise InvalidRequest(f"limit: must be an integer from 1 to {MAX_PAGE}, got {raw_limit[:40]!r}")
+        limit = int(raw_limit)
+    after = params.get("after_id", [None])[-1] or None
+    before = params.get("before_id", [None])[-1] or None
+    if after is not None and before is not None:
+        raise InvalidRequest("after_id and before_id cannot both be given")
+    return ModelPage(limit, after, before)
+
+
+def model_info(row: ModelRow) -> dict[str, object]:
+    """One model object (``GET /v1/models/{model_id}`` and the list's items)."""
+    mid, name, context_window, max_tokens = row
+    info: dict[str, object] = {
+        "type": "model", "id": mid, "display_name": name, "created_at": "2025-01-01T00:00:00Z",
+    }
+    if context_window is not None:
+        info["max_input_tokens"] = context_window
+    if max_tokens is not None:
+        info["max_tokens"] = max_tokens
+    return info
+
+
+def model_list(models: list[ModelRow], page: ModelPage) -> dict[str, object]:
+    """GET /v1/models in Anthropic's list shape, one page of it.
+
+    As the API: ``after_id`` gives the ``limit`` items after that id, ``before_id`` the
+    ``limit`` items just before it; ``has_more`` says whether more lie in that direction
+    (the SDKs' auto-paging follows ``last_id``, resp. ``first_id``). An id that is not in the
+    list (it went away between two pages) gives an empty last page.
+    """
+    ids = [row[0] for row in models]
+    start, end = 0, len(models)
+    if page.after_id is not None:
+        start = ids.index(page.after_id) + 1 if page.after_id in ids else end
+    elif page.before_id is not None:
+        end = ids.index(page.before_id) if page.before_id in ids else 0
+    if page.before_id is not None:
+        chosen = models[max(start, end - page.limit):end]
+        has_more = end - page.limit > start
+    else:
+        chosen = models[start:start + page.limit]
+        has_more = start + page.limit < end
+    data = [model_info(row) for row in chosen]
     return {
         "data": data,
-        "has_more": False,
+        "has_more": has_more,
         "first_id": data[0]["id"] if data else None,
         "last_id": data[-1]["id"] if data else None,
     }

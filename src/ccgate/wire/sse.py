@@ -32,11 +32,28 @@ class SSEEvent:
     id: str | None = None
 
 
-class SSEDecoder:
-    """Feed bytes as they arrive; get back the events completed by them."""
+# One SSE line, or the data of one event, longer than this (in characters) is refused: memory
+# must not grow with what an upstream chooses to send. A real chunk is a few KiB.
+MAX_EVENT_CHARS = 4 * 1024 * 1024
 
-    def __init__(self) -> None:
+
+class SSEEventTooLarge(ValueError):
+    """A line or an event's data passed ``MAX_EVENT_CHARS``; the stream cannot go on."""
+
+
+class SSEDecoder:
+    """Feed bytes as they arrive; get back the events completed by them.
+
+    A line still arriving is held as pieces and joined once its end comes (joining per chunk
+    was quadratic), up to ``max_chars``; past it, or past it in one event's data, ``feed``
+    raises ``SSEEventTooLarge``."""
+
+    def __init__(self, max_chars: int = MAX_EVENT_CHARS) -> None:
         self._utf8 = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        self._max = max_chars
+        self._held: list[str] = []  # pieces of a line with no end yet
+        self._held_size = 0
+        self._data_size = 0
         self._buffer = ""
         self._started = False
         self._data: list[str] = []
@@ -46,11 +63,21 @@ class SSEDecoder:
 
     def feed(self, chunk: bytes) -> list[SSEEvent]:
         text = self._utf8.decode(chunk)
+        if "\n" not in text and "\r" not in text:
+            self._held_size += len(text)
+            if self._held_size + len(self._buffer) > self._max:
+                raise SSEEventTooLarge(f"an SSE line longer than {self._max} characters")
+            self._held.append(text)
+            return []
+        if self._held:
+            text = "".join(self._held) + text
+            self._held, self._held_size = [], 0
         return self._take(text, final=False)
 
     def close(self) -> list[SSEEvent]:
         """End of stream: flush the decoder and dispatch any complete-looking trailing event."""
-        text = self._utf8.decode(b"", final=True)
+        text = "".join(self._held) + self._utf8.decode(b"", final=True)
+        self._held, self._held_size = [], 0
         events = self._take(text, final=True)
         if self._buffer:
             line, self._buffer = self._buffer, ""
@@ -113,6 +140,9 @@ class SSEDecoder:
         if sep and value.startswith(" "):
             value = value[1:]
         if name == "data":
+            self._data_size += len(value) + 1
+            if self._data_size > self._max:
+                raise SSEEventTooLarge(f"an SSE event with more than {self._max} characters of data")
             self._data.append(value)
         elif name == "event":
             self._event = value
@@ -123,6 +153,7 @@ class SSEDecoder:
     def _dispatch(self) -> SSEEvent:
         event = SSEEvent(data="\n".join(self._data), event=self._event or "message", id=self._last_id)
         self._data = []
+        self._data_size = 0
         self._event = ""
         return event
 

@@ -20,6 +20,10 @@ import msgspec
 
 _USAGE = b'"usage"'
 _JSON_LIMIT = 4 * 1024 * 1024  # a larger non-streamed answer is relayed, just not counted
+# An SSE line longer than this is relayed but not read: usage lines are a few hundred bytes.
+# Held unfinished lines are kept as pieces and joined once, so a line without a newline costs
+# linear time and at most this much memory (it was re-copied per chunk: quadratic).
+LINE_LIMIT = 1024 * 1024
 _FIELDS = ("input_tokens", "output_tokens", "cache_read_input_tokens", "cache_creation_input_tokens")
 _decode = msgspec.json.Decoder()
 READABLE_ENCODINGS = ("gzip", "deflate")
@@ -30,7 +34,9 @@ _AUTO_HEADER = 47
 class UsageTap:
     def __init__(self, *, sse: bool, encoding: str | None = None) -> None:
         self.sse = sse
-        self._tail = b""
+        self._tail: list[bytes] = []  # pieces of the unfinished last line
+        self._tail_size = 0
+        self._skipping = False  # inside a line over LINE_LIMIT: dropped up to its newline
         self._json: list[bytes] = []
         self._json_size = 0
         self.usage: dict[str, int] = {}
@@ -56,14 +62,34 @@ class UsageTap:
             if self._json_size <= _JSON_LIMIT:
                 self._json.append(chunk)
             return
-        data = self._tail + chunk if self._tail else chunk
-        cut = data.rfind(b"\n")
+        cut = chunk.rfind(b"\n")
         if cut < 0:
-            self._tail = data
+            self._hold(chunk)
             return
-        self._tail = data[cut + 1:]
-        if _USAGE in data:
-            for line in data[:cut].split(b"\n"):
+        start = 0
+        if self._tail or self._skipping:  # finish the held line first
+            start = chunk.find(b"\n") + 1
+            if not self._skipping:
+                self._scan(b"".join(self._tail) + chunk[:start])
+            self._tail, self._tail_size, self._skipping = [], 0, False
+        if _USAGE in chunk:
+            self._scan(chunk[start:cut] if start or cut < len(chunk) - 1 else chunk)
+        if cut < len(chunk) - 1:
+            self._hold(chunk[cut + 1:])
+
+    def _hold(self, piece: bytes) -> None:
+        """Keep the start of an unfinished line, unless it is already too long to read."""
+        if self._skipping:
+            return
+        self._tail_size += len(piece)
+        if self._tail_size > LINE_LIMIT:
+            self._tail, self._tail_size, self._skipping = [], 0, True
+            return
+        self._tail.append(piece)
+
+    def _scan(self, lines: bytes) -> None:
+        if _USAGE in lines:
+            for line in lines.split(b"\n"):
                 if line.startswith(b"data:") and _USAGE in line:
                     self._merge_event(line[5:])
 
@@ -72,7 +98,7 @@ class UsageTap:
             # Bounded: an answer inflating past the JSON limit is not counted anyway.
             return bytes(self._inflate.decompress(chunk, _JSON_LIMIT))
         except zlib.error:
-            if self._raw_deflate and self._json_size == 0 and not self._tail:
+            if self._raw_deflate and self._json_size == 0 and not self._tail_size:
                 # "deflate" sent as a raw stream (no zlib header), as some servers do.
                 self._raw_deflate = False
                 self._inflate = zlib.decompressobj(-zlib.MAX_WBITS)

@@ -1,0 +1,219 @@
+"""Session tokens: the HS256 JWT Claude Code sends as its Bearer, and the refresh token.
+
+The access token carries what the CLI reads (``sub``, ``email``, ``name``, ``groups``, which
+it stamps on its OTLP exports) plus ``exp``/``iat``/``jti``, ``iss`` = the public URL, ``aud``
+= ``claude-gateway`` (as Anthropic's gateway), and ``ccgate_key``: the issued key this
+developer's usage is recorded under. The header's ``kid`` is the first 16 hex digits of
+sha256(jwt_secret), as on Anthropic's gateway.
+
+The refresh token is also a JWT signed with the same secret but another audience (one can
+never be used as the other). It wraps the identity provider's refresh token so that a refresh
+can check that the developer's key is still active before asking the IdP. Claude Code keeps
+it opaque (``idpRefreshToken``).
+
+Expiry is checked against the injected clock, not PyJWT's, so tests can move time.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import jwt
+
+ACCESS_AUDIENCE = "claude-gateway"
+REFRESH_AUDIENCE = "ccgate-refresh"
+REFRESH_LIFETIME = 90 * 86400  # bounded even if the IdP's refresh token lives forever
+VERIFIED_CACHE = 4096  # access tokens verified once and remembered (a CLI reuses its token for an hour)
+_REQUIRED = ["iat", "sub", "jti", "aud", "iss"]
+
+
+@dataclass(frozen=True, slots=True)
+class Identity:
+    """A developer as the identity provider vouched for them."""
+
+    sub: str
+    email: str | None
+    name: str | None
+    groups: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Session:
+    """A verified access token."""
+
+    identity: Identity
+    key_id: str
+    jti: str
+    exp: float
+
+
+@dataclass(frozen=True, slots=True)
+class RefreshGrant:
+    identity: Identity
+    key_id: str
+    jti: str
+    exp: float
+    idp_refresh_token: str
+    family: str  # one per sign-in: every refresh token of that sign-in shares it
+
+
+class TokenInvalid(Exception):
+    """Not ours, tampered with, signed with another secret, or malformed."""
+
+
+class TokenExpired(TokenInvalid):
+    pass
+
+
+class SessionTokens:
+    def __init__(self, secret: str, issuer: str, ttl: int, clock: Callable[[], float]) -> None:
+        self._secret = secret
+        self._issuer = issuer
+        self.ttl = ttl
+        self._clock = clock
+        self._headers = {"kid": hashlib.sha256(secret.encode()).hexdigest()[:16]}
+        # token -> its verified session. Signature and claims are checked once per token (about
+        # 120 us with PyJWT, as much as the rest of a request); expiry is checked every time.
+        self._verified: dict[bytes, Session] = {}
+
+    def now(self) -> float:
+        return self._clock()
+
+    def mint_access(self, identity: Identity, key_id: str) -> tuple[str, int]:
+        """The JWT and its lifetime in seconds (``expires_in``)."""
+        now = int(self._clock())
+        claims: dict[str, Any] = {
+            "sub": identity.sub, "name": identity.name, "email": identity.email,
+            "groups": list(identity.groups), "aud": ACCESS_AUDIENCE, "iss": self._issuer,
+            "iat": now, "exp": now + self.ttl, "jti": secrets.token_urlsafe(12), "ccgate_key": key_id,
+        }
+        return jwt.encode({k: v for k, v in claims.items() if v is not None}, self._secret,
+                          algorithm="HS256", headers=self._headers), self.ttl
+
+    def mint_refresh(self, identity: Identity, key_id: str, idp_refresh_token: str,
+                     family: str) -> tuple[str, str, int]:
+        """The refresh token, its id and expiry; ``family`` names the sign-in it belongs to."""
+        now = int(self._clock())
+        jti = secrets.token_urlsafe(12)
+        claims = {
+            "sub": identity.sub, "name": identity.name, "email": identity.email,
+            "groups": list(identity.groups), "aud": REFRESH_AUDIENCE, "iss": self._issuer,
+            "iat": now, "exp": now + REFRESH_LIFETIME, "jti": jti, "ccgate_key": key_id,
+            "rt": idp_refresh_token, "fam": family,
+        }
+        token = jwt.encode({k: v for k, v in claims.items() if v is not None}, self._secret,
+                           algorithm="HS256", headers=self._headers)
+        return token, jti, now + REFRESH_LIFETIME
+
+    def verify_access(self, token: str | bytes, *, check_exp: bool = True) -> Session:
+        claims = self._decode(token, ACCESS_AUDIENCE, check_exp)
+        return Session(_identity(claims), claims["ccgate_key"], claims["jti"], float(claims["exp"]))
+
+    def session(self, token: bytes) -> Session:
+        """``verify_access`` for the hot path: a token seen before costs one dict lookup."""
+        session = self._verified.get(token)
+        if session is None:
+            session = self.verify_access(token)
+            if len(self._verified) >= VERIFIED_CACHE:
+                self._verified.clear()  # tokens turn over hourly: no LRU bookkeeping needed
+            self._verified[token] = session
+        elif self._clock() >= session.exp:
+            del self._verified[token]
+            raise TokenExpired("expired")
+        return session
+
+    def verify_refresh(self, token: str | bytes, *, check_exp: bool = True) -> RefreshGrant:
+        claims = self._decode(token, REFRESH_AUDIENCE, check_exp)
+        rt, family = claims.get("rt"), claims.get("fam")
+        if not isinstance(rt, str) or not rt or not isinstance(family, str):
+            raise TokenInvalid("refresh token without an identity-provider token")
+        return RefreshGrant(_identity(claims), claims["ccgate_key"], claims["jti"], float(claims["exp"]), rt,
+                            family)
+
+    def _decode(self, token: str | bytes, audience: str, check_exp: bool) -> dict[str, Any]:
+        try:
+            claims: dict[str, Any] = jwt.decode(
+                token, self._secret, algorithms=["HS256"], audience=audience, issuer=self._issuer,
+                options={"require": [*_REQUIRED, "exp"], "verify_exp": False, "verify_iat": False},
+            )
+        except jwt.PyJWTError as exc:
+            raise TokenInvalid(type(exc).__name__) from None
+        exp = claims.get("exp")
+        if not isinstance(exp, int | float) or not isinstance(claims.get("ccgate_key"), str):
+            raise TokenInvalid("missing claims")
+        if check_exp and self._clock() >= exp:
+            raise TokenExpired("expired")
+        return claims
+
+
+def _identity(claims: dict[str, Any]) -> Identity:
+    groups = claims.get("groups") or []
+    return Identity(
+        sub=str(claims["sub"]),
+        email=claims.get("email") if isinstance(claims.get("email"), str) else None,
+        name=claims.get("name") if isinstance(claims.get("name"), str) else None,
+        groups=tuple(g for g in groups if isinstance(g, str)) if isinstance(groups, list) else (),
+    )
+
+
+class Revocations:
+    """Token ids revoked through the revocation endpoint (``claude auth logout``), until they
+    would have expired anyway. In memory: a durable, every-device revocation is revoking the
+    developer's key (``ccgate keys revoke``), which the hot path sees through ``KeyCache``."""
+
+    def __init__(self, clock: Callable[[], float], max_entries: int = 100_000) -> None:
+        self._clock = clock
+        self._max = max_entries
+        self._until: dict[str, float] = {}
+
+    def revoke(self, jti: str, exp: float) -> None:
+        if len(self._until) >= self._max:
+            now = self._clock()
+            self._until = {j: e for j, e in self._until.items() if e > now}
+        if len(self._until) < self._max:
+            self._until[jti] = exp
+
+    def __contains__(self, jti: str) -> bool:
+        return jti in self._until
+
+
+class RefreshFamilies:
+    """Refresh tokens are single use: per sign-in ("family") only the newest refresh token, and
+    the one it replaced, are accepted. The one-step grace is for several Claude Code processes
+    sharing one credentials file: one may present the token another has just refreshed. An
+    older token is refused (``invalid_grant``); the family itself goes on, so a stale copy
+    cannot end a developer's live session. The revocation endpoint ends a family.
+
+    One entry per sign-in, not per refresh, forgotten when the newest token would expire. In
+    memory: after a restart a family is unknown and its token accepted (then tracked again); a
+    durable cut-off is revoking the developer's key.
+    """
+
+    def __init__(self, clock: Callable[[], float], max_entries: int = 200_000) -> None:
+        self._clock = clock
+        self._max = max_entries
+        # family -> (newest jti, the one before it, exp); newest None: the family was ended
+        self._current: dict[str, tuple[str | None, str | None, float]] = {}
+
+    def issue(self, family: str, jti: str, exp: float) -> None:
+        if family not in self._current and len(self._current) >= self._max:
+            now = self._clock()
+            self._current = {f: v for f, v in self._current.items() if v[2] > now}
+        entry = self._current.get(family)
+        if entry is not None and entry[0] is None:
+            return  # ended while this refresh was in flight
+        self._current[family] = (jti, entry[0] if entry else None, exp)
+
+    def accepts(self, family: str, jti: str) -> bool:
+        entry = self._current.get(family)
+        if entry is None:
+            return True  # not seen since this process started
+        newest, previous, _ = entry
+        return newest is not None and jti in (newest, previous)
+
+    def end(self, family: str, exp: float) -> None:
+        self._current[family] = (None, None, exp)

@@ -1,0 +1,258 @@
+"""The client connection: uvicorn's httptools protocol with the limits it lacks.
+
+llhttp (httptools) accepts headers of any size and uvicorn has no header, body or first-byte
+timeout and no connection cap, so a client could hold memory and file descriptors for as
+long as it liked (issue 13). ``GuardedProtocol`` adds, before any application work:
+
+* header limits (``server.limits.max_header_bytes`` / ``max_headers``): the request target,
+  header names and values are counted as the parser hands them over, and the raw bytes of a
+  head still arriving are counted per read, so an endless header is cut after the limit
+  plus one read (httptools itself would concatenate it without end). Over: a plain 431 and
+  the connection closed; the app never sees the request.
+* ``header_timeout`` (from the connection, or a request's first byte, to its last header
+  byte) and ``body_timeout`` (from the headers to the body's last byte): a plain 408 and close.
+* ``max_connections``: a connection over the cap gets a plain 503 and is closed at once.
+* ``idle_timeout``: uvicorn's own keep-alive timer, set from the config.
+
+Timeouts cost the request path no timer: each connection stamps its phase with a coarse
+clock (``ConnectionGuard.now``, an attribute) and one sweep per server, a few times per
+timeout, closes the connections past their deadline. The settings are read from the live
+config at each sweep, so a reload applies them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sys
+from collections.abc import Callable
+from typing import Any
+
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+from ccgate.config.model import Limits
+
+log = logging.getLogger("ccgate")
+
+# A connection's phase, for the sweep. BUSY: the app has the whole request (or the connection
+# waits between requests, which uvicorn's keep-alive timer covers): no deadline of ours.
+HEAD, BODY, BUSY = 1, 2, 3
+# Room for the request line's method and version and each header's ": " and CRLF, which the
+# exact count (target, names, values) leaves out, when raw bytes of an unfinished head are counted.
+_FRAMING_PER_HEADER = 4
+_FRAMING = 1024
+# After a 431 or 408 the gateway stops writing but reads (and drops) for this long before
+# closing: closing with the client's unread bytes pending would send a reset, which can destroy
+# the answer before the client reads it (the "lingering close" of Apache and nginx).
+LINGER_SECONDS = 1.0
+_REASONS = {408: b"Request Timeout", 431: b"Request Header Fields Too Large", 503: b"Service Unavailable"}
+
+
+class HeadTooLarge(Exception):
+    """Raised inside a parser callback: httptools stops parsing and uvicorn calls
+    ``send_400_response``, which answers 431 instead."""
+
+
+class ConnectionGuard:
+    """Shared by every connection of one server: the limits, the coarse clock, the sweep,
+    and ``on_refuse(reason)`` (the metrics hook)."""
+
+    def __init__(self, limits: Callable[[], Limits], on_refuse: Callable[[str], None]) -> None:
+        self._limits = limits
+        self.on_refuse = on_refuse
+        self.connections: set[GuardedProtocol] = set()
+        self.now = 0.0
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._handle: asyncio.TimerHandle | None = None
+        self.refresh()
+
+    def refresh(self) -> None:
+        limits = self._limits()
+        self.max_header_bytes = limits.max_header_bytes
+        self.max_headers = limits.max_headers
+        # An unfinished head is cut here: the exact limit plus its framing.
+        self.max_raw_head = limits.max_header_bytes + limits.max_headers * _FRAMING_PER_HEADER + _FRAMING
+        self.header_timeout = limits.header_timeout
+        self.body_timeout = limits.body_timeout
+        self.idle_timeout = limits.idle_timeout
+        self.max_connections = limits.max_connections
+        # Deadlines are met to within two sweeps: a quarter of the shortest timeout, at most 1 s.
+        self.interval = min(1.0, limits.header_timeout / 4, limits.body_timeout / 4)
+
+    def start(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Called by the first connection (the server's loop is running by then)."""
+        self._loop = loop
+        self.now = loop.time()
+        self._handle = loop.call_later(self.interval, self.sweep)
+
+    def sweep(self) -> None:
+        assert self._loop is not None
+        self.now = now = self._loop.time()
+        try:
+            self.refresh()
+        except Exception:  # a config being replaced mid-read: keep the last good limits
+            log.exception("connection limits: cannot read the config")
+        for conn in [c for c in self.connections if c.phase != BUSY]:
+            if conn.phase == HEAD and now - conn.since > self.header_timeout:
+                conn.refuse(408, "header_timeout", f"request headers not received within "
+                            f"{self.header_timeout:g} s (server.limits.header_timeout)")
+            elif conn.phase == BODY and now - conn.since > self.body_timeout:
+                conn.refuse(408, "body_timeout", f"request body not received within "
+                            f"{self.body_timeout:g} s (server.limits.body_timeout)")
+        self._handle = self._loop.call_later(self.interval, self.sweep)
+
+    def stop(self) -> None:
+        if self._handle is not None:
+            self._handle.cancel()
+            self._handle = None
+
+
+class GuardedProtocol(HttpToolsProtocol):
+    """uvicorn's httptools protocol plus the limits above; ``guard`` is set by ``protocol_for``."""
+
+    guard: ConnectionGuard
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        guard = self.guard
+        self.timeout_keep_alive = guard.idle_timeout  # type: ignore[assignment]  # call_later takes a float
+        self.phase = HEAD
+        self.since = guard.now
+        self._head_size = 0  # target + header names and values of the head being parsed
+        self._raw_head = 0  # raw bytes fed while a head is unfinished
+        self._refused = False
+        self._too_large: tuple[str, str] | None = None  # (reason, message) of a 431
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        guard = self.guard
+        if guard._handle is None:
+            guard.start(self.loop)
+        if len(guard.connections) >= guard.max_connections:
+            self.transport = transport
+            self.refuse(503, "connection_limit", f"the gateway holds its limit of "
+                        f"{guard.max_connections} connections (server.limits.max_connections)")
+            return
+        guard.connections.add(self)
+        self.since = guard.now
+        super().connection_made(transport)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.guard.connections.discard(self)
+        super().connection_lost(exc)
+
+    def data_received(self, data: bytes) -> None:
+        if self._refused:
+            return
+        super().data_received(data)
+        if self.phase == HEAD and self.parser is not None:
+            self._raw_head += len(data)
+            if self._raw_head > self.guard.max_raw_head:
+                self.refuse(431, "header_bytes", self._header_bytes_message())
+
+    # Parser callbacks: uvicorn's, plus counting.
+    def on_message_begin(self) -> None:
+        self.phase = HEAD
+        self.since = self.guard.now
+        self._head_size = 0
+        super().on_message_begin()
+
+    def on_url(self, url: bytes) -> None:
+        self.url += url
+        self._head_size += len(url)
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        # uvicorn's on_header, inlined (a call less per header), plus the byte count.
+        self._head_size += len(name) + len(value)
+        name = name.lower()
+        value = value.rstrip(b" \t")
+        if name == b"expect" and value.lower() == b"100-continue":
+            self.expect_100_continue = True
+        self.headers.append((name, value))
+
+    def on_headers_complete(self) -> None:
+        guard = self.guard
+        if self._head_size > guard.max_header_bytes:
+            self._too_large = ("header_bytes", self._header_bytes_message())
+            raise HeadTooLarge(self._too_large[1])
+        if len(self.headers) > guard.max_headers:
+            self._too_large = ("header_count", f"{len(self.headers)} request headers; the limit "
+                               f"is {guard.max_headers} (server.limits.max_headers)")
+            raise HeadTooLarge(self._too_large[1])
+        self.phase = BODY
+        self.since = guard.now
+        self._raw_head = 0
+        super().on_headers_complete()
+
+    def on_message_complete(self) -> None:
+        self.phase = BUSY
+        super().on_message_complete()
+
+    def send_400_response(self, msg: str) -> None:
+        # uvicorn calls this for any parser error, ours (HeadTooLarge) included.
+        if self._too_large is not None:
+            self.refuse(431, *self._too_large)
+            return
+        super().send_400_response(msg)
+
+    def _header_bytes_message(self) -> str:
+        return (f"request headers exceed {self.guard.max_header_bytes} bytes "
+                "(server.limits.max_header_bytes)")
+
+    def refuse(self, status: int, reason: str, message: str) -> None:
+        """Answer ``status`` in plain text, close the connection, count ``reason``."""
+        if self._refused:
+            return
+        self._refused = True
+        self.phase = BUSY
+        self.guard.on_refuse(reason)
+        transport = self.transport
+        if transport.is_closing():
+            return
+        # A request whose answer has begun (the app refused it before reading the whole body)
+        # is only closed. Otherwise the app, if it runs, sees the disconnect and sends nothing.
+        cycle: Any = self.cycle
+        if cycle is None or not cycle.response_started:
+            body = message.encode("ascii", "replace") + b"\n"
+            retry = b"retry-after: 5\r\n" if status == 503 else b""
+            transport.write(
+                b"HTTP/1.1 %d %s\r\ncontent-type: text/plain; charset=utf-8\r\n"
+                b"content-length: %d\r\n%sconnection: close\r\n\r\n%s"
+                % (status, _REASONS[status], len(body), retry, body))
+        if status == 503 or not transport.can_write_eof():
+            transport.close()  # over the connection cap: the descriptor is what is short
+            return
+        transport.write_eof()
+        self.loop.call_later(LINGER_SECONDS, transport.close)
+
+
+def protocol_for(guard: ConnectionGuard) -> type[GuardedProtocol]:
+    """A ``GuardedProtocol`` class bound to ``guard``, for ``uvicorn.Config(http=...)``."""
+    return type("GuardedProtocol", (GuardedProtocol,), {"guard": guard})
+
+
+def fit_open_files(max_connections: int) -> str | None:
+    """Raise the soft open-files limit to what ``max_connections`` streams need (each holds a
+    client and an upstream socket), up to the hard limit, as Go's runtime does at start (the
+    soft default of 1,024 is a leftover of select()). A warning when even that is too low;
+    None when it fits. Unix only: Windows has no such limit to raise."""
+    if sys.platform == "win32":
+        return None
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    needed = 2 * max_connections + 64
+    if soft == resource.RLIM_INFINITY or soft >= needed:
+        return None
+    target = needed if hard == resource.RLIM_INFINITY else min(needed, hard)
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+    except (ValueError, OSError):  # macOS caps it below RLIM_INFINITY (kern.maxfilesperproc)
+        target = soft
+    if target >= needed:
+        return None
+    return (f"the open-files limit ({target}) is below what server.limits.max_connections "
+            f"({max_connections}) streams need (about {needed}); raise it (ulimit -n {needed}, "
+            "LimitNOFILE= in a systemd unit) or lower max_connections")
+
+
+__all__ = ["ConnectionGuard", "GuardedProtocol", "fit_open_files", "protocol_for"]

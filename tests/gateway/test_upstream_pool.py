@@ -1,0 +1,103 @@
+"""The upstream pool (issue 13): no silent queue at the 257th stream by default; an explicit
+``pool.max_connections`` waits at most ``pool.wait_timeout``, is measured, and fails naming the
+pool. A real ``UpstreamTransport`` against a local aiohttp server that holds every answer."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import pytest
+from aiohttp import web
+
+from ccgate.config.model import Pool, Provider
+from ccgate.errors import UpstreamOverloaded
+from ccgate.upstream.response import UpstreamResponse
+from ccgate.upstream.transport import UpstreamTransport
+
+pytestmark = pytest.mark.lab
+
+
+class HoldingServer:
+    """Answers each request only once ``go`` is set; counts the requests that arrived."""
+
+    def __init__(self) -> None:
+        self.arrived = 0
+        self.go = asyncio.Event()
+        self.url = ""
+
+    async def handle(self, request: web.Request) -> web.Response:
+        self.arrived += 1
+        await self.go.wait()
+        return web.Response(text="ok")
+
+
+@pytest.fixture
+async def holding() -> AsyncIterator[HoldingServer]:
+    server = HoldingServer()
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", server.handle)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    server.url = f"http://127.0.0.1:{port}"
+    yield server
+    server.go.set()
+    await runner.cleanup()
+
+
+async def _send(transport: UpstreamTransport) -> UpstreamResponse:
+    return await transport.send("POST", "/v1/messages", [], b"{}")
+
+
+async def test_by_default_300_requests_are_all_in_flight_at_once(holding: HoldingServer) -> None:
+    transport = UpstreamTransport(Provider(name="p", base_url=holding.url), [], {})
+    await transport.start()
+    try:
+        tasks = [asyncio.create_task(_send(transport)) for _ in range(300)]
+        for _ in range(500):  # all 300 reach the upstream while none has been answered
+            if holding.arrived == 300:
+                break
+            await asyncio.sleep(0.01)
+        assert holding.arrived == 300
+        holding.go.set()
+        for response in await asyncio.gather(*tasks):
+            assert response.status == 200
+            await response.read()
+            response.release()
+    finally:
+        await transport.close()
+
+
+async def test_an_explicit_limit_waits_measured_then_fails_naming_the_pool(holding: HoldingServer) -> None:
+    provider = Provider(name="p", base_url=holding.url, pool=Pool(max_connections=2, wait_timeout=0.2))
+    transport = UpstreamTransport(provider, [], {})
+    waits: list[tuple[str, float, bool]] = []
+    transport.on_pool_wait = lambda name, seconds, timed_out: waits.append((name, seconds, timed_out))
+    await transport.start()
+    try:
+        first, second = (asyncio.create_task(_send(transport)) for _ in range(2))
+        while holding.arrived < 2:
+            await asyncio.sleep(0.01)
+        with pytest.raises(UpstreamOverloaded) as caught:
+            await _send(transport)  # both slots busy: waits wait_timeout, then fails
+        assert caught.value.hop == "pool"
+        assert "pool.max_connections" in caught.value.message and "pool.wait_timeout" in caught.value.message
+        assert waits == [("p", pytest.approx(waits[0][1]), True)]
+        third = asyncio.create_task(_send(transport))  # waits for a slot ...
+        await asyncio.sleep(0.05)
+        assert holding.arrived == 2
+        holding.go.set()
+        done = await first
+        await done.read()
+        done.release()  # ... which this gives back
+        response = await third
+        assert response.status == 200 and holding.arrived == 3
+        await response.read()
+        response.release()
+        (await second).close()
+        assert len(waits) == 2 and waits[1][0] == "p" and waits[1][2] is False
+    finally:
+        await transport.close()

@@ -1,0 +1,163 @@
+"""server/protocol.py without sockets: the guarded protocol fed bytes through a recording
+transport, its sweep run by hand with deadlines set in the past (no waiting). The same
+limits over real sockets are in tests/gateway/test_connection_limits.py (lab)."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from uvicorn.config import Config
+from uvicorn.server import ServerState
+
+from ccgate.config.model import Limits
+from ccgate.server.protocol import ConnectionGuard, GuardedProtocol, protocol_for
+
+
+class RecordingTransport(asyncio.Transport):
+    def __init__(self) -> None:
+        super().__init__()
+        self.written = b""
+        self.closed = False
+        self.eof = False
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        return {"peername": ("127.0.0.1", 50000), "sockname": ("127.0.0.1", 4545)}.get(name, default)
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        self.written += bytes(data)
+
+    def close(self) -> None:
+        self.closed = True
+
+    def is_closing(self) -> bool:
+        return self.closed
+
+    def can_write_eof(self) -> bool:
+        return True
+
+    def write_eof(self) -> None:
+        self.eof = True
+
+    def pause_reading(self) -> None:
+        pass
+
+    def resume_reading(self) -> None:
+        pass
+
+
+class Harness:
+    def __init__(self, **limits: Any) -> None:
+        self.refused: list[str] = []
+        self.guard = ConnectionGuard(lambda: Limits(**limits), self.refused.append)
+        self.app_calls = 0
+
+        async def app(scope: Any, receive: Any, send: Any) -> None:
+            self.app_calls += 1
+            while (await receive()).get("more_body"):  # the whole body first, as the gateway does
+                pass
+            await send({"type": "http.response.start", "status": 200, "headers": []})
+            await send({"type": "http.response.body", "body": b"ok"})
+
+        self.config = Config(app, http=protocol_for(self.guard), lifespan="off", log_config=None)
+        self.config.load()
+        self.state = ServerState()
+
+    def connect(self) -> tuple[GuardedProtocol, RecordingTransport]:
+        cls = self.config.http_protocol_class
+        proto = cls(config=self.config, server_state=self.state, app_state={})  # type: ignore[call-arg]
+        assert isinstance(proto, GuardedProtocol)
+        transport = RecordingTransport()
+        proto.connection_made(transport)
+        return proto, transport
+
+
+def status(transport: RecordingTransport) -> int:
+    return int(transport.written.split(b" ", 2)[1])
+
+
+async def test_an_ordinary_request_reaches_the_app() -> None:
+    h = Harness()
+    proto, transport = h.connect()
+    proto.data_received(b"GET /healthz HTTP/1.1\r\nhost: x\r\n\r\n")
+    await asyncio.sleep(0.01)
+    assert h.app_calls == 1 and status(transport) == 200 and not transport.closed
+    h.guard.stop()
+
+
+async def test_headers_over_the_byte_limit_get_431_before_the_app() -> None:
+    h = Harness(max_header_bytes=4096)
+    proto, transport = h.connect()
+    proto.data_received(b"GET / HTTP/1.1\r\nx-big: " + b"a" * 5000 + b"\r\n\r\n")
+    await asyncio.sleep(0.01)
+    assert status(transport) == 431 and b"server.limits.max_header_bytes" in transport.written
+    assert transport.eof and h.app_calls == 0 and h.refused == ["header_bytes"]
+    proto.data_received(b"more bytes after the answer are dropped")
+    h.guard.stop()
+
+
+async def test_an_endless_head_is_cut_after_the_limit_plus_one_read() -> None:
+    h = Harness(max_header_bytes=4096, max_headers=10)
+    proto, transport = h.connect()
+    proto.data_received(b"GET / HTTP/1.1\r\nx-big: ")
+    for _ in range(10):  # never a line end: httptools would hold it all
+        proto.data_received(b"a" * 1024)
+        if transport.written:
+            break
+    assert status(transport) == 431 and h.refused == ["header_bytes"] and h.app_calls == 0
+    h.guard.stop()
+
+
+async def test_too_many_headers_get_431() -> None:
+    h = Harness(max_headers=5)
+    proto, transport = h.connect()
+    proto.data_received(b"GET / HTTP/1.1\r\n" + b"".join(b"x-%d: v\r\n" % i for i in range(6)) + b"\r\n")
+    assert status(transport) == 431 and b"the limit is 5" in transport.written
+    assert h.refused == ["header_count"]
+    h.guard.stop()
+
+
+async def test_the_sweep_answers_408_past_the_header_and_body_deadlines() -> None:
+    h = Harness(header_timeout=5, body_timeout=5)
+    silent, silent_t = h.connect()
+    partial, partial_t = h.connect()
+    partial.data_received(b"POST / HTTP/1.1\r\nhost: x\r\ncontent-length: 10\r\n\r\n12345")
+    _, fresh_t = h.connect()
+    await asyncio.sleep(0.01)  # the app runs, waiting for the rest of the body
+    assert h.app_calls == 1
+    h.guard.sweep()  # nothing is late yet
+    assert not (silent_t.written or partial_t.written or fresh_t.written)
+    silent.since -= 10  # as if 10 s had passed for these two
+    partial.since -= 10
+    h.guard.sweep()
+    assert status(silent_t) == 408 and b"header_timeout" in silent_t.written
+    assert status(partial_t) == 408 and b"body_timeout" in partial_t.written
+    assert not fresh_t.written and sorted(h.refused) == ["body_timeout", "header_timeout"]
+    partial.connection_lost(None)  # the transport closes: the app sees the disconnect and ends
+    await asyncio.sleep(0.01)
+    h.guard.stop()
+
+
+async def test_a_connection_over_the_cap_gets_503_and_is_closed() -> None:
+    h = Harness(max_connections=2)
+    h.connect()
+    h.connect()
+    proto, transport = h.connect()
+    assert status(transport) == 503 and transport.closed and b"retry-after: 5" in transport.written
+    assert h.refused == ["connection_limit"] and len(h.guard.connections) == 2
+    proto.connection_lost(None)
+    assert len(h.guard.connections) == 2
+    h.guard.stop()
+
+
+async def test_the_limits_follow_the_live_config_at_each_sweep() -> None:
+    """A reload replaces the config; the sweep reads the limits from it, so they apply
+    without a restart (idle_timeout to new connections)."""
+    live = {"limits": Limits(max_headers=5)}
+    guard = ConnectionGuard(lambda: live["limits"], lambda reason: None)
+    assert guard.max_headers == 5
+    live["limits"] = Limits(max_headers=50, max_header_bytes=8192, idle_timeout=3)
+    guard.start(asyncio.get_running_loop())
+    guard.sweep()
+    assert (guard.max_headers, guard.max_header_bytes, guard.idle_timeout) == (50, 8192, 3)
+    guard.stop()
