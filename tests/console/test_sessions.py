@@ -128,3 +128,23 @@ def test_who_may_use_the_console_through_the_identity_provider() -> None:
     assert not may_use_console(Identity("3", "alice@example.com", None, ("engineering",)), settings)
     assert not may_use_console(Identity("4", None, None, ()), settings)
     assert not may_use_console(Identity("1", "ada@example.com", None, ("gateway-admins",)), Console())
+
+
+def test_origin_of_the_public_url_counts_as_this_gateway() -> None:
+    """Behind a TLS terminator the browser's Origin is https://<public host> while the gateway
+    sees plain http: the login section's public URL is this gateway too; anything else is not."""
+    from ccgate.console.web import Request
+
+    async def receive() -> dict[str, object]:
+        return {}
+
+    def request(origin: bytes) -> Request:
+        scope = {"type": "http", "scheme": "http", "method": "POST", "query_string": b"",
+                 "headers": [(b"host", b"gw.corp.internal"), (b"origin", origin)]}
+        return Request.of(scope, receive, "/keys")
+
+    public = "https://gw.corp.internal"
+    assert not request(b"https://gw.corp.internal").same_origin()
+    assert request(b"https://gw.corp.internal").same_origin(public)
+    assert request(b"http://gw.corp.internal").same_origin(public)
+    assert not request(b"https://evil.test").same_origin(public)

@@ -81,6 +81,12 @@ class Console:
         return admin.digest if admin is not None else None
 
     @property
+    def public_origin(self) -> str | None:
+        """``login.public_url``: the origin browsers use when a TLS terminator is in front."""
+        login = self.gateway.runtime.loaded.login
+        return login.public_url if login is not None else None
+
+    @property
     def link_allowed(self) -> bool:
         """The one-time link signs in only a loopback gateway without an admin key."""
         return self.admin_digest is None and is_loopback(self.gateway.listen_host)
@@ -111,7 +117,7 @@ class Console:
         await view(Call(req, response, session, args, self))
 
     async def _check_change(self, req: Request, session: Session) -> None:
-        if not req.same_origin():
+        if not req.same_origin(self.public_origin):
             raise PermissionDenied("cross-origin change refused: the Origin is not this gateway")
         await req.read_form()
         presented = req.form.get("csrf") or req.headers.get(b"x-csrf-token", b"").decode("latin-1")

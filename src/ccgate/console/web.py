@@ -66,15 +66,17 @@ class Request:
         morsel = jar.get(name)
         return morsel.value if morsel is not None else None
 
-    def same_origin(self) -> bool:
+    def same_origin(self, public_origin: str | None = None) -> bool:
         """A browser's Origin (when sent) names this gateway: a cross-site form post is refused
-        even before its missing CSRF token is."""
+        even before its missing CSRF token is. ``public_origin`` (``login.public_url``) is this
+        gateway too: behind a TLS terminator the browser says https while we see http."""
         origin = self.headers.get(b"origin")
         if origin is None:
             return True
+        seen = origin.decode("latin-1")
         host = self.headers.get(b"host", b"").decode("latin-1")
         scheme = "https" if self.https else "http"
-        return origin.decode("latin-1") == f"{scheme}://{host}"
+        return seen == f"{scheme}://{host}" or (public_origin is not None and seen == public_origin)
 
     async def read_form(self) -> dict[str, str]:
         length = self.headers.get(b"content-length")

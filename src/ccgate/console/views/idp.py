@@ -139,7 +139,7 @@ async def finish(call: Call) -> None:
     """The "Continue" post: same origin, this browser's flow, the flow's CSRF token."""
     req = call.req
     login = _login(call)
-    if not req.same_origin():
+    if not req.same_origin(call.console.public_origin):
         raise PermissionDenied("cross-origin sign-in refused: the Origin is not this gateway")
     await req.read_form()
     flow = call.console.flows.get(req.field("flow"), req.cookie(FLOW_COOKIE))

@@ -41,7 +41,7 @@ async def show_signin(call: Call) -> None:
 
 async def sign_in(call: Call) -> None:
     req, console = call.req, call.console
-    if not req.same_origin():
+    if not req.same_origin(call.console.public_origin):
         raise PermissionDenied("cross-origin sign-in refused: the Origin is not this gateway")
     await req.read_form()
     digest = console.admin_digest
