@@ -52,3 +52,12 @@ def test_with_an_admin_key_serve_says_sign_in_with_it(tmp_path: Path) -> None:
 def test_console_can_be_turned_off(tmp_path: Path) -> None:
     with Gateway(tmp_path, {"server": {"console": {"enabled": False}}}) as gateway:
         assert httpx.get(gateway.url + "/console/signin").status_code == 404
+
+
+def test_the_link_survives_json_logs_at_warning_level(tmp_path: Path) -> None:
+    """The one-time link is the only way in: ``log.format: json`` with ``log.level: warning``
+    must still show it (it is said at WARNING), once."""
+    with Gateway(tmp_path, {"log": {"format": "json", "level": "warning"}}) as gateway:
+        link = _link(gateway)
+        assert httpx.get(link).status_code == 303
+        assert gateway.log.count(link.split("token=")[1]) == 1

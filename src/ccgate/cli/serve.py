@@ -145,7 +145,8 @@ def run(args: argparse.Namespace) -> int:
         return 1
     for line in describe(loaded, host, port, app):
         say(logging.INFO, line)
-    say(logging.INFO, console_line(app, host, port))
+    level, line = console_line(app, host, port)
+    say(level, line)
     try:
         import uvloop  # noqa: F401
 
@@ -175,22 +176,23 @@ def _say_json(level: int, line: str) -> None:
     logging.getLogger("ccgate.serve").log(level, line.strip().removeprefix("ccgate: "))
 
 
-def console_line(app: Gateway, host: str, port: int) -> str:
+def console_line(app: Gateway, host: str, port: int) -> tuple[int, str]:
     """Where the console is and how to sign in: the admin key, or on a loopback address without
-    one a single-use link (on stderr at the start only: never in the access log or a trace)."""
+    one a single-use link (on stderr at the start only: never in the access log or a trace).
+    The link is said at WARNING: it is the only way in, so ``--log-level warning`` must show it."""
     from ccgate.config.model import local_url
     from ccgate.console import PREFIX, attach
 
     console = attach(app)
     if console is None:
-        return "  console: off (server.console.enabled: false, or no store)"
+        return logging.INFO, "  console: off (server.console.enabled: false, or no store)"
     base = local_url(host, port)
     link = console.issue_link(base)
     if link is not None:
-        return f"  console: {link}  (one-time sign-in link; no admin key is set)"
+        return logging.WARNING, f"  console: {link}  (one-time sign-in link; no admin key is set)"
     if console.admin_digest is None:
-        return f"  console: {base}{PREFIX} needs an admin key on {host} (set server.admin.key)"
-    return f"  console: {base}{PREFIX}  (sign in with the admin key)"
+        return logging.INFO, f"  console: {base}{PREFIX} needs an admin key on {host} (set server.admin.key)"
+    return logging.INFO, f"  console: {base}{PREFIX}  (sign in with the admin key)"
 
 
 def _client_protocol(app: Gateway, say: Callable[[int, str], None]) -> type[asyncio.Protocol]:
