@@ -204,7 +204,7 @@ class Dispatcher:
                     prepared[index] = self.prepare(step.target, route, model, body, decoded, scope,
                                                    own_credential=own_credential)
                 prep = prepared[index]
-                ex.provider = prep.transport.name
+                ex.provider, ex.model = prep.transport.name, prep.target.model
                 result = await self._attempt(planner, step, prep, scope, method, forward_client,
                                              ex.count_usage)
                 if result is None:  # transport failure: the planner's GiveUp carries the error
