@@ -56,6 +56,7 @@ from ccgate.store import (
     key_summary,
     parse_duration,
 )
+from ccgate.store.keys import UNSET
 from ccgate.store.report import usage_report
 
 log = logging.getLogger("ccgate.admin")
@@ -90,6 +91,14 @@ class CreateKeyBody(msgspec.Struct, forbid_unknown_fields=True):
     rpm: int | None = None
     tpm: int | None = None
     expires: str | None = None
+    budget_day: float | None = None
+    budget_month: float | None = None
+
+
+class UpdateKeyBody(msgspec.Struct, forbid_unknown_fields=True):
+    # UNSET (left out of the body) keeps a budget; null removes it.
+    budget_day: float | msgspec.UnsetType | None = msgspec.UNSET
+    budget_month: float | msgspec.UnsetType | None = msgspec.UNSET
 
 
 class RotateBody(msgspec.Struct, forbid_unknown_fields=True):
@@ -189,8 +198,12 @@ class AdminApi:
         return handler
 
     def _key_routes(self, rest: str) -> dict[str, AdminHandler] | None:
-        return _named_routes(rest, {"": ("GET", self.get_key), "revoke": ("POST", self.revoke_key),
-                                    "rotate": ("POST", self.rotate_key)})
+        routes = _named_routes(rest, {"": ("GET", self.get_key), "revoke": ("POST", self.revoke_key),
+                                      "rotate": ("POST", self.rotate_key)})
+        name, _, action = rest.partition("/")
+        if routes is not None and not action:
+            routes["PATCH"] = functools.partial(self.update_key, name)
+        return routes
 
     def _provider_routes(self, rest: str) -> dict[str, AdminHandler] | None:
         return _named_routes(rest, {"": ("DELETE", self.remove_provider),
@@ -234,7 +247,8 @@ class AdminApi:
         body = _decode(await _read(scope, receive, ctx), CreateKeyBody, required=True)
         expires = _duration(body.expires, "expires")
         key, secret = await self._call(self.keys.create, body.name, models=body.models, rpm=body.rpm,
-                                       tpm=body.tpm, expires_in=expires)
+                                       tpm=body.tpm, expires_in=expires, budget_day=body.budget_day,
+                                       budget_month=body.budget_month)
         self._applied(key)
         log.info("admin: created key %s (%s)", key.name, key.id)
         await _reply(response, 201, {"key": key_summary(key, self.clock()), "secret": secret})
@@ -242,6 +256,18 @@ class AdminApi:
     async def get_key(self, ref: str, scope: Scope, receive: Receive, response: Response,
                       ctx: AdminContext) -> None:
         key = await self._call(self.keys.resolve, ref)
+        await _reply(response, 200, key_summary(key, self.clock()))
+
+    async def update_key(self, ref: str, scope: Scope, receive: Receive, response: Response,
+                         ctx: AdminContext) -> None:
+        body = _decode(await _read(scope, receive, ctx), UpdateKeyBody, required=True)
+        day = UNSET if body.budget_day is msgspec.UNSET else body.budget_day
+        month = UNSET if body.budget_month is msgspec.UNSET else body.budget_month
+        if day is UNSET and month is UNSET:
+            raise InvalidRequest("request body: nothing to change; give budget_day and/or budget_month")
+        key = await self._call(self.keys.set_budget, ref, day=day, month=month)
+        self._applied(key)
+        log.info("admin: updated budgets of key %s (%s)", key.name, key.id)
         await _reply(response, 200, key_summary(key, self.clock()))
 
     async def revoke_key(self, ref: str, scope: Scope, receive: Receive, response: Response,

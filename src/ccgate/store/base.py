@@ -198,6 +198,7 @@ class UsageGroup:
     cache_creation_tokens: int
     first_ts: float
     last_ts: float
+    cache_write_1h_tokens: int = 0  # the 1-hour part of cache_creation_tokens
     cost_usd: float = 0.0  # of the priced rows
     unpriced: int = 0  # rows that used tokens on a model without a price: their cost is unknown
 

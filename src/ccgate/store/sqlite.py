@@ -400,7 +400,7 @@ class SQLiteStore:
             f"SELECT {column}, {label}, COUNT(*), COALESCE(SUM(u.status >= 400), 0), "
             "COALESCE(SUM(u.input_tokens), 0), COALESCE(SUM(u.output_tokens), 0), "
             "COALESCE(SUM(u.cache_read_tokens), 0), COALESCE(SUM(u.cache_creation_tokens), 0), "
-            "MIN(u.ts), MAX(u.ts), COALESCE(SUM(u.cost_usd), 0), "
+            "MIN(u.ts), MAX(u.ts), COALESCE(SUM(u.cost_usd), 0), COALESCE(SUM(u.cache_write_1h_tokens), 0), "
             f"COALESCE(SUM(u.cost_usd IS NULL AND {_USED_TOKENS}), 0) "
             f"FROM usage u {join} {where} GROUP BY {column} ORDER BY "
             "SUM(u.input_tokens + u.output_tokens + u.cache_read_tokens + u.cache_creation_tokens) DESC, "
@@ -414,7 +414,8 @@ class SQLiteStore:
                 input_tokens=_opt_int(r[4]) or 0, output_tokens=_opt_int(r[5]) or 0,
                 cache_read_tokens=_opt_int(r[6]) or 0, cache_creation_tokens=_opt_int(r[7]) or 0,
                 first_ts=_opt_float(r[8]) or 0.0, last_ts=_opt_float(r[9]) or 0.0,
-                cost_usd=_opt_float(r[10]) or 0.0, unpriced=_opt_int(r[11]) or 0,
+                cost_usd=_opt_float(r[10]) or 0.0, cache_write_1h_tokens=_opt_int(r[11]) or 0,
+                unpriced=_opt_int(r[12]) or 0,
             )
             for r in rows
         ]

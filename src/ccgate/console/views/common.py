@@ -45,6 +45,7 @@ _FLASH = {
     "unchanged": "Provider {name}: nothing changed.",
     "removed": "Provider {name} removed; the gateway reloaded its config.",
     "revoked": "Key {name} revoked: it is refused from now on.",
+    "budget": "Key {name}: budgets saved; they apply to its next request.",
 }
 
 
