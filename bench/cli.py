@@ -66,7 +66,7 @@ def _add_peers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
 def _add_cost(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     k = sub.add_parser("cost", help="CPU per request with features switched off, next to the floor")
     k.add_argument("variants", nargs="*", default=["full", "no-usage", "no-access-log", "bare"],
-                   help="full, no-request-log, no-usage, no-store, no-access-log, bare "
+                   help="full, no-request-log, no-usage, no-store, no-access-log, bare, issued, budget "
                         "(default: full, no-usage, no-access-log, bare)")
     k.add_argument("--request", choices=["small", "large"], default="small")
     k.add_argument("--concurrency", type=int, default=32)

@@ -10,7 +10,10 @@ what the switched-off feature costs.
 
 Variants: `full` (production), `no-request-log` (usage rows on, the console's request log
 off), `no-usage` (store on, usage rows and request log off: no writer at all), `no-store` (no
-SQLite store at all), `no-access-log`, `bare` (no store, no access log).
+SQLite store at all), `no-access-log`, `bare` (no store, no access log), `issued` (full, the
+client holding an issued key instead of a config token: the key cache and admission path),
+`budget` (as `issued`, the key with daily and monthly budgets it never reaches: `budget` −
+`issued` is what the budget check costs).
 """
 
 from __future__ import annotations
@@ -38,7 +41,22 @@ VARIANTS: dict[str, tuple[str, ...]] = {
     "no-store": ("no-store",),
     "no-access-log": ("no-access-log",),
     "bare": ("no-store", "no-access-log"),
+    "issued": ("issued-key",),
+    "budget": ("issued-key", "budget"),
 }
+
+
+def issue_key(gw: Ccgate, switches: tuple[str, ...]) -> str:
+    """An issued key in the variant's own store (``CCGATE_DB``), before the gateway starts."""
+    from ccgate.store import KeyManager, SQLiteStore
+
+    gw.dir.mkdir(parents=True, exist_ok=True)
+    store = SQLiteStore(gw.dir / "ccgate.db")
+    try:
+        budgets = {"budget_day": 1e8, "budget_month": 1e9} if "budget" in switches else {}
+        return KeyManager(store).create("bench-issued", **budgets)[1]  # type: ignore[arg-type]
+    finally:
+        store.close()
 
 
 def config(switches: tuple[str, ...]) -> str:
@@ -86,9 +104,10 @@ def run(variants: list[str], *, size: str, conns: int, seconds: int, rounds: int
     try:
         sides: list[Side] = []
         for name in variants:
-            gw = Ccgate(work, nginx.url, name=f"ccgate-{name}", config=config(VARIANTS[name])).start()
-            started.append(gw)
-            req = wrk.write_request(work, f"req-{name}", body, {**headers, "x-api-key": CLIENT_TOKEN})
+            gw = Ccgate(work, nginx.url, name=f"ccgate-{name}", config=config(VARIANTS[name]))
+            token = issue_key(gw, VARIANTS[name]) if "issued-key" in VARIANTS[name] else CLIENT_TOKEN
+            started.append(gw.start())
+            req = wrk.write_request(work, f"req-{name}", body, {**headers, "x-api-key": token})
             sides.append(Side(name, gw.url, req, gw.pid, []))
         floor = Floor("uvicorn", nginx.url, work).start()
         req = wrk.write_request(work, "req-floor", body, {**headers, "x-api-key": UPSTREAM_KEY})
