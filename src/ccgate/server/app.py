@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import logging
 import signal
 import time
@@ -245,7 +244,10 @@ class Gateway:
             row.provider, row.upstream_model or row.model, input_tokens=row.input_tokens,
             output_tokens=row.output_tokens, cache_read_tokens=row.cache_read_tokens,
             cache_creation_tokens=row.cache_creation_tokens, cache_write_1h_tokens=row.cache_write_1h_tokens)
-        return dataclasses.replace(row, cost_usd=cost)
+        # Set in place, not dataclasses.replace (5 µs a row, holding the GIL the event loop
+        # wants): the row left the event loop with record(), the writer is its only holder now.
+        object.__setattr__(row, "cost_usd", cost)
+        return row
 
     async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
         started = time.perf_counter()
