@@ -73,6 +73,8 @@ def _add_cost(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     k.add_argument("--seconds", type=int, default=3)
     k.add_argument("--rounds", type=int, default=5)
     k.add_argument("--out", type=Path, help="results JSON (default bench/results/cost.json)")
+    k.add_argument("--baseline", type=Path, metavar="DIR",
+                   help="also run each variant on the ccgate in DIR/src (old-<variant>), same rounds")
 
 
 def _add_scale(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -129,7 +131,7 @@ def main(argv: list[str] | None = None) -> int:
         from bench import cost
 
         return cost.main(args.variants, size=args.request, conns=args.concurrency,
-                         seconds=args.seconds, rounds=args.rounds, out_path=args.out)
+                         seconds=args.seconds, rounds=args.rounds, out_path=args.out, baseline=args.baseline)
     return _run(args, argv, ap)
 
 

@@ -14,6 +14,10 @@ SQLite store at all), `no-access-log`, `bare` (no store, no access log), `issued
 client holding an issued key instead of a config token: the key cache and admission path),
 `budget` (as `issued`, the key with daily and monthly budgets it never reaches: `budget` −
 `issued` is what the budget check costs).
+
+`--baseline DIR` adds, for each variant, an `old-<variant>` side running the ccgate of another
+checkout (`DIR/src` first on `PYTHONPATH`, e.g. a `git archive` of the previous commit), in
+the same alternating rounds: a before/after comparison on one shared machine at one time.
 """
 
 from __future__ import annotations
@@ -92,7 +96,7 @@ def _round(side: Side, conns: int, seconds: int) -> dict[str, float]:
 
 
 def run(variants: list[str], *, size: str, conns: int, seconds: int, rounds: int,
-        log: Any = print) -> dict[str, Any]:
+        log: Any = print, baseline: Path | None = None) -> dict[str, Any]:
     work = Path(tempfile.mkdtemp(prefix="ccgate-bench-cost-"))
     body, headers = SMALL_BODY, dict(ANTHROPIC_HEADERS)
     if size == "large":
@@ -103,12 +107,16 @@ def run(variants: list[str], *, size: str, conns: int, seconds: int, rounds: int
     floor: Floor | None = None
     try:
         sides: list[Side] = []
-        for name in variants:
-            gw = Ccgate(work, nginx.url, name=f"ccgate-{name}", config=config(VARIANTS[name]))
+        named = [(name, name) for name in variants]
+        if baseline is not None:
+            named = [pair for name in variants for pair in ((f"old-{name}", name), (name, name))]
+        for label, name in named:
+            src = baseline / "src" if baseline is not None and label.startswith("old-") else None
+            gw = Ccgate(work, nginx.url, name=f"ccgate-{label}", config=config(VARIANTS[name]), src=src)
             token = issue_key(gw, VARIANTS[name]) if "issued-key" in VARIANTS[name] else CLIENT_TOKEN
             started.append(gw.start())
-            req = wrk.write_request(work, f"req-{name}", body, {**headers, "x-api-key": token})
-            sides.append(Side(name, gw.url, req, gw.pid, []))
+            req = wrk.write_request(work, f"req-{label}", body, {**headers, "x-api-key": token})
+            sides.append(Side(label, gw.url, req, gw.pid, []))
         floor = Floor("uvicorn", nginx.url, work).start()
         req = wrk.write_request(work, "req-floor", body, {**headers, "x-api-key": UPSTREAM_KEY})
         sides.append(Side("floor", floor.url, req, floor.pid, []))
@@ -150,10 +158,15 @@ def table(out: dict[str, Any]) -> str:
 
 
 def main(variants: list[str], *, size: str, conns: int, seconds: int, rounds: int,
-         out_path: Path | None = None) -> int:
+         out_path: Path | None = None, baseline: Path | None = None) -> int:
     unknown = [v for v in variants if v not in VARIANTS]
     if unknown:
         raise SystemExit(f"unknown variant(s) {', '.join(unknown)}; choose from {', '.join(VARIANTS)}")
-    out = run(variants, size=size, conns=conns, seconds=seconds, rounds=rounds)
+    if baseline is not None and not (baseline / "src" / "ccgate").is_dir():
+        raise SystemExit(f"--baseline {baseline}: no src/ccgate there")
+    if baseline is not None and any("issued-key" in VARIANTS[v] for v in variants):
+        raise SystemExit("--baseline: the issued and budget variants write this tree's store schema; "
+                         "compare them without --baseline")
+    out = run(variants, size=size, conns=conns, seconds=seconds, rounds=rounds, baseline=baseline)
     publish(out, table(out), out_path or RESULTS / "cost.json")
     return 0

@@ -82,10 +82,10 @@ log:
 """
 
 
-def with_src_on_path(env: dict[str, str]) -> dict[str, str]:
-    """`env` with this checkout's src/ first on PYTHONPATH: the ccgate under test is this one."""
+def with_src_on_path(env: dict[str, str], src: Path | None = None) -> dict[str, str]:
+    """`env` with this checkout's src/ (or ``src``) first on PYTHONPATH: the ccgate under test."""
     env["PYTHONPATH"] = os.pathsep.join(
-        p for p in (str(REPO / "src"), env.get("PYTHONPATH", "")) if p)
+        p for p in (str(src or REPO / "src"), env.get("PYTHONPATH", "")) if p)
     return env
 
 
@@ -99,8 +99,9 @@ class Ccgate(LoopbackServer):
     what = "ccgate"
 
     def __init__(self, workdir: Path, upstream_url: str, name: str = "ccgate",
-                 config: str = CONFIG, **extra: str) -> None:
+                 config: str = CONFIG, src: Path | None = None, **extra: str) -> None:
         super().__init__()
+        self.src = src  # another checkout's src/ to run (bench cost --baseline); None: this one
         self.template = config
         self.extra = extra  # inserted as they are (loopback URLs)
         self.dir = workdir / name
@@ -118,7 +119,8 @@ class Ccgate(LoopbackServer):
         self.launch([sys.executable, "-m", "ccgate", "serve", "--config", str(self.config_file)],
                     ready_path="/healthz", timeout=30, cwd=self.dir,
                     # Its own store (usage rows, keys): never the user's ~/.local/share one.
-                    env=with_src_on_path({**clean_env("CCGATE_"), "CCGATE_DB": str(self.dir / "ccgate.db")}),
+                    env=with_src_on_path({**clean_env("CCGATE_"), "CCGATE_DB": str(self.dir / "ccgate.db")},
+                                         self.src),
                     stdout=subprocess.DEVNULL,
                     stderr=self.stderr_file.open("wb"))
         return self
