@@ -127,6 +127,7 @@ async def test_spent_daily_budget_is_refused_with_a_429_that_is_not_retried(tmp_
     assert refused.headers["x-should-retry"] == "false"
     assert 0 < int(refused.headers["retry-after"]) <= 86400
     assert secret not in refused.body.decode()
+    assert 'ccgate_budget_refused_total{client="alice",window="daily"} 1.0' in gw.app.metrics.render().decode()
 
 
 async def test_a_restarted_gateway_seeds_spending_from_the_store(tmp_path: Path) -> None:

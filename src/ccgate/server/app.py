@@ -387,7 +387,7 @@ class Gateway:
         if (key.budget_day is not None or key.budget_month is not None) and self.budgets is not None:
             overspent = self.budgets.check(key)
             if overspent is not None:
-                self.metrics.refuse("budget")
+                self.metrics.budget_refused.labels(client.name, overspent.window).inc()
                 wait = max(1, int(overspent.resets_at - self.seams.clock.time()))
                 raise BudgetExceeded(overspent.message(client.name), headers={"retry-after": str(wait)})
         if key.rpm is None and key.tpm is None:

@@ -52,6 +52,10 @@ class Metrics:
             "ccgate_rate_limited", "Requests refused by an issued key's rpm/tpm limit, by key name.",
             ["client"], registry=self.registry,
         )
+        self.budget_refused = Counter(
+            "ccgate_budget_refused", "Requests refused because an issued key's daily or monthly budget "
+            "is spent, by key name and window.", ["client", "window"], registry=self.registry,
+        )
 
         # Client connections (server/protocol.py) and admission (app.py): what was refused, why.
         self.connections = Gauge(
