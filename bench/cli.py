@@ -66,15 +66,16 @@ def _add_peers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
 def _add_cost(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     k = sub.add_parser("cost", help="CPU per request with features switched off, next to the floor")
     k.add_argument("variants", nargs="*", default=["full", "no-usage", "no-access-log", "bare"],
-                   help="full, no-request-log, no-usage, no-store, no-access-log, bare "
+                   help="full, no-request-log, no-usage, no-store, no-access-log, bare, otel, issued, budget "
                         "(default: full, no-usage, no-access-log, bare)")
     k.add_argument("--request", choices=["small", "large"], default="small")
     k.add_argument("--concurrency", type=int, default=32)
     k.add_argument("--seconds", type=int, default=3)
     k.add_argument("--rounds", type=int, default=5)
     k.add_argument("--out", type=Path, help="results JSON (default bench/results/cost.json)")
-    k.add_argument("--baseline", type=Path, metavar="SRC",
-                   help="for the baseline variant: another checkout's src/ (e.g. the main branch's)")
+    k.add_argument("--baseline", type=Path, metavar="DIR",
+                   help="also run each variant on the ccgate of another checkout (DIR/src, or DIR "
+                        "itself when it is a src/) as old-<variant>, in the same rounds")
 
 
 def _add_scale(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

@@ -11,9 +11,15 @@ what the switched-off feature costs.
 Variants: `full` (production), `no-request-log` (usage rows on, the console's request log
 off), `no-usage` (store on, usage rows and request log off: no writer at all), `no-store` (no
 SQLite store at all), `no-access-log`, `bare` (no store, no access log), `otel` (full, with
-OpenTelemetry traces exported over OTLP/HTTP to a sink in the bench's nginx), and `baseline`
-(full, run from another checkout's src/ given with `--baseline`: the A/B of two trees on the
-same load).
+OpenTelemetry traces exported over OTLP/HTTP to a sink in the bench's nginx), `issued` (full,
+the client holding an issued key instead of a config token: the key cache and admission
+path), `budget` (as `issued`, the key with daily and monthly budgets it never reaches:
+`budget` − `issued` is what the budget check costs).
+
+`--baseline DIR` adds, for each variant, an `old-<variant>` side running the ccgate of another
+checkout (a checkout holding `src/ccgate`, e.g. a `git archive` of the previous commit, or its
+`src/` itself; first on `PYTHONPATH`), in the same alternating rounds: a before/after
+comparison of two trees on one shared machine at one time.
 """
 
 from __future__ import annotations
@@ -42,8 +48,22 @@ VARIANTS: dict[str, tuple[str, ...]] = {
     "no-access-log": ("no-access-log",),
     "bare": ("no-store", "no-access-log"),
     "otel": ("otel",),
-    "baseline": ("baseline",),
+    "issued": ("issued-key",),
+    "budget": ("issued-key", "budget"),
 }
+
+
+def issue_key(gw: Ccgate, switches: tuple[str, ...]) -> str:
+    """An issued key in the variant's own store (``CCGATE_DB``), before the gateway starts."""
+    from ccgate.store import KeyManager, SQLiteStore
+
+    gw.dir.mkdir(parents=True, exist_ok=True)
+    store = SQLiteStore(gw.dir / "ccgate.db")
+    try:
+        budgets = {"budget_day": 1e8, "budget_month": 1e9} if "budget" in switches else {}
+        return KeyManager(store).create("bench-issued", **budgets)[1]  # type: ignore[arg-type]
+    finally:
+        store.close()
 
 
 def config(switches: tuple[str, ...]) -> str:
@@ -90,15 +110,18 @@ def run(variants: list[str], *, size: str, conns: int, seconds: int, rounds: int
     floor: Floor | None = None
     try:
         sides: list[Side] = []
-        for name in variants:
+        named = [(name, name) for name in variants]
+        if baseline is not None:
+            named = [pair for name in variants for pair in ((f"old-{name}", name), (name, name))]
+        for label, name in named:
             switches = VARIANTS[name]
+            src = baseline if baseline is not None and label.startswith("old-") else None
             env = {"OTEL_EXPORTER_OTLP_ENDPOINT": nginx.url} if "otel" in switches else {}
-            src = baseline if "baseline" in switches else None
-            gw = Ccgate(work, nginx.url, name=f"ccgate-{name}", config=config(switches), src=src,
-                        env=env).start()
-            started.append(gw)
-            req = wrk.write_request(work, f"req-{name}", body, {**headers, "x-api-key": CLIENT_TOKEN})
-            sides.append(Side(name, gw.url, req, gw.pid, []))
+            gw = Ccgate(work, nginx.url, name=f"ccgate-{label}", config=config(switches), src=src, env=env)
+            token = issue_key(gw, switches) if "issued-key" in switches else CLIENT_TOKEN
+            started.append(gw.start())
+            req = wrk.write_request(work, f"req-{label}", body, {**headers, "x-api-key": token})
+            sides.append(Side(label, gw.url, req, gw.pid, []))
         floor = Floor("uvicorn", nginx.url, work).start()
         req = wrk.write_request(work, "req-floor", body, {**headers, "x-api-key": UPSTREAM_KEY})
         sides.append(Side("floor", floor.url, req, floor.pid, []))
@@ -129,6 +152,14 @@ def run(variants: list[str], *, size: str, conns: int, seconds: int, rounds: int
     return out
 
 
+def baseline_src(path: Path) -> Path:
+    """The src/ directory of `--baseline DIR`: DIR/src when DIR is a checkout, DIR when it is a src/."""
+    for src in (path / "src", path):
+        if (src / "ccgate").is_dir():
+            return src
+    raise SystemExit(f"--baseline {path}: no ccgate there (give a checkout holding src/ccgate, or its src/)")
+
+
 def table(out: dict[str, Any]) -> str:
     lines = [f"request {out['request']}, c={out['concurrency']}, {out['rounds']} alternating rounds of "
              f"{out['seconds']} s (medians):", "",
@@ -144,8 +175,11 @@ def main(variants: list[str], *, size: str, conns: int, seconds: int, rounds: in
     unknown = [v for v in variants if v not in VARIANTS]
     if unknown:
         raise SystemExit(f"unknown variant(s) {', '.join(unknown)}; choose from {', '.join(VARIANTS)}")
-    if "baseline" in variants and (baseline is None or not (baseline / "ccgate").is_dir()):
-        raise SystemExit("the baseline variant needs --baseline DIR, a src/ directory holding ccgate/")
+    if baseline is not None:
+        baseline = baseline_src(baseline)
+        if any("issued-key" in VARIANTS[v] for v in variants):
+            raise SystemExit("--baseline: the issued and budget variants write this tree's store schema; "
+                             "compare them without --baseline")
     out = run(variants, size=size, conns=conns, seconds=seconds, rounds=rounds, baseline=baseline)
     publish(out, table(out), out_path or RESULTS / "cost.json")
     return 0

@@ -20,6 +20,8 @@ is the only place that turns one into bytes on the wire::
     │   │                           the running one keeps serving
     │   ├── RequestTooLarge         413 request_too_large
     │   ├── RateLimited             429 rate_limit_error (retryable)
+    │   │   └── BudgetExceeded      429 rate_limit_error, not retryable: the key's daily or
+    │   │                           monthly budget is spent (x-should-retry: false)
     │   ├── OAuthError              400 oauth: RFC 6749 body {"error": code}, not the Anthropic
     │   │                           envelope (login endpoints; 401 for invalid_grant on refresh)
     │   └── PageError               400 page: an HTML page a person's browser shows (login pages)
@@ -112,6 +114,14 @@ class RateLimited(ClientError):
     status = 429
     error_type = "rate_limit_error"
     retryable = True
+
+
+class BudgetExceeded(RateLimited):
+    """429 with ``x-should-retry: false``: the gateway key's budget is spent until its window
+    resets. 429 is what Anthropic answers for a spend limit; the header stops the SDK and
+    Claude Code from retrying a refusal that hours of retries would not change."""
+
+    retryable = False
 
 
 class OAuthError(ClientError):

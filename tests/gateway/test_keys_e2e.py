@@ -323,7 +323,7 @@ def test_usage_by_key_model_and_session(db: Path, scripted_upstream: MakeUpstrea
 # --- the admin API ---------------------------------------------------------------------------------
 ADMIN_PATHS = {
     "/admin/keys": {"get", "post"},
-    "/admin/keys/{key}": {"get"},
+    "/admin/keys/{key}": {"get", "patch"},
     "/admin/keys/{key}/revoke": {"post"},
     "/admin/keys/{key}/rotate": {"post"},
     "/admin/usage": {"get"},

@@ -240,13 +240,14 @@ async def test_openapi_is_served_without_auth_and_matches_the_routes(api: tuple[
     assert reply.status == 200 and reply.body["openapi"] == "3.1.0"
     documented = _openapi_routes(reply.body)
     fixed = set(admin.routes())
-    templated = {("GET", "/admin/keys/{key}"), ("POST", "/admin/keys/{key}/revoke"),
+    templated = {("GET", "/admin/keys/{key}"), ("PATCH", "/admin/keys/{key}"), ("POST", "/admin/keys/{key}/revoke"),
                  ("POST", "/admin/keys/{key}/rotate"), ("DELETE", "/admin/providers/{name}"),
                  ("POST", "/admin/providers/{name}/test"), ("GET", "/admin/providers/{name}/models")}
     assert documented == fixed | templated
     for method, path in templated:  # every templated route really is served
         concrete = path.replace("{key}", "nobody").replace("{name}", "nobody")
-        assert (await call(admin, method, concrete)).status == 404  # routed, key unknown (not 405)
+        body = {"budget_day": 1} if method == "PATCH" else None
+        assert (await call(admin, method, concrete, body)).status == 404  # routed, key unknown (not 405)
     refs = re.findall(r'"\$ref": "#/components/schemas/(\w+)"', json.dumps(reply.body))
     assert refs and set(refs) <= set(reply.body["components"]["schemas"])
 
@@ -260,7 +261,8 @@ def conforms(value: Any, schema: dict[str, Any], schemas: dict[str, Any], where:
     kinds = schema.get("type")
     if kinds is not None:
         names = kinds if isinstance(kinds, list) else [kinds]
-        python = {"string": str, "integer": int, "object": dict, "array": list, "null": type(None), "boolean": bool}
+        python = {"string": str, "integer": int, "object": dict, "array": list, "null": type(None), "boolean": bool,
+                  "number": (int, float)}
         assert any(isinstance(value, python[n]) and not (n == "integer" and isinstance(value, bool))
                    for n in names), f"{where}: {value!r} is not {names}"
     if "enum" in schema:
@@ -299,6 +301,8 @@ async def test_responses_conform_to_the_document(api: tuple[AdminApi, KeyCache],
     check(await call(admin, "GET", f"/admin/keys/{key_id}"), "/admin/keys/{key}", "get")
     check(await call(admin, "POST", f"/admin/keys/{key_id}/rotate", {"grace": "1h"}), "/admin/keys/{key}/rotate", "post")
     check(await call(admin, "GET", "/admin/usage", query=b"by=session"), "/admin/usage", "get")
+    check(await call(admin, "PATCH", f"/admin/keys/{key_id}", {"budget_day": 2.5}), "/admin/keys/{key}", "patch")
+    check(await call(admin, "PATCH", f"/admin/keys/{key_id}", {"budget_day": -1}), "/admin/keys/{key}", "patch")
     check(await call(admin, "POST", f"/admin/keys/{key_id}/revoke"), "/admin/keys/{key}/revoke", "post")
     check(await call(admin, "POST", f"/admin/keys/{key_id}/revoke"), "/admin/keys/{key}/revoke", "post")  # 409
     check(await call(admin, "POST", "/admin/keys", {"name": 5}), "/admin/keys", "post")  # 400
@@ -327,3 +331,63 @@ async def test_fixed_routes_are_guarded(api: tuple[AdminApi, KeyCache]) -> None:
     response = Response(send)
     await handler(scope, receive, response, ctx)
     assert response.status == 200 and response.finished and ctx.client == "admin"
+
+
+# Budgets and cost ------------------------------------------------------------------------------
+
+
+async def test_budgets_set_at_create_changed_by_patch_and_cleared_with_null(
+        api: tuple[AdminApi, KeyCache], store: SQLiteStore) -> None:
+    admin, _ = api
+    created = await call(admin, "POST", "/admin/keys", {"name": "bob", "budget_day": 5, "budget_month": 100.5})
+    assert created.status == 201
+    key = created.body["key"]
+    assert (key["budget_day"], key["budget_month"]) == (5.0, 100.5)
+    patched = await call(admin, "PATCH", f"/admin/keys/{key['id']}", {"budget_month": None})
+    assert patched.status == 200 and (patched.body["budget_day"], patched.body["budget_month"]) == (5.0, None)
+    stored = store.get_key(key["id"])
+    assert stored is not None and (stored.budget_day, stored.budget_month) == (5.0, None)
+    by_name = await call(admin, "PATCH", "/admin/keys/bob", {"budget_day": 7})
+    assert by_name.status == 200 and by_name.body["budget_day"] == 7.0
+
+
+@pytest.mark.parametrize(("body", "status", "message"), [
+    ({}, 400, "nothing to change"),
+    ({"budget_day": 0}, 400, "budget_day: must be an amount"),
+    ({"budget_month": -3}, 400, "budget_month: must be an amount"),
+    ({"budget_day": 2e12}, 400, "budget_day: must be an amount"),
+    ({"budget_day": "ten"}, 400, "request body"),
+    ({"rpm": 5}, 400, "request body"),
+])
+async def test_patch_refuses_bad_budgets(api: tuple[AdminApi, KeyCache], store: SQLiteStore,
+                                         body: dict[str, Any], status: int, message: str) -> None:
+    admin, _ = api
+    await call(admin, "POST", "/admin/keys", {"name": "carol", "budget_day": 1})
+    before = store.list_keys()
+    reply = await call(admin, "PATCH", "/admin/keys/carol", body)
+    assert reply.status == status and message in reply.body["error"]["message"], reply.body
+    assert store.list_keys() == before
+
+
+async def test_patch_on_a_revoked_key_is_a_conflict(api: tuple[AdminApi, KeyCache]) -> None:
+    admin, _ = api
+    key = (await call(admin, "POST", "/admin/keys", {"name": "dave"})).body["key"]
+    await call(admin, "POST", f"/admin/keys/{key['id']}/revoke")
+    reply = await call(admin, "PATCH", f"/admin/keys/{key['id']}", {"budget_day": 1})
+    assert reply.status == 409 and "revoked" in reply.body["error"]["message"]
+
+
+async def test_usage_report_carries_cost_and_unpriced_requests(api: tuple[AdminApi, KeyCache],
+                                                               store: SQLiteStore) -> None:
+    admin, _ = api
+    store.add_usage([
+        UsageRow(ts=T0 - 60, status=200, model="claude-sonnet-4-5", input_tokens=1000, cost_usd=0.003),
+        UsageRow(ts=T0 - 50, status=200, model="claude-sonnet-4-5", input_tokens=1000, cost_usd=0.003),
+        UsageRow(ts=T0 - 40, status=200, model="mystery", input_tokens=10),  # unpriced
+        UsageRow(ts=T0 - 30, status=500, model="mystery"),  # no tokens: costs nothing, not unpriced
+    ])
+    reply = await call(admin, "GET", "/admin/usage", query=b"by=model")
+    rows = {r["group"]: r for r in reply.body["data"]}
+    assert rows["claude-sonnet-4-5"]["cost_usd"] == pytest.approx(0.006)
+    assert rows["claude-sonnet-4-5"]["unpriced_requests"] == 0
+    assert rows["mystery"]["cost_usd"] is None and rows["mystery"]["unpriced_requests"] == 1

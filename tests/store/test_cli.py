@@ -58,7 +58,8 @@ def test_create_prints_the_secret_once_and_list_never_does(db: Path, capsys: pyt
     code, table, list_err = cli(capsys, "keys", "list")
     assert code == 0 and secret not in table + list_err and secret[12:20] not in table
     header, row = table.splitlines()
-    assert header.split() == ["NAME", "ID", "PREFIX", "MODELS", "RPM", "TPM", "CREATED", "EXPIRES", "STATUS"]
+    assert header.split() == ["NAME", "ID", "PREFIX", "MODELS", "RPM", "TPM", "BUDGET", "CREATED", "EXPIRES",
+                              "STATUS"]
     assert row.split()[0] == "alice" and secret[:12] + "..." in row and "claude-*,claude-3-*haiku*,gpt-4o" in row
     assert row.split()[-1] == "active" and "100,000" in row
 

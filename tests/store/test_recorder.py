@@ -148,3 +148,40 @@ def test_rows_from_many_threads_are_all_committed(store: SQLiteStore) -> None:
         t.join()
     recorder.close()
     assert total_requests(store) == 1000 and recorder.written == 1000 and recorder.dropped == 0
+
+
+def test_price_hook_and_call_in_writer_run_in_the_writer_between_commits(store: SQLiteStore) -> None:
+    seen: list[tuple[str, int]] = []
+    recorder = UsageRecorder(store, batch_size=1000, interval=30.0)
+    recorder.price = lambda row: UsageRow(ts=row.ts, status=row.status, key_id="k", cost_usd=0.5)
+
+    def count() -> int:
+        seen.append((threading.current_thread().name, len(store.spend_by_key(0))))
+        return int(store.spend_by_key(0).get("k", 0) * 2)
+
+    try:
+        for row in rows(3):
+            recorder.record(row)
+        # Urgent: runs without waiting out the 30 s interval, after the rows before it committed.
+        assert recorder.call_in_writer(count).result(timeout=5) == 3
+        assert seen == [("ccgate-usage-writer", 1)]
+    finally:
+        recorder.close()
+    # After close it runs in the caller's thread.
+    assert recorder.call_in_writer(lambda: threading.current_thread().name).result(timeout=1) == "MainThread"
+
+
+def test_a_failing_price_hook_records_the_rows_without_a_cost(store: SQLiteStore) -> None:
+    recorder = UsageRecorder(store)
+
+    def broken(row: UsageRow) -> UsageRow:
+        raise RuntimeError("pricing bug")
+
+    recorder.price = broken
+    try:
+        for row in rows(2):
+            recorder.record(row)
+        assert recorder.flush(5)
+    finally:
+        recorder.close()
+    assert total_requests(store) == 2 and recorder.failed == 0

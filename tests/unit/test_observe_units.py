@@ -76,9 +76,14 @@ def test_key_names_are_opt_in() -> None:
     off, on = Metrics(), Metrics(key_names=True)
     for m in (off, on):
         m.rate_limit_refused("alice")
+        m.budget_refusal("alice", "daily")
         m.tokens_used("claude-a", "anthropic", {"input_tokens": 3}, "alice")
-    assert value(off.render().decode(), "ccgate_rate_limited_total", client="-") == 1
+    text = off.render().decode()
+    assert value(text, "ccgate_rate_limited_total", client="-") == 1
+    assert value(text, "ccgate_budget_refused_total", client="-", window="daily") == 1
+    assert 'client="alice"' not in text
     text = on.render().decode()
+    assert value(text, "ccgate_budget_refused_total", client="alice", window="daily") == 1
     assert value(text, "ccgate_rate_limited_total", client="alice") == 1
     assert value(text, "ccgate_client_tokens_total", client="alice", kind="input") == 3
 

@@ -1,9 +1,10 @@
-"""``ccgate keys create|list|revoke|rotate``: client keys the gateway issues (docs/keys.md).
+"""``ccgate keys create|list|update|revoke|rotate``: client keys the gateway issues (docs/keys.md).
 
 Bad input (name, glob, limit, duration) is refused by argparse before the database is opened,
 so it changes nothing and exits 2. A key that does not exist, a duplicate name or a revoked
 key exits 1. A secret is printed exactly once, alone on stdout, by ``create`` and ``rotate``;
-everything addressed to the human goes to stderr.
+everything addressed to the human goes to stderr. With ``--json`` (create, update, revoke,
+rotate) stdout is one JSON object instead: the key, and its secret when there is one.
 """
 
 from __future__ import annotations
@@ -31,8 +32,9 @@ from ccgate.store import (
     open_store,
     resolve_db_path,
 )
-from ccgate.store.keys import iso
-from ccgate.store.validate import DURATION_HELP, MAX_LIMIT, check_glob, check_name, parse_duration
+from ccgate.store.cost import format_usd
+from ccgate.store.keys import UNSET, iso
+from ccgate.store.validate import DURATION_HELP, MAX_LIMIT, check_glob, check_name, parse_budget, parse_duration
 
 PROPAGATION = "running gateways pick this up within about a second"
 
@@ -56,6 +58,24 @@ def duration_arg(text: str) -> int:
         return parse_duration(text)
     except InvalidInput as exc:
         raise argparse.ArgumentTypeError(str(exc).split(": ", 1)[-1]) from None
+
+
+def _budget_arg(text: str) -> float | None:
+    try:
+        return parse_budget(text, "budget")
+    except InvalidInput as exc:
+        raise argparse.ArgumentTypeError(str(exc).split(": ", 1)[-1]) from None
+
+
+_BUDGET_HELP = ("USD the key may spend per UTC {}; requests are refused (429) once it is spent. "
+                "'none' removes it")
+
+
+def _add_budget_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--budget-day", type=_budget_arg, metavar="USD", default=UNSET,
+                        help=_BUDGET_HELP.format("day (00:00-24:00 UTC)"))
+    parser.add_argument("--budget-month", type=_budget_arg, metavar="USD", default=UNSET,
+                        help=_BUDGET_HELP.format("calendar month"))
 
 
 def _limit_arg(text: str) -> int:
@@ -101,10 +121,16 @@ def configure(parser: argparse.ArgumentParser) -> None:
     create.add_argument("--tpm", type=_limit_arg, metavar="N", help="tokens per minute (default: none)")
     create.add_argument("--expires", type=duration_arg, metavar="DURATION",
                         help=f"lifetime: {DURATION_HELP} (default: never)")
+    _add_budget_options(create)
+    add_json_option(create)
+
+    update = sub.add_parser("update", parents=[db], help="change a key's daily or monthly budget")
+    update.add_argument("key", metavar="KEY", help="key id (key_...) or name")
+    _add_budget_options(update)
+    add_json_option(update)
 
     listing = sub.add_parser("list", parents=[db], help="list keys (never their secrets)")
     listing.add_argument("--json", action="store_true", help="machine-readable output")
-    add_json_option(create)
 
     revoke = sub.add_parser("revoke", parents=[db], help="stop a key from working")
     add_json_option(revoke)
@@ -163,18 +189,47 @@ def _with_store(path: Path, create: bool, work: Callable[[Store], int]) -> int:
 def _create(args: argparse.Namespace, path: Path) -> int:
     def work(store: Store) -> int:
         key, secret = KeyManager(store).create(
-            args.name, models=args.models, rpm=args.rpm, tpm=args.tpm, expires_in=args.expires)
+            args.name, models=args.models, rpm=args.rpm, tpm=args.tpm, expires_in=args.expires,
+            budget_day=_given(args.budget_day), budget_month=_given(args.budget_month))
         if args.json:
             _print_json(key, secret)
             return 0
         print(secret, flush=True)
         limits = ", ".join(f"{n} {v}" for n, v in (("rpm", key.rpm), ("tpm", key.tpm)) if v) or "no limits"
+        limits += f", budgets {_budgets(key)}"
         print(f"Created key {key.name} ({key.id}, {key.prefix}...): models {_models(key)}, {limits}, "
               f"expires {iso(key.expires_at) or 'never'}.", file=sys.stderr)
         _guidance()
         return 0
 
     return _with_store(path, True, work)
+
+
+def _given(value: object) -> float | None:
+    return value if isinstance(value, float) else None
+
+
+def _update(args: argparse.Namespace, path: Path) -> int:
+    if args.budget_day is UNSET and args.budget_month is UNSET:
+        print("ccgate keys update: nothing to change; give --budget-day and/or --budget-month",
+              file=sys.stderr)
+        return 2
+
+    def work(store: Store) -> int:
+        key = KeyManager(store).set_budget(args.key, day=args.budget_day, month=args.budget_month)
+        if args.json:
+            _print_json(key)
+            return 0
+        print(f"Updated key {key.name} ({key.id}): budgets {_budgets(key)}; {PROPAGATION}.")
+        return 0
+
+    return _with_store(path, False, work)
+
+
+def _budgets(key: IssuedKey) -> str:
+    day = f"{format_usd(key.budget_day)}/day" if key.budget_day is not None else None
+    month = f"{format_usd(key.budget_month)}/month" if key.budget_month is not None else None
+    return " ".join(b for b in (day, month) if b) or "none"
 
 
 def _guidance() -> None:
@@ -199,10 +254,10 @@ def _list(args: argparse.Namespace, path: Path) -> int:
     if not keys:
         print(f"no keys in {path}", file=sys.stderr)
         return 0
-    headers = ["NAME", "ID", "PREFIX", "MODELS", "RPM", "TPM", "CREATED", "EXPIRES", "STATUS"]
+    headers = ["NAME", "ID", "PREFIX", "MODELS", "RPM", "TPM", "BUDGET", "CREATED", "EXPIRES", "STATUS"]
     rows = [
-        [k.name, k.id, k.prefix + "...", _models(k), _num(k.rpm), _num(k.tpm), _when(k.created_at),
-         _when(k.expires_at), k.status(now)]
+        [k.name, k.id, k.prefix + "...", _models(k), _num(k.rpm), _num(k.tpm), _budgets(k),
+         _when(k.created_at), _when(k.expires_at), k.status(now)]
         for k in keys
     ]
     print(render_table(headers, rows))
@@ -239,7 +294,7 @@ def _rotate(args: argparse.Namespace, path: Path) -> int:
 
 
 ACTIONS: dict[str, Callable[[argparse.Namespace, Path], int]] = {
-    "create": _create, "list": _list, "revoke": _revoke, "rotate": _rotate,
+    "create": _create, "list": _list, "update": _update, "revoke": _revoke, "rotate": _rotate,
 }
 
 

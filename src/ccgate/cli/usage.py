@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 import time
@@ -18,7 +19,7 @@ from ccgate.store import (
     open_store,
 )
 from ccgate.store.keys import iso
-from ccgate.store.report import usage_report
+from ccgate.store.report import cost_text, usage_report
 
 _TITLES: dict[GroupBy, str] = {"key": "KEY", "model": "MODEL", "provider": "PROVIDER", "session": "SESSION"}
 
@@ -70,21 +71,24 @@ def run(args: argparse.Namespace) -> int:
 
 
 def render_usage(groups: list[UsageGroup], by: GroupBy) -> str:
-    headers = [_TITLES[by], "REQUESTS", "ERRORS", "INPUT", "OUTPUT", "CACHE READ", "CACHE WRITE", "LAST"]
+    headers = [_TITLES[by], "REQUESTS", "ERRORS", "INPUT", "OUTPUT", "CACHE READ", "CACHE WRITE", "COST",
+               "LAST"]
     if by == "key":
         headers.insert(1, "ID")
     rows: list[list[str]] = []
     for g in groups:
         name = (g.label if by == "key" else g.group) or g.group or "(none)"
         rows.append(_row(name, g.requests, g.errors, g.input_tokens, g.output_tokens, g.cache_read_tokens,
-                         g.cache_creation_tokens, (iso(g.last_ts) or "")[:16].replace("T", " ")))
+                         g.cache_creation_tokens, cost_text(g), (iso(g.last_ts) or "")[:16].replace("T", " ")))
         if by == "key":
             rows[-1].insert(1, g.group or "-")
-    rows.append(_row("TOTAL", *(sum(getattr(g, f) for g in groups) for f in _SUMMED), ""))
+    total = dataclasses.replace(groups[0], cost_usd=sum(g.cost_usd for g in groups),
+                                unpriced=sum(g.unpriced for g in groups))
+    rows.append(_row("TOTAL", *(sum(getattr(g, f) for g in groups) for f in _SUMMED), cost_text(total), ""))
     if by == "key":
         rows[-1].insert(1, "")
     first_number = 2 if by == "key" else 1
-    return render_table(headers, rows, right=frozenset(range(first_number, first_number + 6)))
+    return render_table(headers, rows, right=frozenset(range(first_number, first_number + 7)))
 
 
 _SUMMED = ("requests", "errors", "input_tokens", "output_tokens", "cache_read_tokens", "cache_creation_tokens")

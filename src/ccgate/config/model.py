@@ -407,6 +407,23 @@ class Login(_Strict):
     allow_public_address: bool = False
 
 
+class ModelPrice(_Strict):
+    """``prices:`` entries: USD per million tokens. Cache prices left out bill those tokens
+    as plain input (a provider without prompt-cache pricing)."""
+
+    input: float
+    output: float
+    cache_write_5m: float | None = None
+    cache_write_1h: float | None = None
+    cache_read: float | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("input", "output", "cache_write_5m", "cache_write_1h", "cache_read"):
+            value = getattr(self, name)
+            if value is not None and not (0 <= value <= 100_000):
+                raise ValueError(f"{name} must be between 0 and 100000 (USD per million tokens)")
+
+
 class Config(_Strict):
     server: Server = msgspec.field(default_factory=Server)
     providers: list[Provider] = msgspec.field(
@@ -417,6 +434,9 @@ class Config(_Strict):
     store: Store = msgspec.field(default_factory=Store)
     log: Log = msgspec.field(default_factory=Log)
     login: Login | None = None
+    # Prices per model ("model" or "provider/model", fnmatch globs), ahead of the built-in
+    # Anthropic table (store/prices.json); see docs/configuration.md.
+    prices: dict[str, ModelPrice] = {}
 
 
 class ResolvedSecrets(msgspec.Struct):

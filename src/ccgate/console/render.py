@@ -9,6 +9,9 @@ from typing import Any
 
 import jinja2
 
+from ccgate.store.cost import format_usd
+from ccgate.store.report import cost_text
+
 NAV = (("overview", "Overview"), ("providers", "Providers"), ("models", "Models"), ("keys", "Keys"),
        ("usage", "Usage"), ("requests", "Requests"), ("doctor", "Doctor"))
 
@@ -39,7 +42,7 @@ def _num(value: float | int | None) -> str:
     return "—" if value is None else f"{value:,.0f}"
 
 
-_env.filters.update(when=_when, ago=_ago, num=_num)
+_env.filters.update(when=_when, ago=_ago, num=_num, usd=format_usd, group_cost=cost_text)
 _env.globals.update(nav=NAV)
 
 

@@ -56,6 +56,7 @@ from ccgate.store import (
     key_summary,
     parse_duration,
 )
+from ccgate.store.keys import UNSET
 from ccgate.store.report import usage_report
 
 log = logging.getLogger("ccgate.admin")
@@ -91,6 +92,8 @@ class CreateKeyBody(msgspec.Struct, forbid_unknown_fields=True):
     rpm: int | float | None = None
     tpm: int | float | None = None
     expires: str | None = None
+    budget_day: float | None = None
+    budget_month: float | None = None
 
     def __post_init__(self) -> None:
         for field in ("rpm", "tpm"):
@@ -99,6 +102,12 @@ class CreateKeyBody(msgspec.Struct, forbid_unknown_fields=True):
                 if not value.is_integer():
                     raise ValueError(f"{field} must be a whole number, got {value}")
                 setattr(self, field, int(value))
+
+
+class UpdateKeyBody(msgspec.Struct, forbid_unknown_fields=True):
+    # UNSET (left out of the body) keeps a budget; null removes it.
+    budget_day: float | msgspec.UnsetType | None = msgspec.UNSET
+    budget_month: float | msgspec.UnsetType | None = msgspec.UNSET
 
 
 class RotateBody(msgspec.Struct, forbid_unknown_fields=True):
@@ -198,8 +207,12 @@ class AdminApi:
         return handler
 
     def _key_routes(self, rest: str) -> dict[str, AdminHandler] | None:
-        return _named_routes(rest, {"": ("GET", self.get_key), "revoke": ("POST", self.revoke_key),
-                                    "rotate": ("POST", self.rotate_key)})
+        routes = _named_routes(rest, {"": ("GET", self.get_key), "revoke": ("POST", self.revoke_key),
+                                      "rotate": ("POST", self.rotate_key)})
+        name, _, action = rest.partition("/")
+        if routes is not None and not action:
+            routes["PATCH"] = functools.partial(self.update_key, name)
+        return routes
 
     def _provider_routes(self, rest: str) -> dict[str, AdminHandler] | None:
         return _named_routes(rest, {"": ("DELETE", self.remove_provider),
@@ -243,7 +256,8 @@ class AdminApi:
         body = _decode(await _read(scope, receive, ctx), CreateKeyBody, required=True)
         expires = _duration(body.expires, "expires")
         key, secret = await self._call(self.keys.create, body.name, models=body.models,
-                                       rpm=_whole(body.rpm), tpm=_whole(body.tpm), expires_in=expires)
+                                       rpm=_whole(body.rpm), tpm=_whole(body.tpm), expires_in=expires,
+                                       budget_day=body.budget_day, budget_month=body.budget_month)
         self._applied(key)
         log.info("admin: created key %s (%s)", key.name, key.id)
         await _reply(response, 201, {"key": key_summary(key, self.clock()), "secret": secret})
@@ -251,6 +265,18 @@ class AdminApi:
     async def get_key(self, ref: str, scope: Scope, receive: Receive, response: Response,
                       ctx: AdminContext) -> None:
         key = await self._call(self.keys.resolve, ref)
+        await _reply(response, 200, key_summary(key, self.clock()))
+
+    async def update_key(self, ref: str, scope: Scope, receive: Receive, response: Response,
+                         ctx: AdminContext) -> None:
+        body = _decode(await _read(scope, receive, ctx), UpdateKeyBody, required=True)
+        day = UNSET if body.budget_day is msgspec.UNSET else body.budget_day
+        month = UNSET if body.budget_month is msgspec.UNSET else body.budget_month
+        if day is UNSET and month is UNSET:
+            raise InvalidRequest("request body: nothing to change; give budget_day and/or budget_month")
+        key = await self._call(self.keys.set_budget, ref, day=day, month=month)
+        self._applied(key)
+        log.info("admin: updated budgets of key %s (%s)", key.name, key.id)
         await _reply(response, 200, key_summary(key, self.clock()))
 
     async def revoke_key(self, ref: str, scope: Scope, receive: Receive, response: Response,

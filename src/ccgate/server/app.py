@@ -26,6 +26,7 @@ import msgspec
 from ccgate import __version__
 from ccgate.config.load import LoadedConfig
 from ccgate.errors import (
+    BudgetExceeded,
     ConfigError,
     GatewayError,
     InternalError,
@@ -66,6 +67,7 @@ from ccgate.store import (
     resolve_db_path,
     session_id_from_headers,
 )
+from ccgate.store.budget import BudgetTracker
 from ccgate.translate import estimate_input_tokens
 from ccgate.upstream.transport import Transport, UpstreamTransport
 from ccgate.wire.anthropic import (
@@ -78,6 +80,7 @@ from ccgate.wire.anthropic import (
     model_page,
 )
 from ccgate.wire.openai import ListedModel
+from ccgate.wire.usage import CACHE_1H
 
 log = logging.getLogger("ccgate")
 _json = msgspec.json.Encoder()
@@ -135,7 +138,9 @@ class Gateway:
         self.key_cache = KeyCache(self.store) if self.store is not None else None
         if self.key_cache is not None:
             self.key_cache.reload()  # a broken store fails the start, not the first request
-        self.recorder = _recorder(self.store, loaded)
+        # Spend per key for budgets, counted as the usage writer commits priced rows.
+        self.budgets = BudgetTracker(clock.time) if self.store is not None else None
+        self.recorder = _recorder(self.store, loaded, self.budgets)
         self.log_refused = self.recorder is not None and loaded.config.store.request_log.enabled
         self.limiter = RateLimiter(clock)
         self.metrics = Metrics(key_names=loaded.config.server.metrics.key_names)
@@ -148,6 +153,8 @@ class Gateway:
         self.seams = Seams(env, transport, clock, sleep, self.metrics, self.key_cache, revoked)
         # Everything built from the config; a reload replaces it whole (server/reload.py).
         self.runtime: Runtime = build_runtime(loaded, self.seams)[0]
+        if self.recorder is not None:
+            self.recorder.price = self._priced
         self.reloader = Reloader(self)
         self.reload_signal = reload_signal
         # Where ``ccgate serve`` listens (it sets this; --host can override server.host):
@@ -199,6 +206,7 @@ class Gateway:
                 for transport in self.runtime.transports.values():
                     await transport.start()
                 self._watch_reload_triggers(True)
+                await self.seed_budgets()
                 for hook in self.on_startup:
                     hook()
                 await send({"type": "lifespan.startup.complete"})
@@ -237,6 +245,30 @@ class Gateway:
     async def reload(self, trigger: str = "admin API") -> ReloadOutcome:
         """Reload the config file now (``server.reload``); a bad one is refused, not applied."""
         return await self.reloader.reload(trigger)
+
+    async def seed_budgets(self) -> None:
+        """(Re)start the budget tracker from the store's usage rows, in the usage writer
+        thread (at start and after a reload: other processes' spending is picked up then)."""
+        if self.budgets is None or self.recorder is None or self.store is None:
+            return
+        budgets, store = self.budgets, self.store
+        try:
+            await asyncio.wrap_future(self.recorder.call_in_writer(lambda: budgets.seed(store)))
+        except StoreError as exc:  # serve on with what this process counts from now on
+            log.error("budgets: cannot read spending from the store: %s", exc)
+
+    def _priced(self, row: UsageRow) -> UsageRow:
+        """The row with its cost (usage writer thread; the current config's prices)."""
+        if row.log_only:
+            return row
+        cost = self.runtime.prices.cost(
+            row.provider, row.upstream_model or row.model, input_tokens=row.input_tokens,
+            output_tokens=row.output_tokens, cache_read_tokens=row.cache_read_tokens,
+            cache_creation_tokens=row.cache_creation_tokens, cache_write_1h_tokens=row.cache_write_1h_tokens)
+        # Set in place, not dataclasses.replace (5 µs a row, holding the GIL the event loop
+        # wants): the row left the event loop with record(), the writer is its only holder now.
+        object.__setattr__(row, "cost_usd", cost)
+        return row
 
     async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
         started = time.perf_counter()
@@ -395,6 +427,12 @@ class Gateway:
             raise self._model_denied(client, model)
         if client.session is not None:
             _check_policy_model(ctx, client.session.identity.groups, model)
+        if (key.budget_day is not None or key.budget_month is not None) and self.budgets is not None:
+            overspent = self.budgets.check(key)
+            if overspent is not None:
+                self.metrics.budget_refusal(client.name, overspent.window)
+                wait = max(1, int(overspent.resets_at - self.seams.clock.time()))
+                raise BudgetExceeded(overspent.message(client.name), headers={"retry-after": str(wait)})
         if key.rpm is None and key.tpm is None:
             return
         admission = self.limiter.admit_sync(key.id, key.rpm, key.tpm)
@@ -459,6 +497,7 @@ class Gateway:
             output_tokens=int(usage.get("output_tokens", 0)),
             cache_read_tokens=int(usage.get("cache_read_input_tokens", 0)),
             cache_creation_tokens=int(usage.get("cache_creation_input_tokens", 0)),
+            cache_write_1h_tokens=int(usage.get(CACHE_1H, 0)), upstream_model=ex.model,
             latency_ms=(time.perf_counter() - ctx.started) * 1000, attempts=ex.trail or None,
             error=failure.message if failure is not None else ex.error,
         ))
@@ -609,7 +648,7 @@ def _is_console(path: str) -> bool:
     return path == CONSOLE_PREFIX or path.startswith(CONSOLE_PREFIX + "/")
 
 
-def _recorder(store: Store | None, loaded: LoadedConfig) -> UsageRecorder | None:
+def _recorder(store: Store | None, loaded: LoadedConfig, budgets: BudgetTracker | None) -> UsageRecorder | None:
     """The batched writer of usage rows and the request log (one row serves both)."""
     settings = loaded.config.store
     log = settings.request_log
@@ -617,7 +656,7 @@ def _recorder(store: Store | None, loaded: LoadedConfig) -> UsageRecorder | None
         return None
     store.set_request_log(RequestLogPolicy(log.enabled, log.retention_days * 86400, log.max_rows),
                           usage=settings.record_usage)
-    return UsageRecorder(store)
+    return UsageRecorder(store, on_commit=budgets.add if budgets is not None else None)
 
 
 def _refuse_client_credentials(targets: tuple[Target, ...], transports: dict[str, Transport]) -> None:

@@ -210,7 +210,7 @@ class Dispatcher:
                     prepared[index] = self.prepare(step.target, route, model, body, decoded, scope,
                                                    own_credential=own_credential)
                 prep = prepared[index]
-                ex.provider = prep.transport.name
+                ex.provider, ex.model = prep.transport.name, prep.target.model
                 trace = None if ex.trace is None else ex.trace.attempt(
                     ex.provider, prep.target.provider.kind, prep.target.provider.base_url,
                     prep.target.model, step.number)

@@ -37,6 +37,7 @@ class Exchange:
     usage: dict[str, Any] | None = None
     # The provider that answered, and every attempt on the way ("anthropic#0 529, ...").
     provider: str | None = None
+    model: str | None = None  # the model name that provider was sent (for the price)
     trail: str = ""
     # The upstream broke the response after it started (counts against its breaker).
     upstream_broke: bool = False

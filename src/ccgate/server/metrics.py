@@ -122,6 +122,12 @@ class Metrics:
             "server.metrics.key_names, else '-').",
             ["client"], registry=r,
         )
+        self.budget_refused = Counter(
+            "ccgate_budget_refused",
+            "Requests refused because an issued key's daily or monthly budget is spent, by window "
+            "(client: the key name with server.metrics.key_names, else '-').",
+            ["client", "window"], registry=r,
+        )
 
         # Client connections (server/protocol.py) and admission (app.py): what was refused, why.
         self.connections = Gauge(
@@ -203,6 +209,10 @@ class Metrics:
     def rate_limit_refused(self, client: str) -> None:
         """A request refused by an issued key's rate limit."""
         self.rate_limited.labels(client if self.key_names else UNNAMED).inc()
+
+    def budget_refusal(self, client: str, window: str) -> None:
+        """A request refused because an issued key's ``daily`` or ``monthly`` budget is spent."""
+        self.budget_refused.labels(client if self.key_names else UNNAMED, window).inc()
 
     def refuse(self, reason: str) -> None:
         """A connection or request refused by server.limits (the reason is the label)."""

@@ -12,6 +12,7 @@ from typing import Any
 from ccgate.store.validate import (
     DURATION_PATTERN,
     GLOB_PATTERN,
+    MAX_BUDGET,
     MAX_GLOB_LENGTH,
     MAX_GLOBS,
     MAX_LIMIT,
@@ -23,6 +24,7 @@ from ccgate.store.validate import (
 # the two against each other with schemathesis.
 _DURATION = {"type": ["string", "null"], "pattern": f"^{DURATION_PATTERN}$"}
 _LIMIT = {"type": ["integer", "null"], "minimum": 1, "maximum": MAX_LIMIT}
+_BUDGET: dict[str, Any] = {"type": ["number", "null"], "exclusiveMinimum": 0, "maximum": MAX_BUDGET}
 _NULLABLE_TIME = {"type": ["string", "null"], "format": "date-time"}
 _REF = "#/components/schemas/"
 
@@ -55,7 +57,7 @@ _SCHEMAS: dict[str, Any] = {
         "description": "An issued key as listed. Never contains the secret or its hash.",
         "additionalProperties": False,
         "required": ["id", "name", "prefix", "models", "rpm", "tpm", "created_at", "expires_at",
-                     "revoked_at", "grace_until", "status"],
+                     "revoked_at", "grace_until", "budget_day", "budget_month", "status"],
         "properties": {
             "id": {"type": "string", "pattern": "^key_[0-9a-f]{16}$"},
             "name": {"type": "string"},
@@ -68,6 +70,8 @@ _SCHEMAS: dict[str, Any] = {
             "expires_at": _NULLABLE_TIME,
             "revoked_at": _NULLABLE_TIME,
             "grace_until": {**_NULLABLE_TIME, "description": "the previous secret works until then"},
+            "budget_day": _BUDGET | {"description": "USD the key may spend per UTC day; null: no cap"},
+            "budget_month": _BUDGET | {"description": "USD per UTC calendar month; null: no cap"},
             "status": {"type": "string", "enum": ["active", "rotating", "expired", "revoked"]},
         },
     },
@@ -102,6 +106,18 @@ _SCHEMAS: dict[str, Any] = {
             "tpm": {**_LIMIT, "description": "tokens per minute; default no limit"},
             "expires": {**_DURATION, "description": "lifetime such as 90d (m, h, d, w; at most ten years); "
                                                     "default never"},
+            "budget_day": _BUDGET | {"description": "USD per UTC day; default no cap"},
+            "budget_month": _BUDGET | {"description": "USD per UTC calendar month; default no cap"},
+        },
+    },
+    "UpdateKey": {
+        "type": "object",
+        "additionalProperties": False,
+        "description": "Fields left out keep their value; null removes a budget. At least one field.",
+        "minProperties": 1,
+        "properties": {
+            "budget_day": _BUDGET | {"description": "USD per UTC day"},
+            "budget_month": _BUDGET | {"description": "USD per UTC calendar month"},
         },
     },
     "Rotate": {
@@ -116,7 +132,8 @@ _SCHEMAS: dict[str, Any] = {
         "type": "object",
         "additionalProperties": False,
         "required": ["group", "name", "requests", "errors", "input_tokens", "output_tokens",
-                     "cache_read_tokens", "cache_creation_tokens", "first_at", "last_at"],
+                     "cache_read_tokens", "cache_creation_tokens", "cache_write_1h_tokens", "cost_usd",
+                     "unpriced_requests", "first_at", "last_at"],
         "properties": {
             "group": {"type": ["string", "null"], "description": "key id, model, provider or session id"},
             "name": {"type": ["string", "null"], "description": "the key's name (by=key)"},
@@ -125,7 +142,13 @@ _SCHEMAS: dict[str, Any] = {
             "input_tokens": {"type": "integer"},
             "output_tokens": {"type": "integer"},
             "cache_read_tokens": {"type": "integer"},
-            "cache_creation_tokens": {"type": "integer"},
+            "cache_creation_tokens": {"type": "integer", "description": "cache writes, 5-minute and 1-hour"},
+            "cache_write_1h_tokens": {"type": "integer",
+                                      "description": "the 1-hour part of cache_creation_tokens"},
+            "cost_usd": {"type": ["number", "null"],
+                         "description": "USD of the priced requests; null when none of them had a price"},
+            "unpriced_requests": {"type": "integer",
+                                  "description": "requests on a model without a price (their cost is unknown)"},
             "first_at": {"type": "string", "format": "date-time"},
             "last_at": {"type": "string", "format": "date-time"},
         },
@@ -340,6 +363,16 @@ def openapi_document(version: str) -> dict[str, Any]:
                 "get": {
                     "operationId": "getKey", "summary": "One key",
                     "responses": {"200": _json(_ref("Key"), "the key"), **_KEY_ERRORS},
+                },
+                "patch": {
+                    "operationId": "updateKey", "summary": "Change a key's daily and monthly budgets",
+                    "requestBody": {"required": True,
+                                    "content": {"application/json": {"schema": _ref("UpdateKey")}}},
+                    "responses": {
+                        "200": _json(_ref("Key"), "the updated key"),
+                        "400": _error("invalid budget"), **_KEY_ERRORS,
+                        "409": _error("the key is revoked"),
+                    },
                 },
             },
             "/admin/keys/{key}/revoke": {

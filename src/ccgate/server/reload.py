@@ -104,6 +104,7 @@ class Reloader:
             gateway.admin.use_digest(digest)
         self._retiring.append(old)  # at once: a later reload's retirement must see it in use
         self._track(self._retire(old))
+        await gateway.seed_budgets()  # spending recorded by other processes since the last seed
         outcome = ReloadOutcome(
             True, trigger, loaded.source, f"reloaded {loaded.source}",
             _provider_changes(old, new), restart_only_changes(old.config, new.config),

@@ -36,6 +36,7 @@ from ccgate.server.dispatch import Dispatcher
 from ccgate.server.metrics import Metrics
 from ccgate.server.readiness import Readiness
 from ccgate.store import KeyCache
+from ccgate.store.cost import Price, PriceBook
 from ccgate.upstream.transport import Transport
 
 # How long a retired runtime's streams may run on before its transports are closed anyway.
@@ -101,6 +102,12 @@ class Runtime:
         # Over it: 529 overloaded_error (app.Gateway.handle); no limit is no ceiling.
         self.max_requests = config.server.limits.max_concurrent_requests or sys.maxsize
         self.access = OpsAccess(loaded, seams.env)  # /readyz detail and /metrics credentials
+        # Prices for usage rows (the usage writer thread reads the runtime's current one).
+        self.prices = PriceBook(
+            {pattern: Price(p.input, p.output, p.cache_write_5m, p.cache_write_1h, p.cache_read)
+             for pattern, p in config.prices.items()},
+            {p.name: p.kind for p in config.providers},
+        )
         self.active = 0  # requests holding this runtime
         self.drained: asyncio.Event | None = None  # set by retire(); fired when active reaches 0
 

@@ -73,6 +73,9 @@ class IssuedKey:
     digest: bytes = field(repr=False)
     old_digest: bytes | None = field(default=None, repr=False)
     grace_until: float | None = None
+    # Spending caps in USD per UTC day / calendar month (None: no cap); see store/budget.py.
+    budget_day: float | None = None
+    budget_month: float | None = None
 
     def status(self, now: float) -> KeyStatus:
         if self.revoked_at is not None:
@@ -106,7 +109,13 @@ class UsageRow:
     input_tokens: int = 0
     output_tokens: int = 0
     cache_read_tokens: int = 0
-    cache_creation_tokens: int = 0
+    cache_creation_tokens: int = 0  # all cache writes, 5-minute and 1-hour TTL together
+    cache_write_1h_tokens: int = 0  # the part of cache_creation_tokens with the 1-hour TTL
+    # The model name the provider was sent (a route may rewrite it), for the price lookup;
+    # not stored. ``cost_usd`` is filled in by the usage writer thread (store/cost.py), None
+    # when the model is unpriced.
+    upstream_model: str | None = None
+    cost_usd: float | None = None
     # For the request log (the console's Requests page), written with the usage row in the
     # same batch: milliseconds from arrival to the end of the answer, the attempt trail when
     # there was more than one ("lab#0 529, lab#1 200"), and the error the client was told.
@@ -189,6 +198,9 @@ class UsageGroup:
     cache_creation_tokens: int
     first_ts: float
     last_ts: float
+    cache_write_1h_tokens: int = 0  # the 1-hour part of cache_creation_tokens
+    cost_usd: float = 0.0  # of the priced rows
+    unpriced: int = 0  # rows that used tokens on a model without a price: their cost is unknown
 
 
 # Protocols ---------------------------------------------------------------------------------
@@ -219,6 +231,9 @@ class KeyStore(Protocol):
         the loser gets KeyConflict.
         """
 
+    def set_key_budget(self, key_id: str, *, day: float | None, month: float | None) -> IssuedKey:
+        """Replace both budgets of an unrevoked key (None: no cap). KeyNotFound / KeyConflict."""
+
     def keys_version(self) -> int:
         """A number that changes whenever any key changes, in any process. Must be cheap:
         ``KeyCache`` polls it about once a second."""
@@ -230,6 +245,10 @@ class UsageStore(Protocol):
 
     def usage_summary(self, *, since: float | None, by: GroupBy) -> list[UsageGroup]:
         """Totals per group for rows with ``ts >= since``, most tokens first."""
+
+    def spend_by_key(self, since: float) -> dict[str, float]:
+        """USD per key id (priced rows only) for rows with ``ts >= since``: what the budget
+        tracker starts from. A backend sums in one query; an index on ``ts`` keeps it cheap."""
 
 
 class RequestLogStore(Protocol):

@@ -20,13 +20,22 @@ from collections.abc import Callable
 from typing import Any
 
 from ccgate.store.base import IssuedKey, KeyConflict, KeyNotFound, KeyStore
-from ccgate.store.validate import check_globs, check_limit, check_name
+from ccgate.store.validate import check_budget, check_globs, check_limit, check_name
 
 SECRET_PREFIX = "ccg_"
 _SECRET_BYTES = 32
 _SHOWN = 8  # characters of the secret kept in clear as the display prefix
 
 Clock = Callable[[], float]
+
+
+class Unset:
+    """"Leave as it is" for an optional field of an update (None means "remove")."""
+
+    __slots__ = ()
+
+
+UNSET = Unset()
 
 
 def new_secret() -> str:
@@ -65,6 +74,8 @@ def key_summary(key: IssuedKey, now: float) -> dict[str, Any]:
         "expires_at": iso(key.expires_at),
         "revoked_at": iso(key.revoked_at),
         "grace_until": iso(key.grace_until) if key.status(now) == "rotating" else None,
+        "budget_day": key.budget_day,
+        "budget_month": key.budget_month,
         "status": key.status(now),
     }
 
@@ -81,19 +92,22 @@ class KeyManager:
 
     def create(
         self, name: str, *, models: list[str] | tuple[str, ...] = (), rpm: int | None = None,
-        tpm: int | None = None, expires_in: float | None = None,
+        tpm: int | None = None, expires_in: float | None = None, budget_day: float | None = None,
+        budget_month: float | None = None,
     ) -> tuple[IssuedKey, str]:
         """A new key and its secret. The secret exists only in the return value."""
         check_name(name)
         globs = check_globs(models)
         check_limit(rpm, "rpm")
         check_limit(tpm, "tpm")
+        budget_day = check_budget(budget_day, "budget_day")
+        budget_month = check_budget(budget_month, "budget_month")
         now = self.clock()
         secret = new_secret()
         key = IssuedKey(
             id=new_key_id(), name=name, prefix=display_prefix(secret), models=globs, rpm=rpm,
             tpm=tpm, created_at=now, expires_at=None if expires_in is None else now + expires_in,
-            revoked_at=None, digest=digest(secret),
+            revoked_at=None, digest=digest(secret), budget_day=budget_day, budget_month=budget_month,
         )
         self.store.add_key(key)
         return key, secret
@@ -122,6 +136,16 @@ class KeyManager:
         if key.revoked_at is not None:
             raise KeyConflict(f"key {key.name} ({key.id}) was already revoked at {iso(key.revoked_at)}")
         return self.store.revoke_key(key.id, self.clock())
+
+    def set_budget(self, ref: str, *, day: float | Unset | None = UNSET,
+                   month: float | Unset | None = UNSET) -> IssuedKey:
+        """Change a key's daily and/or monthly budget (None removes one; UNSET keeps it)."""
+        key = self.resolve(ref)
+        if key.revoked_at is not None:
+            raise KeyConflict(f"key {key.name} ({key.id}) is revoked; its budget cannot change")
+        new_day = key.budget_day if isinstance(day, Unset) else check_budget(day, "budget_day")
+        new_month = key.budget_month if isinstance(month, Unset) else check_budget(month, "budget_month")
+        return self.store.set_key_budget(key.id, day=new_day, month=new_month)
 
     def rotate(self, ref: str, *, grace: float | None = None) -> tuple[IssuedKey, str]:
         """A new secret for the key; the old one keeps working for ``grace`` seconds (or stops now).

@@ -128,6 +128,17 @@ MIGRATIONS: tuple[Migration, ...] = (
         )""",
         "CREATE INDEX request_log_ts ON request_log(ts)",
     )),
+    Migration(5, "cost per usage row (1-hour cache writes apart); daily and monthly budgets per key", (
+        # cost_usd NULL: the model had no price when the row was written (shown as unknown).
+        "ALTER TABLE usage ADD COLUMN cache_write_1h_tokens INTEGER NOT NULL DEFAULT 0",
+        "ALTER TABLE usage ADD COLUMN cost_usd REAL",
+        "ALTER TABLE request_log ADD COLUMN cache_write_1h_tokens INTEGER NOT NULL DEFAULT 0",
+        "ALTER TABLE request_log ADD COLUMN cost_usd REAL",
+        "ALTER TABLE keys ADD COLUMN budget_day REAL",
+        "ALTER TABLE keys ADD COLUMN budget_month REAL",
+        # No new index: the budget tracker's seed (spend per key since the month began) is a
+        # range scan on usage_ts, run at start and reload, not per request.
+    )),
 )
 
 LATEST = MIGRATIONS[-1].version

@@ -16,6 +16,11 @@ The loss window, stated plainly: a row is durable once the batch holding it is c
 If the buffer is full (the disk cannot keep up) new rows are dropped and counted in
 ``dropped`` rather than slowing requests down; a batch that still fails after the retries
 is counted in ``failed`` and logged.
+
+The writer thread is also where a row's cost is worked out (``price``, set by the gateway:
+a price lookup and a few multiplications per row, kept off the event loop) and where
+``call_in_writer`` runs work that must not interleave with commits (the budget tracker's
+seed from the store: every row is then counted exactly once, by the seed or after it).
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future
 
 from ccgate.store.base import StoreError, UsageRow, UsageStore
 
@@ -43,6 +49,9 @@ class UsageRecorder:
         self._max_pending = max_pending
         self._retry_delays = tuple(retry_delays)
         self._on_commit = on_commit
+        # Fills in UsageRow.cost_usd in the writer thread; replaced on a config reload.
+        self.price: Callable[[UsageRow], UsageRow] | None = None
+        self._calls: list[tuple[Callable[[], object], Future[object]]] = []
         # Rows not yet taken by the writer. The lock is held for an append or a swap, never
         # across I/O: uncontended, it costs a producer well under a microsecond.
         self._rows: list[UsageRow] = []
@@ -96,6 +105,20 @@ class UsageRecorder:
         self._wake.set()
         self._thread.join(timeout)
 
+    def call_in_writer(self, fn: Callable[[], object]) -> Future[object]:
+        """Run ``fn`` in the writer thread between two commits; its result in the future.
+        After ``close`` (or if the writer is gone) it runs in the caller's thread instead."""
+        future: Future[object] = Future()
+        with self._lock:
+            queued = not self._closed and self._thread.is_alive()
+            if queued:
+                self._calls.append((fn, future))
+        if not queued:
+            _run_into(fn, future)
+            return future
+        self._wake.set()
+        return future
+
     async def aclose(self) -> None:
         """``close`` for an ASGI lifespan shutdown, off the event loop."""
         await asyncio.to_thread(self.close)
@@ -120,22 +143,34 @@ class UsageRecorder:
                 # Taken together: every row recorded before these flush() calls is in ``rows``.
                 rows, self._rows = self._rows, []
                 flushes, self._flushes = self._flushes, []
+                calls, self._calls = self._calls, []
             for start in range(0, len(rows), self._batch_size):
                 self._commit(rows[start:start + self._batch_size])
+            for fn, future in calls:
+                _run_into(fn, future)
             for done in flushes:
                 done.set()
             if stopping:
                 with self._lock:  # rows that raced with close(); record() refuses new ones now
                     rows, self._rows = self._rows, []
+                    calls, self._calls = self._calls, []
                 self._commit(rows)
+                for fn, future in calls:
+                    _run_into(fn, future)
                 return
 
     def _urgent(self) -> bool:
-        return self._stopping or bool(self._flushes)
+        return self._stopping or bool(self._flushes) or bool(self._calls)
 
     def _commit(self, batch: list[UsageRow]) -> None:
         if not batch:
             return
+        price = self.price
+        if price is not None:
+            try:
+                batch = [price(row) for row in batch]
+            except Exception:  # a pricing bug must not lose the usage itself
+                log.exception("pricing usage rows failed; recording them without a cost")
         for delay in (*self._retry_delays, None):
             try:
                 self._store.add_usage(batch)
@@ -157,6 +192,13 @@ class UsageRecorder:
                 self._on_commit(batch)
             except Exception:
                 log.exception("usage on_commit callback failed")
+
+
+def _run_into(fn: Callable[[], object], future: Future[object]) -> None:
+    try:
+        future.set_result(fn())
+    except Exception as exc:
+        future.set_exception(exc)
 
 
 SESSION_HEADER = b"x-claude-code-session-id"

@@ -46,13 +46,15 @@ from ccgate.store.migrations import migrate
 
 BUSY_TIMEOUT_MS = 5000
 _KEY_COLUMNS = (
-    "id, name, prefix, models, rpm, tpm, created_at, expires_at, revoked_at, digest, old_digest, grace_until"
+    "id, name, prefix, models, rpm, tpm, created_at, expires_at, revoked_at, digest, old_digest, grace_until, "
+    "budget_day, budget_month"
 )
 _GROUP_COLUMN: dict[GroupBy, str] = {
     "key": "u.key_id", "model": "u.model", "provider": "u.provider", "session": "u.session_id",
 }
 _USAGE_COLUMNS = ("INSERT INTO usage (ts, key_id, model, provider, session_id, request_id, status, "
-                  "input_tokens, output_tokens, cache_read_tokens, cache_creation_tokens) VALUES ")
+                  "input_tokens, output_tokens, cache_read_tokens, cache_creation_tokens, "
+                  "cache_write_1h_tokens, cost_usd) VALUES ")
 # Rows per INSERT statement. One multi-row statement is one sqlite3_step, so the writer thread
 # hands the GIL back and forth once per 64 rows instead of once per row (executemany): each
 # hand-over while the event loop runs stalls it, which cost more than the inserts themselves.
@@ -60,27 +62,30 @@ _ROWS_PER_INSERT = 64
 
 
 _LOG_COLUMNS = ("INSERT INTO request_log (ts, key_id, model, provider, session_id, request_id, status, "
-                "input_tokens, output_tokens, cache_read_tokens, cache_creation_tokens, latency_ms, "
-                "attempts, error) VALUES ")
+                "input_tokens, output_tokens, cache_read_tokens, cache_creation_tokens, cache_write_1h_tokens, "
+                "cost_usd, latency_ms, attempts, error) VALUES ")
 _LOG_SELECT = ("SELECT r.id, r.ts, r.request_id, r.key_id, k.name, r.model, r.provider, r.session_id, "
                "r.status, r.latency_ms, r.input_tokens, r.output_tokens, r.cache_read_tokens, "
                "r.cache_creation_tokens, r.attempts, r.error FROM request_log r "
                "LEFT JOIN keys k ON k.id = r.key_id")
+# A row that used tokens (one without any costs nothing, priced or not).
+_USED_TOKENS = "(u.input_tokens + u.output_tokens + u.cache_read_tokens + u.cache_creation_tokens) > 0"
 # Seconds between two prunes of the request log (run by the writer after a commit).
 PRUNE_EVERY = 60.0
 
 
 def _usage_insert(rows: int) -> str:
-    return _USAGE_COLUMNS + ",".join(["(?,?,?,?,?,?,?,?,?,?,?)"] * rows)
+    return _USAGE_COLUMNS + ",".join(["(?,?,?,?,?,?,?,?,?,?,?,?,?)"] * rows)
 
 
 def _log_insert(rows: int) -> str:
-    return _LOG_COLUMNS + ",".join(["(?,?,?,?,?,?,?,?,?,?,?,?,?,?)"] * rows)
+    return _LOG_COLUMNS + ",".join(["(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"] * rows)
 
 
 def _usage_values(r: UsageRow) -> tuple[object, ...]:
     return (r.ts, r.key_id, r.model, r.provider, r.session_id, r.request_id, r.status,
-            r.input_tokens, r.output_tokens, r.cache_read_tokens, r.cache_creation_tokens)
+            r.input_tokens, r.output_tokens, r.cache_read_tokens, r.cache_creation_tokens,
+            r.cache_write_1h_tokens, r.cost_usd)
 
 
 def _entry(r: Sequence[object]) -> RequestEntry:
@@ -109,12 +114,13 @@ def _opt_bytes(value: object) -> bytes | None:
 
 
 def _key(row: Sequence[object]) -> IssuedKey:
-    (id_, name, prefix, models, rpm, tpm, created, expires, revoked, dig, old, grace) = row
+    (id_, name, prefix, models, rpm, tpm, created, expires, revoked, dig, old, grace, day, month) = row
     return IssuedKey(
         id=str(id_), name=str(name), prefix=str(prefix), models=tuple(json.loads(str(models))),
         rpm=_opt_int(rpm), tpm=_opt_int(tpm), created_at=float(cast(float, created)),
         expires_at=_opt_float(expires), revoked_at=_opt_float(revoked),
         digest=_opt_bytes(dig) or b"", old_digest=_opt_bytes(old), grace_until=_opt_float(grace),
+        budget_day=_opt_float(day), budget_month=_opt_float(month),
     )
 
 
@@ -219,10 +225,10 @@ class SQLiteStore:
         try:
             with self._write() as conn:
                 conn.execute(
-                    f"INSERT INTO keys ({_KEY_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+                    f"INSERT INTO keys ({_KEY_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                     (key.id, key.name, key.prefix, json.dumps(list(key.models)), key.rpm, key.tpm,
                      key.created_at, key.expires_at, key.revoked_at, key.digest, key.old_digest,
-                     key.grace_until),
+                     key.grace_until, key.budget_day, key.budget_month),
                 )
         except sqlite3.IntegrityError as exc:
             if "keys.name" in str(exc):
@@ -282,6 +288,17 @@ class SQLiteStore:
                     "WHERE id = ? AND digest = ? AND revoked_at IS NULL",
                     (digest, prefix, old_digest, grace_until, key_id, expected_digest),
                     f"key {key_id} was rotated by someone else at the same time; nothing was changed",
+                )
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot write the key store {self.path}: {exc}") from None
+
+    def set_key_budget(self, key_id: str, *, day: float | None, month: float | None) -> IssuedKey:
+        try:
+            with self._write() as conn:
+                return self._changed(
+                    conn, key_id,
+                    "UPDATE keys SET budget_day = ?, budget_month = ? WHERE id = ? AND revoked_at IS NULL",
+                    (day, month, key_id), f"key {key_id} changed while setting its budget; try again",
                 )
         except sqlite3.Error as exc:
             raise StoreError(f"cannot write the key store {self.path}: {exc}") from None
@@ -362,6 +379,11 @@ class SQLiteStore:
             for r in rows
         ]
 
+    def spend_by_key(self, since: float) -> dict[str, float]:
+        rows = self._read("SELECT key_id, SUM(cost_usd) FROM usage WHERE ts >= ? AND key_id IS NOT NULL "
+                          "AND cost_usd IS NOT NULL GROUP BY key_id", (since,))
+        return {str(r[0]): float(cast(float, r[1])) for r in rows}
+
     def last_success(self, since: float) -> dict[str, float]:
         # From the request log: bounded (store.request_log.max_rows), so this stays cheap for a
         # page that polls it, where the usage table may hold months of rows.
@@ -378,7 +400,9 @@ class SQLiteStore:
             f"SELECT {column}, {label}, COUNT(*), COALESCE(SUM(u.status >= 400), 0), "
             "COALESCE(SUM(u.input_tokens), 0), COALESCE(SUM(u.output_tokens), 0), "
             "COALESCE(SUM(u.cache_read_tokens), 0), COALESCE(SUM(u.cache_creation_tokens), 0), "
-            f"MIN(u.ts), MAX(u.ts) FROM usage u {join} {where} GROUP BY {column} ORDER BY "
+            "MIN(u.ts), MAX(u.ts), COALESCE(SUM(u.cost_usd), 0), COALESCE(SUM(u.cache_write_1h_tokens), 0), "
+            f"COALESCE(SUM(u.cost_usd IS NULL AND {_USED_TOKENS}), 0) "
+            f"FROM usage u {join} {where} GROUP BY {column} ORDER BY "
             "SUM(u.input_tokens + u.output_tokens + u.cache_read_tokens + u.cache_creation_tokens) DESC, "
             f"COUNT(*) DESC, {column}",
             params,
@@ -390,6 +414,8 @@ class SQLiteStore:
                 input_tokens=_opt_int(r[4]) or 0, output_tokens=_opt_int(r[5]) or 0,
                 cache_read_tokens=_opt_int(r[6]) or 0, cache_creation_tokens=_opt_int(r[7]) or 0,
                 first_ts=_opt_float(r[8]) or 0.0, last_ts=_opt_float(r[9]) or 0.0,
+                cost_usd=_opt_float(r[10]) or 0.0, cache_write_1h_tokens=_opt_int(r[11]) or 0,
+                unpriced=_opt_int(r[12]) or 0,
             )
             for r in rows
         ]

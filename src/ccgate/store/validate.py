@@ -107,3 +107,28 @@ def check_limit(value: int | None, what: str) -> int | None:
     if isinstance(value, bool) or not isinstance(value, int) or value <= 0 or value > MAX_LIMIT:
         raise InvalidInput(f"{what}: must be a whole number from 1 to {MAX_LIMIT}, got {value!r}")
     return value
+
+
+MAX_BUDGET = 1_000_000_000.0  # USD: anything larger is a typo
+
+
+def check_budget(value: float | None, what: str) -> float | None:
+    """A budget in USD: positive, finite, at most MAX_BUDGET (None: no budget)."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float) or not (0 < value <= MAX_BUDGET):
+        raise InvalidInput(f"{what}: must be an amount in USD above 0 and at most {MAX_BUDGET:,.0f}, "
+                           f"got {value!r}")
+    return float(value)
+
+
+def parse_budget(text: str, what: str) -> float | None:
+    """A budget from the command line: "25", "25.50", "$25", or "none" to remove it."""
+    cleaned = text.strip().lstrip("$").replace(",", "")
+    if cleaned.lower() in ("none", "off", ""):
+        return None
+    try:
+        value = float(cleaned)
+    except ValueError:
+        raise InvalidInput(f"{what}: {text!r} is not an amount in USD (e.g. 25 or 12.50), or 'none'") from None
+    return check_budget(value, what)

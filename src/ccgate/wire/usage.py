@@ -26,6 +26,8 @@ _JSON_LIMIT = 4 * 1024 * 1024  # a larger non-streamed answer is relayed, just n
 LINE_LIMIT = 1024 * 1024
 _FIELDS = ("input_tokens", "output_tokens", "cache_read_input_tokens", "cache_creation_input_tokens")
 _decode = msgspec.json.Decoder()
+# Where the tap puts usage.cache_creation.ephemeral_1h_input_tokens (a flat key in its dict).
+CACHE_1H = "cache_creation_1h_input_tokens"
 READABLE_ENCODINGS = ("gzip", "deflate")
 # zlib window bits: 47 accepts a gzip or a zlib header; deflate without a header is retried raw.
 _AUTO_HEADER = 47
@@ -150,6 +152,13 @@ class UsageTap:
                 value = usage.get(name)
                 if isinstance(value, int):
                     self.usage[name] = value
+            # Cache writes split by TTL ({"ephemeral_5m_input_tokens", "ephemeral_1h_input_tokens"}):
+            # 1-hour writes cost 1.6x the 5-minute ones, so cost needs the split.
+            split = usage.get("cache_creation")
+            if isinstance(split, dict):
+                one_hour = split.get("ephemeral_1h_input_tokens")
+                if isinstance(one_hour, int):
+                    self.usage[CACHE_1H] = one_hour
 
 
-__all__ = ["UsageTap"]
+__all__ = ["CACHE_1H", "UsageTap"]

@@ -47,6 +47,7 @@ _FLASH = {
     "revoked": "Key {name} revoked: it is refused from now on.",
     "signed-out": "Key {name} revoked: that developer is signed out of Claude Code's /login and must sign "
                   "in again.",
+    "budget": "Key {name}: budgets saved; they apply to its next request.",
 }
 
 
