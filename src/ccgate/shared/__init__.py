@@ -1,0 +1,79 @@
+"""State shared between gateway processes: several workers on one machine, or replicas.
+
+One process (the default) needs nothing from here: ``routing.RateLimiter``, the key pools,
+the breakers and ``store.KeyCache`` hold everything in memory and the hot path stays
+synchronous. When more than one process serves the same keys, two kinds of state must be
+shared, and a backend provides exactly these two things:
+
+- **One atomic operation**: rate-limit admission (``admit``) and the tokens a finished
+  request used (``record_tokens``), counted where every process sees the same numbers, so
+  ``rpm 10`` admits exactly 10 requests across all processes, however they race.
+- **An event bus** (``publish`` / the ``on_event`` callback given to ``start``): facts one
+  process learns that the others should act on at once - an issued key revoked or changed,
+  an upstream key cooled or disabled, a breaker opened, money spent against a budget, a
+  ``/login`` token revoked. Each process applies them to its own in-memory state, so the
+  hot path keeps reading memory, never the network.
+
+Backends: ``redis`` (``redis.url``: replicas, shared.redis) and ``hub`` (``serve --workers
+N`` without Redis: the supervisor process holds the counters and relays events between its
+workers over a local connection, shared.hub). Both use the same windowing as
+``routing.RateLimiter`` so the ``anthropic-ratelimit-*`` headers mean the same thing.
+
+Failure: a backend that cannot answer raises ``SharedUnavailable``; the caller applies the
+configured policy for that feature (fail open or closed), counts it in a metric and never
+answers 500. ``publish`` never raises: an event that cannot be sent is counted and dropped
+(the store's ``keys_version`` poll is the slower path that still converges).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol
+
+from ccgate.routing.ratelimit import Admission
+
+EventKind = Literal[
+    "keys_changed",  # an issued key was created, changed, rotated or revoked: re-read keys
+    "upstream_key",  # {"provider", "key": fingerprint, "action": cool/disable/enable, "seconds", "reason"}
+    "breaker",  # {"target": provider name, "state": "open"|"closed", "seconds"}
+    "spend",  # {"key_id", "usd", "ts"}: a usage row's cost, for the other processes' budgets
+    "token_revoked",  # {"jti", "exp"}: a /login session token revoked (claude auth logout)
+]
+
+
+@dataclass(frozen=True, slots=True)
+class SharedEvent:
+    kind: EventKind
+    data: dict[str, Any] = field(default_factory=dict)  # JSON-serialisable
+    origin: str = ""  # the publishing process's id; a process ignores its own events
+
+
+class SharedUnavailable(Exception):
+    """The shared backend did not answer in time (or is down); the caller applies its policy."""
+
+
+class SharedState(Protocol):
+    """What a backend provides. Every method has its own timeout; none waits unbounded."""
+
+    kind: str  # "redis" | "hub": in metrics, /readyz and logs
+    process_id: str  # this process's id, set as ``origin`` on what it publishes
+
+    async def start(self, on_event: Callable[[SharedEvent], None]) -> None:
+        """Connect and subscribe; ``on_event`` is called on the event loop for each event
+        published by another process."""
+
+    async def close(self) -> None: ...
+
+    async def admit(self, key_id: str, rpm: int | None, tpm: int | None) -> Admission:
+        """Check and count one request against the key's limits, atomically across every
+        process. Raises ``SharedUnavailable``."""
+
+    def record_tokens(self, key_id: str, tokens: int) -> None:
+        """Add a finished request's tokens to the key's window (fire and forget)."""
+
+    def publish(self, event: SharedEvent) -> None:
+        """Send an event to the other processes (fire and forget; never raises)."""
+
+    def healthy(self) -> bool:
+        """Whether the last operation reached the backend (for /readyz and metrics)."""
