@@ -27,6 +27,8 @@ is the only place that turns one into bytes on the wire::
     │   └── PageError               400 page: an HTML page a person's browser shows (login pages)
     ├── Overloaded                  529 overloaded_error: the gateway is at
     │                               server.limits.max_concurrent_requests (retryable)
+    ├── SharedStateDown             503 api_error: limits are shared between processes and the
+    │                               shared state is not answering (policy: refuse; retryable)
     ├── UpstreamError               502 api_error; 5xx, a hop between us and the provider failed
     │   ├── UpstreamServerError     500 api_error: the provider answered with its own server error
     │   ├── UpstreamUnreachable     502 api_error (DNS, TCP, proxy, TLS)
@@ -150,6 +152,15 @@ class Overloaded(GatewayError):
 
     status = 529
     error_type = "overloaded_error"
+    retryable = True
+
+
+class SharedStateDown(GatewayError):
+    """503: rate limits are shared between gateway processes (Redis, the workers' hub), the
+    shared state is not answering, and the configured policy is to refuse (server/shared_link.py)."""
+
+    status = 503
+    error_type = "api_error"
     retryable = True
 
 

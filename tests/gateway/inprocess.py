@@ -22,6 +22,7 @@ from ccgate.config.secrets import Secret
 from ccgate.routing import ManualClock
 from ccgate.server.app import Gateway
 from ccgate.server.asgi import Message
+from ccgate.shared import SharedState
 from ccgate.upstream.mock import ScriptedTransport, Step
 
 
@@ -64,7 +65,7 @@ class InProcessGateway:
     """``async with InProcessGateway(tmp, config, scripts) as gw: answer = await gw.post(...)``."""
 
     def __init__(self, tmp: Path, config: dict[str, Any], scripts: Mapping[str, Iterable[Step]] | None = None,
-                 *, env: Mapping[str, str] | None = None) -> None:
+                 *, env: Mapping[str, str] | None = None, shared: SharedState | None = None) -> None:
         self.path = tmp / "ccgate.yaml"
         self._scripts: dict[str, list[Step]] = {}
         self.write_config(config, scripts)
@@ -75,7 +76,7 @@ class InProcessGateway:
         self.transports: dict[str, ScriptedTransport] = {}  # the newest per provider
         self.all_transports: list[ScriptedTransport] = []
         self.app = Gateway(self.loaded, self.env, transport=self._transport, clock=self.clock,
-                           sleep=self._sleep)
+                           sleep=self._sleep, shared=shared)
         self._lifespan: asyncio.Queue[Message] = asyncio.Queue()
         self._lifespan_task: asyncio.Task[None] | None = None
 

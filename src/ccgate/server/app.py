@@ -35,6 +35,7 @@ from ccgate.errors import (
     NotFound,
     Overloaded,
     PermissionDenied,
+    RateLimited,
     UpstreamError,
     new_request_id,
 )
@@ -56,6 +57,8 @@ from ccgate.server.metrics import Metrics
 from ccgate.server.reload import Reloader, ReloadOutcome
 from ccgate.server.response import Response
 from ccgate.server.runtime import Runtime, Seams, TransportFactory, build_runtime
+from ccgate.server.shared_link import SharedLink
+from ccgate.shared import SharedState
 from ccgate.store import (
     KeyCache,
     RequestLogPolicy,
@@ -129,10 +132,12 @@ class Gateway:
         self, loaded: LoadedConfig, env: Mapping[str, str], *, store: Store | None = None,
         transport: TransportFactory = UpstreamTransport, clock: Clock = SYSTEM_CLOCK,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep, reload_signal: bool = False,
+        shared: SharedState | None = None,
     ) -> None:
         """``transport``, ``clock`` and ``sleep`` are seams for in-process tests
         (``upstream.mock.ScriptedTransport``, ``routing.ManualClock``). ``reload_signal``:
-        reload the config on SIGHUP (``ccgate serve``; not on Windows)."""
+        reload the config on SIGHUP (``ccgate serve``; not on Windows). ``shared``: state
+        shared with other gateway processes (``ccgate.shared``; None: this process only)."""
         self.env = env
         self.store = store if store is not None else _open_store(loaded, env)
         self.key_cache = KeyCache(self.store) if self.store is not None else None
@@ -144,6 +149,7 @@ class Gateway:
         self.log_refused = self.recorder is not None and loaded.config.store.request_log.enabled
         self.limiter = RateLimiter(clock)
         self.metrics = Metrics(key_names=loaded.config.server.metrics.key_names)
+        self.shared = self._link(shared)
         # OpenTelemetry when the OTEL_* variables ask for it (observe/tracing.py), else None.
         self.tracing = setup_tracing(env)
         if loaded.login is not None and self.store is None:
@@ -207,6 +213,8 @@ class Gateway:
                     await transport.start()
                 self._watch_reload_triggers(True)
                 await self.seed_budgets()
+                if self.shared is not None:
+                    await self.shared.start()
                 for hook in self.on_startup:
                     hook()
                 await send({"type": "lifespan.startup.complete"})
@@ -218,6 +226,8 @@ class Gateway:
                 for transport in [*self.runtime.transports.values(), *retiring]:
                     await transport.close()
                 await self.login.state.close()
+                if self.shared is not None:
+                    await self.shared.close()
                 if self.recorder is not None:
                     await self.recorder.aclose()  # committed before we say we are done
                 self.access_log.flush()
@@ -395,7 +405,8 @@ class Gateway:
         body = await self._read(scope, receive, ctx)
         head = decode_messages(body)
         ctx.model, ctx.stream = head.model, head.stream
-        self._admit(ctx, head.model)
+        if self._admit(ctx, head.model) and self.shared is not None and ctx.key is not None:
+            await self._admit_shared(ctx.key)
         await self._dispatch(scope, receive, response, ctx, body, head.model)
 
     async def count_tokens(self, scope: Scope, receive: Receive, response: Response, ctx: Context) -> None:
@@ -417,11 +428,12 @@ class Gateway:
             return
         await self._dispatch(scope, receive, response, ctx, body, head.model, record=False)
 
-    def _admit(self, ctx: Context, model: str) -> None:
-        """An issued key's model allowance and rate limits, checked before any upstream work."""
+    def _admit(self, ctx: Context, model: str) -> bool:
+        """An issued key's model allowance and rate limits, checked before any upstream work.
+        True when the rate limits are still to be counted by the shared state (``_admit_shared``)."""
         client = ctx.key
         if client is None or client.issued is None:
-            return
+            return False
         key = client.issued
         if not key.allows_model(model):
             raise self._model_denied(client, model)
@@ -434,11 +446,33 @@ class Gateway:
                 wait = max(1, int(overspent.resets_at - self.seams.clock.time()))
                 raise BudgetExceeded(overspent.message(client.name), headers={"retry-after": str(wait)})
         if key.rpm is None and key.tpm is None:
-            return
+            return False
+        if self.shared is not None:
+            return True
         admission = self.limiter.admit_sync(key.id, key.rpm, key.tpm)
         if not admission.allowed:
             self.metrics.rate_limit_refused(client.name)
             raise admission.error(client.name)
+        return False
+
+    async def _admit_shared(self, client: Client) -> None:
+        """Rate limits counted across every gateway process (server/shared_link.py)."""
+        assert self.shared is not None and client.issued is not None
+        try:
+            await self.shared.admit(client.issued, client.name)
+        except RateLimited:
+            self.metrics.rate_limit_refused(client.name)
+            raise
+
+    def _link(self, backend: SharedState | None) -> SharedLink | None:
+        if backend is None:
+            return None
+        link = SharedLink(backend, on_unavailable=self.metrics.shared_unavailable)
+        if self.key_cache is not None:
+            cache = self.key_cache
+            link.handle("keys_changed", lambda _data: cache.invalidate())
+            cache.on_change = lambda: link.publish("keys_changed")
+        return link
 
     @staticmethod
     def _model_denied(client: Client, model: str) -> PermissionDenied:
@@ -484,7 +518,10 @@ class Gateway:
             self.metrics.tokens_used(model, ex.provider or "-", usage, ctx.client)
         tokens = int(usage.get("input_tokens", 0)) + int(usage.get("output_tokens", 0))
         if ctx.key is not None and ctx.key.issued is not None and ctx.key.issued.tpm is not None and tokens:
-            self.limiter.record_tokens_sync(ctx.key.issued.id, tokens)
+            if self.shared is not None:
+                self.shared.record_tokens(ctx.key.issued.id, tokens)
+            else:
+                self.limiter.record_tokens_sync(ctx.key.issued.id, tokens)
         status = ex.status or (failure.status if failure is not None else 0)
         if self.recorder is None or not status:
             return

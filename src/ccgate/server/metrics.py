@@ -73,6 +73,11 @@ class Metrics:
             "ccgate_upstream_errors", "Failures reaching a provider, by provider and failed hop.",
             ["provider", "hop"], registry=r,
         )
+        self.shared_down = Counter(
+            "ccgate_shared_unavailable",
+            "Operations the shared state (Redis, the workers' hub) did not answer, by feature.",
+            ["feature"], registry=r,
+        )
         self.open_streams = Gauge("ccgate_open_streams", "Streaming responses being relayed now.", registry=r)
         self.bytes_out = Counter(
             "ccgate_response_bytes", "Response body bytes sent to clients, by route.", ["route"], registry=r,
@@ -205,6 +210,10 @@ class Metrics:
         labels = tuple((field, (kind, model, provider)) for field, kind in TOKEN_KINDS)
         self._token_labels[(model, provider)] = labels
         return labels
+
+    def shared_unavailable(self, feature: str) -> None:
+        """The shared state (Redis or the workers' hub) did not answer for ``feature``."""
+        self.shared_down.labels(feature).inc()
 
     def rate_limit_refused(self, client: str) -> None:
         """A request refused by an issued key's rate limit."""

@@ -61,6 +61,8 @@ class KeyCache:
         self._by_id: dict[str, IssuedKey] = {}  # for sessions that name their key (login/)
         self._version: int | None = None
         self._next_poll = float("-inf")
+        # Called after ``apply``: tells other gateway processes to re-read (server/shared_link.py).
+        self.on_change: Callable[[], None] | None = None
 
     def __len__(self) -> int:
         return len(self._by_digest)
@@ -128,6 +130,13 @@ class KeyCache:
         self._index(table, key)
         self._by_digest = table
         self._by_id = {**self._by_id, key.id: key}
+        if self.on_change is not None:
+            self.on_change()
+
+    def invalidate(self) -> None:
+        """Another process changed the keys: read them again on the next lookup."""
+        self._next_poll = float("-inf")
+        self._version = None
 
     @staticmethod
     def _index(table: dict[bytes, tuple[IssuedKey, bool]], key: IssuedKey) -> None:

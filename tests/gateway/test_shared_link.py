@@ -1,0 +1,146 @@
+"""The gateway's wiring to shared state (server/shared_link.py), in-process: two gateways on one
+SQLite file share a backend kept in this test's memory (the real backends, Redis and the
+workers' hub, have their own tests). Rate limits are counted by the backend, key changes made
+through one gateway reach the other at once, and a backend that does not answer is the
+configured policy (admit, or 503), counted, never a 500."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from ccgate.routing import RateLimiter
+from ccgate.routing.ratelimit import Admission
+from ccgate.shared import SharedEvent, SharedUnavailable
+from ccgate.store import KeyManager, SQLiteStore
+from ccgate.upstream.mock import Reply
+from tests.gateway.inprocess import InProcessGateway
+from tests.gateway.test_inprocess import ANSWER, JSON, MSG, anthropic
+
+ADMIN_KEY = "shared-link-admin-key-0123456789"
+
+
+class Bus:
+    """One "server": a limiter every member counts in, and fan-out of events."""
+
+    def __init__(self) -> None:
+        self.limiter = RateLimiter()
+        self.members: list[MemoryShared] = []
+        self.down = False
+
+
+class MemoryShared:
+    kind = "memory"
+
+    def __init__(self, bus: Bus, process_id: str) -> None:
+        self.bus, self.process_id = bus, process_id
+        self.on_event: Callable[[SharedEvent], None] | None = None
+        bus.members.append(self)
+
+    async def start(self, on_event: Callable[[SharedEvent], None]) -> None:
+        self.on_event = on_event
+
+    async def close(self) -> None:
+        self.on_event = None
+
+    async def admit(self, key_id: str, rpm: int | None, tpm: int | None) -> Admission:
+        await asyncio.sleep(0)  # a round trip: other requests run meanwhile
+        if self.bus.down:
+            raise SharedUnavailable("connection refused")
+        return self.bus.limiter.admit_sync(key_id, rpm, tpm)
+
+    def record_tokens(self, key_id: str, tokens: int) -> None:
+        self.bus.limiter.record_tokens_sync(key_id, tokens)
+
+    def publish(self, event: SharedEvent) -> None:
+        for member in self.bus.members:  # the sender too: the link must ignore its own
+            if member.on_event is not None:
+                member.on_event(event)
+
+    def healthy(self) -> bool:
+        return not self.bus.down
+
+
+def config(tmp: Path, **server: Any) -> dict[str, Any]:
+    return {"providers": [anthropic()], "store": {"path": str(tmp / "ccgate.db")},
+            "server": {"admin": {"key": "env:ADMIN"}, **server}}
+
+
+def issue(tmp: Path, name: str, **limits: int) -> str:
+    store = SQLiteStore(tmp / "ccgate.db")
+    try:
+        return KeyManager(store).create(name, **limits)[1]  # type: ignore[arg-type]
+    finally:
+        store.close()
+
+
+def ok(n: int) -> dict[str, list[Reply]]:
+    return {"anthropic": [Reply(200, JSON, json.dumps(ANSWER).encode()) for _ in range(n)]}
+
+
+def two(tmp: Path, bus: Bus, replies: int = 20) -> tuple[InProcessGateway, InProcessGateway]:
+    (tmp / "a").mkdir()
+    (tmp / "b").mkdir()
+    env = {"ADMIN": ADMIN_KEY}
+    a = InProcessGateway(tmp / "a", config(tmp), ok(replies), env=env, shared=MemoryShared(bus, "a"))
+    b = InProcessGateway(tmp / "b", config(tmp), ok(replies), env=env, shared=MemoryShared(bus, "b"))
+    return a, b
+
+
+async def test_rpm_is_counted_across_processes_exactly(tmp_path: Path) -> None:
+    secret = issue(tmp_path, "team", rpm=5)
+    a, b = two(tmp_path, Bus())
+    async with a, b:
+        headers = {"x-api-key": secret}
+        answers = await asyncio.gather(*(gw.post("/v1/messages", MSG, headers=headers)
+                                         for gw in (a, b) * 6))
+    statuses = sorted(answer.status for answer in answers)
+    assert statuses == [200] * 5 + [429] * 7
+    refused = next(answer for answer in answers if answer.status == 429)
+    assert refused.json()["error"]["type"] == "rate_limit_error"
+    assert "5 requests per minute" in refused.json()["error"]["message"]
+    assert refused.headers["anthropic-ratelimit-requests-remaining"] == "0"
+
+
+async def test_a_key_revoked_through_one_process_is_refused_by_the_other_at_once(tmp_path: Path) -> None:
+    secret = issue(tmp_path, "carol")
+    a, b = two(tmp_path, Bus())
+    async with a, b:
+        assert (await b.post("/v1/messages", MSG, headers={"x-api-key": secret})).status == 200
+        key_id = (await a.request("GET", "/admin/keys", headers={"x-api-key": ADMIN_KEY})).json()["data"][0]["id"]
+        revoked = await a.request("POST", f"/admin/keys/{key_id}/revoke", headers={"x-api-key": ADMIN_KEY})
+        assert revoked.status == 200, revoked.body
+        # b's next request re-reads the keys: the backend told it (no poll interval waited).
+        refused = await b.post("/v1/messages", MSG, headers={"x-api-key": secret})
+        assert refused.status == 401 and "revoked" in refused.json()["error"]["message"]
+
+
+async def test_backend_down_admits_by_default_and_is_counted(tmp_path: Path) -> None:
+    secret = issue(tmp_path, "team", rpm=1)
+    bus = Bus()
+    a, b = two(tmp_path, bus)
+    async with a, b:
+        bus.down = True
+        answers = [await a.post("/v1/messages", MSG, headers={"x-api-key": secret}) for _ in range(3)]
+        assert [answer.status for answer in answers] == [200, 200, 200]  # fail open: not enforced
+        metrics = (await a.request("GET", "/metrics")).body.decode()
+        assert 'ccgate_shared_unavailable_total{feature="rate_limits"} 3.0' in metrics
+
+
+async def test_backend_down_fails_closed_with_503_when_asked(tmp_path: Path) -> None:
+    secret = issue(tmp_path, "team", rpm=1)
+    bus = Bus()
+    a, b = two(tmp_path, bus)
+    async with a, b:
+        assert a.app.shared is not None
+        a.app.shared.fail_open = False
+        bus.down = True
+        answer = await a.post("/v1/messages", MSG, headers={"x-api-key": secret})
+        assert answer.status == 503
+        assert answer.json()["error"]["type"] == "api_error"
+        assert "not answering" in answer.json()["error"]["message"]
+        bus.down = False
+        assert (await a.post("/v1/messages", MSG, headers={"x-api-key": secret})).status == 200
