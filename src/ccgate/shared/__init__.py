@@ -13,6 +13,11 @@ shared, and a backend provides exactly these two things:
   an upstream key cooled or disabled, a breaker opened, money spent against a budget, a
   ``/login`` token revoked. Each process applies them to its own in-memory state, so the
   hot path keeps reading memory, never the network.
+- **Short-lived records** (``kv_*``): state a person's next request may bring to another
+  process - console sessions, /login device codes, browser sign-in flows, refresh-token
+  families, attempt counters. Values are bytes with a time to live; ``kv_take`` reads and
+  deletes in one step (one-time codes), ``kv_incr`` counts atomically. Not on the hot path.
+  One process keeps them in memory (``shared.memory.MemoryKV``, the same interface).
 
 Backends: ``redis`` (``redis.url``: replicas, shared.redis) and ``hub`` (``serve --workers
 N`` without Redis: the supervisor process holds the counters and relays events between its
@@ -77,3 +82,30 @@ class SharedState(Protocol):
 
     def healthy(self) -> bool:
         """Whether the last operation reached the backend (for /readyz and metrics)."""
+
+    # Short-lived records; every one raises ``SharedUnavailable`` when the backend is down.
+
+    async def kv_put(self, key: str, value: bytes, ttl: float) -> None:
+        """Store ``value`` under ``key`` for ``ttl`` seconds (replacing what was there)."""
+
+    async def kv_get(self, key: str) -> bytes | None: ...
+
+    async def kv_take(self, key: str) -> bytes | None:
+        """Read and delete in one atomic step: of two processes taking a one-time code, one
+        gets it."""
+
+    async def kv_delete(self, key: str) -> None: ...
+
+    async def kv_incr(self, key: str, amount: int, ttl: float) -> int:
+        """Add ``amount`` and return the new value; the first increment starts the ``ttl``."""
+
+
+class KV(Protocol):
+    """Only the short-lived records: what the login and console state needs. Every
+    ``SharedState`` is one; ``shared.memory.MemoryKV`` is the one-process implementation."""
+
+    async def kv_put(self, key: str, value: bytes, ttl: float) -> None: ...
+    async def kv_get(self, key: str) -> bytes | None: ...
+    async def kv_take(self, key: str) -> bytes | None: ...
+    async def kv_delete(self, key: str) -> None: ...
+    async def kv_incr(self, key: str, amount: int, ttl: float) -> int: ...
