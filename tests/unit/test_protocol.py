@@ -161,3 +161,26 @@ async def test_the_limits_follow_the_live_config_at_each_sweep() -> None:
     guard.sweep()
     assert (guard.max_headers, guard.max_header_bytes, guard.idle_timeout) == (50, 8192, 3)
     guard.stop()
+
+
+async def test_the_inlined_header_callback_still_matches_uvicorns() -> None:
+    """``GuardedProtocol.on_header`` inlines uvicorn's (a call less per header). If an uvicorn
+    release changes what its callback does, this fails and the inlined copy must follow."""
+    from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+    h = Harness()
+    ours, _ = h.connect()
+    theirs, _ = h.connect()
+    ours.on_message_begin()
+    theirs.on_message_begin()
+    headers = [(b"Host", b"x"), (b"X-Trailing", b"value \t"), (b"EXPECT", b"100-Continue"),
+               (b"x-dup", b"1"), (b"X-Dup", b"2"), (b"empty", b""), (b"x-inner", b"a  b")]
+    for name, value in headers:
+        ours.on_header(name, value)
+        HttpToolsProtocol.on_header(theirs, name, value)
+    assert ours.headers == theirs.headers
+    assert ours.expect_100_continue is theirs.expect_100_continue is True
+    # Every attribute uvicorn's callback touches is one ours sets too (nothing new upstream).
+    touched = set(HttpToolsProtocol.on_header.__code__.co_names)
+    assert touched <= {"lower", "rstrip", "expect_100_continue", "headers", "append"}, touched
+    h.guard.stop()
