@@ -205,6 +205,15 @@ class UpstreamRefusedGateway(UpstreamError):
     retryable = False
 
 
+class ServiceUnavailable(GatewayError):
+    """503 api_error: something the gateway depends on for this request is down (the key store
+    on PostgreSQL for an admin write); it is worth retrying once it is back."""
+
+    status = 503
+    error_type = "api_error"
+    retryable = True
+
+
 class InternalError(GatewayError):
     status = 500
     error_type = "api_error"
