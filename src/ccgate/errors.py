@@ -34,6 +34,7 @@ is the only place that turns one into bytes on the wire::
     │   ├── UpstreamTimeout         504 timeout_error
     │   ├── UpstreamOverloaded      529 overloaded_error
     │   └── UpstreamRefusedGateway  502 api_error: the provider refused *our* key (not retried)
+    ├── ServiceUnavailable          503 api_error: the key store (PostgreSQL) is down (retryable)
     └── InternalError               500 api_error (a bug in ccgate)
 
 Status codes and types follow https://platform.claude.com/docs/en/api/errors.

@@ -172,8 +172,8 @@ def test_missing_foreign_and_future_files(tmp_path: Path) -> None:
 
     with pytest.raises(StoreError, match="is a directory"):
         open_store(tmp_path)
-    with pytest.raises(StoreError, match="not supported yet"):
-        open_store("postgresql://user:pw@db/ccgate")
+    with pytest.raises(StoreError, match=r"mysql:// is not supported"):
+        open_store("mysql://user:pw@127.0.0.1/ccgate")
 
 
 def test_usage_summary_groups(store: SQLiteStore, clock: FakeClock) -> None:

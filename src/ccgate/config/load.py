@@ -12,7 +12,7 @@ import difflib
 import os
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -32,8 +32,6 @@ from ccgate.errors import ConfigError
 from ccgate.login.policy import PolicySet, compile_policy
 from ccgate.login.settings import MIN_JWT_SECRET, LoginSettings, OidcSettings, parse_ttl
 from ccgate.login.urls import check_issuer, check_public_url
-from ccgate.store.base import StoreError
-from ccgate.store.paths import PoolSettings, StoreLocation, StoreURL, parse_location
 from ccgate.proxy_env import DIRECT, ProxyURLError, parse_proxy_url, resolve_proxy
 
 CONFIG_ENV = "CCGATE_CONFIG"
@@ -493,12 +491,12 @@ def load_client_view(
     return GatewayClientView(path, config.server.host, config.server.port, tokens, slow)
 
 
-def configured_store_path(explicit: str | None, env: Mapping[str, str]) -> StoreLocation | None:
-    """``store.path`` / ``store.url`` from the config file ``serve`` would use, for the keys and
-    usage commands.
+def configured_store(explicit: str | None, env: Mapping[str, str]) -> tuple[Path, StoreConfig] | None:
+    """The config file ``serve`` would use and its ``store:`` section, for the keys and usage
+    commands; None without a config file.
 
-    Only the file is parsed (no provider secrets resolved), so ``ccgate keys`` works where the
-    provider keys' environment variables are not set; ``store.password`` is resolved.
+    Only the file is parsed (no secrets resolved), so ``ccgate keys`` works where the provider
+    keys' environment variables are not set.
     """
     path = find_config_file(explicit, env)
     if path is None:
@@ -507,46 +505,36 @@ def configured_store_path(explicit: str | None, env: Mapping[str, str]) -> Store
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{path}: cannot read config file: {exc}") from None
-    config = parse_config(text, str(path))
-    return store_location(config.store, path, env)
+    return path, parse_config(text, str(path)).store
 
 
-def store_location(store: StoreConfig, config_path: Path | None, env: Mapping[str, str]) -> StoreLocation | None:
-    """Where ``store.path`` / ``store.url`` point (a relative path is relative to the config
-    file), with ``store.password`` and ``store.pool`` applied to a URL; None if neither is set."""
-    where = f"{config_path}: store" if config_path is not None else "store"
+def store_target(store: StoreConfig, config_path: Path | None) -> str | None:
+    """``store.url`` as written, or ``store.path`` (relative to the config file); None if unset."""
+    if store.url:
+        return store.url
+    if not store.path:
+        return None
+    path = Path(store.path).expanduser()
+    return str(path if path.is_absolute() or config_path is None else config_path.parent / path)
+
+
+def store_password(store: StoreConfig, config_path: Path | None, env: Mapping[str, str]) -> str | None:
+    """``store.password`` (a secret reference) resolved; None if unset."""
+    if not store.password:
+        return None
     try:
-        location = parse_location(store.url) if store.url else (
-            Path(store.path).expanduser() if store.path else None)
-    except StoreError as exc:
-        raise ConfigError(f"{where}.url: {exc}") from None
-    if isinstance(location, Path) and not location.is_absolute() and config_path is not None:
-        return config_path.parent / location
-    return with_store_settings(location, store, config_path, env) if isinstance(location, StoreURL) else location
-
-
-def with_store_settings(location: StoreLocation, store: StoreConfig, config_path: Path | None,
-                        env: Mapping[str, str]) -> StoreLocation:
-    """A PostgreSQL location (from the config, --db or $CCGATE_DB) with the config's pool and
-    password; a path as it is."""
-    if not isinstance(location, StoreURL):
-        return location
-    password = None
-    if store.password:
-        base = config_path.parent if config_path is not None else Path.cwd()
-        try:
-            password = resolve_secret(store.password, env, base).value
-        except ValueError as exc:
-            where = f"{config_path}: " if config_path is not None else ""
-            raise ConfigError(f"{where}store.password: {exc}") from None
-    pool = store.pool
-    return replace(location, password=password or location.password, pool=PoolSettings(
-        min_size=pool.min_size, max_size=pool.max_size, connect_timeout=pool.connect_timeout,
-        statement_timeout=pool.statement_timeout))
+        return resolve_secret(store.password, env, config_path.parent if config_path else Path.cwd()).value
+    except ValueError as exc:
+        raise ConfigError(f"{config_path or 'config'}: store.password: {exc}") from None
 
 
 __all__ = [
-    "GatewayClientView", "LoadedConfig", "configured_store_path", "find_config_file", "load_client_view",
-    "store_location", "with_store_settings",
+    "GatewayClientView",
+    "LoadedConfig",
+    "configured_store",
+    "find_config_file",
+    "load_client_view",
     "load_config",
+    "store_password",
+    "store_target",
 ]

@@ -288,6 +288,9 @@ class RequestLog(_Strict):
             raise ValueError("request_log.max_rows must be at least 1")
 
 
+STORE_URL_SCHEMES = ("postgresql", "postgres", "sqlite")
+
+
 class StorePool(_Strict):
     """``store.pool``: PostgreSQL connections and the bound on every wait, in seconds."""
 
@@ -322,6 +325,9 @@ class Store(_Strict):
     def __post_init__(self) -> None:
         if self.path and self.url:
             raise ValueError("store: set either path (SQLite) or url, not both")
+        scheme = self.url.partition("://")[0].lower() if self.url and "://" in self.url else None
+        if self.url is not None and scheme not in STORE_URL_SCHEMES:
+            raise ValueError("store.url must start with postgresql://, postgres:// or sqlite:///")
         if not 1 <= self.buffer_rows <= 10_000_000:
             raise ValueError("store.buffer_rows must be from 1 to 10000000")
 

@@ -17,7 +17,6 @@ import logging
 import signal
 import time
 from collections.abc import Awaitable, Callable, Mapping
-from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
@@ -56,6 +55,7 @@ from ccgate.server.metrics import Metrics
 from ccgate.server.reload import Reloader, ReloadOutcome
 from ccgate.server.response import Response
 from ccgate.server.runtime import Runtime, Seams, TransportFactory, build_runtime
+from ccgate.server.store_location import store_location
 from ccgate.store import (
     KeyCache,
     RequestLogPolicy,
@@ -64,7 +64,6 @@ from ccgate.store import (
     UsageRecorder,
     UsageRow,
     open_store,
-    resolve_db_path,
     session_id_from_headers,
 )
 from ccgate.store.budget import BudgetTracker
@@ -673,15 +672,13 @@ def _open_store(loaded: LoadedConfig, env: Mapping[str, str]) -> Store | None:
     settings = loaded.config.store
     if not settings.enabled:
         return None
-    configured = settings.path
-    if configured and loaded.path is not None and not Path(configured).expanduser().is_absolute():
-        configured = str(loaded.path.parent / configured)  # relative to the config file
-    path = resolve_db_path(None, env, configured)
+    where = store_location(None, env, settings, loaded.path)
     try:
-        return open_store(path)
-    except StoreError as exc:
+        return open_store(where)
+    except StoreError as exc:  # the message names the location without its password
         raise ConfigError(
-            f"store: cannot open {path}: {exc} (set store.path or $CCGATE_DB, or store.enabled: false)"
+            f"store: cannot open {where}: {exc} "
+            "(set store.path, store.url or $CCGATE_DB, or store.enabled: false)"
         ) from None
 
 

@@ -84,8 +84,8 @@ __all__ = [
     "default_db_path",
     "key_summary",
     "open_store",
-    "parse_location",
     "parse_duration",
+    "parse_location",
     "resolve_db_path",
     "session_id_from_headers",
 ]

@@ -26,7 +26,7 @@ import math
 import threading
 import time
 from collections.abc import Iterator, Sequence
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any
 
 from ccgate.store.base import (
     DuplicateKeyName,
@@ -208,7 +208,8 @@ class PostgresStore:
             row = conn.execute("SELECT version FROM ccgate_schema").fetchone()
             before = int(row[0]) if row else 0
         else:
-            tables = conn.execute("SELECT count(*) FROM pg_tables WHERE schemaname = current_schema()").fetchone()
+            tables = conn.execute(
+                "SELECT count(*) FROM pg_tables WHERE schemaname = current_schema()").fetchone()
             if tables is not None and tables[0]:
                 raise StoreError(f"{self.location} has tables but is not a ccgate store; nothing was changed")
             if not create:
@@ -217,8 +218,9 @@ class PostgresStore:
             conn.execute("INSERT INTO ccgate_schema (version) VALUES (0)")
             before = 0
         if before > LATEST:
-            raise StoreError(f"{self.location} has schema version {before}, written by a newer ccgate (this one "
-                             f"knows up to {LATEST}); upgrade ccgate or point store.url at another database")
+            raise StoreError(
+                f"{self.location} has schema version {before}, written by a newer ccgate (this one knows up "
+                f"to {LATEST}); upgrade ccgate or point store.url at another database")
         for step in MIGRATIONS[before:]:
             for statement in step.postgres:
                 conn.execute(statement)
@@ -326,7 +328,8 @@ class PostgresStore:
                             copy.write_row((*_usage_values(r), r.latency_ms, r.attempts, r.error))
                     if time.monotonic() - self._pruned_at >= PRUNE_EVERY:
                         self._pruned_at = time.monotonic()
-                        cur.execute("DELETE FROM request_log WHERE ts < %s", (time.time() - log.retention_seconds,))
+                        cutoff = time.time() - log.retention_seconds
+                        cur.execute("DELETE FROM request_log WHERE ts < %s", (cutoff,))
                         cur.execute("DELETE FROM request_log WHERE id <= (SELECT id FROM request_log "
                                     "ORDER BY id DESC LIMIT 1 OFFSET %s)", (log.max_rows,))
         except psycopg.Error as exc:
@@ -410,4 +413,4 @@ class PostgresStore:
 
 def url_text(url: StoreURL) -> str:
     """The URL for messages: no password, no query string (it may hold sslkey paths, options)."""
-    return cast(str, url.redacted.split("?", 1)[0])
+    return url.redacted.split("?", 1)[0]
