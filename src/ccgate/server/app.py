@@ -137,12 +137,15 @@ class Gateway:
         self.key_cache = KeyCache(self.store) if self.store is not None else None
         if self.key_cache is not None:
             self.key_cache.reload()  # a broken store fails the start, not the first request
+            if self.store is not None and self.store.remote:
+                self.key_cache.start_refresher()  # no network round trip on the event loop
         # Spend per key for budgets, counted as the usage writer commits priced rows.
         self.budgets = BudgetTracker(clock.time) if self.store is not None else None
         self.recorder = _recorder(self.store, loaded, self.budgets)
         self.log_refused = self.recorder is not None and loaded.config.store.request_log.enabled
         self.limiter = RateLimiter(clock)
         self.metrics = Metrics(key_names=loaded.config.server.metrics.key_names)
+        self.metrics.watch_store(self.recorder, self.store)
         # OpenTelemetry when the OTEL_* variables ask for it (observe/tracing.py), else None.
         self.tracing = setup_tracing(env)
         if loaded.login is not None and self.store is None:
@@ -222,8 +225,10 @@ class Gateway:
                 self.access_log.flush()
                 if self.tracing is not None:
                     await asyncio.to_thread(self.tracing.shutdown)  # exports what is buffered
+                if self.key_cache is not None:
+                    self.key_cache.stop_refresher()
                 if self.store is not None:
-                    self.store.close()
+                    await asyncio.to_thread(self.store.close)
                 await send({"type": "lifespan.shutdown.complete"})
                 return
 
@@ -592,6 +597,13 @@ class Gateway:
         status: dict[str, object] = {"status": "ready" if ready else "not ready"}
         if ctx.rt.access.is_admin(scope):  # the detail names config paths and secret references
             status |= {"config": ctx.rt.loaded.source, "providers": detail}
+            if self.store is not None:  # last known state, no store call (no password in it)
+                store = self.store.health()
+                if self.recorder is not None:
+                    store |= {"usage_rows_buffered": self.recorder.buffered,
+                              "usage_writer": "holding rows: store unreachable" if self.recorder.store_down
+                              else "ok"}
+                status["store"] = store
         await response.json(200 if ready else 503, _json.encode(status))
 
     async def render_metrics(self, scope: Scope, receive: Receive, response: Response, ctx: Context) -> None:
@@ -655,7 +667,8 @@ def _recorder(store: Store | None, loaded: LoadedConfig, budgets: BudgetTracker 
         return None
     store.set_request_log(RequestLogPolicy(log.enabled, log.retention_days * 86400, log.max_rows),
                           usage=settings.record_usage)
-    return UsageRecorder(store, on_commit=budgets.add if budgets is not None else None)
+    return UsageRecorder(store, on_commit=budgets.add if budgets is not None else None,
+                         max_pending=settings.buffer_rows)
 
 
 def _refuse_client_credentials(targets: tuple[Target, ...], transports: dict[str, Transport]) -> None:
