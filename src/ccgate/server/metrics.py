@@ -275,13 +275,15 @@ class _StoreCollector(Collector):
                                   ("shutdown", recorder.dropped_at_close)):
                 dropped.add_metric([reason], value)
             buffered = GaugeMetricFamily(
-                "ccgate_usage_rows_buffered", "Usage rows in memory, not yet committed (held while the store is down).")
+                "ccgate_usage_rows_buffered",
+                "Usage rows in memory, not yet committed (held while the store is down).")
             buffered.add_metric([], recorder.buffered)
             yield from (written, dropped, buffered)
         if self.store is not None:
             health = self.store.health()
             up = GaugeMetricFamily(
-                "ccgate_store_up", "1 if the key and usage store was reachable at its last use.", labels=["backend"])
+                "ccgate_store_up", "1 if the key and usage store was reachable at its last use.",
+                labels=["backend"])
             down = health.get("reachable") is False or (recorder is not None and recorder.store_down)
             up.add_metric([str(health.get("backend", "unknown"))], 0 if down else 1)
             yield up
