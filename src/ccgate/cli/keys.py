@@ -174,7 +174,7 @@ def run(args: argparse.Namespace) -> int:
               file=sys.stderr)
         return 1
     except StoreUnavailable as exc:
-        print(f"ccgate keys: {exc}; nothing was changed (is PostgreSQL running?)", file=sys.stderr)
+        print(f"ccgate keys: {exc} (is PostgreSQL running and reachable?)", file=sys.stderr)
         return 3
     except StoreError as exc:  # KeyNotFound, KeyConflict, I/O
         print(f"ccgate keys: {exc}", file=sys.stderr)

@@ -61,6 +61,7 @@ from ccgate.store import (
     RequestLogPolicy,
     Store,
     StoreError,
+    StoreURL,
     UsageRecorder,
     UsageRow,
     open_store,
@@ -689,10 +690,10 @@ def _open_store(loaded: LoadedConfig, env: Mapping[str, str]) -> Store | None:
     try:
         return open_store(where)
     except StoreError as exc:  # the message names the location without its password
+        # A PostgreSQL error already names the URL (without its password); a file error may not.
+        what = str(exc) if isinstance(where, StoreURL) else f"cannot open {where}: {exc}"
         raise ConfigError(
-            f"store: cannot open {where}: {exc} "
-            "(set store.path, store.url or $CCGATE_DB, or store.enabled: false)"
-        ) from None
+            f"store: {what} (set store.path, store.url or $CCGATE_DB, or store.enabled: false)") from None
 
 
 __all__ = ["Gateway"]
