@@ -10,6 +10,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -108,24 +109,24 @@ def test_serve_on_postgres_keys_usage_cost_and_cli(
         assert ready["store"]["backend"] == "postgresql" and ready["store"]["reachable"] is True
         assert "store" not in httpx.get(gw.url + "/readyz", timeout=5).json()  # detail for the admin only
 
-        # The CLI against the same database, the password in the URL.
-        listing = ccgate("keys", "list", "--json", "--db", url)
-        assert listing.returncode == 0, listing.stderr
-        assert [k["name"] for k in json.loads(listing.stdout)] == ["alice"]
+        # The CLI against the same database: the password in the URL, or from the config.
         made = ccgate("keys", "create", "--name", "bob", "--json", "--db", url)
         assert made.returncode == 0, made.stderr
         bob_secret = json.loads(made.stdout)["secret"]
-        wait_for(lambda: ask(gw, bob_secret).status_code == 200, 5, "the CLI's key to reach the gateway")
-        usage = ccgate("usage", "--json", "--db", url)
-        assert usage.returncode == 0, usage.stderr
-        report = json.loads(usage.stdout)
-        assert json.dumps(report).count(key_id) >= 1 and "cost" in json.dumps(report)
-        unset = ccgate("config", "check", "--config", str(gw.config_path))
-        assert unset.returncode == 1 and "store.password: environment variable" in unset.stderr
         env = {"CCGATE_TEST_PG_PASSWORD": PASSWORD}
-        check = ccgate("config", "check", "--config", str(gw.config_path), env=env)
+        with ThreadPoolExecutor(4) as pool:  # independent read-only commands, run side by side
+            listing_f = pool.submit(ccgate, "keys", "list", "--json", "--db", url)
+            usage_f = pool.submit(ccgate, "usage", "--json", "--db", url)
+            check_f = pool.submit(ccgate, "config", "check", "--config", str(gw.config_path), env=env)
+            by_config_f = pool.submit(ccgate, "keys", "list", "--config", str(gw.config_path), env=env)
+        listing, usage, check, by_config = (f.result() for f in (listing_f, usage_f, check_f, by_config_f))
+        assert listing.returncode == 0, listing.stderr
+        assert [k["name"] for k in json.loads(listing.stdout)] == ["alice", "bob"]
+        wait_for(lambda: ask(gw, bob_secret).status_code == 200, 5, "the CLI's key to reach the gateway")
+        assert usage.returncode == 0, usage.stderr
+        report = json.dumps(json.loads(usage.stdout))
+        assert key_id in report and "cost" in report
         assert check.returncode == 0 and "store: postgresql postgresql://" in check.stdout, check.stderr
-        by_config = ccgate("keys", "list", "--config", str(gw.config_path), env=env)  # store.url + password
         assert by_config.returncode == 0 and "alice" in by_config.stdout and "bob" in by_config.stdout
         log = gw.log
     for text in (log, listing.stdout, listing.stderr, made.stderr, usage.stdout, usage.stderr, check.stdout,
