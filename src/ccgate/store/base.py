@@ -246,7 +246,10 @@ class KeyStore(Protocol):
 
 class UsageStore(Protocol):
     def add_usage(self, rows: Sequence[UsageRow]) -> None:
-        """Commit all rows in one transaction; when this returns they are durable."""
+        """Commit all rows in one transaction; when this returns they are durable.
+
+        A batch identical to one committed in the last day counts as a retry of it and writes
+        nothing (PostgreSQL, where a COMMIT's answer can be lost with the connection)."""
 
     def usage_summary(self, *, since: float | None, by: GroupBy) -> list[UsageGroup]:
         """Totals per group for rows with ``ts >= since``, most tokens first."""

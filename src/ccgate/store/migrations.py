@@ -225,6 +225,15 @@ MIGRATIONS: tuple[Migration, ...] = (
         "ALTER TABLE keys ADD COLUMN budget_day DOUBLE PRECISION",
         "ALTER TABLE keys ADD COLUMN budget_month DOUBLE PRECISION",
     )),
+    Migration(6, "PostgreSQL: ids of committed usage batches, so a retried batch is never written twice", (
+        # Nothing on SQLite: a commit there is local, it either returned or did not happen.
+    ), postgres=(
+        # A batch whose COMMIT went through but whose answer was lost with the connection is
+        # retried by the usage writer; its id (a digest of its rows) is found here and the
+        # retry writes nothing. Ids older than a day are pruned.
+        "CREATE TABLE usage_batches (id BYTEA PRIMARY KEY, ts DOUBLE PRECISION NOT NULL)",
+        "CREATE INDEX usage_batches_ts ON usage_batches(ts)",
+    )),
 )
 
 LATEST = MIGRATIONS[-1].version

@@ -21,6 +21,7 @@ any process or replica moves it.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import math
 import threading
@@ -58,6 +59,7 @@ EXTRA_HINT = "install the PostgreSQL support: pip install 'ccgate[postgres]'"
 # database take turns; the second sees the first one's version and has nothing to do.
 MIGRATION_LOCK = 0x63636761_7465  # "ccgate"
 MIGRATION_STATEMENT_TIMEOUT = "10min"  # a migration may rewrite big tables; it is not a request
+BATCH_ID_TTL = 86400.0  # seconds a committed batch's id is kept: far longer than any retry
 
 _KEY_COLUMNS = ("id, name, prefix, models, rpm, tpm, created_at, expires_at, revoked_at, digest, old_digest, "
                 "grace_until, budget_day, budget_month")
@@ -316,8 +318,13 @@ class PostgresStore:
         psycopg = self._psycopg
         log = self._log
         counted = [r for r in rows if not r.log_only] if self._record_usage else []
+        batch_id = _batch_id(rows)
         try:
             with self._tx("record usage") as conn, conn.cursor() as cur:
+                cur.execute("INSERT INTO usage_batches (id, ts) VALUES (%s, %s) ON CONFLICT DO NOTHING",
+                            (batch_id, time.time()))
+                if cur.rowcount == 0:
+                    return  # committed before: a retry after the COMMIT's answer was lost
                 if counted:
                     with cur.copy(_USAGE_COPY) as copy:
                         for r in counted:
@@ -326,14 +333,19 @@ class PostgresStore:
                     with cur.copy(_LOG_COPY) as copy:
                         for r in rows:
                             copy.write_row((*_usage_values(r), r.latency_ms, r.attempts, r.error))
-                    if time.monotonic() - self._pruned_at >= PRUNE_EVERY:
-                        self._pruned_at = time.monotonic()
-                        cutoff = time.time() - log.retention_seconds
-                        cur.execute("DELETE FROM request_log WHERE ts < %s", (cutoff,))
-                        cur.execute("DELETE FROM request_log WHERE id <= (SELECT id FROM request_log "
-                                    "ORDER BY id DESC LIMIT 1 OFFSET %s)", (log.max_rows,))
+                if time.monotonic() - self._pruned_at >= PRUNE_EVERY:
+                    self._prune(cur, log)
         except psycopg.Error as exc:
             raise self._failed(exc, "record usage") from None
+
+    def _prune(self, cur: psycopg.Cursor[tuple[Any, ...]], log: RequestLogPolicy | None) -> None:
+        """Batch ids past any retry, and the request log to its bounds (in the writer's transaction)."""
+        self._pruned_at = time.monotonic()
+        cur.execute("DELETE FROM usage_batches WHERE ts < %s", (time.time() - BATCH_ID_TTL,))
+        if log is not None:
+            cur.execute("DELETE FROM request_log WHERE ts < %s", (time.time() - log.retention_seconds,))
+            cur.execute("DELETE FROM request_log WHERE id <= (SELECT id FROM request_log "
+                        "ORDER BY id DESC LIMIT 1 OFFSET %s)", (log.max_rows,))
 
     def recent_requests(self, where: RequestFilter) -> list[RequestEntry]:
         clauses: list[str] = []
@@ -409,6 +421,15 @@ class PostgresStore:
             )
             for r in rows
         ]
+
+
+def _batch_id(rows: Sequence[UsageRow]) -> bytes:
+    """A digest of everything a batch writes: the same rows retried give the same id. Rows carry
+    the gateway's request id and a microsecond timestamp, so two different batches never do."""
+    h = hashlib.blake2b(digest_size=16)
+    for r in rows:
+        h.update(repr((*_usage_values(r), r.latency_ms, r.attempts, r.error, r.log_only)).encode())
+    return h.digest()
 
 
 def url_text(url: StoreURL) -> str:
