@@ -185,3 +185,14 @@ def test_bad_locations_and_settings_are_config_errors(tmp_path: Path) -> None:
     assert isinstance(from_env, StoreURL) and from_env.password == "pw" and "other@" in str(from_env)
     relative = msgspec.convert({"path": "data/ccgate.db"}, StoreConfig)
     assert store_location(None, {}, relative, tmp_path / "ccgate.yaml") == tmp_path / "data" / "ccgate.db"
+
+
+def test_a_missing_postgres_extra_is_named(monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+
+    from ccgate.store import open_store
+
+    monkeypatch.setitem(sys.modules, "psycopg", None)  # import psycopg now raises ImportError
+    with pytest.raises(StoreError, match=r"pip install 'ccgate\[postgres\]'") as caught:
+        open_store("postgresql://app:hunter2-pw@127.0.0.1/x")
+    assert "hunter2" not in str(caught.value) and "app:***@" in str(caught.value)

@@ -196,3 +196,36 @@ def test_unreachable_server_is_a_clear_error_without_the_password() -> None:
     with pytest.raises(StoreError, match="cannot reach the PostgreSQL store") as caught:
         open_store(StoreURL(f"postgresql://u:secret-pw@127.0.0.1:{port}/x"))
     assert "secret-pw" not in str(caught.value)
+
+
+def test_a_schema_5_database_upgrades_with_its_data(pg_url: str) -> None:
+    """Schema 5 (what SQLite's previous release had: budgets, cost, the request log) built on
+    PostgreSQL with data, then opened: version 6 adds usage_batches, nothing else moves."""
+    run_sql(pg_url, ["CREATE TABLE ccgate_schema (version INTEGER NOT NULL)", "INSERT INTO ccgate_schema VALUES (0)"])
+    for step in MIGRATIONS[:5]:
+        run_sql(pg_url, [*step.postgres, f"UPDATE ccgate_schema SET version = {step.version}"])
+    run_sql(pg_url, ["INSERT INTO keys (id, name, prefix, digest, created_at, budget_day, budget_month) "
+                     "VALUES ('key_00000000000000a1', 'alice', 'ccg_AAAAAAAA', %s, %s, 5.0, 100.0)"],
+            (hashlib.sha256(V1_SECRET.encode()).digest(), T0 - 100))
+    run_sql(pg_url, ["INSERT INTO usage (ts, key_id, model, status, input_tokens, cost_usd, cache_write_1h_tokens) "
+                     "VALUES (%s, 'key_00000000000000a1', 'claude-opus-5', 200, 10, 0.75, 3)"], (T0 - 10,))
+    run_sql(pg_url, ["INSERT INTO request_log (ts, key_id, status, latency_ms, attempts) "
+                     "VALUES (%s, 'key_00000000000000a1', 200, 12.5, 'a#0 529, a#1 200')"], (T0 - 10,))
+    before = store_version = 0
+    store = open_store(StoreURL(pg_url))
+    try:
+        assert isinstance(store, PostgresStore)
+        before, store_version = store.migrated_from, version_of(pg_url)
+        [alice] = store.list_keys()
+        assert (alice.budget_day, alice.budget_month) == (5.0, 100.0)
+        assert store.spend_by_key(T0 - 100) == {alice.id: 0.75}
+        [group] = store.usage_summary(since=None, by="key")
+        assert (group.cache_write_1h_tokens, group.cost_usd, group.label) == (3, 0.75, "alice")
+        from ccgate.store import RequestFilter
+
+        [entry] = store.recent_requests(RequestFilter())
+        assert (entry.key_name, entry.latency_ms, entry.attempts) == ("alice", 12.5, "a#0 529, a#1 200")
+    finally:
+        store.close()
+    assert (before, store_version) == (5, LATEST)
+    assert run_sql(pg_url, ["SELECT to_regclass('usage_batches') IS NOT NULL"]) == [(True,)]
