@@ -22,9 +22,9 @@ they are held in order and retried every ``outage_retry`` seconds, while new row
 buffered, all within ``max_pending``; past it new rows are dropped (``dropped``). Once a write
 succeeds the held rows go first. The outage is logged once when it starts and once when it
 ends; a full buffer once per episode. Rows still held at ``close()`` are counted in
-``dropped_at_close``. A batch is only ever retried after its transaction failed, so a row is
-written at most once, with one exception stated in docs/team.md: a COMMIT whose answer is lost
-with the connection.
+``dropped_at_close``. A batch is retried whole, the same rows in the same batch, so a store
+that remembers what it committed (PostgreSQL's ``usage_batches``) can tell a retry of a batch
+whose COMMIT's answer was lost and write it only once.
 
 The writer thread is also where a row's cost is worked out (``price``, set by the gateway:
 a price lookup and a few multiplications per row, kept off the event loop) and where
