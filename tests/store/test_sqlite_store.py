@@ -223,8 +223,8 @@ def test_many_threads_share_one_store(store: SQLiteStore) -> None:
     assert sum(g.requests for g in store.usage_summary(since=None, by="key")) == 400
 
 
-def test_closed_store_refuses_work(db_path: Path) -> None:
-    s = SQLiteStore(db_path)
+def test_closed_store_refuses_work(store: SQLiteStore) -> None:
+    s = store
     s.close()
     import threading
 

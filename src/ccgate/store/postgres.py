@@ -106,6 +106,7 @@ class PostgresStore:
         self._reachable = True
         self._last_error: str | None = None
         self._down_since: float | None = None
+        self._closed = False
         pool = url.pool
         self._connect_kwargs: dict[str, Any] = {
             "connect_timeout": max(1, math.ceil(pool.connect_timeout)),
@@ -140,6 +141,7 @@ class PostgresStore:
         return out
 
     def close(self) -> None:
+        self._closed = True
         self._pool.close(timeout=5.0)
 
     # Connections and errors --------------------------------------------------------------
@@ -174,6 +176,8 @@ class PostgresStore:
         psycopg = self._psycopg
         from psycopg_pool import PoolTimeout, TooManyRequests
 
+        if self._closed:
+            raise StoreError(f"the key store {self.location} is closed")
         try:
             with self._pool.connection() as conn:
                 yield conn
