@@ -36,6 +36,7 @@ is the only place that turns one into bytes on the wire::
     │   ├── UpstreamTimeout         504 timeout_error
     │   ├── UpstreamOverloaded      529 overloaded_error
     │   └── UpstreamRefusedGateway  502 api_error: the provider refused *our* key (not retried)
+    ├── ServiceUnavailable          503 api_error: the key store (PostgreSQL) is down (retryable)
     └── InternalError               500 api_error (a bug in ccgate)
 
 Status codes and types follow https://platform.claude.com/docs/en/api/errors.
@@ -214,6 +215,15 @@ class UpstreamRefusedGateway(UpstreamError):
     """
 
     retryable = False
+
+
+class ServiceUnavailable(GatewayError):
+    """503 api_error: something the gateway depends on for this request is down (the key store
+    on PostgreSQL for an admin write); it is worth retrying once it is back."""
+
+    status = 503
+    error_type = "api_error"
+    retryable = True
 
 
 class InternalError(GatewayError):

@@ -19,6 +19,7 @@ import trustme
 from tests.lab.certs import LabPKI
 from tests.lab.claude_cli import claude_binary, claude_matrix
 from tests.lab.fake_anthropic import FakeAnthropic
+from tests.lab.postgres import PostgresServer, postgres_bindir
 from tests.lab.scripted import ScriptedUpstream
 from tests.lab.socks import DanteSocks, MicroSocks
 from tests.lab.squid import SquidProxy
@@ -227,3 +228,47 @@ def scripted_upstream(lab_pki: LabPKI) -> Iterator[Callable[..., ScriptedUpstrea
     yield make
     for server in servers:
         server.stop()
+
+
+# --- PostgreSQL (the store on store.url) ---------------------------------------------------
+def _postgres_or_skip() -> Path:
+    bindir = postgres_bindir()
+    if bindir is None:
+        _missing("postgresql (Debian package)")
+    try:
+        import psycopg  # noqa: F401
+        import psycopg_pool  # noqa: F401
+    except ImportError:
+        _missing("psycopg (the ccgate[postgres] extra)")
+    assert bindir is not None
+    return bindir
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PostgresServer]:
+    """One PostgreSQL for the session (initdb into a temp dir, 127.0.0.1, free port). Tests
+    take their own database from it (``pg_url``); never stop this one."""
+    server = PostgresServer(_postgres_or_skip()).start()
+    yield server
+    server.close()
+
+
+@pytest.fixture
+def postgres_factory() -> Iterator[Callable[[], PostgresServer]]:
+    """A PostgreSQL of the test's own, for tests that stop and start it."""
+    servers: list[PostgresServer] = []
+
+    def make() -> PostgresServer:
+        server = PostgresServer(_postgres_or_skip()).start()
+        servers.append(server)
+        return server
+
+    yield make
+    for server in servers:
+        server.close()
+
+
+@pytest.fixture
+def pg_url(postgres_server: PostgresServer) -> str:
+    """A fresh, empty database on the session's PostgreSQL, as a URL with the password in it."""
+    return postgres_server.url(postgres_server.create_database())

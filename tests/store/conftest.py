@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from ccgate.store import SQLiteStore
+from ccgate.store import SQLiteStore, Store, StoreURL, open_store
 
 T0 = 1_800_000_000.0  # a fixed "now" (2027-01-15): no test depends on the wall clock
 
@@ -35,8 +35,25 @@ def db_path(tmp_path: Path) -> Path:
     return tmp_path / "data" / "ccgate.db"
 
 
+# The store contract runs on both backends: SQLite in the fast suite, PostgreSQL (a real
+# server, tests/lab/postgres.py) in the lab.
+BACKENDS = [pytest.param("sqlite"), pytest.param("postgres", marks=pytest.mark.lab)]
+
+
+@pytest.fixture(params=BACKENDS)
+def store(request: pytest.FixtureRequest, db_path: Path) -> Iterator[Store]:
+    """The store under test, once per backend."""
+    if request.param == "postgres":
+        s: Store = open_store(StoreURL(request.getfixturevalue("pg_url")))
+    else:
+        s = SQLiteStore(db_path)
+    yield s
+    s.close()
+
+
 @pytest.fixture
-def store(db_path: Path) -> Iterator[SQLiteStore]:
+def sqlite_store(db_path: Path) -> Iterator[SQLiteStore]:
+    """For what only the file backend has (file modes, WAL, the bytes on disk)."""
     s = SQLiteStore(db_path)
     yield s
     s.close()

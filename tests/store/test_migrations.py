@@ -142,3 +142,39 @@ def test_failing_step_leaves_the_file_as_it_was(tmp_path: Path, monkeypatch: pyt
     with pytest.raises(StoreError, match="cannot open the key store"):
         SQLiteStore(path)
     assert version_of(path) == 1 and dump(path) == before
+
+
+def test_a_file_of_the_previous_release_upgrades_with_its_data(tmp_path: Path) -> None:
+    """Schema 5 is what the release before the PostgreSQL backend wrote: keys with budgets,
+    priced usage, the request log. It opens as the latest version with all of it intact."""
+    path = tmp_path / "v5.db"
+    conn = sqlite3.connect(path, isolation_level=None)
+    for step in MIGRATIONS[:5]:
+        for statement in step.statements:
+            conn.execute(statement)
+        conn.execute(f"PRAGMA user_version = {step.version}")
+    sha = hashlib.sha256
+    conn.execute("INSERT INTO keys (id, name, prefix, digest, models, created_at, budget_day, budget_month) "
+                 "VALUES ('key_00000000000000a1', 'alice', 'ccg_AAAAAAAA', ?, '[]', ?, 5.0, 100.0)",
+                 (sha(V1_SECRET.encode()).digest(), T0 - 100))
+    conn.execute("INSERT INTO usage (ts, key_id, model, status, input_tokens, cost_usd, cache_write_1h_tokens) "
+                 "VALUES (?, 'key_00000000000000a1', 'claude-opus-5', 200, 10, 0.75, 3)", (T0 - 10,))
+    conn.execute("INSERT INTO request_log (ts, key_id, status, latency_ms, attempts) "
+                 "VALUES (?, 'key_00000000000000a1', 200, 12.5, 'a#0 529, a#1 200')", (T0 - 10,))
+    conn.close()
+
+    store = SQLiteStore(path)
+    try:
+        assert store.migrated_from == 5 and version_of(path) == LATEST
+        [alice] = store.list_keys()
+        assert (alice.budget_day, alice.budget_month) == (5.0, 100.0)
+        assert store.spend_by_key(T0 - 100) == {alice.id: 0.75}
+        [group] = store.usage_summary(since=None, by="key")
+        assert (group.cache_write_1h_tokens, group.cost_usd) == (3, 0.75)
+        from ccgate.store import RequestFilter
+
+        [entry] = store.recent_requests(RequestFilter())
+        assert (entry.key_name, entry.latency_ms, entry.attempts) == ("alice", 12.5, "a#0 529, a#1 200")
+    finally:
+        store.close()
+    assert version_of(tmp_path / "v5.db.v5.bak") == 5

@@ -49,6 +49,7 @@ def _check(args: argparse.Namespace) -> int:
 
     try:
         loaded = load_config(args.config)
+        store = store_summary(loaded)
     except ConfigError as exc:
         if args.json:
             print(json.dumps({"ok": False, "error": str(exc)}, indent=2))
@@ -56,12 +57,18 @@ def _check(args: argparse.Namespace) -> int:
             print(f"ccgate: config error: {exc}", file=sys.stderr)
         return 1
     if args.json:
-        print(json.dumps(check_json(loaded), indent=2))
+        print(json.dumps({**check_json(loaded), "store": store}, indent=2))
         return 0
     server = loaded.config.server
     print(f"config ok: {loaded.source}")
     for line in describe(loaded, server.host, server.port)[1:]:
         print(line)
+    if store["backend"] != "off":
+        pool = store.get("pool")
+        extra = (f" (pool {pool['min_size']}-{pool['max_size']} connections, connect timeout "
+                 f"{pool['connect_timeout']:g} s, statement timeout {pool['statement_timeout']:g} s; "
+                 "not connected by config check)") if isinstance(pool, dict) else ""
+        print(f"  store: {store['backend']} {store['location']}{extra}")
     login = loaded.login
     if login is not None:
         groups = ["/".join(sorted(p.groups)) or "everyone" for p in login.policies.policies]
@@ -69,6 +76,31 @@ def _check(args: argparse.Namespace) -> int:
         print(f"  Claude Code /login: {login.public_url} via {login.oidc.issuer}; session {login.ttl} s; "
               f"policies: {policies} (docs/login.md)")
     return 0
+
+
+def store_summary(loaded: LoadedConfig) -> dict[str, Any]:
+    """Which store ``serve`` would open (``$CCGATE_DB`` included), without opening it; the
+    password never appears. ConfigError if it could not be opened at all (bad URL, password
+    reference, or the PostgreSQL extra missing)."""
+    import importlib.util
+    import os
+
+    from ccgate.server.store_location import store_location
+    from ccgate.store import StoreURL
+
+    settings = loaded.config.store
+    if not settings.enabled:
+        return {"backend": "off"}
+    where = store_location(None, os.environ, settings, loaded.path)
+    if not isinstance(where, StoreURL):
+        return {"backend": "sqlite", "location": str(where)}
+    if importlib.util.find_spec("psycopg") is None or importlib.util.find_spec("psycopg_pool") is None:
+        raise ConfigError(f"store: {where} is PostgreSQL, but psycopg is not installed; "
+                          "install the PostgreSQL support: pip install 'ccgate[postgres]'")
+    pool = where.pool
+    return {"backend": "postgresql", "location": str(where),
+            "pool": {"min_size": pool.min_size, "max_size": pool.max_size,
+                     "connect_timeout": pool.connect_timeout, "statement_timeout": pool.statement_timeout}}
 
 
 def check_json(loaded: LoadedConfig) -> dict[str, Any]:

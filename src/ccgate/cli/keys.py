@@ -15,9 +15,8 @@ import os
 import sys
 import time
 from collections.abc import Callable, Sequence
-from pathlib import Path
 
-from ccgate.config.load import configured_store_path
+from ccgate.config.load import configured_store
 from ccgate.errors import ConfigError
 from ccgate.store import (
     DB_ENV,
@@ -26,11 +25,12 @@ from ccgate.store import (
     KeyManager,
     Store,
     StoreError,
+    StoreLocation,
     StoreMissing,
+    StoreUnavailable,
     default_db_path,
     key_summary,
     open_store,
-    resolve_db_path,
 )
 from ccgate.store.cost import format_usd
 from ccgate.store.keys import UNSET, iso
@@ -89,19 +89,22 @@ def _limit_arg(text: str) -> int:
 
 
 def add_db_option(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--db", metavar="PATH",
-                        help=f"the key and usage store (else ${DB_ENV}, else store.path in the "
-                             f"config, else {default_db_path()})")
+    parser.add_argument("--db", metavar="PATH|URL",
+                        help=f"the key and usage store: a file or postgresql://USER@HOST/DB (else "
+                             f"${DB_ENV}, else store.url / store.path in the config, else {default_db_path()})")
     parser.add_argument("--config", metavar="FILE",
                         help="the gateway's config file, for its store.path (default: the one "
                              "`ccgate serve` would find)")
 
 
-def db_path(args: argparse.Namespace, command: str) -> Path | None:
+def db_path(args: argparse.Namespace, command: str) -> StoreLocation | None:
     """The store the options of ``add_db_option`` point at; None (after saying why) when the
-    config they name cannot be read."""
+    config they name cannot be read or the location is unusable."""
+    from ccgate.server.store_location import store_location
+
     try:
-        return resolve_db_path(args.db, os.environ, configured_store_path(args.config, os.environ))
+        found = configured_store(args.config, os.environ)
+        return store_location(args.db, os.environ, found[1] if found else None, found[0] if found else None)
     except ConfigError as exc:
         print(f"ccgate {command}: config error: {exc}", file=sys.stderr)
         return None
@@ -170,12 +173,15 @@ def run(args: argparse.Namespace) -> int:
         print(f"ccgate keys: {exc}; create a key first, or point --db / {DB_ENV} at the gateway's store",
               file=sys.stderr)
         return 1
+    except StoreUnavailable as exc:
+        print(f"ccgate keys: {exc} (is PostgreSQL running and reachable?)", file=sys.stderr)
+        return 3
     except StoreError as exc:  # KeyNotFound, KeyConflict, I/O
         print(f"ccgate keys: {exc}", file=sys.stderr)
         return 1
 
 
-def _with_store(path: Path, create: bool, work: Callable[[Store], int]) -> int:
+def _with_store(path: StoreLocation, create: bool, work: Callable[[Store], int]) -> int:
     store = open_store(path, create=create)
     try:
         return work(store)
@@ -186,7 +192,7 @@ def _with_store(path: Path, create: bool, work: Callable[[Store], int]) -> int:
 # Actions -----------------------------------------------------------------------------------
 
 
-def _create(args: argparse.Namespace, path: Path) -> int:
+def _create(args: argparse.Namespace, path: StoreLocation) -> int:
     def work(store: Store) -> int:
         key, secret = KeyManager(store).create(
             args.name, models=args.models, rpm=args.rpm, tpm=args.tpm, expires_in=args.expires,
@@ -209,7 +215,7 @@ def _given(value: object) -> float | None:
     return value if isinstance(value, float) else None
 
 
-def _update(args: argparse.Namespace, path: Path) -> int:
+def _update(args: argparse.Namespace, path: StoreLocation) -> int:
     if args.budget_day is UNSET and args.budget_month is UNSET:
         print("ccgate keys update: nothing to change; give --budget-day and/or --budget-month",
               file=sys.stderr)
@@ -237,7 +243,7 @@ def _guidance() -> None:
           "Claude Code sends it as ANTHROPIC_AUTH_TOKEN or ANTHROPIC_API_KEY.", file=sys.stderr)
 
 
-def _list(args: argparse.Namespace, path: Path) -> int:
+def _list(args: argparse.Namespace, path: StoreLocation) -> int:
     try:
         store = open_store(path, create=False)
     except StoreMissing:
@@ -264,7 +270,7 @@ def _list(args: argparse.Namespace, path: Path) -> int:
     return 0
 
 
-def _revoke(args: argparse.Namespace, path: Path) -> int:
+def _revoke(args: argparse.Namespace, path: StoreLocation) -> int:
     def work(store: Store) -> int:
         key = KeyManager(store).revoke(args.key)
         if args.json:
@@ -276,7 +282,7 @@ def _revoke(args: argparse.Namespace, path: Path) -> int:
     return _with_store(path, False, work)
 
 
-def _rotate(args: argparse.Namespace, path: Path) -> int:
+def _rotate(args: argparse.Namespace, path: StoreLocation) -> int:
     def work(store: Store) -> int:
         key, secret = KeyManager(store).rotate(args.key, grace=args.grace)
         if args.json:
@@ -293,7 +299,7 @@ def _rotate(args: argparse.Namespace, path: Path) -> int:
     return _with_store(path, False, work)
 
 
-ACTIONS: dict[str, Callable[[argparse.Namespace, Path], int]] = {
+ACTIONS: dict[str, Callable[[argparse.Namespace, StoreLocation], int]] = {
     "create": _create, "list": _list, "update": _update, "revoke": _revoke, "rotate": _rotate,
 }
 

@@ -15,6 +15,7 @@ from ccgate.store import (
     GroupBy,
     StoreError,
     StoreMissing,
+    StoreUnavailable,
     UsageGroup,
     open_store,
 )
@@ -48,13 +49,13 @@ def run(args: argparse.Namespace) -> int:
         groups: list[UsageGroup] = []
     except StoreError as exc:
         print(f"ccgate usage: {exc}", file=sys.stderr)
-        return 1
+        return 3 if isinstance(exc, StoreUnavailable) else 1
     else:
         try:
             groups = store.usage_summary(since=since, by=by)
         except StoreError as exc:
             print(f"ccgate usage: {exc}", file=sys.stderr)
-            return 1
+            return 3 if isinstance(exc, StoreUnavailable) else 1
         finally:
             store.close()
     if args.json:

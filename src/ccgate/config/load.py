@@ -25,6 +25,7 @@ from ruamel.yaml.scalarbool import ScalarBoolean
 from ruamel.yaml.scalarfloat import ScalarFloat
 
 from ccgate.config.model import Config, Login, Provider, ResolvedSecrets, local_url
+from ccgate.config.model import Store as StoreConfig
 from ccgate.config.presets import ALIASES, PRESETS, find_preset
 from ccgate.config.secrets import Secret, resolve_secret
 from ccgate.errors import ConfigError
@@ -490,11 +491,12 @@ def load_client_view(
     return GatewayClientView(path, config.server.host, config.server.port, tokens, slow)
 
 
-def configured_store_path(explicit: str | None, env: Mapping[str, str]) -> str | None:
-    """``store.path`` from the config file ``serve`` would use, for the keys/usage commands.
+def configured_store(explicit: str | None, env: Mapping[str, str]) -> tuple[Path, StoreConfig] | None:
+    """The config file ``serve`` would use and its ``store:`` section, for the keys and usage
+    commands; None without a config file.
 
-    Only the file is parsed (no secrets resolved), so ``ccgate keys`` works where the
-    provider keys' environment variables are not set.
+    Only the file is parsed (no secrets resolved), so ``ccgate keys`` works where the provider
+    keys' environment variables are not set.
     """
     path = find_config_file(explicit, env)
     if path is None:
@@ -503,14 +505,36 @@ def configured_store_path(explicit: str | None, env: Mapping[str, str]) -> str |
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{path}: cannot read config file: {exc}") from None
-    config = parse_config(text, str(path))
-    if not config.store.path:
+    return path, parse_config(text, str(path)).store
+
+
+def store_target(store: StoreConfig, config_path: Path | None) -> str | None:
+    """``store.url`` as written, or ``store.path`` (relative to the config file); None if unset."""
+    if store.url:
+        return store.url
+    if not store.path:
         return None
-    store_path = Path(config.store.path).expanduser()
-    return str(store_path if store_path.is_absolute() else path.parent / store_path)
+    path = Path(store.path).expanduser()
+    return str(path if path.is_absolute() or config_path is None else config_path.parent / path)
+
+
+def store_password(store: StoreConfig, config_path: Path | None, env: Mapping[str, str]) -> str | None:
+    """``store.password`` (a secret reference) resolved; None if unset."""
+    if not store.password:
+        return None
+    try:
+        return resolve_secret(store.password, env, config_path.parent if config_path else Path.cwd()).value
+    except ValueError as exc:
+        raise ConfigError(f"{config_path or 'config'}: store.password: {exc}") from None
 
 
 __all__ = [
-    "GatewayClientView", "LoadedConfig", "configured_store_path", "find_config_file", "load_client_view",
+    "GatewayClientView",
+    "LoadedConfig",
+    "configured_store",
+    "find_config_file",
+    "load_client_view",
     "load_config",
+    "store_password",
+    "store_target",
 ]

@@ -288,12 +288,48 @@ class RequestLog(_Strict):
             raise ValueError("request_log.max_rows must be at least 1")
 
 
+STORE_URL_SCHEMES = ("postgresql", "postgres", "sqlite")
+
+
+class StorePool(_Strict):
+    """``store.pool``: PostgreSQL connections and the bound on every wait, in seconds."""
+
+    min_size: int = 1
+    max_size: int = 4
+    connect_timeout: float = 5.0  # connecting, and waiting for a free pooled connection
+    statement_timeout: float = 5.0  # any one statement (PostgreSQL's statement_timeout)
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.min_size <= self.max_size or not 1 <= self.max_size <= 100:
+            raise ValueError("pool: need 0 <= min_size <= max_size <= 100 and max_size >= 1")
+        if not 0 < self.connect_timeout <= 300 or not 0 < self.statement_timeout <= 3600:
+            raise ValueError("pool: connect_timeout must be in (0, 300] and statement_timeout in (0, 3600]")
+
+
 class Store(_Strict):
     # Issued keys and usage. Default: SQLite in the user data dir; $CCGATE_DB overrides.
     enabled: bool = True
     path: str | None = None
+    # postgresql://user@host:5432/db (or postgres://); a path or sqlite:///path is SQLite.
+    # Exclusive with path. Needs the ccgate[postgres] extra.
+    url: str | None = None
+    # The PostgreSQL password as a secret reference (env:NAME, file:PATH), kept out of the URL.
+    password: str | None = None
+    pool: StorePool = msgspec.field(default_factory=StorePool)
+    # Usage rows held in memory while the store cannot be written (PostgreSQL down); past this
+    # many, new rows are dropped and counted (ccgate_usage_rows_dropped_total).
+    buffer_rows: int = 100_000
     record_usage: bool = True
     request_log: RequestLog = msgspec.field(default_factory=RequestLog)
+
+    def __post_init__(self) -> None:
+        if self.path and self.url:
+            raise ValueError("store: set either path (SQLite) or url, not both")
+        scheme = self.url.partition("://")[0].lower() if self.url and "://" in self.url else None
+        if self.url is not None and scheme not in STORE_URL_SCHEMES:
+            raise ValueError("store.url must start with postgresql://, postgres:// or sqlite:///")
+        if not 1 <= self.buffer_rows <= 10_000_000:
+            raise ValueError("store.buffer_rows must be from 1 to 10000000")
 
 
 class Retries(_Strict):

@@ -36,6 +36,7 @@ from ccgate.errors import (
     InvalidRequest,
     MethodNotAllowed,
     NotFound,
+    ServiceUnavailable,
 )
 from ccgate.server.admin_config import ConfigAdmin, ConnectBody, GatewayControl, TestBody
 from ccgate.server.asgi import Receive, Scope, read_body
@@ -53,6 +54,7 @@ from ccgate.store import (
     KeyNotFound,
     Store,
     StoreError,
+    StoreUnavailable,
     key_summary,
     parse_duration,
 )
@@ -370,6 +372,10 @@ class AdminApi:
             raise NotFound(str(exc)) from None
         except KeyConflict as exc:
             raise Conflict(str(exc)) from None
+        except StoreUnavailable as exc:
+            log.warning("admin: key store unreachable: %s", exc)
+            raise ServiceUnavailable("the key store is unreachable right now (PostgreSQL down or too slow); "
+                                     "nothing was changed, try again shortly") from None
         except StoreError as exc:
             log.error("admin: key store error: %s", exc)
             raise InternalError("the key store is unavailable; see the gateway log") from None

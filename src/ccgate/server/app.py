@@ -17,7 +17,6 @@ import logging
 import signal
 import time
 from collections.abc import Awaitable, Callable, Mapping
-from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
@@ -57,17 +56,21 @@ from ccgate.server.metrics import Metrics
 from ccgate.server.reload import Reloader, ReloadOutcome
 from ccgate.server.response import Response
 from ccgate.server.runtime import Runtime, Seams, TransportFactory, build_runtime
+<<<<<<< HEAD
 from ccgate.server.shared_link import SharedLink
 from ccgate.shared import SharedState
+=======
+from ccgate.server.store_location import store_location
+>>>>>>> pg
 from ccgate.store import (
     KeyCache,
     RequestLogPolicy,
     Store,
     StoreError,
+    StoreURL,
     UsageRecorder,
     UsageRow,
     open_store,
-    resolve_db_path,
     session_id_from_headers,
 )
 from ccgate.store.budget import BudgetTracker
@@ -143,13 +146,19 @@ class Gateway:
         self.key_cache = KeyCache(self.store) if self.store is not None else None
         if self.key_cache is not None:
             self.key_cache.reload()  # a broken store fails the start, not the first request
+            if self.store is not None and self.store.remote:
+                self.key_cache.start_refresher()  # no network round trip on the event loop
         # Spend per key for budgets, counted as the usage writer commits priced rows.
         self.budgets = BudgetTracker(clock.time) if self.store is not None else None
         self.recorder = _recorder(self.store, loaded, self.budgets)
         self.log_refused = self.recorder is not None and loaded.config.store.request_log.enabled
         self.limiter = RateLimiter(clock)
         self.metrics = Metrics(key_names=loaded.config.server.metrics.key_names)
+<<<<<<< HEAD
         self.shared = self._link(shared)
+=======
+        self.metrics.watch_store(self.recorder, self.store)
+>>>>>>> pg
         # OpenTelemetry when the OTEL_* variables ask for it (observe/tracing.py), else None.
         self.tracing = setup_tracing(env)
         if loaded.login is not None and self.store is None:
@@ -233,8 +242,10 @@ class Gateway:
                 self.access_log.flush()
                 if self.tracing is not None:
                     await asyncio.to_thread(self.tracing.shutdown)  # exports what is buffered
+                if self.key_cache is not None:
+                    self.key_cache.stop_refresher()
                 if self.store is not None:
-                    self.store.close()
+                    await asyncio.to_thread(self.store.close)
                 await send({"type": "lifespan.shutdown.complete"})
                 return
 
@@ -630,6 +641,13 @@ class Gateway:
         status: dict[str, object] = {"status": "ready" if ready else "not ready"}
         if ctx.rt.access.is_admin(scope):  # the detail names config paths and secret references
             status |= {"config": ctx.rt.loaded.source, "providers": detail}
+            if self.store is not None:  # last known state, no store call (no password in it)
+                store = self.store.health()
+                if self.recorder is not None:
+                    store |= {"usage_rows_buffered": self.recorder.buffered,
+                              "usage_writer": "holding rows: store unreachable" if self.recorder.store_down
+                              else "ok"}
+                status["store"] = store
         await response.json(200 if ready else 503, _json.encode(status))
 
     async def render_metrics(self, scope: Scope, receive: Receive, response: Response, ctx: Context) -> None:
@@ -693,7 +711,8 @@ def _recorder(store: Store | None, loaded: LoadedConfig, budgets: BudgetTracker 
         return None
     store.set_request_log(RequestLogPolicy(log.enabled, log.retention_days * 86400, log.max_rows),
                           usage=settings.record_usage)
-    return UsageRecorder(store, on_commit=budgets.add if budgets is not None else None)
+    return UsageRecorder(store, on_commit=budgets.add if budgets is not None else None,
+                         max_pending=settings.buffer_rows)
 
 
 def _refuse_client_credentials(targets: tuple[Target, ...], transports: dict[str, Transport]) -> None:
@@ -710,16 +729,14 @@ def _open_store(loaded: LoadedConfig, env: Mapping[str, str]) -> Store | None:
     settings = loaded.config.store
     if not settings.enabled:
         return None
-    configured = settings.path
-    if configured and loaded.path is not None and not Path(configured).expanduser().is_absolute():
-        configured = str(loaded.path.parent / configured)  # relative to the config file
-    path = resolve_db_path(None, env, configured)
+    where = store_location(None, env, settings, loaded.path)
     try:
-        return open_store(path)
-    except StoreError as exc:
+        return open_store(where)
+    except StoreError as exc:  # the message names the location without its password
+        # A PostgreSQL error already names the URL (without its password); a file error may not.
+        what = str(exc) if isinstance(where, StoreURL) else f"cannot open {where}: {exc}"
         raise ConfigError(
-            f"store: cannot open {path}: {exc} (set store.path or $CCGATE_DB, or store.enabled: false)"
-        ) from None
+            f"store: {what} (set store.path, store.url or $CCGATE_DB, or store.enabled: false)") from None
 
 
 __all__ = ["Gateway"]

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 import platform
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 from prometheus_client import (
@@ -25,11 +25,14 @@ from prometheus_client import (
     ProcessCollector,
     generate_latest,
 )
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.registry import Collector
 
 from ccgate import __version__
 from ccgate.routing import BreakerState, KeyEvent
 from ccgate.routing.keypool import KeyState
 from ccgate.server.loop_metrics import LoopCollector, LoopCounter, LoopHistogram
+from ccgate.store import Store, UsageRecorder
 
 log = logging.getLogger("ccgate")
 _BREAKER_VALUE = {BreakerState.CLOSED: 0, BreakerState.HALF_OPEN: 1, BreakerState.OPEN: 2}
@@ -252,5 +255,44 @@ class Metrics:
         log.warning("provider %r key #%d (%s): %s -> %s: %s", event.pool, event.index, event.key,
                     event.old.value, event.new.value, event.reason)
 
+    def watch_store(self, recorder: UsageRecorder | None, store: Store | None) -> None:
+        """The usage writer's and the store's state, read at scrape time (nothing per request)."""
+        self.registry.register(_StoreCollector(recorder, store))
+
     def render(self) -> bytes:
         return generate_latest(self.registry)
+
+
+class _StoreCollector(Collector):
+    """``ccgate_usage_rows_*`` and ``ccgate_store_up`` from the recorder's plain counters."""
+
+    def __init__(self, recorder: UsageRecorder | None, store: Store | None) -> None:
+        self.recorder = recorder
+        self.store = store
+
+    def collect(self) -> Iterator[CounterMetricFamily | GaugeMetricFamily]:
+        recorder = self.recorder
+        if recorder is not None:
+            written = CounterMetricFamily("ccgate_usage_rows_written", "Usage rows committed to the store.")
+            written.add_metric([], recorder.written)
+            dropped = CounterMetricFamily(
+                "ccgate_usage_rows_dropped",
+                "Usage rows lost, by reason: buffer_full (the store could not keep up or was down too "
+                "long), write_error (the store refused the batch), shutdown (still held at exit).",
+                labels=["reason"])
+            for reason, value in (("buffer_full", recorder.dropped), ("write_error", recorder.failed),
+                                  ("shutdown", recorder.dropped_at_close)):
+                dropped.add_metric([reason], value)
+            buffered = GaugeMetricFamily(
+                "ccgate_usage_rows_buffered",
+                "Usage rows in memory, not yet committed (held while the store is down).")
+            buffered.add_metric([], recorder.buffered)
+            yield from (written, dropped, buffered)
+        if self.store is not None:
+            health = self.store.health()
+            up = GaugeMetricFamily(
+                "ccgate_store_up", "1 if the key and usage store was reachable at its last use.",
+                labels=["backend"])
+            down = health.get("reachable") is False or (recorder is not None and recorder.store_down)
+            up.add_metric([str(health.get("backend", "unknown"))], 0 if down else 1)
+            yield up

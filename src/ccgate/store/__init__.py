@@ -29,6 +29,7 @@ from ccgate.store.base import (
     Store,
     StoreError,
     StoreMissing,
+    StoreUnavailable,
     UsageGroup,
     UsagePoint,
     UsageRow,
@@ -36,7 +37,15 @@ from ccgate.store.base import (
 )
 from ccgate.store.cache import KeyCache, KeyCheck
 from ccgate.store.keys import KeyManager, key_summary
-from ccgate.store.paths import DB_ENV, default_db_path, resolve_db_path
+from ccgate.store.paths import (
+    DB_ENV,
+    PoolSettings,
+    StoreLocation,
+    StoreURL,
+    default_db_path,
+    parse_location,
+    resolve_db_path,
+)
 from ccgate.store.recorder import UsageRecorder, session_id_from_headers
 from ccgate.store.sqlite import SQLiteStore
 from ccgate.store.validate import parse_duration
@@ -55,6 +64,7 @@ __all__ = [
     "KeyNotFound",
     "KeyStatus",
     "KeyStore",
+    "PoolSettings",
     "RequestEntry",
     "RequestFilter",
     "RequestLogPolicy",
@@ -62,7 +72,10 @@ __all__ = [
     "SQLiteStore",
     "Store",
     "StoreError",
+    "StoreLocation",
     "StoreMissing",
+    "StoreURL",
+    "StoreUnavailable",
     "UsageGroup",
     "UsagePoint",
     "UsageRecorder",
@@ -72,18 +85,22 @@ __all__ = [
     "key_summary",
     "open_store",
     "parse_duration",
+    "parse_location",
     "resolve_db_path",
     "session_id_from_headers",
 ]
 
 
-def open_store(location: str | Path, *, create: bool = True) -> Store:
-    """Open the store at ``location``; today a file path (SQLite).
+def open_store(location: str | Path | StoreURL, *, create: bool = True) -> Store:
+    """Open the store at ``location``: a file path or ``sqlite:///path`` (SQLite), or a
+    ``postgresql://`` URL (the ``ccgate[postgres]`` extra; imported only then).
 
-    The single place a later ``postgresql://`` backend plugs in. ``create=False`` raises
-    ``StoreMissing`` instead of creating an empty database (read-only CLI commands).
+    ``create=False`` raises ``StoreMissing`` instead of creating an empty database (read-only
+    CLI commands).
     """
-    text = str(location)
-    if "://" in text:
-        raise StoreError(f"store URL {text.split('://')[0]}:// is not supported yet; use a file path")
-    return SQLiteStore(Path(text).expanduser(), create=create)
+    where = location if isinstance(location, Path | StoreURL) else parse_location(str(location))
+    if isinstance(where, StoreURL):
+        from ccgate.store.postgres import open_postgres
+
+        return open_postgres(where, create=create)
+    return SQLiteStore(where.expanduser(), create=create)

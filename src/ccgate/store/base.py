@@ -29,6 +29,11 @@ class StoreError(Exception):
     """The store cannot do what was asked (I/O, lock, corrupt or unknown file)."""
 
 
+class StoreUnavailable(StoreError):
+    """The store's server cannot be reached now (PostgreSQL down, pool exhausted, timeout).
+    Transient: the caller may serve on from memory and try again later."""
+
+
 class StoreMissing(StoreError):
     """The database file does not exist and the caller asked not to create it."""
 
@@ -241,7 +246,10 @@ class KeyStore(Protocol):
 
 class UsageStore(Protocol):
     def add_usage(self, rows: Sequence[UsageRow]) -> None:
-        """Commit all rows in one transaction; when this returns they are durable."""
+        """Commit all rows in one transaction; when this returns they are durable.
+
+        A batch identical to one committed in the last day counts as a retry of it and writes
+        nothing (PostgreSQL, where a COMMIT's answer can be lost with the connection)."""
 
     def usage_summary(self, *, since: float | None, by: GroupBy) -> list[UsageGroup]:
         """Totals per group for rows with ``ts >= since``, most tokens first."""
@@ -271,5 +279,13 @@ class Store(KeyStore, UsageStore, RequestLogStore, Protocol):
     @property
     def location(self) -> str:
         """Where the data lives, for messages (a path or a URL without credentials)."""
+
+    @property
+    def remote(self) -> bool:
+        """True when a call goes over the network (PostgreSQL): the gateway then keeps every
+        store call off the event loop, the key cache's change poll included."""
+
+    def health(self) -> dict[str, object]:
+        """What /readyz tells the admin about the store (no credentials); never blocks."""
 
     def close(self) -> None: ...

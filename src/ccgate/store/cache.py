@@ -12,6 +12,11 @@ seconds, from inside ``authenticate``; only when it moved are the keys re-read. 
 therefore takes effect in other processes within about a second. If the store cannot be read
 the cache keeps serving what it has and logs a warning, rather than failing every request.
 
+With a remote store (PostgreSQL, ``store.remote``) a poll is a network round trip, which must
+never run on the event loop: ``start_refresher()`` moves polling to a daemon thread, and the
+lookups only read the dicts it swaps in. While the store is unreachable the cache keeps what it
+has; the outage is logged once when it starts and once when it ends, not every second.
+
 Revocation, expiry and the end of a rotation grace period are checked against ``clock()`` on
 every call, so they take effect on time even without a reload.
 """
@@ -19,6 +24,7 @@ every call, so they take effect on time even without a reload.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -61,6 +67,10 @@ class KeyCache:
         self._by_id: dict[str, IssuedKey] = {}  # for sessions that name their key (login/)
         self._version: int | None = None
         self._next_poll = float("-inf")
+        self._failing = False
+        self._refresher: threading.Thread | None = None
+        self._stop = False
+        self._wake = threading.Event()  # set: poll now (stop, or another process changed keys)
         # Called after ``apply``: tells other gateway processes to re-read (server/shared_link.py).
         self.on_change: Callable[[], None] | None = None
 
@@ -100,16 +110,47 @@ class KeyCache:
     # Freshness ---------------------------------------------------------------------------
 
     def poll(self) -> None:
-        """Reload if another process changed the keys; costs nothing between polls."""
+        """Reload if another process changed the keys; costs nothing between polls (and
+        nothing at all when the refresher thread polls instead)."""
         now = self._monotonic()
         if now < self._next_poll:
             return
         self._next_poll = now + self._poll_interval
+        self._refresh()
+
+    def _refresh(self) -> None:
         try:
             if self._store.keys_version() != self._version:
                 self.reload()
         except StoreError as exc:
-            log.warning("cannot refresh issued keys (serving the cached ones): %s", exc)
+            if not self._failing:
+                self._failing = True
+                log.warning("cannot refresh issued keys (serving the %d cached ones until the store is "
+                            "back): %s", len(self._by_id), exc)
+            return
+        if self._failing:
+            self._failing = False
+            log.warning("issued keys can be refreshed again; the store is back")
+
+    def start_refresher(self) -> None:
+        """Poll from a daemon thread from now on (remote stores); ``poll()`` becomes a no-op."""
+        if self._refresher is not None:
+            return
+        self._next_poll = float("inf")
+        self._refresher = threading.Thread(target=self._refresh_loop, name="ccgate-key-refresh", daemon=True)
+        self._refresher.start()
+
+    def stop_refresher(self) -> None:
+        self._stop = True
+        self._wake.set()
+
+    def _refresh_loop(self) -> None:
+        while True:
+            self._wake.wait(self._poll_interval)
+            self._wake.clear()
+            if self._stop:
+                return
+            self._refresh()
 
     def reload(self) -> None:
         """Read every key. The version is read first: a change racing with the read bumps it
@@ -122,7 +163,8 @@ class KeyCache:
         self._by_digest = table  # one reference swap: a concurrent lookup sees old or new
         self._by_id = {key.id: key for key in keys}
         self._version = version
-        self._next_poll = self._monotonic() + self._poll_interval
+        if self._refresher is None:
+            self._next_poll = self._monotonic() + self._poll_interval
 
     def apply(self, key: IssuedKey) -> None:
         """Take a change made in this process into account at once (admin API)."""
@@ -130,13 +172,21 @@ class KeyCache:
         self._index(table, key)
         self._by_digest = table
         self._by_id = {**self._by_id, key.id: key}
+        if self._refresher is not None:
+            # A reload in the refresher thread may have raced with this swap and lost; the
+            # next poll reads everything again rather than trust the merge.
+            self._version = None
         if self.on_change is not None:
             self.on_change()
 
     def invalidate(self) -> None:
-        """Another process changed the keys: read them again on the next lookup."""
-        self._next_poll = float("-inf")
+        """Another process changed the keys: read them again now (the refresher thread) or on
+        the next lookup."""
         self._version = None
+        if self._refresher is not None:
+            self._wake.set()
+        else:
+            self._next_poll = float("-inf")
 
     @staticmethod
     def _index(table: dict[bytes, tuple[IssuedKey, bool]], key: IssuedKey) -> None:

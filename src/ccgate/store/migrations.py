@@ -1,4 +1,17 @@
-"""Schema migrations for the SQLite store: an ordered list of steps, applied in place.
+"""Schema migrations for both stores: one ordered list of versions, applied in place.
+
+Each version has its SQLite statements (``statements``) and its PostgreSQL statements
+(``postgres``): one version sequence, the same numbers on both backends, so "schema 5" means
+the same tables and columns wherever it lives. PostgreSQL's steps are applied by
+``store/postgres.py`` (version in the ``ccgate_schema`` table, all steps in one transaction
+under an advisory lock); SQLite's below.
+
+Why hand-rolled and not Alembic + SQLAlchemy Core: the schema is four tables and a trigger,
+the steps are plain DDL that differs per dialect anyway (BLOB/BYTEA, SQLite's table rebuild vs
+ALTER ... DROP CONSTRAINT, triggers), and the stores write SQL directly for speed (multi-row
+INSERT, COPY). Alembic would add two dependencies and a second schema description for ~20
+statements, while the guarantees we need (all or nothing, one migrator at a time, refuse a
+newer or foreign database) are a dozen lines per backend.
 
 The schema version lives in ``PRAGMA user_version`` (a field in the database header, so it
 is read without touching any table and changes atomically with the step's DDL). Opening a
@@ -28,7 +41,8 @@ from ccgate.store.base import StoreError
 class Migration:
     version: int
     summary: str
-    statements: tuple[str, ...]
+    statements: tuple[str, ...]  # SQLite
+    postgres: tuple[str, ...] = ()  # PostgreSQL: the same change in its dialect
 
 
 _KEY_COLUMNS_V3 = (
@@ -62,10 +76,43 @@ MIGRATIONS: tuple[Migration, ...] = (
             cache_creation_tokens INTEGER NOT NULL DEFAULT 0
         )""",
         "CREATE INDEX usage_ts ON usage(ts)",
+    ), postgres=(
+        """CREATE TABLE keys (
+            id TEXT PRIMARY KEY,
+            name TEXT NOT NULL UNIQUE,
+            prefix TEXT NOT NULL,
+            digest BYTEA NOT NULL UNIQUE,
+            models TEXT NOT NULL DEFAULT '[]',
+            rpm BIGINT,
+            tpm BIGINT,
+            created_at DOUBLE PRECISION NOT NULL,
+            expires_at DOUBLE PRECISION,
+            revoked_at DOUBLE PRECISION,
+            seq BIGINT GENERATED ALWAYS AS IDENTITY
+        )""",
+        """CREATE TABLE usage (
+            id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+            ts DOUBLE PRECISION NOT NULL,
+            key_id TEXT,
+            model TEXT,
+            provider TEXT,
+            status INTEGER NOT NULL,
+            input_tokens BIGINT NOT NULL DEFAULT 0,
+            output_tokens BIGINT NOT NULL DEFAULT 0,
+            cache_read_tokens BIGINT NOT NULL DEFAULT 0,
+            cache_creation_tokens BIGINT NOT NULL DEFAULT 0
+        )""",
+        "CREATE INDEX usage_ts ON usage(ts)",
     )),
     Migration(2, "key rotation with a grace period; Claude Code session and request id on usage", (
         "ALTER TABLE keys ADD COLUMN old_digest BLOB",
         "ALTER TABLE keys ADD COLUMN grace_until REAL",
+        "CREATE UNIQUE INDEX keys_old_digest ON keys(old_digest) WHERE old_digest IS NOT NULL",
+        "ALTER TABLE usage ADD COLUMN session_id TEXT",
+        "ALTER TABLE usage ADD COLUMN request_id TEXT",
+    ), postgres=(
+        "ALTER TABLE keys ADD COLUMN old_digest BYTEA",
+        "ALTER TABLE keys ADD COLUMN grace_until DOUBLE PRECISION",
         "CREATE UNIQUE INDEX keys_old_digest ON keys(old_digest) WHERE old_digest IS NOT NULL",
         "ALTER TABLE usage ADD COLUMN session_id TEXT",
         "ALTER TABLE usage ADD COLUMN request_id TEXT",
@@ -104,6 +151,19 @@ MIGRATIONS: tuple[Migration, ...] = (
             UPDATE meta SET value = value + 1 WHERE name = 'keys_version'; END""",
         """CREATE TRIGGER keys_changed_delete AFTER DELETE ON keys BEGIN
             UPDATE meta SET value = value + 1 WHERE name = 'keys_version'; END""",
+    ), postgres=(
+        "ALTER TABLE keys DROP CONSTRAINT keys_name_key",
+        "CREATE UNIQUE INDEX keys_live_name ON keys(name) WHERE revoked_at IS NULL",
+        "CREATE INDEX keys_name ON keys(name)",
+        "CREATE TABLE meta (name TEXT PRIMARY KEY, value BIGINT NOT NULL)",
+        "INSERT INTO meta (name, value) VALUES ('keys_version', 1)",
+        # One trigger per row as on SQLite; TRUNCATE has only statement triggers.
+        """CREATE FUNCTION ccgate_keys_changed() RETURNS trigger LANGUAGE plpgsql AS $$
+            BEGIN UPDATE meta SET value = value + 1 WHERE name = 'keys_version'; RETURN NULL; END $$""",
+        """CREATE TRIGGER keys_changed AFTER INSERT OR UPDATE OR DELETE ON keys
+            FOR EACH ROW EXECUTE FUNCTION ccgate_keys_changed()""",
+        """CREATE TRIGGER keys_truncated AFTER TRUNCATE ON keys
+            FOR EACH STATEMENT EXECUTE FUNCTION ccgate_keys_changed()""",
     )),
     Migration(4, "request log for the console (bounded by store.request_log)", (
         # Usage rows are kept for reports; this table holds the same requests with what the
@@ -127,6 +187,25 @@ MIGRATIONS: tuple[Migration, ...] = (
             error TEXT
         )""",
         "CREATE INDEX request_log_ts ON request_log(ts)",
+    ), postgres=(
+        """CREATE TABLE request_log (
+            id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+            ts DOUBLE PRECISION NOT NULL,
+            request_id TEXT,
+            key_id TEXT,
+            model TEXT,
+            provider TEXT,
+            session_id TEXT,
+            status INTEGER NOT NULL,
+            latency_ms DOUBLE PRECISION,
+            input_tokens BIGINT NOT NULL DEFAULT 0,
+            output_tokens BIGINT NOT NULL DEFAULT 0,
+            cache_read_tokens BIGINT NOT NULL DEFAULT 0,
+            cache_creation_tokens BIGINT NOT NULL DEFAULT 0,
+            attempts TEXT,
+            error TEXT
+        )""",
+        "CREATE INDEX request_log_ts ON request_log(ts)",
     )),
     Migration(5, "cost per usage row (1-hour cache writes apart); daily and monthly budgets per key", (
         # cost_usd NULL: the model had no price when the row was written (shown as unknown).
@@ -138,6 +217,22 @@ MIGRATIONS: tuple[Migration, ...] = (
         "ALTER TABLE keys ADD COLUMN budget_month REAL",
         # No new index: the budget tracker's seed (spend per key since the month began) is a
         # range scan on usage_ts, run at start and reload, not per request.
+    ), postgres=(
+        "ALTER TABLE usage ADD COLUMN cache_write_1h_tokens BIGINT NOT NULL DEFAULT 0",
+        "ALTER TABLE usage ADD COLUMN cost_usd DOUBLE PRECISION",
+        "ALTER TABLE request_log ADD COLUMN cache_write_1h_tokens BIGINT NOT NULL DEFAULT 0",
+        "ALTER TABLE request_log ADD COLUMN cost_usd DOUBLE PRECISION",
+        "ALTER TABLE keys ADD COLUMN budget_day DOUBLE PRECISION",
+        "ALTER TABLE keys ADD COLUMN budget_month DOUBLE PRECISION",
+    )),
+    Migration(6, "PostgreSQL: ids of committed usage batches, so a retried batch is never written twice", (
+        # Nothing on SQLite: a commit there is local, it either returned or did not happen.
+    ), postgres=(
+        # A batch whose COMMIT went through but whose answer was lost with the connection is
+        # retried by the usage writer; its id (a digest of its rows) is found here and the
+        # retry writes nothing. Ids older than a day are pruned.
+        "CREATE TABLE usage_batches (id BYTEA PRIMARY KEY, ts DOUBLE PRECISION NOT NULL)",
+        "CREATE INDEX usage_batches_ts ON usage_batches(ts)",
     )),
 )
 

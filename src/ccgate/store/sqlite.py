@@ -145,6 +145,8 @@ def _prepare_file(path: Path, create: bool) -> None:
 class SQLiteStore:
     """``Store`` on one SQLite file. Safe to share between threads and processes."""
 
+    remote = False  # a local file: a read is fast enough for the key cache's poll on the event loop
+
     def __init__(self, path: Path, *, create: bool = True) -> None:
         self.path = path
         self._local = threading.local()
@@ -169,6 +171,9 @@ class SQLiteStore:
     @property
     def location(self) -> str:
         return str(self.path)
+
+    def health(self) -> dict[str, object]:
+        return {"backend": "sqlite", "location": str(self.path)}
 
     # Connections -------------------------------------------------------------------------
 

@@ -9,8 +9,8 @@ from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
 from ccgate.console.render import render
 from ccgate.console.web import html
-from ccgate.errors import InternalError
-from ccgate.store import StoreError
+from ccgate.errors import InternalError, ServiceUnavailable
+from ccgate.store import StoreError, StoreUnavailable
 
 if TYPE_CHECKING:
     from ccgate.console.app import Call
@@ -34,6 +34,8 @@ async def in_thread(fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
     """A store read or write off the event loop (SQLite may wait on its lock)."""
     try:
         return await asyncio.to_thread(fn, *args, **kwargs)
+    except StoreUnavailable as exc:  # PostgreSQL down: a 503 worth retrying, not a 500
+        raise ServiceUnavailable(f"the store is unreachable right now; try again shortly ({exc})") from None
     except StoreError as exc:
         raise InternalError(f"the store is unavailable: {exc}") from None
 
