@@ -16,11 +16,12 @@ import os
 import pwd
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
 import time
 from pathlib import Path
+
+from tests.lab.procs import free_port, tail
 
 SUPERUSER = "ccgate_admin"
 PASSWORD = "pg-Test-Pw-7f3a9c"  # a throwaway value for a throwaway server; tests assert it never shows
@@ -37,18 +38,13 @@ def postgres_bindir() -> Path | None:
     return Path(on_path).parent if on_path else None
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 class PostgresServer:
     def __init__(self, bindir: Path) -> None:
         self.bindir = bindir
         self.dir = Path(tempfile.mkdtemp(prefix="ccgate-pg-"))
         self.data = self.dir / "data"
-        self.port = _free_port()
+        self.port = free_port()
+        self.log = self.dir / "postgres.log"
         self.proc: subprocess.Popen[bytes] | None = None
         self._prefix: list[str] = []
         self._dbs = 0
@@ -77,21 +73,22 @@ class PostgresServer:
         return f"postgresql://{SUPERUSER}{secret}@127.0.0.1:{self.port}/{database}"
 
     def start(self) -> PostgresServer:
-        self.proc = subprocess.Popen(
-            [*self._prefix, str(self.bindir / "postgres"), "-D", str(self.data), "-p", str(self.port),
-             "-k", str(self.dir), "-c", "listen_addresses=127.0.0.1", "-c", "fsync=off",
-             "-c", "full_page_writes=off", "-c", "synchronous_commit=off", "-c", "max_connections=200",
-             "-c", "logging_collector=off"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        )
+        with self.log.open("ab") as log:
+            self.proc = subprocess.Popen(
+                [*self._prefix, str(self.bindir / "postgres"), "-D", str(self.data), "-p", str(self.port),
+                 "-k", str(self.dir), "-c", "listen_addresses=127.0.0.1", "-c", "fsync=off",
+                 "-c", "full_page_writes=off", "-c", "synchronous_commit=off", "-c", "max_connections=200",
+                 "-c", "logging_collector=off"],
+                stdout=log, stderr=log,
+            )
         deadline = time.monotonic() + START_TIMEOUT
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise RuntimeError(f"postgres exited with {self.proc.returncode} while starting")
+                raise RuntimeError(f"postgres exited with {self.proc.returncode} while starting:\n{tail(self.log)}")
             if self._accepts():
                 return self
             time.sleep(0.05)
-        raise RuntimeError(f"postgres did not accept connections within {START_TIMEOUT} s")
+        raise RuntimeError(f"postgres did not accept connections within {START_TIMEOUT} s:\n{tail(self.log)}")
 
     def _accepts(self) -> bool:
         import psycopg
