@@ -56,12 +56,9 @@ from ccgate.server.metrics import Metrics
 from ccgate.server.reload import Reloader, ReloadOutcome
 from ccgate.server.response import Response
 from ccgate.server.runtime import Runtime, Seams, TransportFactory, build_runtime
-<<<<<<< HEAD
 from ccgate.server.shared_link import SharedLink
-from ccgate.shared import SharedState
-=======
 from ccgate.server.store_location import store_location
->>>>>>> pg
+from ccgate.shared import SharedState
 from ccgate.store import (
     KeyCache,
     RequestLogPolicy,
@@ -154,11 +151,8 @@ class Gateway:
         self.log_refused = self.recorder is not None and loaded.config.store.request_log.enabled
         self.limiter = RateLimiter(clock)
         self.metrics = Metrics(key_names=loaded.config.server.metrics.key_names)
-<<<<<<< HEAD
         self.shared = self._link(shared)
-=======
         self.metrics.watch_store(self.recorder, self.store)
->>>>>>> pg
         # OpenTelemetry when the OTEL_* variables ask for it (observe/tracing.py), else None.
         self.tracing = setup_tracing(env)
         if loaded.login is not None and self.store is None:
