@@ -1,37 +1,32 @@
-"""Attempt limits per client address (device authorizations, user-code guesses), sans-IO.
+"""Attempt limits per client address (device authorizations, user-code guesses, console
+sign-ins): a fixed window per address, counted in the gateway's short-lived records
+(``ccgate.shared.KV``) so every process of a gateway counts the same attempts.
 
-A fixed window per key: cheap, and exact enough for "at most N tries per 10 minutes". The
-table is bounded; when it is full of live windows new keys are refused (fail closed), since
-only an attacker spreading over many addresses fills it.
+``kv_incr`` starts the window at the first attempt and counts atomically; "at most N tries per
+10 minutes" needs no more. The records are bounded by the store itself (``MemoryKV`` evicts,
+Redis has its memory limit), so an attacker spreading over many addresses cannot grow memory.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from ccgate.shared import KV
 
 
-class WindowLimiter:
-    def __init__(self, limit: int, window: float, clock: Callable[[], float], *,
-                 max_keys: int = 100_000) -> None:
+class Attempts:
+    def __init__(self, kv: KV, name: str, limit: int, window: float) -> None:
+        self.kv = kv
+        self.name = name  # the records' prefix, e.g. "login:attempts:device"
         self.limit = limit
         self.window = window
-        self._clock = clock
-        self._max_keys = max_keys
-        self._hits: dict[str, tuple[float, int]] = {}  # key -> (window start, count)
 
-    def hit(self, key: str) -> bool:
-        """Count one attempt; False when the key is over its limit in this window."""
-        now = self._clock()
-        start, count = self._hits.get(key, (now, 0))
-        if now - start >= self.window:
-            start, count = now, 0
-        if key not in self._hits and len(self._hits) >= self._max_keys:
-            self._prune(now)
-            if len(self._hits) >= self._max_keys:
-                return False
-        count += 1
-        self._hits[key] = (start, count)
-        return count <= self.limit
+    def _key(self, who: str) -> str:
+        return f"{self.name}:{who}"
 
-    def _prune(self, now: float) -> None:
-        self._hits = {k: v for k, v in self._hits.items() if now - v[0] < self.window}
+    async def hit(self, who: str) -> bool:
+        """Count one attempt; False when ``who`` is over the limit in this window."""
+        return await self.kv.kv_incr(self._key(who), 1, self.window) <= self.limit
+
+    async def allowed(self, who: str) -> bool:
+        """Whether ``who`` is under the limit, without counting (failures are counted apart)."""
+        raw = await self.kv.kv_get(self._key(who))
+        return raw is None or int(raw) < self.limit
