@@ -78,7 +78,7 @@ async def test_sign_in_sets_a_strict_cookie_and_sign_out_ends_it(tmp_path: Path)
         token = await csrf(client)
         out = await client.post("/console/signout", data={"csrf": token})
         assert out.status_code == 303 and "Max-Age=0" in out.headers["set-cookie"]
-        assert gw.app.kv.keys("console:session:") == []  # type: ignore[attr-defined]
+        assert gw.app.kv.live_keys("console:session:") == []  # type: ignore[attr-defined]
         client.cookies.set("ccgate_console", old or "", path="/console")  # replaying the old cookie
         assert (await client.get("/console/keys")).status_code == 303
 

@@ -30,7 +30,7 @@ async def test_a_session_is_found_by_its_cookie_only() -> None:
     assert await s.get(token + "x", DIGEST) is None and await s.get(None, DIGEST) is None
     assert await s.get("", DIGEST) is None and await s.get("x" * 200, DIGEST) is None
     assert token not in repr(kv._data)  # only its digest names the record
-    assert kv.keys("console:session:") and all(len(k) == len("console:session:") + 64 for k in kv.keys())
+    assert kv.live_keys("console:session:") and all(len(k) == len("console:session:") + 64 for k in kv.live_keys())
 
 
 async def test_idle_and_absolute_expiry() -> None:
@@ -43,7 +43,7 @@ async def test_idle_and_absolute_expiry() -> None:
     assert await s.get(token, DIGEST) is not None
     clock.now += 60
     assert await s.get(token, DIGEST) is None  # idle for 60 s
-    assert kv.keys("console:session:") == []  # the store forgot it too
+    assert kv.live_keys("console:session:") == []  # the store forgot it too
     token, _ = await s.create(DIGEST)
     for _ in range(70):  # used every 55 s, but 3600 s after sign-in it ends anyway
         clock.now += 55
@@ -56,7 +56,7 @@ async def test_use_is_saved_at_most_every_few_seconds() -> None:
     clock = Clock()
     s, kv = sessions(clock)
     token, _ = await s.create(DIGEST)
-    key = kv.keys("console:session:")[0]
+    key = kv.live_keys("console:session:")[0]
     saved = kv._data[key]
     clock.now += 5
     await s.get(token, DIGEST)

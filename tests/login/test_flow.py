@@ -340,7 +340,7 @@ async def test_state_pkce_and_csrf_are_enforced(tmp_path: Path, idp: TestIdP) ->
         # PKCE: the IdP refuses a code redeemed with another verifier.
         kv = gw.app.kv
         assert isinstance(kv, MemoryKV)
-        (key,) = kv.keys("login:flow:")
+        (key,) = kv.live_keys("login:flow:")
         record = json.loads(await kv.kv_get(key) or b"")
         real_verifier, record["verifier"] = record["verifier"], "not-the-verifier-" + "x" * 40
         await kv.kv_put(key, json.dumps(record).encode(), 600)

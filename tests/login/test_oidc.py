@@ -86,12 +86,12 @@ async def test_refresh_families_in_the_store_number_tokens_and_end() -> None:
     assert [await families.issue("fam-1", n) for n in (0, 1, 2)] == [1, 2, 3]
     assert await families.accepts(token(3)) and await families.accepts(token(2))
     assert not await families.accepts(token(1))
-    assert "fam-1" not in " ".join(kv.keys())  # the family id is kept as a digest
+    assert "fam-1" not in " ".join(kv.live_keys())  # the family id is kept as a digest
     await families.end("fam-1", clock.time() + 60)
     assert not await families.accepts(token(3))
     assert await families.issue("fam-1", 3) == 4  # a refresh that was in flight...
     assert not await families.accepts(token(4))  # ...mints a token that is refused all the same
-    await kv.kv_delete(kv.keys("login:family:")[0])  # the counter is lost (90 days, or a restart)
+    await kv.kv_delete(kv.live_keys("login:family:")[0])  # the counter is lost (90 days, or a restart)
     assert await families.issue("fam-1", 4) == 5  # counting resumes above the presented token
 
 
@@ -106,7 +106,7 @@ async def test_device_grant_codes_and_expiry() -> None:
     assert normalize_user_code(grant.user_code.lower().replace("-", " ")) == grant.user_code
     assert normalize_user_code("AEIO-UAEI") is None  # vowels are not in the alphabet
     assert await grants.pending(grant.user_code.lower()) == grant.user_code
-    assert device_code not in " ".join(kv.keys())
+    assert device_code not in " ".join(kv.live_keys())
     clock.advance(600)
     assert await grants.pending(grant.user_code) is None
     assert await grants.poll(device_code) == "expired_token"

@@ -32,10 +32,9 @@ from ccgate.console.state import ConsoleState
 from ccgate.console.web import COOKIE, Request, redirect
 from ccgate.errors import AuthenticationFailed, MethodNotAllowed, NotFound, PageError, PermissionDenied
 from ccgate.login.browser import Flows
-from ccgate.login.ratelimit import Attempts
 from ccgate.server.asgi import Receive, Scope
 from ccgate.server.listen import is_loopback
-from ccgate.server.login_state import FlowStore
+from ccgate.server.login_state import Attempts, FlowStore
 from ccgate.server.response import Response
 from ccgate.shared import SharedUnavailable
 

@@ -27,8 +27,8 @@ from ccgate.console.sessions import (
     token_digest,
     valid_token,
 )
-from ccgate.login.ratelimit import Attempts
 from ccgate.login.tokens import Identity
+from ccgate.server.login_state import Attempts
 from ccgate.shared import KV
 
 TOUCH_EVERY = 15.0  # seconds between saves of a session's last use (idle is minutes)

@@ -19,13 +19,12 @@ from ccgate.login.accounts import DeveloperKeys
 from ccgate.login.browser import Flows
 from ccgate.login.devicecode import DeviceGrants
 from ccgate.login.oidc import OidcClient
-from ccgate.login.ratelimit import Attempts
 from ccgate.login.settings import LoginSettings
 from ccgate.login.telemetry import TelemetryRelay
 from ccgate.login.tokens import Identity, Revocations, SessionTokens
 from ccgate.routing.clock import Clock
 from ccgate.server.asgi import Receive, Scope, read_body
-from ccgate.server.login_state import DeviceStore, FamilyStore, FlowStore
+from ccgate.server.login_state import Attempts, DeviceStore, FamilyStore, FlowStore
 from ccgate.server.response import Response
 from ccgate.shared import KV
 

@@ -14,6 +14,7 @@ Keys name digests of secrets, never a secret (an operator can read Redis); value
   (the token is issued once);
 * ``<prefix>:<sha256(state)>`` - a browser flow (``login:flow`` for /login, ``console:flow``
   for the console; 10 min); the Approve/Continue post takes it;
+* ``login:attempts:<what>:<address>`` - attempt counters (``Attempts``; 10 min);
 * ``login:family:<sha256(family)>`` - the newest refresh-token number of a sign-in (90 days,
   a counter); ``login:family-end:<sha256(family)>`` - the family was revoked.
 
@@ -174,3 +175,28 @@ class FamilyStore:
         if left > 0:
             await self.kv.kv_put(f"login:family-end:{_hash(family)}", b"1", left)
 
+
+class Attempts:
+    """Attempt limits per client address (device authorizations, user-code guesses, console
+    sign-ins): a fixed window per address started by the first attempt (``kv_incr``), counted
+    in the records every process shares. "At most N tries per 10 minutes" needs no more; the
+    records are bounded by the store (``MemoryKV`` evicts, Redis has its memory limit), so an
+    attacker spreading over many addresses cannot grow memory."""
+
+    def __init__(self, kv: KV, name: str, limit: int, window: float) -> None:
+        self.kv = kv
+        self.name = name  # the records' prefix, e.g. "login:attempts:device"
+        self.limit = limit
+        self.window = window
+
+    def _key(self, who: str) -> str:
+        return f"{self.name}:{who}"
+
+    async def hit(self, who: str) -> bool:
+        """Count one attempt; False when ``who`` is over the limit in this window."""
+        return await self.kv.kv_incr(self._key(who), 1, self.window) <= self.limit
+
+    async def allowed(self, who: str) -> bool:
+        """Whether ``who`` is under the limit, without counting (failures are counted apart)."""
+        raw = await self.kv.kv_get(self._key(who))
+        return raw is None or int(raw) < self.limit

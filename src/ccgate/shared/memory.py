@@ -61,7 +61,7 @@ class MemoryKV:
         self._data[key] = (entry[0], str(value).encode())
         return value
 
-    def keys(self, prefix: str = "") -> list[str]:
+    def live_keys(self, prefix: str = "") -> list[str]:
         """The live keys under ``prefix`` (for tests and debugging; not part of ``KV``)."""
         now = self._clock()
         return [k for k, (expires, _) in self._data.items() if k.startswith(prefix) and expires > now]
