@@ -79,8 +79,8 @@ async def test_refresh_families_in_the_store_number_tokens_and_end() -> None:
     kv = MemoryKV(clock=clock.monotonic)
     families = FamilyStore(kv, clock.time)
 
-    def token(seq: int) -> RefreshGrant:
-        return RefreshGrant(Identity("u", None, None, ()), "key_1", "j", clock.time() + 60, "rt", "fam-1", seq)
+    def token(seq: int, family: str = "fam-1") -> RefreshGrant:
+        return RefreshGrant(Identity("u", None, None, ()), "key_1", "j", clock.time() + 60, "rt", family, seq)
 
     assert await families.accepts(token(5))  # never seen
     assert [await families.issue("fam-1", n) for n in (0, 1, 2)] == [1, 2, 3]
@@ -91,8 +91,30 @@ async def test_refresh_families_in_the_store_number_tokens_and_end() -> None:
     assert not await families.accepts(token(3))
     assert await families.issue("fam-1", 3) == 4  # a refresh that was in flight...
     assert not await families.accepts(token(4))  # ...mints a token that is refused all the same
-    await kv.kv_delete(kv.live_keys("login:family:")[0])  # the counter is lost (90 days, or a restart)
-    assert await families.issue("fam-1", 4) == 5  # counting resumes above the presented token
+
+
+async def test_a_refresh_family_outlives_its_counter() -> None:
+    from ccgate.login.tokens import Identity, RefreshGrant
+    from ccgate.server.login_state import FamilyStore
+    from ccgate.shared.memory import MemoryKV
+
+    clock = ManualClock()
+    kv = MemoryKV(clock=clock.monotonic)
+    families = FamilyStore(kv, clock.time)
+
+    def token(seq: int) -> RefreshGrant:
+        return RefreshGrant(Identity("u", None, None, ()), "key_1", "j", clock.time() + 60, "rt", "fam", seq)
+
+    assert await families.issue("fam", 0) == 1
+    clock.advance(80 * 86400)
+    assert [await families.issue("fam", n) for n in (1, 2, 3)] == [2, 3, 4]
+    clock.advance(11 * 86400)  # 91 days after sign-in: the counter expired, the newest number not
+    assert kv.live_keys("login:family:") == []
+    assert not await families.accepts(token(2)) and await families.accepts(token(3))
+    assert await families.issue("fam", 4) == 5  # counting resumes above the presented token
+    assert await families.accepts(token(4)) and not await families.accepts(token(3))
+    clock.advance(91 * 86400)  # unused for longer than a refresh token lives: forgotten
+    assert kv.live_keys("login:family") == [] and await families.accepts(token(2))
 
 
 async def test_device_grant_codes_and_expiry() -> None:

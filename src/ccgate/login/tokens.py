@@ -198,10 +198,10 @@ class RefreshFamilies:
 
     Numbers are handed out by an atomic counter (``kv_incr``, server/login_state.py), so two
     processes refreshing the same token at once get consecutive numbers, never the same one and
-    never a lost update: both new tokens stay acceptable. The counter lives as long as a refresh
-    token (``REFRESH_LIFETIME``) from the sign-in; a family whose counter is gone (expired, or a
-    one-process gateway restarted) is unknown and its token accepted, and the next refresh
-    starts counting again above the number presented (``catch_up``).
+    never a lost update: both new tokens stay acceptable. The newest number is remembered as
+    long as the newest token lives (``REFRESH_LIFETIME`` from the last refresh); a family
+    forgotten (a one-process gateway restarted) is unknown and its token accepted, and the next
+    refresh starts counting again above the number presented (``catch_up``).
     """
 
     @staticmethod

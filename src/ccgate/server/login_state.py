@@ -15,8 +15,9 @@ Keys name digests of secrets, never a secret (an operator can read Redis); value
 * ``<prefix>:<sha256(state)>`` - a browser flow (``login:flow`` for /login, ``console:flow``
   for the console; 10 min); the Approve/Continue post takes it;
 * ``login:attempts:<what>:<address>`` - attempt counters (``Attempts``; 10 min);
-* ``login:family:<sha256(family)>`` - the newest refresh-token number of a sign-in (90 days,
-  a counter); ``login:family-end:<sha256(family)>`` - the family was revoked.
+* ``login:family:<sha256(family)>`` - the refresh-token numbers of a sign-in (a counter, 90
+  days from the sign-in), ``login:family-newest:<…>`` - the newest number (90 days from the
+  last refresh), ``login:family-end:<…>`` - the family was revoked.
 
 Every method may raise ``SharedUnavailable``; the endpoints answer 503 for it.
 """
@@ -150,25 +151,33 @@ class FlowStore:
 
 
 class FamilyStore:
-    """The newest refresh-token number per sign-in (``RefreshFamilies``), as a counter."""
+    """The newest refresh-token number per sign-in (``RefreshFamilies``): an atomic counter that
+    hands out the numbers, and a copy of the newest renewed at every refresh, so a sign-in in
+    daily use is remembered as long as its newest token lives (the counter's time to live runs
+    from the sign-in: a counter cannot be renewed atomically)."""
 
     def __init__(self, kv: KV, clock: Callable[[], float]) -> None:
         self.kv, self._now = kv, clock
 
     async def accepts(self, grant: RefreshGrant) -> bool:
         key = _hash(grant.family)
-        ended = await self.kv.kv_get(f"login:family-end:{key}") is not None
-        raw = None if ended else await self.kv.kv_get(f"login:family:{key}")
-        newest = int(raw) if raw is not None and raw.isdigit() else None
-        return RefreshFamilies.accepts(newest, ended, grant.seq)
+        if await self.kv.kv_get(f"login:family-end:{key}") is not None:
+            return RefreshFamilies.accepts(None, True, grant.seq)
+        known = [await self.kv.kv_get(f"login:{name}:{key}") for name in ("family", "family-newest")]
+        numbers = [int(raw) for raw in known if raw is not None and raw.isdigit()]
+        return RefreshFamilies.accepts(max(numbers) if numbers else None, False, grant.seq)
 
     async def issue(self, family: str, presented: int) -> int:
         """The number of a new refresh token of ``family`` (after one numbered ``presented``;
         0 for a new sign-in): one more than any handed out before, atomically."""
-        key = f"login:family:{_hash(family)}"
-        seq = await self.kv.kv_incr(key, 1, REFRESH_LIFETIME)
+        key = _hash(family)
+        seq = await self.kv.kv_incr(f"login:family:{key}", 1, REFRESH_LIFETIME)
         extra = RefreshFamilies.catch_up(seq, presented)
-        return await self.kv.kv_incr(key, extra, REFRESH_LIFETIME) if extra else seq
+        if extra:
+            seq = await self.kv.kv_incr(f"login:family:{key}", extra, REFRESH_LIFETIME)
+        # Two refreshes racing may leave the copy one behind the counter: the counter is read too.
+        await self.kv.kv_put(f"login:family-newest:{key}", str(seq).encode(), REFRESH_LIFETIME)
+        return seq
 
     async def end(self, family: str, exp: float) -> None:
         left = exp - self._now()
