@@ -79,8 +79,8 @@ async def test_refresh_families_in_the_store_number_tokens_and_end() -> None:
     kv = MemoryKV(clock=clock.monotonic)
     families = FamilyStore(kv, clock.time)
 
-    def token(seq: int, family: str = "fam-1") -> RefreshGrant:
-        return RefreshGrant(Identity("u", None, None, ()), "key_1", "j", clock.time() + 60, "rt", family, seq)
+    def token(seq: int) -> RefreshGrant:
+        return RefreshGrant(Identity("u", None, None, ()), "key_1", "j", clock.time() + 60, "rt", "fam-1", seq)
 
     assert await families.accepts(token(5))  # never seen
     assert [await families.issue("fam-1", n) for n in (0, 1, 2)] == [1, 2, 3]
