@@ -244,7 +244,7 @@ async def test_a_backend_that_does_not_answer_gives_503_not_500(tmp_path: Path, 
     bus = Bus()
     config = login_config(tmp_path)
     config["server"] = {"admin": {"key": "env:CCGATE_TEST_ADMIN"}}
-    async with consoles(tmp_path, bus, config) as (a, _, client, _):
+    async with consoles(tmp_path, bus, config) as (a, b, client, _):
         with_idp(a, idp)
         tokens = await sign_in(a, idp)
         assert (await client.post("/console/signin", data={"admin_key": ADMIN_KEY})).status_code == 303
@@ -268,6 +268,9 @@ async def test_a_backend_that_does_not_answer_gives_503_not_500(tmp_path: Path, 
         assert submitted.status == 503 and b"Try again in a minute" in submitted.body
         metrics = (await a.request("GET", "/metrics")).body.decode()
         assert 'ccgate_shared_unavailable_total{feature="login"} 4.0' in metrics
+        other = (await b.request("GET", "/metrics")).body.decode()  # the two console requests: one each
+        for scrape in (metrics, other):
+            assert 'ccgate_shared_unavailable_total{feature="sessions"} 1.0' in scrape
         bus.down = False
         assert (await client.get("/console/keys")).status_code == 200  # back: the session survived
         assert (await refresh(a, tokens["refresh_token"])).status == 200
