@@ -1,8 +1,11 @@
-"""Console sessions, the one-time link and CSRF, without I/O (ccgate.console.sessions)."""
+"""Console sessions, the one-time link, CSRF and the guessing brake: the rules
+(ccgate.console.sessions) over the records in a ``MemoryKV`` (ccgate.console.state)."""
 
 from __future__ import annotations
 
-from ccgate.console.sessions import MAX_FAILURES, MAX_SESSIONS, MAX_TRACKED, Sessions, csrf_ok
+from ccgate.console.sessions import MAX_FAILURES, Sessions, csrf_ok
+from ccgate.console.state import ConsoleState
+from ccgate.shared.memory import MemoryKV
 
 DIGEST = b"d" * 32
 
@@ -15,106 +18,130 @@ class Clock:
         return self.now
 
 
-def sessions(clock: Clock) -> Sessions:
-    return Sessions(idle=60, max_age=3600, clock=clock)
+def sessions(clock: Clock) -> tuple[ConsoleState, MemoryKV]:
+    kv = MemoryKV(clock=clock)
+    return ConsoleState(kv, Sessions(idle=60, max_age=3600, clock=clock)), kv
 
 
-def test_a_session_is_found_by_its_cookie_only() -> None:
-    s = sessions(Clock())
-    token, session = s.create(DIGEST)
-    assert s.get(token, DIGEST) is session
-    assert s.get(token + "x", DIGEST) is None and s.get(None, DIGEST) is None and s.get("", DIGEST) is None
-    assert token not in repr(s._sessions)  # only its digest is kept
+async def test_a_session_is_found_by_its_cookie_only() -> None:
+    s, kv = sessions(Clock())
+    token, session = await s.create(DIGEST)
+    assert await s.get(token, DIGEST) == session
+    assert await s.get(token + "x", DIGEST) is None and await s.get(None, DIGEST) is None
+    assert await s.get("", DIGEST) is None and await s.get("x" * 200, DIGEST) is None
+    assert token not in repr(kv._data)  # only its digest names the record
+    assert kv.live_keys("console:session:") and all(len(k) == len("console:session:") + 64 for k in kv.live_keys())
 
 
-def test_idle_and_absolute_expiry() -> None:
+async def test_idle_and_absolute_expiry() -> None:
     clock = Clock()
-    s = sessions(clock)
-    token, _ = s.create(DIGEST)
+    s, kv = sessions(clock)
+    token, _ = await s.create(DIGEST)
     clock.now += 59
-    assert s.get(token, DIGEST) is not None  # use keeps it alive
+    assert await s.get(token, DIGEST) is not None  # use keeps it alive
     clock.now += 59
-    assert s.get(token, DIGEST) is not None
+    assert await s.get(token, DIGEST) is not None
     clock.now += 60
-    assert s.get(token, DIGEST) is None  # idle for 60 s
-    token, _ = s.create(DIGEST)
+    assert await s.get(token, DIGEST) is None  # idle for 60 s
+    assert kv.live_keys("console:session:") == []  # the store forgot it too
+    token, _ = await s.create(DIGEST)
     for _ in range(70):  # used every 55 s, but 3600 s after sign-in it ends anyway
         clock.now += 55
-        if s.get(token, DIGEST) is None:
+        if await s.get(token, DIGEST) is None:
             break
-    assert clock.now - 1000 >= 3600 - 60 and s.get(token, DIGEST) is None
+    assert clock.now - 1000 >= 3600 - 60 and await s.get(token, DIGEST) is None
 
 
-def test_sign_out_and_a_new_admin_key_end_sessions() -> None:
-    s = sessions(Clock())
-    token, _ = s.create(DIGEST)
-    s.end(token)
-    assert s.get(token, DIGEST) is None
-    token, _ = s.create(DIGEST)
-    assert s.get(token, b"e" * 32) is None  # the admin key changed (reload): signed out
-    assert s.get(token, DIGEST) is None
-    link_session, _ = s.create(None)
-    assert s.get(link_session, DIGEST) is None  # an admin key was configured since
-
-
-def test_sessions_are_bounded() -> None:
+async def test_use_is_saved_at_most_every_few_seconds() -> None:
     clock = Clock()
-    s = sessions(clock)
-    first, _ = s.create(DIGEST)
-    for _ in range(MAX_SESSIONS):
-        clock.now += 0.001
-        s.create(DIGEST)
-    assert len(s) == MAX_SESSIONS and s.get(first, DIGEST) is None
+    s, kv = sessions(clock)
+    token, _ = await s.create(DIGEST)
+    key = kv.live_keys("console:session:")[0]
+    saved = kv._data[key]
+    clock.now += 5
+    await s.get(token, DIGEST)
+    assert kv._data[key] == saved  # an htmx poll 5 s later writes nothing
+    clock.now += 20
+    await s.get(token, DIGEST)
+    assert kv._data[key][0] > saved[0]  # later, the deadline moves with the use
 
 
-def test_the_link_signs_in_once() -> None:
-    s = sessions(Clock())
-    assert not s.redeem_link("anything")
-    token = s.issue_link()
-    assert not s.redeem_link(token[:-1] + ("A" if token[-1] != "A" else "B"))
-    assert s.redeem_link(token)
-    assert not s.redeem_link(token)
+async def test_sign_out_and_a_new_admin_key_end_sessions() -> None:
+    s, _ = sessions(Clock())
+    token, _ = await s.create(DIGEST)
+    await s.end(token)
+    assert await s.get(token, DIGEST) is None
+    token, _ = await s.create(DIGEST)
+    assert await s.get(token, b"e" * 32) is None  # the admin key changed (reload): signed out
+    assert await s.get(token, DIGEST) is None
+    link_session, _ = await s.create(None)
+    assert await s.get(link_session, DIGEST) is None  # an admin key was configured since
 
 
-def test_csrf_token_must_match() -> None:
-    s = sessions(Clock())
-    _, session = s.create(DIGEST)
-    other = s.create(DIGEST)[1]
+async def test_the_link_signs_in_once() -> None:
+    s, kv = sessions(Clock())
+    assert not await s.redeem_link("anything")
+    token = s.issue_link()  # before the loop runs (ccgate serve prints it): stored at start-up
+    await s.publish_link()
+    assert token not in repr(kv._data)
+    assert not await s.redeem_link(token[:-1] + ("A" if token[-1] != "A" else "B"))
+    assert await s.redeem_link(token)  # a wrong guess did not spend it
+    assert not await s.redeem_link(token)
+
+
+async def test_a_new_link_retires_the_one_before() -> None:
+    s, _ = sessions(Clock())
+    first = s.issue_link()
+    await s.publish_link()
+    second = s.issue_link()
+    assert await s.redeem_link(second)  # published on the way
+    assert not await s.redeem_link(first)
+
+
+async def test_the_link_is_redeemable_at_another_process() -> None:
+    clock = Clock()
+    kv = MemoryKV(clock=clock)
+    rules = Sessions(idle=60, max_age=3600, clock=clock)
+    here, there = ConsoleState(kv, rules), ConsoleState(kv, rules)
+    token = here.issue_link()
+    await here.publish_link()
+    assert await there.redeem_link(token)
+    assert not await here.redeem_link(token)
+
+
+async def test_csrf_token_must_match() -> None:
+    s, _ = sessions(Clock())
+    _, session = await s.create(DIGEST)
+    other = (await s.create(DIGEST))[1]
     assert csrf_ok(session, session.csrf)
     assert not csrf_ok(session, None) and not csrf_ok(session, "") and not csrf_ok(session, other.csrf)
 
 
-def test_guessing_is_braked_per_address() -> None:
+async def test_guessing_is_braked_per_address() -> None:
     clock = Clock()
-    s = sessions(clock)
+    s, _ = sessions(clock)
     for _ in range(MAX_FAILURES):
-        assert s.may_try("10.0.0.9")
-        s.failed("10.0.0.9")
-    assert not s.may_try("10.0.0.9")
-    assert s.may_try("127.0.0.1")  # the admin at another address is not locked out
+        assert await s.may_try("10.0.0.9")
+        await s.failed("10.0.0.9")
+    assert not await s.may_try("10.0.0.9")
+    assert await s.may_try("127.0.0.1")  # the admin at another address is not locked out
     clock.now += 61
-    assert s.may_try("10.0.0.9")
+    assert await s.may_try("10.0.0.9")
 
 
-def test_tracked_addresses_are_bounded() -> None:
-    s = sessions(Clock())
-    for i in range(MAX_TRACKED + 10):
-        s.failed(f"addr-{i}")
-    assert len(s._failures) == MAX_TRACKED and "addr-0" not in s._failures
-
-
-def test_an_identity_provider_session_does_not_hang_on_the_admin_key() -> None:
+async def test_an_identity_provider_session_does_not_hang_on_the_admin_key() -> None:
     from ccgate.login.tokens import Identity
 
     clock = Clock()
-    s = sessions(clock)
+    s, _ = sessions(clock)
     ada = Identity("sub-ada", "ada@example.com", "Ada", ("gateway-admins",))
-    idp_token, _ = s.create(None, ada)
-    key_token, _ = s.create(DIGEST)
-    assert s.get(idp_token, b"n" * 32) is not None  # a new admin key: the IdP session stays
-    assert s.get(key_token, b"n" * 32) is None  # ...the admin-key session ends
+    idp_token, _ = await s.create(None, ada)
+    key_token, _ = await s.create(DIGEST)
+    found = await s.get(idp_token, b"n" * 32)  # a new admin key: the IdP session stays
+    assert found is not None and found.identity == ada  # who, read back from the record
+    assert await s.get(key_token, b"n" * 32) is None  # ...the admin-key session ends
     clock.now += 61
-    assert s.get(idp_token, DIGEST) is None  # expiry applies to it all the same
+    assert await s.get(idp_token, DIGEST) is None  # expiry applies to it all the same
 
 
 def test_who_may_use_the_console_through_the_identity_provider() -> None:

@@ -2,7 +2,10 @@
 SQLite file share a backend kept in this test's memory (the real backends, Redis and the
 workers' hub, have their own tests). Rate limits are counted by the backend, key changes made
 through one gateway reach the other at once, and a backend that does not answer is the
-configured policy (admit, or 503), counted, never a 500."""
+configured policy (admit, or 503), counted, never a 500.
+
+``MemoryShared`` is the test double of a backend for the other in-process tests too: its short-
+lived records (``kv_*``) are one ``MemoryKV`` on the bus (tests/login/test_shared_records.py)."""
 
 from __future__ import annotations
 
@@ -15,6 +18,7 @@ from typing import Any
 from ccgate.routing import RateLimiter
 from ccgate.routing.ratelimit import Admission
 from ccgate.shared import SharedEvent, SharedUnavailable
+from ccgate.shared.memory import MemoryKV
 from ccgate.store import KeyManager, SQLiteStore
 from ccgate.upstream.mock import Reply
 from tests.gateway.inprocess import InProcessGateway
@@ -28,6 +32,7 @@ class Bus:
 
     def __init__(self) -> None:
         self.limiter = RateLimiter()
+        self.kv = MemoryKV()
         self.members: list[MemoryShared] = []
         self.down = False
 
@@ -62,6 +67,33 @@ class MemoryShared:
 
     def healthy(self) -> bool:
         return not self.bus.down
+
+    # Short-lived records: every call is a round trip (other requests run meanwhile).
+
+    async def _trip(self) -> None:
+        await asyncio.sleep(0)
+        if self.bus.down:
+            raise SharedUnavailable("connection refused")
+
+    async def kv_put(self, key: str, value: bytes, ttl: float) -> None:
+        await self._trip()
+        await self.bus.kv.kv_put(key, value, ttl)
+
+    async def kv_get(self, key: str) -> bytes | None:
+        await self._trip()
+        return await self.bus.kv.kv_get(key)
+
+    async def kv_take(self, key: str) -> bytes | None:
+        await self._trip()
+        return await self.bus.kv.kv_take(key)
+
+    async def kv_delete(self, key: str) -> None:
+        await self._trip()
+        await self.bus.kv.kv_delete(key)
+
+    async def kv_incr(self, key: str, amount: int, ttl: float) -> int:
+        await self._trip()
+        return await self.bus.kv.kv_incr(key, amount, ttl)
 
 
 def config(tmp: Path, **server: Any) -> dict[str, Any]:

@@ -61,6 +61,7 @@ class TestIdP:
         self.kid = secrets.token_hex(4)
         self.next_user = ALICE
         self.refuse_refresh: set[str] = set()  # subs whose refresh tokens are refused
+        self.reusable_refresh = False  # True: a used refresh token stays valid (IdPs that do not rotate)
         self._codes: dict[str, dict[str, Any]] = {}
         self._refresh: dict[str, User] = {}
         self.requests: list[tuple[str, dict[str, str]]] = []  # (path, params) for assertions
@@ -129,7 +130,8 @@ class TestIdP:
 
     def _refresh_grant(self, form: dict[str, str]) -> tuple[int, dict[str, Any]]:
         with self._lock:
-            user = self._refresh.pop(form.get("refresh_token", ""), None)
+            given = form.get("refresh_token", "")
+            user = self._refresh.get(given) if self.reusable_refresh else self._refresh.pop(given, None)
         if user is None or user.sub in self.refuse_refresh:
             return 400, {"error": "invalid_grant"}
         return 200, self._tokens(user, None)

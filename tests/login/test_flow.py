@@ -17,6 +17,7 @@ import pytest
 
 from ccgate.login.tokens import Identity, SessionTokens
 from ccgate.server.asgi import Message
+from ccgate.shared.memory import MemoryKV
 from ccgate.store import KeyManager, open_store
 from tests.gateway.inprocess import Answer, InProcessGateway
 from tests.lab.oidc_idp import ALICE, TestIdP, User
@@ -337,8 +338,12 @@ async def test_state_pkce_and_csrf_are_enforced(tmp_path: Path, idp: TestIdP) ->
         stranger = Browser(gw, idp)
         assert (await stranger.get("/oauth/callback", back_query)).status == 400
         # PKCE: the IdP refuses a code redeemed with another verifier.
-        flow = next(iter(gw.app.login.state.flows._flows.values()))
-        real_verifier, flow.verifier = flow.verifier, "not-the-verifier-" + "x" * 40
+        kv = gw.app.kv
+        assert isinstance(kv, MemoryKV)
+        (key,) = kv.live_keys("login:flow:")
+        record = json.loads(await kv.kv_get(key) or b"")
+        real_verifier, record["verifier"] = record["verifier"], "not-the-verifier-" + "x" * 40
+        await kv.kv_put(key, json.dumps(record).encode(), 600)
         refused = await browser.get("/oauth/callback", back_query)
         assert refused.status == 403 and b"refused" in refused.body
         assert real_verifier  # the gateway sent a verifier; the IdP compared it with the challenge

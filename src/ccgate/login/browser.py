@@ -1,12 +1,16 @@
-"""The browser leg between the device page and the identity provider, sans-IO.
+"""The browser leg between a sign-in page and the identity provider, without I/O.
 
-When the user confirms a user code (``POST /device``), a ``Flow`` is created: the OIDC
-``state`` (its key here), ``nonce`` and PKCE verifier, plus ``browser`` - a secret set as an
-HttpOnly cookie on that browser - and ``csrf`` for the approve/deny form. The IdP sends the
-browser back to ``/oauth/callback?code&state``; the flow is found by ``state`` (single use)
-and is valid only from the browser holding its cookie, so a callback URL replayed or sent to
-someone else does nothing. After the code exchange the flow waits for the user's explicit
-Approve (``POST /device/approve``, CSRF-checked) before the CLI is signed in.
+When the user confirms a user code (``POST /device``; the console's "Sign in with ..." the
+same way), a ``Flow`` is created: the OIDC ``state`` (it names the flow), ``nonce`` and PKCE
+verifier, plus ``browser`` - a secret set as an HttpOnly cookie on that browser. The IdP sends
+the browser back with ``?code&state``; the flow is found by ``state`` and is valid only from
+the browser holding its cookie, so a callback URL replayed or sent to someone else does
+nothing. After the code exchange the flow gets a CSRF token for the explicit Approve (or the
+console's Continue) form, and that post ends it.
+
+What is stored (``server/login_state.py``, under the SHA-256 of ``state``) holds digests of
+the browser secret and of the CSRF token, never the secrets themselves: a shared store (Redis)
+could be read by an operator, and these must not let anyone finish someone else's sign-in.
 """
 
 from __future__ import annotations
@@ -21,7 +25,6 @@ from dataclasses import dataclass, field
 from ccgate.login.tokens import Identity
 
 FLOW_TTL = 600
-MAX_FLOWS = 10_000
 
 
 def pkce_pair() -> tuple[str, str]:
@@ -35,50 +38,63 @@ def same_secret(a: str | None, b: str) -> bool:
     return a is not None and hmac.compare_digest(a.encode(), b.encode())
 
 
+def digest(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def matches(secret: str | None, stored_digest: str) -> bool:
+    """``secret`` (a cookie, a form field) is the one whose digest was stored."""
+    return bool(secret) and bool(stored_digest) and hmac.compare_digest(digest(secret or ""), stored_digest)
+
+
 @dataclass
 class Flow:
-    user_code: str
+    """One sign-in through the identity provider, as stored."""
+
+    user_code: str  # the device code's user code ("console" for the console's sign-in)
     expires_at: float
-    state: str = field(default_factory=lambda: secrets.token_urlsafe(24))
-    nonce: str = field(default_factory=lambda: secrets.token_urlsafe(24))
-    browser: str = field(default_factory=lambda: secrets.token_urlsafe(24), repr=False)
-    csrf: str = field(default_factory=lambda: secrets.token_urlsafe(24), repr=False)
-    verifier: str = field(default="", repr=False)
-    challenge: str = ""
+    nonce: str
+    verifier: str = field(repr=False)
+    browser_digest: str = field(repr=False)
+    csrf_digest: str = field(default="", repr=False)  # set when the IdP has answered
     identity: Identity | None = None
     idp_refresh_token: str | None = field(default=None, repr=False)
 
-    def __post_init__(self) -> None:
-        if not self.verifier:
-            self.verifier, self.challenge = pkce_pair()
+
+@dataclass(frozen=True)
+class Started:
+    """A new flow and what is not stored: ``state``, the browser's cookie, the PKCE challenge."""
+
+    flow: Flow
+    state: str
+    browser: str = field(repr=False)
+    challenge: str
 
 
 class Flows:
-    """Flows by state (before the IdP answered) and by id = state (after), bounded and expiring."""
+    """The rules of a flow: creation, which browser may use it, the CSRF token after the IdP."""
 
-    def __init__(self, clock: Callable[[], float], *, ttl: int = FLOW_TTL, max_flows: int = MAX_FLOWS) -> None:
+    def __init__(self, clock: Callable[[], float], *, ttl: int = FLOW_TTL) -> None:
         self._clock = clock
         self.ttl = ttl
-        self._max = max_flows
-        self._flows: dict[str, Flow] = {}
 
-    def start(self, user_code: str) -> Flow | None:
-        now = self._clock()
-        if len(self._flows) >= self._max:
-            self._flows = {k: f for k, f in self._flows.items() if f.expires_at > now}
-            if len(self._flows) >= self._max:
-                return None
-        flow = Flow(user_code, now + self.ttl)
-        self._flows[flow.state] = flow
+    def start(self, user_code: str) -> Started:
+        verifier, challenge = pkce_pair()
+        browser = secrets.token_urlsafe(24)
+        flow = Flow(user_code, self._clock() + self.ttl, secrets.token_urlsafe(24), verifier, digest(browser))
+        return Started(flow, secrets.token_urlsafe(24), browser, challenge)
+
+    def usable(self, flow: Flow | None, browser: str | None) -> Flow | None:
+        """``flow`` if it is live and this browser started it."""
+        if flow is None or self._clock() >= flow.expires_at or not matches(browser, flow.browser_digest):
+            return None
         return flow
 
-    def get(self, state: str, browser: str | None) -> Flow | None:
-        """The live flow for ``state`` if this browser started it."""
-        flow = self._flows.get(state)
-        if flow is None or self._clock() >= flow.expires_at:
-            self._flows.pop(state, None)
-            return None
-        return flow if same_secret(browser, flow.browser) else None
+    def answered(self, flow: Flow, identity: Identity, idp_refresh_token: str | None) -> str:
+        """The IdP signed the user in: remember who, and return the form's CSRF token."""
+        csrf = secrets.token_urlsafe(24)
+        flow.identity, flow.idp_refresh_token, flow.csrf_digest = identity, idp_refresh_token, digest(csrf)
+        return csrf
 
-    def finish(self, flow: Flow) -> None:
-        self._flows.pop(flow.state, None)
+    def remaining(self, flow: Flow) -> float:
+        return flow.expires_at - self._clock()

@@ -59,6 +59,7 @@ class RefreshGrant:
     exp: float
     idp_refresh_token: str
     family: str  # one per sign-in: every refresh token of that sign-in shares it
+    seq: int = 0  # its place in the family: 1 at sign-in, +1 per refresh (0: minted before this claim)
 
 
 class TokenInvalid(Exception):
@@ -95,15 +96,16 @@ class SessionTokens:
                           algorithm="HS256", headers=self._headers), self.ttl
 
     def mint_refresh(self, identity: Identity, key_id: str, idp_refresh_token: str,
-                     family: str) -> tuple[str, str, int]:
-        """The refresh token, its id and expiry; ``family`` names the sign-in it belongs to."""
+                     family: str, seq: int) -> tuple[str, str, int]:
+        """The refresh token, its id and expiry; ``family`` names the sign-in it belongs to and
+        ``seq`` its place in it (``RefreshFamilies``)."""
         now = int(self._clock())
         jti = secrets.token_urlsafe(12)
         claims = {
             "sub": identity.sub, "name": identity.name, "email": identity.email,
             "groups": list(identity.groups), "aud": REFRESH_AUDIENCE, "iss": self._issuer,
             "iat": now, "exp": now + REFRESH_LIFETIME, "jti": jti, "ccgate_key": key_id,
-            "rt": idp_refresh_token, "fam": family,
+            "rt": idp_refresh_token, "fam": family, "seq": seq,
         }
         token = jwt.encode({k: v for k, v in claims.items() if v is not None}, self._secret,
                            algorithm="HS256", headers=self._headers)
@@ -128,11 +130,13 @@ class SessionTokens:
 
     def verify_refresh(self, token: str | bytes, *, check_exp: bool = True) -> RefreshGrant:
         claims = self._decode(token, REFRESH_AUDIENCE, check_exp)
-        rt, family = claims.get("rt"), claims.get("fam")
+        rt, family, seq = claims.get("rt"), claims.get("fam"), claims.get("seq", 0)
         if not isinstance(rt, str) or not rt or not isinstance(family, str):
             raise TokenInvalid("refresh token without an identity-provider token")
+        if not isinstance(seq, int) or isinstance(seq, bool) or seq < 0:
+            raise TokenInvalid("malformed refresh token sequence")
         return RefreshGrant(_identity(claims), claims["ccgate_key"], claims["jti"], float(claims["exp"]), rt,
-                            family)
+                            family, seq)
 
     def _decode(self, token: str | bytes, audience: str, check_exp: bool) -> dict[str, Any]:
         try:
@@ -182,38 +186,32 @@ class Revocations:
 
 
 class RefreshFamilies:
-    """Refresh tokens are single use: per sign-in ("family") only the newest refresh token, and
-    the one it replaced, are accepted. The one-step grace is for several Claude Code processes
-    sharing one credentials file: one may present the token another has just refreshed. An
-    older token is refused (``invalid_grant``); the family itself goes on, so a stale copy
-    cannot end a developer's live session. The revocation endpoint ends a family.
+    """Which refresh token of a sign-in ("family") may be used, without I/O.
 
-    One entry per sign-in, not per refresh, forgotten when the newest token would expire. In
-    memory: after a restart a family is unknown and its token accepted (then tracked again); a
-    durable cut-off is revoking the developer's key.
+    Refresh tokens are single use, with a one-step grace: every token carries its place in the
+    family (``seq``: 1 at sign-in, then one more per refresh) and the family's record holds the
+    newest number issued (``newest``). A token is accepted when it is the newest or the one
+    before it: several Claude Code processes share one credentials file, and one may present the
+    token another has just refreshed. An older token is refused (``invalid_grant``); the family
+    goes on, so a stale copy cannot end a developer's live session. The revocation endpoint ends
+    a family (``ended``), which nothing undoes.
+
+    Numbers are handed out by an atomic counter (``kv_incr``, server/login_state.py), so two
+    processes refreshing the same token at once get consecutive numbers, never the same one and
+    never a lost update: both new tokens stay acceptable. The newest number is remembered as
+    long as the newest token lives (``REFRESH_LIFETIME`` from the last refresh); a family
+    forgotten (a one-process gateway restarted) is unknown and its token accepted, and the next
+    refresh starts counting again above the number presented (``catch_up``).
     """
 
-    def __init__(self, clock: Callable[[], float], max_entries: int = 200_000) -> None:
-        self._clock = clock
-        self._max = max_entries
-        # family -> (newest jti, the one before it, exp); newest None: the family was ended
-        self._current: dict[str, tuple[str | None, str | None, float]] = {}
+    @staticmethod
+    def accepts(newest: int | None, ended: bool, seq: int) -> bool:
+        if ended:
+            return False
+        return newest is None or seq >= newest - 1
 
-    def issue(self, family: str, jti: str, exp: float) -> None:
-        if family not in self._current and len(self._current) >= self._max:
-            now = self._clock()
-            self._current = {f: v for f, v in self._current.items() if v[2] > now}
-        entry = self._current.get(family)
-        if entry is not None and entry[0] is None:
-            return  # ended while this refresh was in flight
-        self._current[family] = (jti, entry[0] if entry else None, exp)
-
-    def accepts(self, family: str, jti: str) -> bool:
-        entry = self._current.get(family)
-        if entry is None:
-            return True  # not seen since this process started
-        newest, previous, _ = entry
-        return newest is not None and jti in (newest, previous)
-
-    def end(self, family: str, exp: float) -> None:
-        self._current[family] = (None, None, exp)
+    @staticmethod
+    def catch_up(issued: int, presented: int) -> int:
+        """How much to add to a counter that just said ``issued`` so the new token's number is
+        above the one presented (0 unless the counter had been lost)."""
+        return presented + 1 - issued if issued <= presented else 0

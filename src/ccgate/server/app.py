@@ -58,7 +58,8 @@ from ccgate.server.response import Response
 from ccgate.server.runtime import Runtime, Seams, TransportFactory, build_runtime
 from ccgate.server.shared_link import SharedLink
 from ccgate.server.store_location import store_location
-from ccgate.shared import SharedState
+from ccgate.shared import KV, SharedState
+from ccgate.shared.memory import MemoryKV
 from ccgate.store import (
     KeyCache,
     RequestLogPolicy,
@@ -153,6 +154,9 @@ class Gateway:
         self.metrics = Metrics(key_names=loaded.config.server.metrics.key_names)
         self.shared = self._link(shared)
         self.metrics.watch_store(self.recorder, self.store)
+        # Short-lived records (console sessions, /login codes, flows, refresh families, attempt
+        # counters): the shared backend's when there is one, else this process's memory.
+        self.kv: KV = shared if shared is not None else MemoryKV(clock=clock.monotonic)
         # OpenTelemetry when the OTEL_* variables ask for it (observe/tracing.py), else None.
         self.tracing = setup_tracing(env)
         if loaded.login is not None and self.store is None:

@@ -11,15 +11,19 @@
 * ``GET /managed/settings`` and ``POST /v1/{metrics,logs,traces}`` - with the session JWT.
 
 State that must outlive a config reload (pending device grants, browser flows, revoked token
-ids, attempt counters) lives in ``LoginState`` (``server/login_http.py``) on the gateway; what
-the config decides is read from ``ctx.rt.loaded.login`` per request.
+ids, attempt counters) lives in ``LoginState`` (``server/login_http.py``) on the gateway, the
+records of it in the gateway's short-lived store (server/login_state.py) so that any process
+may answer the next request; what the config decides is read from ``ctx.rt.loaded.login`` per
+request. When that store does not answer (``SharedUnavailable``) the CLI's endpoints answer
+503 ``temporarily_unavailable`` (Claude Code retries a refresh later and keeps its tokens) and
+the pages a 503 page; counted in ``ccgate_shared_unavailable_total{feature="login"}``.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from ccgate.errors import NotFound, OAuthError
+from ccgate.errors import NotFound, OAuthError, PageError
 from ccgate.login.accounts import DeveloperKeys
 from ccgate.login.oidc import IdentityRefused, OidcError, RefreshRefused
 from ccgate.login.settings import LoginSettings
@@ -40,6 +44,7 @@ from ccgate.server.login_http import (
     who,
 )
 from ccgate.server.response import Response
+from ccgate.shared import SharedUnavailable
 
 if TYPE_CHECKING:
     from ccgate.server.app import Context, Gateway
@@ -51,25 +56,45 @@ class LoginEndpoints(LoginHandlers):
     def __init__(self, gateway: Gateway, revoked: Revocations) -> None:
         store = gateway.store
         keys = DeveloperKeys(store, gateway.key_cache) if store is not None else None
-        super().__init__(gateway, LoginState(gateway.seams.clock, keys, revoked))
+        super().__init__(gateway, LoginState(gateway.seams.clock, keys, revoked, gateway.kv))
         self.browser = BrowserLeg(gateway, self.state)
 
     def routes(self) -> dict[tuple[str, str], tuple[str, Handler, bool]]:
         table: dict[tuple[str, str], tuple[str, Handler, bool]] = {
             ("GET", "/.well-known/oauth-authorization-server"): ("login", self.discovery, False),
-            ("POST", "/oauth/device_authorization"): ("login", self.device_authorization, False),
-            ("POST", "/oauth/token"): ("login", self.token, False),
-            ("POST", "/oauth/revoke"): ("login", self.revoke, False),
+            ("POST", "/oauth/device_authorization"): ("login", self._kv(self.device_authorization), False),
+            ("POST", "/oauth/token"): ("login", self._kv(self.token), False),
+            ("POST", "/oauth/revoke"): ("login", self._kv(self.revoke), False),
             ("GET", "/device"): ("login_page", self.browser.device_page, False),
-            ("POST", "/device"): ("login_page", self.browser.device_submit, False),
-            ("POST", "/device/deny"): ("login_page", self.browser.device_deny, False),
-            ("POST", "/device/approve"): ("login_page", self.browser.device_approve, False),
-            ("GET", "/oauth/callback"): ("login_page", self.browser.callback, False),
+            ("POST", "/device"): ("login_page", self._page(self.browser.device_submit), False),
+            ("POST", "/device/deny"): ("login_page", self._page(self.browser.device_deny), False),
+            ("POST", "/device/approve"): ("login_page", self._page(self.browser.device_approve), False),
+            ("GET", "/oauth/callback"): ("login_page", self._page(self.browser.callback), False),
             ("GET", "/managed/settings"): ("managed_settings", self.managed_settings, True),
         }
         for signal in SIGNALS:
             table[("POST", f"/v1/{signal}")] = ("telemetry", self._telemetry(signal), True)
         return table
+
+    def _kv(self, handler: Handler, *, page: bool = False) -> Handler:
+        """``handler`` with the records' store down answered as 503, never 500."""
+
+        async def guarded(scope: Scope, receive: Receive, response: Response, ctx: Context) -> None:
+            try:
+                await handler(scope, receive, response, ctx)
+            except SharedUnavailable as exc:
+                self.gateway.metrics.shared_unavailable("login")
+                log.warning("login: the shared state is not answering: %s", exc)
+                if page:
+                    raise PageError("Sign-in is unavailable", "The gateway cannot reach its shared state "
+                                    "right now. Try again in a minute.", status=503) from None
+                raise OAuthError("temporarily_unavailable", "the gateway's shared state is not answering; "
+                                 "retry shortly", status=503) from None
+
+        return guarded
+
+    def _page(self, handler: Handler) -> Handler:
+        return self._kv(handler, page=True)
 
     async def discovery(self, scope: Scope, receive: Receive, response: Response, ctx: Context) -> None:
         login = self.settings(ctx)
@@ -92,12 +117,9 @@ class LoginEndpoints(LoginHandlers):
         await self.form(scope, receive, ctx)  # surface=claude_code, or empty (2.1.197): ignored
         limiter = self.state.device_limiter
         limiter.limit = login.device_rate_limit
-        if not limiter.hit(client_ip(scope)):
+        if not await limiter.hit(client_ip(scope)):
             raise OAuthError("slow_down", "too many sign-in attempts from this address; wait a few minutes")
-        started = self.state.grants.start()
-        if started is None:
-            raise OAuthError("slow_down", "too many sign-ins are pending; try again shortly")
-        device_code, grant = started
+        device_code, grant = await self.state.grants.start()
         log.info("login: device authorization started from %s", client_ip(scope))
         verification = login.url("/device")
         body = {
@@ -121,17 +143,17 @@ class LoginEndpoints(LoginHandlers):
     async def _device_grant(self, scope: Scope, response: Response, ctx: Context, device_code: str) -> None:
         if not device_code:
             raise OAuthError("invalid_request", "device_code is required")
-        result = self.state.grants.poll(device_code)
+        result = await self.state.grants.poll(device_code)
         if isinstance(result, str):
-            if result == "invalid_grant" and not self.state.bad_device_limiter.hit(client_ip(scope)):
+            if result == "invalid_grant" and not await self.state.bad_device_limiter.hit(client_ip(scope)):
                 raise OAuthError("slow_down", "too many unknown device codes from this address")
             raise OAuthError(result)
         tokens = self.tokens(ctx)
         access, expires_in = tokens.mint_access(result.identity, result.key_id)
         body: dict[str, Any] = {"access_token": access, "token_type": "Bearer", "expires_in": expires_in}
         if result.idp_refresh_token:
-            body["refresh_token"] = self._mint_refresh(tokens, result.identity, result.key_id,
-                                                       result.idp_refresh_token, random_token())
+            body["refresh_token"] = await self._mint_refresh(tokens, result.identity, result.key_id,
+                                                             result.idp_refresh_token, random_token(), 0)
         if result.identity.email:
             body["email"] = result.identity.email  # Claude Code asks the developer to confirm it
         log.info("login: session issued to %s (key %s)", who(result.identity), result.key_id)
@@ -145,7 +167,7 @@ class LoginEndpoints(LoginHandlers):
             raise OAuthError("invalid_grant", "unknown or expired refresh token", status=401) from None
         keys = self.state.keys
         key = keys.active(grant.key_id) if keys is not None else None
-        if not self.state.families.accepts(grant.family, grant.jti):
+        if not await self.state.families.accepts(grant):
             log.warning("login: an old or revoked refresh token was presented for %s", who(grant.identity))
             raise OAuthError("invalid_grant", "this refresh token was already used or revoked", status=401)
         if key is None:
@@ -162,18 +184,18 @@ class LoginEndpoints(LoginHandlers):
             raise OAuthError("temporarily_unavailable", "the identity provider is unavailable",
                              status=503) from None
         access, expires_in = tokens.mint_access(identity, key.id)
-        refresh = self._mint_refresh(tokens, identity, key.id, fresh.refresh_token or grant.idp_refresh_token,
-                                     grant.family)
+        idp_token = fresh.refresh_token or grant.idp_refresh_token
+        refresh = await self._mint_refresh(tokens, identity, key.id, idp_token, grant.family, grant.seq)
         body: dict[str, Any] = {"access_token": access, "token_type": "Bearer", "expires_in": expires_in,
                                 "refresh_token": refresh}
         log.info("login: session refreshed for %s (key %s)", who(identity), key.id)
         await json_reply(response, 200, body)
 
-    def _mint_refresh(self, tokens: SessionTokens, identity: Identity, key_id: str, idp_token: str,
-                      family: str) -> str:
-        token, jti, exp = tokens.mint_refresh(identity, key_id, idp_token, family)
-        self.state.families.issue(family, jti, exp)
-        return token
+    async def _mint_refresh(self, tokens: SessionTokens, identity: Identity, key_id: str, idp_token: str,
+                            family: str, presented: int) -> str:
+        """A refresh token of ``family`` after the one numbered ``presented`` (0: a sign-in)."""
+        seq = await self.state.families.issue(family, presented)
+        return tokens.mint_refresh(identity, key_id, idp_token, family, seq)[0]
 
     async def revoke(self, scope: Scope, receive: Receive, response: Response, ctx: Context) -> None:
         """RFC 7009: always 200; an unknown token is not an error."""
@@ -186,7 +208,7 @@ class LoginEndpoints(LoginHandlers):
             except TokenInvalid:
                 continue
             if isinstance(found, RefreshGrant):
-                self.state.families.end(found.family, found.exp)
+                await self.state.families.end(found.family, found.exp)
             else:
                 self.state.revoked.revoke(found.jti, found.exp)
             log.info("login: token revoked for %s (key %s)", who(found.identity), found.key_id)

@@ -13,8 +13,8 @@ from typing import TYPE_CHECKING
 
 from ccgate.errors import PageError
 from ccgate.login import pages
-from ccgate.login.browser import Flow, same_secret
-from ccgate.login.devicecode import Approval, Grant
+from ccgate.login.browser import Flow, matches, same_secret
+from ccgate.login.devicecode import Approval
 from ccgate.login.oidc import OidcError, authorize_url
 from ccgate.login.settings import LoginSettings
 from ccgate.login.urls import origin_of
@@ -41,11 +41,9 @@ class BrowserLeg(LoginHandlers):
     async def device_submit(self, scope: Scope, receive: Receive, response: Response, ctx: Context) -> None:
         login = self.settings(ctx)
         form = await self.form(scope, receive, ctx)
-        _check_csrf(scope, login, _cookies(scope).get(CSRF_COOKIE), form.get("csrf"))
-        grant = self._grant_for_code(scope, form.get("user_code", ""))
-        flow = self.state.flows.start(grant.user_code)
-        if flow is None:
-            raise PageError("Try again shortly", "Too many sign-ins are in progress.", status=503)
+        _check_csrf(scope, login, _double_submit(scope, form))
+        user_code = await self._grant_for_code(scope, form.get("user_code", ""))
+        started = await self.state.flows.start(user_code)
         oidc = self.state.oidc(login, self.gateway.env)
         try:
             disc = await oidc.discovery()
@@ -53,33 +51,36 @@ class BrowserLeg(LoginHandlers):
             log.warning("login: %s", exc)
             raise PageError("Sign-in is unavailable", "The identity provider cannot be reached from the "
                             "gateway; ask your platform team.", status=502) from None
-        target = authorize_url(disc, login.oidc, login.url("/oauth/callback"), flow.state, flow.nonce,
-                               flow.challenge)
+        target = authorize_url(disc, login.oidc, login.url("/oauth/callback"), started.state,
+                               started.flow.nonce, started.challenge)
         headers = [(b"location", target.encode()), (b"content-length", b"0"), *NO_STORE,
-                   (b"set-cookie", _cookie(FLOW_COOKIE, flow.browser, login, same_site="Lax")),
+                   (b"set-cookie", _cookie(FLOW_COOKIE, started.browser, login, same_site="Lax")),
                    (b"referrer-policy", b"same-origin")]
         await response.whole(302, headers)
 
-    def _grant_for_code(self, scope: Scope, typed: str) -> Grant:
-        if not self.state.code_limiter.hit(client_ip(scope)):
+    async def _grant_for_code(self, scope: Scope, typed: str) -> str:
+        """The pending user code typed, or the page saying why not."""
+        if not await self.state.code_limiter.hit(client_ip(scope)):
             log.warning("login: too many user-code attempts from %s", client_ip(scope))
             raise PageError("Too many attempts", "Too many codes were tried from this address. Wait ten "
                             "minutes, then start again from Claude Code.", status=429)
-        grant = self.state.grants.by_user_code(typed)
-        if grant is None:
+        user_code = await self.state.grants.pending(typed)
+        if user_code is None:
             raise PageError("Code not recognised", "That code is not valid or has expired. Check the code "
                             "Claude Code shows, or run /login again.", status=400)
-        return grant
+        return user_code
 
     async def callback(self, scope: Scope, receive: Receive, response: Response, ctx: Context) -> None:
         login = self.settings(ctx)
         params = self.query(scope)
-        flow = self.state.flows.get(params.get("state", ""), _cookies(scope).get(FLOW_COOKIE))
-        if flow is None or flow.identity is not None:
+        state = params.get("state", "")
+        flow = await self.state.flows.get(state, _cookies(scope).get(FLOW_COOKIE))
+        # Taking the flow commits to this one answer: a replayed callback (here or at another
+        # process) finds nothing, so one IdP code is exchanged per flow.
+        if flow is None or flow.identity is not None or not await self.state.flows.take(state):
             raise PageError("Sign-in link not valid here", "This sign-in was not started in this browser, "
                             "was already used, or has expired. Start again from Claude Code.", status=400)
         if "error" in params:
-            self.state.flows.finish(flow)
             raise PageError("Not signed in", "The identity provider did not sign you in "
                             f"({params['error'][:64]}). Run /login in Claude Code to try again.", status=403)
         oidc = self.state.oidc(login, self.gateway.env)
@@ -91,28 +92,32 @@ class BrowserLeg(LoginHandlers):
             assert tokens.id_token is not None
             identity = await oidc.identity(tokens.id_token, flow.nonce)
         except OidcError as exc:
-            self.state.flows.finish(flow)
             log.warning("login: sign-in refused: %s", exc)
             raise PageError("Sign-in refused", f"{exc}. Run /login in Claude Code to try again.",
                             status=403) from None
-        flow.identity, flow.idp_refresh_token = identity, tokens.refresh_token
-        body = pages.approve(flow.user_code, who(identity), identity.groups, flow.state, flow.csrf)
+        csrf = self.state.flows.rules.answered(flow, identity, tokens.refresh_token)
+        await self.state.flows.save(state, flow)
+        body = pages.approve(flow.user_code, who(identity), identity.groups, state, csrf)
         await _page(response, 200, body, login)
 
-    def _flow(self, scope: Scope, login: LoginSettings, form: dict[str, str]) -> Flow:
-        flow = self.state.flows.get(form.get("flow", ""), _cookies(scope).get(FLOW_COOKIE))
+    async def _flow(self, scope: Scope, login: LoginSettings, form: dict[str, str]) -> tuple[str, Flow]:
+        """The flow an Approve/Deny form names, after the IdP answered, from its browser."""
+        state = form.get("flow", "")
+        flow = await self.state.flows.get(state, _cookies(scope).get(FLOW_COOKIE))
         if flow is None or flow.identity is None:
             raise PageError("Sign-in expired", "This sign-in has expired or was started in another "
                             "browser. Run /login in Claude Code again.", status=400)
-        _check_csrf(scope, login, flow.csrf, form.get("csrf"))
-        return flow
+        _check_csrf(scope, login, matches(form.get("csrf"), flow.csrf_digest))
+        return state, flow
 
     async def device_approve(self, scope: Scope, receive: Receive, response: Response, ctx: Context) -> None:
         login = self.settings(ctx)
-        flow = self._flow(scope, login, await self.form(scope, receive, ctx))
-        self.state.flows.finish(flow)
-        grant = self.state.grants.by_user_code(flow.user_code)
-        if grant is None or flow.identity is None:
+        state, flow = await self._flow(scope, login, await self.form(scope, receive, ctx))
+        if not await self.state.flows.take(state):
+            raise PageError("Sign-in expired", "This sign-in was already finished. Run /login in Claude "
+                            "Code again if it did not connect.", status=400)
+        user_code = await self.state.grants.pending(flow.user_code)
+        if user_code is None or flow.identity is None:
             raise PageError("Sign-in expired", "The code expired before it was approved. Run /login in "
                             "Claude Code again.", status=400)
         keys = self.state.keys
@@ -125,7 +130,11 @@ class BrowserLeg(LoginHandlers):
             log.error("login: key store error: %s", exc)
             raise PageError("Sign-in is unavailable", "The gateway's key store is unavailable.",
                             status=503) from None
-        self.state.grants.approve(grant, Approval(flow.identity, key.id, flow.idp_refresh_token))
+        # Taking the user code decides it: of two approvals racing, one signs the CLI in.
+        approval = Approval(flow.identity, key.id, flow.idp_refresh_token)
+        if not await self.state.grants.decide(user_code, approval):
+            raise PageError("Code already used", "This code was already approved or denied. Run /login in "
+                            "Claude Code again if it did not connect.", status=400)
         log.info("login: %s approved a device sign-in (key %s)", who(flow.identity), key.id)
         await _page(response, 200, pages.signed_in(who(flow.identity)), login,
                     [(b"set-cookie", _cookie(FLOW_COOKIE, "", login, same_site="Lax", max_age=0))])
@@ -134,16 +143,21 @@ class BrowserLeg(LoginHandlers):
         login = self.settings(ctx)
         form = await self.form(scope, receive, ctx)
         if "flow" in form:
-            flow = self._flow(scope, login, form)
-            self.state.flows.finish(flow)
-            grant = self.state.grants.by_user_code(flow.user_code)
+            state, flow = await self._flow(scope, login, form)
+            await self.state.flows.finish(state)
+            user_code = flow.user_code
         else:
-            _check_csrf(scope, login, _cookies(scope).get(CSRF_COOKIE), form.get("csrf"))
-            grant = self._grant_for_code(scope, form.get("user_code", ""))
-        if grant is not None:
-            self.state.grants.deny(grant)
+            _check_csrf(scope, login, _double_submit(scope, form))
+            user_code = await self._grant_for_code(scope, form.get("user_code", ""))
+        await self.state.grants.decide(user_code, None)
         log.info("login: a device sign-in was denied in the browser")
         await _page(response, 200, pages.denied(), login)
+
+
+def _double_submit(scope: Scope, form: dict[str, str]) -> bool:
+    """The form's CSRF token is the one in this browser's cookie (the code-entry page)."""
+    expected = _cookies(scope).get(CSRF_COOKIE)
+    return expected is not None and same_secret(form.get("csrf"), expected)
 
 
 def _cookies(scope: Scope) -> dict[str, str]:
@@ -163,16 +177,17 @@ def _cookie(name: str, value: str, login: LoginSettings, *, same_site: str, max_
     return f"{name}={value}; Max-Age={max_age}; Path=/; HttpOnly; SameSite={same_site}{secure}".encode()
 
 
-def _check_csrf(scope: Scope, login: LoginSettings, expected: str | None, given: str | None) -> None:
+def _check_csrf(scope: Scope, login: LoginSettings, token_ok: bool) -> None:
     """A form post must come from our own page: same-origin headers when the browser sends them,
-    and the token of the page it was served with (double submit / bound to the flow)."""
+    and the token of the page it was served with (``token_ok``: double submit, or bound to the
+    flow)."""
     origin = header(scope, b"origin")
     site = header(scope, b"sec-fetch-site")
     if site is not None:  # modern browsers: the most precise signal
         cross = site not in (b"same-origin", b"none")
     else:
         cross = origin is not None and origin not in (b"null", login.public_url.encode())
-    if cross or expected is None or not same_secret(given, expected):
+    if cross or not token_ok:
         log.warning("login: a form post failed the CSRF check (from %s)", client_ip(scope))
         raise PageError("Request blocked", "This request came from another site or an old page and was "
                         "blocked. Start again from Claude Code.", status=403)

@@ -19,13 +19,14 @@ from ccgate.login.accounts import DeveloperKeys
 from ccgate.login.browser import Flows
 from ccgate.login.devicecode import DeviceGrants
 from ccgate.login.oidc import OidcClient
-from ccgate.login.ratelimit import WindowLimiter
 from ccgate.login.settings import LoginSettings
 from ccgate.login.telemetry import TelemetryRelay
-from ccgate.login.tokens import Identity, RefreshFamilies, Revocations, SessionTokens
+from ccgate.login.tokens import Identity, Revocations, SessionTokens
 from ccgate.routing.clock import Clock
 from ccgate.server.asgi import Receive, Scope, read_body
+from ccgate.server.login_state import Attempts, DeviceStore, FamilyStore, FlowStore
 from ccgate.server.response import Response
+from ccgate.shared import KV
 
 if TYPE_CHECKING:
     from ccgate.server.app import Context, Gateway
@@ -43,17 +44,20 @@ Handler = Callable[[Scope, Receive, Response, "Context"], Awaitable[None]]
 
 
 class LoginState:
-    """Everything of the login flow that survives a reload."""
+    """Everything of the login flow that survives a reload. Device codes, browser flows,
+    refresh-token families and attempt counters are records in ``kv`` (server/login_state.py):
+    this process's memory, or the store every process of the gateway shares."""
 
-    def __init__(self, clock: Clock, keys: DeveloperKeys | None, revoked: Revocations) -> None:
-        now = clock.time
-        self.grants = DeviceGrants(now)
-        self.flows = Flows(now)
+    def __init__(self, clock: Clock, keys: DeveloperKeys | None, revoked: Revocations, kv: KV) -> None:
+        now = clock.time  # wall time: records are compared by other processes, other machines
+        self.kv = kv
+        self.grants = DeviceStore(kv, DeviceGrants(now))
+        self.flows = FlowStore(kv, Flows(now), "login:flow")
         self.revoked = revoked  # access-token ids (shared with ClientAuth)
-        self.families = RefreshFamilies(now)
-        self.device_limiter = WindowLimiter(30, ATTEMPT_WINDOW, now)
-        self.code_limiter = WindowLimiter(CODE_ATTEMPTS, ATTEMPT_WINDOW, now)
-        self.bad_device_limiter = WindowLimiter(BAD_DEVICE_CODES, ATTEMPT_WINDOW, now)
+        self.families = FamilyStore(kv, now)
+        self.device_limiter = Attempts(kv, "login:attempts:device", 30, ATTEMPT_WINDOW)
+        self.code_limiter = Attempts(kv, "login:attempts:code", CODE_ATTEMPTS, ATTEMPT_WINDOW)
+        self.bad_device_limiter = Attempts(kv, "login:attempts:bad-device", BAD_DEVICE_CODES, ATTEMPT_WINDOW)
         self.keys = keys
         self._oidc: OidcClient | None = None
         self._relay: TelemetryRelay | None = None

@@ -1,7 +1,8 @@
 """Console sign-in through the identity provider of the ``login:`` section (docs/console.md).
 
 ``GET /console/signin/idp`` starts an OIDC authorization-code flow (PKCE S256, ``state``,
-``nonce``; the ``Flow``/``Flows`` of ``ccgate.login.browser``), binds it to this browser with
+``nonce``; the ``Flow``/``Flows`` of ``ccgate.login.browser``, kept as ``console:flow:`` records
+by ``server/login_state.py`` so any process of the gateway can take the callback), binds it to this browser with
 an HttpOnly cookie and sends the browser to the IdP. The IdP returns it to
 ``GET /console/signin/callback``: the flow is found by ``state`` and only with that cookie,
 the code is exchanged and the ``id_token`` checked by ``ccgate.login.oidc`` (the same client
@@ -22,7 +23,7 @@ from ccgate.console.render import render
 from ccgate.console.views.signin import HOME, client_address, signin_page
 from ccgate.console.web import cookie_header, html, redirect
 from ccgate.errors import PermissionDenied
-from ccgate.login.browser import FLOW_TTL, Flow, same_secret
+from ccgate.login.browser import FLOW_TTL, Flow, matches
 from ccgate.login.oidc import OidcClient, OidcError, authorize_url
 from ccgate.login.settings import LoginSettings
 
@@ -70,20 +71,21 @@ async def start(call: Call) -> None:
         # Once only: behind a proxy that rewrites Host this would never match.
         await _to(call, login.url(f"{START}?moved=1"))
         return
-    flow = call.console.flows.start("console") if call.console.idp_starts.hit(client_address(call)) else None
-    if flow is None:
+    if not await call.console.idp_starts.hit(client_address(call)):
         await _refuse(call, 503, "Too many sign-ins were started: try again in a few minutes.")
         return
+    started = await call.console.flows.start("console")
     try:
         disc = await _oidc(call, login).discovery()
     except OidcError as exc:
-        call.console.flows.finish(flow)
+        await call.console.flows.finish(started.state)
         log.warning("console: identity provider unavailable: %s", exc)
         await _refuse(call, 502, "The identity provider cannot be reached from the gateway. Sign in with "
                       "the admin key, or ask your platform team.")
         return
-    target = authorize_url(disc, login.oidc, login.url(CALLBACK), flow.state, flow.nonce, flow.challenge)
-    await _to(call, target, [_flow_cookie(flow.browser, login)])
+    target = authorize_url(disc, login.oidc, login.url(CALLBACK), started.state, started.flow.nonce,
+                           started.challenge)
+    await _to(call, target, [_flow_cookie(started.browser, login)])
 
 
 async def _to(call: Call, location: str, extra: list[tuple[bytes, bytes]] | None = None) -> None:
@@ -99,14 +101,15 @@ async def callback(call: Call) -> None:
         await _refuse(call, 404, "Signing in through the identity provider is not set up on this gateway.")
         return
     params = call.req.query
-    flow = call.console.flows.get(params.get("state", ""), call.req.cookie(FLOW_COOKIE))
-    if flow is None or flow.identity is not None:
+    state = params.get("state", "")
+    flow = await call.console.flows.get(state, call.req.cookie(FLOW_COOKIE))
+    # Taking it commits to this answer: a replayed callback, here or at another process, finds nothing.
+    if flow is None or flow.identity is not None or not await call.console.flows.take(state):
         log.warning("console: an identity-provider callback without a matching sign-in was refused")
         await _refuse(call, 400, "This sign-in was not started in this browser, was already used or has "
                       "expired. Start again below.")
         return
     if "error" in params:
-        call.console.flows.finish(flow)
         await _refuse(call, 403, f"The identity provider did not sign you in ({params['error'][:64]}).")
         return
     oidc = _oidc(call, login)
@@ -118,19 +121,18 @@ async def callback(call: Call) -> None:
         assert tokens.id_token is not None
         identity = await oidc.identity(tokens.id_token, flow.nonce)
     except OidcError as exc:
-        call.console.flows.finish(flow)
         log.warning("console: identity-provider sign-in refused: %s", exc)
         await _refuse(call, 403, f"Sign-in refused: {exc}.")
         return
     if not may_use_console(identity, call.console.settings):
-        call.console.flows.finish(flow)
         log.warning("console: %s is not a console administrator; sign-in refused", who(identity))
         await _refuse(call, 403, f"{who(identity)} is signed in at the identity provider but may not use "
                       "this console: it is open to the groups in server.console.admin_groups and the "
                       "addresses in server.console.admin_emails. Ask your gateway's administrator.")
         return
-    flow.identity = identity
-    body = render("signin_continue.html", who=who(identity), flow=flow.state, csrf=flow.csrf,
+    csrf = call.console.flows.rules.answered(flow, identity, None)  # the IdP's refresh token: not needed
+    await call.console.flows.save(state, flow)
+    body = render("signin_continue.html", who=who(identity), flow=state, csrf=csrf,
                   idp=display_name(login, call.console.settings))
     await html(call.response, body)
 
@@ -142,8 +144,10 @@ async def finish(call: Call) -> None:
     if not req.same_origin(call.console.public_origin):
         raise PermissionDenied("cross-origin sign-in refused: the Origin is not this gateway")
     await req.read_form()
-    flow = call.console.flows.get(req.field("flow"), req.cookie(FLOW_COOKIE))
-    if login is None or flow is None or flow.identity is None or not same_secret(req.field("csrf"), flow.csrf):
+    state = req.field("flow")
+    flow = await call.console.flows.get(state, req.cookie(FLOW_COOKIE))
+    signed_in = flow is not None and flow.identity is not None and matches(req.field("csrf"), flow.csrf_digest)
+    if login is None or flow is None or not signed_in or not await call.console.flows.take(state):
         log.warning("console: a sign-in continuation without its flow or CSRF token was refused")
         await _refuse(call, 403, "This sign-in expired or did not come from this browser. Start again below.")
         return
@@ -151,9 +155,8 @@ async def finish(call: Call) -> None:
 
 
 async def _session(call: Call, login: LoginSettings, flow: Flow) -> None:
-    call.console.flows.finish(flow)
     assert flow.identity is not None
-    token, _ = call.console.sessions.create(None, flow.identity)
+    token, _ = await call.console.sessions.create(None, flow.identity)
     log.info("console: %s signed in through the identity provider", who(flow.identity))
     extra = [cookie_header(token, https=call.req.https), _flow_cookie("", login, clear=True)]
     await redirect(call.response, HOME, extra=extra)

@@ -50,12 +50,12 @@ async def sign_in(call: Call) -> None:
                           "you in. Use the one-time link ccgate serve printed, or configure server.admin.key.")
         return
     who = client_address(call)
-    if not console.sessions.may_try(who):
+    if not await console.sessions.may_try(who):
         await signin_page(call, status=429, error="Too many wrong keys: wait a minute and try again.")
         return
     presented = req.field("admin_key").encode()
     if not presented or not hmac.compare_digest(hashlib.sha256(presented).digest(), digest):
-        console.sessions.failed(who)
+        await console.sessions.failed(who)
         await signin_page(call, status=401, error="That is not the admin key.")
         return
     await _start_session(call, digest)
@@ -69,7 +69,7 @@ def client_address(call: Call) -> str:
 
 async def sign_in_with_link(call: Call) -> None:
     console = call.console
-    if not console.link_allowed or not console.sessions.redeem_link(call.req.query.get("token")):
+    if not console.link_allowed or not await console.sessions.redeem_link(call.req.query.get("token")):
         await signin_page(call, status=401, error="This sign-in link is not valid or was already used. "
                           "Restart ccgate serve for a new one, or configure an admin key.")
         return
@@ -77,12 +77,12 @@ async def sign_in_with_link(call: Call) -> None:
 
 
 async def _start_session(call: Call, digest: bytes | None) -> None:
-    token, _ = call.console.sessions.create(digest)
+    token, _ = await call.console.sessions.create(digest)
     await redirect(call.response, HOME, extra=[cookie_header(token, https=call.req.https)])
 
 
 async def sign_out(call: Call) -> None:
-    call.console.sessions.end(call.req.cookie(COOKIE))
+    await call.console.sessions.end(call.req.cookie(COOKIE))
     cleared = cookie_header("", https=call.req.https, clear=True)
     await redirect(call.response, "/console/signin", extra=[cleared])
 
