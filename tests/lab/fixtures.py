@@ -19,6 +19,7 @@ import trustme
 from tests.lab.certs import LabPKI
 from tests.lab.claude_cli import claude_binary, claude_matrix
 from tests.lab.fake_anthropic import FakeAnthropic
+from tests.lab.redis_server import RedisServer
 from tests.lab.scripted import ScriptedUpstream
 from tests.lab.socks import DanteSocks, MicroSocks
 from tests.lab.squid import SquidProxy
@@ -227,3 +228,15 @@ def scripted_upstream(lab_pki: LabPKI) -> Iterator[Callable[..., ScriptedUpstrea
     yield make
     for server in servers:
         server.stop()
+
+
+# --- redis ------------------------------------------------------------------------------------
+@pytest.fixture
+def redis_server() -> Iterator[RedisServer]:
+    """A real redis-server on 127.0.0.1 (OS-picked port, throwaway dir, no persistence),
+    started; ``.stop()`` / ``.start()`` mid-test for an outage; stopped at teardown."""
+    if shutil.which("redis-server") is None and not Path("/usr/bin/redis-server").exists():
+        _missing("redis-server")
+    server = RedisServer().start()
+    yield server
+    server.close()
