@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import asyncio
 import time
-from dataclasses import astuple
 from collections.abc import AsyncIterator, Callable
+from dataclasses import astuple
 
 import pytest
 

@@ -452,7 +452,8 @@ class Redis(_Strict):
             scheme = self.url.partition("://")[0].lower() if "://" in self.url else ""
             if scheme not in REDIS_SCHEMES:
                 # Never echo the URL: it may hold the password.
-                raise ValueError("url must start with redis://, rediss:// or unix:// (or be env:NAME / file:PATH)")
+                raise ValueError("url must start with redis://, rediss:// or unix:// "
+                                 "(or be env:NAME / file:PATH)")
         if not 0 < self.timeout <= 10:
             raise ValueError("timeout must be more than 0 and at most 10 seconds")
         if not 1 <= len(self.prefix) <= 64 or not self.prefix.isprintable() or " " in self.prefix:

@@ -82,6 +82,7 @@ class RedisShared:
         self._client = self._connect(socket_timeout=options.timeout)
         self._scripts: dict[str, str] = {}  # source -> sha
         self._healthy = True
+        self._listening = False  # the subscriber holds a subscription now
         self._tokens: asyncio.Queue[tuple[str, int]] = asyncio.Queue(TOKEN_QUEUE)
         self._events: asyncio.Queue[SharedEvent] = asyncio.Queue(EVENT_QUEUE)
         self._tasks: list[asyncio.Task[None]] = []
@@ -118,7 +119,8 @@ class RedisShared:
             await self._client.aclose(close_connection_pool=True)
 
     def healthy(self) -> bool:
-        return self._healthy
+        """The last command was answered, and (once started) events are being received."""
+        return self._healthy and (self._listening or not self._tasks)
 
     async def ping(self) -> bool:
         """One bounded PING (for /readyz): whether Redis answers now."""
@@ -126,7 +128,7 @@ class RedisShared:
             await self._call(self._client.ping())
         except SharedUnavailable:
             return False
-        return True
+        return self._listening or not self._tasks
 
     # Rate limits -------------------------------------------------------------------------
 
@@ -188,6 +190,7 @@ class RedisShared:
             try:
                 await asyncio.wait_for(pubsub.subscribe(self._channel), max(1.0, 4 * self.timeout))
                 self._subscribed.set()
+                self._listening = True
                 if was_down:  # events sent while we were away are lost: re-read the keys
                     log.warning("shared state (redis): subscribed again; events flow")
                     on_event(SharedEvent("keys_changed", {}, ""))
@@ -202,7 +205,7 @@ class RedisShared:
             except asyncio.CancelledError:
                 raise
             except (RedisError, OSError, TimeoutError) as exc:
-                was_down = True
+                was_down, self._listening = True, False
                 if not outage:
                     outage = True
                     log.warning("shared state (redis): event subscription lost (%s); reconnecting",
