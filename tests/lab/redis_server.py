@@ -62,7 +62,8 @@ def haproxy_binary() -> str:
 
 def write_haproxy_config(path: Path, port: int, backends: list[int]) -> None:
     """Round robin over ``backends`` (ccgate replicas), health-checked on /readyz as docs/team.md
-    shows; short timeouts so a killed replica is taken out quickly."""
+    shows, checked every 500 ms so a killed replica is taken out quickly; ``x-replica`` names
+    the server that answered (r0, r1, ...), for the tests."""
     servers = "\n".join(f"    server r{i} 127.0.0.1:{p} check inter 500ms fall 2 rise 1"
                         for i, p in enumerate(backends))
     path.write_text(f"""global
@@ -82,6 +83,7 @@ frontend gateway
 
 backend replicas
     balance roundrobin
-    option httpchk GET /healthz
+    option httpchk GET /readyz
+    http-response set-header x-replica %s
 {servers}
 """)
