@@ -156,9 +156,14 @@ class RedisShared:
 
     async def _admit_batch(self, batch: list[_PendingAdmit]) -> None:
         try:
-            replies = await self._pipeline(ADMIT, [
-                ([self._rl + key_id + ":r", self._rl + key_id + ":t"],
-                 [rpm or 0, tpm or 0, self._clock_arg(), EXPIRE_MS]) for key_id, rpm, tpm, _ in batch])
+            if len(batch) == 1:  # alone: one EVALSHA, no pipeline to build
+                key_id, rpm, tpm, _ = batch[0]
+                replies = [await self._script(ADMIT, [self._rl + key_id + ":r", self._rl + key_id + ":t"],
+                                              [rpm or 0, tpm or 0, self._clock_arg(), EXPIRE_MS])]
+            else:
+                replies = await self._pipeline(ADMIT, [
+                    ([self._rl + key_id + ":r", self._rl + key_id + ":t"],
+                     [rpm or 0, tpm or 0, self._clock_arg(), EXPIRE_MS]) for key_id, rpm, tpm, _ in batch])
         except SharedUnavailable as exc:
             for *_, future in batch:
                 if not future.done():
