@@ -158,6 +158,7 @@ async def test_redis_down_is_shared_unavailable_within_the_timeout_then_recovers
     await b.start(inbox_b)
     try:
         assert (await a.admit("k4", 5, None)).allowed
+        await asyncio.gather(*(a.kv_get(f"idle{i}") for i in range(10)))  # connections left idle
         redis_server.stop()
         for operation in (lambda: a.admit("k4", 5, None), lambda: a.kv_get("x"), lambda: a.kv_incr("y", 1, 5)):
             started = time.monotonic()
@@ -181,6 +182,8 @@ async def test_redis_down_is_shared_unavailable_within_the_timeout_then_recovers
         async with asyncio.timeout(15):  # healthy again once its subscriber is back too
             while not a.healthy():
                 await asyncio.sleep(0.05)
+        # No connection from before the outage fails a request after it.
+        await asyncio.gather(*(a.kv_get(f"after{i}") for i in range(20)))
         # b's subscriber reconnected: it says so with a keys_changed of its own ...
         await inbox_b.wait_for("keys_changed")
         inbox_b.events.clear()

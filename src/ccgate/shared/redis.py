@@ -327,10 +327,21 @@ class RedisShared:
             raise
         except (RedisError, OSError, TimeoutError) as exc:
             self._healthy = False
+            self._drop_idle_connections()
             raise SharedUnavailable(f"redis did not answer within {self.timeout} s "
                                     f"({type(exc).__name__})") from None
-        self._healthy = True
+        if not self._healthy:  # back: connections idle since before the outage may be dead
+            self._healthy = True
+            self._drop_idle_connections()
         return result
+
+    def _drop_idle_connections(self) -> None:
+        """Close the pool's idle connections (the next command opens a fresh one), so that a
+        connection to a Redis that restarted does not fail one more request after recovery."""
+        task = asyncio.ensure_future(self._client.connection_pool.disconnect(inuse_connections=False))
+        self._batches.add(task)
+        task.add_done_callback(self._batches.discard)
+        task.add_done_callback(lambda done: done.cancelled() or done.exception())
 
 
 def admission_from(reply: list[Any], rpm: int | None, tpm: int | None) -> Admission:
