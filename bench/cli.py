@@ -66,7 +66,8 @@ def _add_peers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
 def _add_cost(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     k = sub.add_parser("cost", help="CPU per request with features switched off, next to the floor")
     k.add_argument("variants", nargs="*", default=["full", "no-usage", "no-access-log", "bare"],
-                   help="full, no-request-log, no-usage, no-store, no-access-log, bare, otel, issued, budget "
+                   help="full, no-request-log, no-usage, no-store, no-access-log, bare, otel, issued, budget, "
+                        "limited, limited-redis "
                         "(default: full, no-usage, no-access-log, bare)")
     k.add_argument("--request", choices=["small", "large"], default="small")
     k.add_argument("--concurrency", type=int, default=32)
@@ -76,6 +77,9 @@ def _add_cost(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     k.add_argument("--baseline", type=Path, metavar="DIR",
                    help="also run each variant on the ccgate of another checkout (DIR/src, or DIR "
                         "itself when it is a src/) as old-<variant>, in the same rounds")
+    k.add_argument("--store-url", metavar="URL",
+                   help="the store of the variants with default store settings (store.url, e.g. "
+                        "postgresql://...; default: a SQLite file per variant)")
 
 
 def _add_scale(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -133,7 +137,7 @@ def main(argv: list[str] | None = None) -> int:
 
         return cost.main(args.variants, size=args.request, conns=args.concurrency,
                          seconds=args.seconds, rounds=args.rounds, out_path=args.out,
-                         baseline=args.baseline)
+                         baseline=args.baseline, store_url=args.store_url)
     return _run(args, argv, ap)
 
 

@@ -37,6 +37,7 @@ from bench.gateway import CLIENT_TOKEN, CONFIG, UPSTREAM_KEY, Ccgate
 from bench.nginx import Nginx
 from bench.options import Options
 from bench.procs import cpu_ticks, ticks_to_seconds
+from bench.redis import RedisServer
 from bench.report import publish
 from bench.workload import ANTHROPIC_HEADERS, SMALL_BODY, large_request
 
@@ -50,24 +51,34 @@ VARIANTS: dict[str, tuple[str, ...]] = {
     "otel": ("otel",),
     "issued": ("issued-key",),
     "budget": ("issued-key", "budget"),
+    "limited": ("issued-key", "rpm"),
+    "limited-redis": ("issued-key", "rpm", "redis"),
 }
+UNREACHED_RPM = 1_000_000_000  # counted on every request, never refusing one
 
 
-def issue_key(gw: Ccgate, switches: tuple[str, ...]) -> str:
-    """An issued key in the variant's own store (``CCGATE_DB``), before the gateway starts."""
-    from ccgate.store import KeyManager, SQLiteStore
+def issue_key(gw: Ccgate, switches: tuple[str, ...], store_url: str | None = None) -> str:
+    """An issued key in the variant's own store (``CCGATE_DB``, or ``store_url``), before the
+    gateway starts."""
+    from ccgate.store import KeyManager, open_store
 
     gw.dir.mkdir(parents=True, exist_ok=True)
-    store = SQLiteStore(gw.dir / "ccgate.db")
+    store = open_store(store_url or gw.dir / "ccgate.db")
     try:
-        budgets = {"budget_day": 1e8, "budget_month": 1e9} if "budget" in switches else {}
-        return KeyManager(store).create("bench-issued", **budgets)[1]  # type: ignore[arg-type]
+        limits: dict[str, Any] = {"budget_day": 1e8, "budget_month": 1e9} if "budget" in switches else {}
+        if "rpm" in switches:
+            limits["rpm"] = UNREACHED_RPM
+        return KeyManager(store).create(f"bench-{gw.dir.name}", **limits)[1]
     finally:
         store.close()
 
 
-def config(switches: tuple[str, ...]) -> str:
+def config(switches: tuple[str, ...], *, redis_url: str | None = None, store_url: str | None = None) -> str:
     text = CONFIG
+    if "redis" in switches:
+        text += f"redis:\n  url: {redis_url}\n"
+    if store_url is not None and not {"no-store", "no-usage", "no-request-log"} & set(switches):
+        text += f"store:\n  url: {store_url}\n"
     if "no-access-log" in switches:
         text = text.replace("access: true", "access: false")
     if "no-store" in switches:
@@ -99,7 +110,7 @@ def _round(side: Side, conns: int, seconds: int) -> dict[str, float]:
 
 
 def run(variants: list[str], *, size: str, conns: int, seconds: int, rounds: int,
-        log: Any = print, baseline: Path | None = None) -> dict[str, Any]:
+        log: Any = print, baseline: Path | None = None, store_url: str | None = None) -> dict[str, Any]:
     work = Path(tempfile.mkdtemp(prefix="ccgate-bench-cost-"))
     body, headers = SMALL_BODY, dict(ANTHROPIC_HEADERS)
     if size == "large":
@@ -108,7 +119,10 @@ def run(variants: list[str], *, size: str, conns: int, seconds: int, rounds: int
     nginx = Nginx(work, UPSTREAM_KEY).start()
     started: list[Ccgate] = []
     floor: Floor | None = None
+    redis: RedisServer | None = None
     try:
+        if any("redis" in VARIANTS[name] for name in variants):
+            redis = RedisServer(work).start()
         sides: list[Side] = []
         named = [(name, name) for name in variants]
         if baseline is not None:
@@ -117,8 +131,11 @@ def run(variants: list[str], *, size: str, conns: int, seconds: int, rounds: int
             switches = VARIANTS[name]
             src = baseline if baseline is not None and label.startswith("old-") else None
             env = {"OTEL_EXPORTER_OTLP_ENDPOINT": nginx.url} if "otel" in switches else {}
-            gw = Ccgate(work, nginx.url, name=f"ccgate-{label}", config=config(switches), src=src, env=env)
-            token = issue_key(gw, switches) if "issued-key" in switches else CLIENT_TOKEN
+            if store_url is not None:
+                env["CCGATE_DB"] = ""  # store.url decides
+            text = config(switches, redis_url=redis.url if redis is not None else None, store_url=store_url)
+            gw = Ccgate(work, nginx.url, name=f"ccgate-{label}", config=text, src=src, env=env)
+            token = issue_key(gw, switches, store_url) if "issued-key" in switches else CLIENT_TOKEN
             started.append(gw.start())
             req = wrk.write_request(work, f"req-{label}", body, {**headers, "x-api-key": token})
             sides.append(Side(label, gw.url, req, gw.pid, []))
@@ -138,6 +155,8 @@ def run(variants: list[str], *, size: str, conns: int, seconds: int, rounds: int
             gw.stop()
         if floor is not None:
             floor.stop()
+        if redis is not None:
+            redis.stop()
         nginx.stop()
     out: dict[str, Any] = {"request": size, "concurrency": conns, "seconds": seconds, "rounds": rounds,
                            "variants": {}}
@@ -163,15 +182,15 @@ def baseline_src(path: Path) -> Path:
 def table(out: dict[str, Any]) -> str:
     lines = [f"request {out['request']}, c={out['concurrency']}, {out['rounds']} alternating rounds of "
              f"{out['seconds']} s (medians):", "",
-             "| variant | req/s | × floor | CPU per request | × floor |", "|---|--:|--:|--:|--:|"]
+             "| variant | req/s | × floor | CPU per request | × floor | p50 |", "|---|--:|--:|--:|--:|--:|"]
     for name, v in out["variants"].items():
         lines.append(f"| {name} | {v['rps']:,.0f} | {v['rps_vs_floor']:.2f} | "
-                     f"{v['cpu_us_per_request']:.0f} µs | {v['cpu_vs_floor']:.2f} |")
+                     f"{v['cpu_us_per_request']:.0f} µs | {v['cpu_vs_floor']:.2f} | {v['p50_us']:.0f} µs |")
     return "\n".join(lines)
 
 
 def main(variants: list[str], *, size: str, conns: int, seconds: int, rounds: int,
-         out_path: Path | None = None, baseline: Path | None = None) -> int:
+         out_path: Path | None = None, baseline: Path | None = None, store_url: str | None = None) -> int:
     unknown = [v for v in variants if v not in VARIANTS]
     if unknown:
         raise SystemExit(f"unknown variant(s) {', '.join(unknown)}; choose from {', '.join(VARIANTS)}")
@@ -180,6 +199,7 @@ def main(variants: list[str], *, size: str, conns: int, seconds: int, rounds: in
         if any("issued-key" in VARIANTS[v] for v in variants):
             raise SystemExit("--baseline: the issued and budget variants write this tree's store schema; "
                              "compare them without --baseline")
-    out = run(variants, size=size, conns=conns, seconds=seconds, rounds=rounds, baseline=baseline)
+    out = run(variants, size=size, conns=conns, seconds=seconds, rounds=rounds, baseline=baseline,
+              store_url=store_url)
     publish(out, table(out), out_path or RESULTS / "cost.json")
     return 0

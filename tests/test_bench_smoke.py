@@ -225,13 +225,14 @@ def test_bench_cost_is_well_formed(tmp_path: Path) -> None:
     """`python -m bench cost`: one round per variant; numbers present, no speed asserted."""
     out = tmp_path / "cost.json"
     proc = subprocess.run(
-        [sys.executable, "-m", "bench", "cost", "full", "bare", "budget", "--rounds", "1", "--seconds", "1",
+        [sys.executable, "-m", "bench", "cost", "full", "bare", "budget", "limited-redis", "--rounds", "1",
+         "--seconds", "1",
          "--out", str(out)],
         cwd=REPO, capture_output=True, text=True, timeout=300,
     )
     assert proc.returncode == 0, f"bench cost failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
     result = json.loads(out.read_text())
-    assert set(result["variants"]) == {"full", "bare", "budget", "floor"}
+    assert set(result["variants"]) == {"full", "bare", "budget", "limited-redis", "floor"}
     for v in result["variants"].values():
         assert v["rps"] > 0 and _finite(v["cpu_us_per_request"]) and _finite(v["cpu_vs_floor"])
     assert "| full |" in proc.stdout and "| floor |" in proc.stdout

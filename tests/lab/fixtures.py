@@ -20,6 +20,7 @@ from tests.lab.certs import LabPKI
 from tests.lab.claude_cli import claude_binary, claude_matrix
 from tests.lab.fake_anthropic import FakeAnthropic
 from tests.lab.postgres import PostgresServer, postgres_bindir
+from tests.lab.redis_server import RedisServer
 from tests.lab.scripted import ScriptedUpstream
 from tests.lab.socks import DanteSocks, MicroSocks
 from tests.lab.squid import SquidProxy
@@ -272,3 +273,13 @@ def postgres_factory() -> Iterator[Callable[[], PostgresServer]]:
 def pg_url(postgres_server: PostgresServer) -> str:
     """A fresh, empty database on the session's PostgreSQL, as a URL with the password in it."""
     return postgres_server.url(postgres_server.create_database())
+# --- redis ------------------------------------------------------------------------------------
+@pytest.fixture
+def redis_server() -> Iterator[RedisServer]:
+    """A real redis-server on 127.0.0.1 (OS-picked port, throwaway dir, no persistence),
+    started; ``.stop()`` / ``.start()`` mid-test for an outage; stopped at teardown."""
+    if shutil.which("redis-server") is None and not Path("/usr/bin/redis-server").exists():
+        _missing("redis-server")
+    server = RedisServer().start()
+    yield server
+    server.close()

@@ -122,4 +122,9 @@ def check_json(loaded: LoadedConfig) -> dict[str, Any]:
         "providers": providers,
         "models": [{"match": m.match, "to": m.to, "fallbacks": list(m.fallbacks)} for m in config.models],
         "client_tokens": len(loaded.secrets.client_tokens),
+        "redis": None if config.redis is None else {  # never the URL: it may hold the password
+            "url_from": loaded.secrets.redis_url.reference if loaded.secrets.redis_url else None,
+            "prefix": config.redis.prefix, "timeout": config.redis.timeout,
+            "on_failure": {"rate_limits": config.redis.on_failure.rate_limits},
+        },
     }

@@ -46,6 +46,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 if TYPE_CHECKING:
     from ccgate.server.app import Gateway
+    from ccgate.shared import SharedState
 
 
 def port_arg(text: str) -> int:
@@ -89,6 +90,12 @@ def describe(loaded: LoadedConfig, host: str, port: int, app: Gateway | None = N
         usage = "usage recorded" if app.recorder is not None else "usage not recorded"
         admin = "admin API on" if app.admin is not None and app.admin.enabled else "admin API off"
         lines.append(f"  store: {app.store.location}; {usage}; {admin}")
+    redis = loaded.config.redis
+    if redis is not None and loaded.secrets.redis_url is not None:
+        # Where from, never the URL itself: it may carry the password.
+        source = loaded.secrets.redis_url.reference
+        lines.append(f"  shared state: redis (url: {source}; prefix {redis.prefix!r}, "
+                     f"timeout {redis.timeout} s; rate limits fail {redis.on_failure.rate_limits})")
     if app is not None:
         lines.append(f"  config reload: {', '.join(_reload_ways(loaded, app))}")
     lines.append(f"  Claude Code: ANTHROPIC_BASE_URL=http://{host}:{port}")
@@ -119,7 +126,7 @@ def run(args: argparse.Namespace) -> int:
     from ccgate.server.app import Gateway
 
     try:
-        app = Gateway(loaded, os.environ, reload_signal=True)
+        app = Gateway(loaded, os.environ, reload_signal=True, shared=make_shared(loaded))
     except (ConfigError, ValueError) as exc:  # store unusable, admin key too short
         say(logging.ERROR, f"ccgate: config error: {exc}")
         return 2
@@ -165,6 +172,16 @@ def run(args: argparse.Namespace) -> int:
     with sock:
         uvicorn.Server(config).run(sockets=[sock])
     return 0
+
+
+def make_shared(loaded: LoadedConfig) -> SharedState | None:
+    """The state this process shares with other gateway processes: Redis when ``redis.url`` is
+    set (it takes precedence), else None (this process only). One place, so that the workers'
+    hub (``--workers N`` without Redis) is chosen here too."""
+    from ccgate.server.shared_link import new_process_id
+    from ccgate.shared import make_shared as backend_for
+
+    return backend_for(loaded.config, loaded.secrets, new_process_id())
 
 
 def _say_text(level: int, line: str) -> None:

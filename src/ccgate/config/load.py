@@ -24,7 +24,7 @@ from ruamel.yaml.error import YAMLError
 from ruamel.yaml.scalarbool import ScalarBoolean
 from ruamel.yaml.scalarfloat import ScalarFloat
 
-from ccgate.config.model import Config, Login, Provider, ResolvedSecrets, local_url
+from ccgate.config.model import REDIS_SCHEMES, Config, Login, Provider, ResolvedSecrets, local_url
 from ccgate.config.model import Store as StoreConfig
 from ccgate.config.presets import ALIASES, PRESETS, find_preset
 from ccgate.config.secrets import Secret, resolve_secret
@@ -349,8 +349,43 @@ def resolve_secrets(config: Config, origin: str, env: Mapping[str, str], base: P
                     "client's credential is a gateway token and cannot be forwarded; give this "
                     "provider its own api_keys (or auth_header: none for a server without auth)"
                 )
+    redis_url, redis_password = _resolve_redis(config, origin, env, base)
     return ResolvedSecrets(client_tokens=client_tokens, provider_keys=provider_keys, admin_key=admin_key,
-                           metrics_token=metrics_token)
+                           metrics_token=metrics_token, redis_url=redis_url, redis_password=redis_password)
+
+
+def _resolve_redis(config: Config, origin: str, env: Mapping[str, str], base: Path
+                   ) -> tuple[Secret | None, Secret | None]:
+    """``redis.url`` (a URL or a reference to one) and ``redis.password``; neither value ever
+    appears in an error (a URL may carry the password)."""
+    redis = config.redis
+    if redis is None:
+        return None, None
+    where = f"{origin}: redis"
+    try:
+        url = resolve_secret(redis.url, env, base)
+    except ValueError as exc:
+        raise ConfigError(f"{where}.url: {exc}") from None
+    scheme = url.value.partition("://")[0].lower() if "://" in url.value else ""
+    if scheme not in REDIS_SCHEMES:
+        raise ConfigError(f"{where}.url: must start with redis://, rediss:// or unix:// "
+                          f"(from {url.reference}; the value is not shown)")
+    password = None
+    if redis.password is not None:
+        try:
+            password = resolve_secret(redis.password, env, base)
+        except ValueError as exc:
+            raise ConfigError(f"{where}.password: {exc}") from None
+    tls = redis.tls
+    for field in ("ca_file", "client_cert", "client_key"):
+        value = getattr(tls, field)
+        if value is not None and not Path(value).expanduser().is_file():
+            raise ConfigError(f"{where}.tls.{field}: file not found: {value}")
+    if tls.client_key is not None and tls.client_cert is None:
+        raise ConfigError(f"{where}.tls.client_key: client_key needs client_cert")
+    if scheme != "rediss" and tls != type(tls)():
+        raise ConfigError(f"{where}.tls: TLS settings need a rediss:// URL")
+    return url, password
 
 
 def _resolve_metrics_token(config: Config, origin: str, env: Mapping[str, str], base: Path) -> Secret | None:

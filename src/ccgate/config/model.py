@@ -460,6 +460,42 @@ class ModelPrice(_Strict):
                 raise ValueError(f"{name} must be between 0 and 100000 (USD per million tokens)")
 
 
+REDIS_SCHEMES = ("redis", "rediss", "unix")
+
+
+class RedisOnFailure(_Strict):
+    """What each feature does while Redis does not answer (docs/team.md#redis). Only rate
+    limits have a choice; events are dropped and counted (the processes converge through the
+    store's key poll), short-lived records (console sessions, /login state) answer 503."""
+
+    rate_limits: Literal["open", "closed"] = "open"
+
+
+class Redis(_Strict):
+    """``redis:``: state shared between gateway replicas (ccgate.shared.redis)."""
+
+    # redis://[user:password@]host:port/db, rediss:// (TLS), unix:///path.sock; or a secret
+    # reference (env:NAME, file:PATH) holding the URL, since it may carry the password.
+    url: str
+    password: str | None = None  # secret reference; else the URL's own password, if any
+    timeout: float = 0.25  # seconds per operation: a limited key's request waits this at most
+    prefix: str = "ccgate:"  # namespace of every key and channel (several gateways on one Redis)
+    tls: Tls = msgspec.field(default_factory=Tls)  # for rediss://: ca_file, verify, client_cert/key
+    on_failure: RedisOnFailure = msgspec.field(default_factory=RedisOnFailure)
+
+    def __post_init__(self) -> None:
+        if not self.url.startswith(("env:", "file:")):
+            scheme = self.url.partition("://")[0].lower() if "://" in self.url else ""
+            if scheme not in REDIS_SCHEMES:
+                # Never echo the URL: it may hold the password.
+                raise ValueError("url must start with redis://, rediss:// or unix:// "
+                                 "(or be env:NAME / file:PATH)")
+        if not 0 < self.timeout <= 10:
+            raise ValueError("timeout must be more than 0 and at most 10 seconds")
+        if not 1 <= len(self.prefix) <= 64 or not self.prefix.isprintable() or " " in self.prefix:
+            raise ValueError("prefix must be 1-64 printable characters without spaces")
+
+
 class Config(_Strict):
     server: Server = msgspec.field(default_factory=Server)
     providers: list[Provider] = msgspec.field(
@@ -473,6 +509,8 @@ class Config(_Strict):
     # Prices per model ("model" or "provider/model", fnmatch globs), ahead of the built-in
     # Anthropic table (store/prices.json); see docs/configuration.md.
     prices: dict[str, ModelPrice] = {}
+    # Shared state between replicas (rate limits, revocations, cooldowns); None: this process only.
+    redis: Redis | None = None
 
 
 class ResolvedSecrets(msgspec.Struct):
@@ -482,3 +520,5 @@ class ResolvedSecrets(msgspec.Struct):
     provider_keys: dict[str, list[Secret]]  # provider name -> keys
     admin_key: Secret | None = None
     metrics_token: Secret | None = None
+    redis_url: Secret | None = None  # redis.url resolved (it may hold a password)
+    redis_password: Secret | None = None

@@ -173,8 +173,16 @@ class Revocations:
         self._clock = clock
         self._max = max_entries
         self._until: dict[str, float] = {}
+        # Told of each revocation made here, for the other gateway processes (ccgate.shared).
+        self.on_revoke: Callable[[str, float], None] | None = None
 
     def revoke(self, jti: str, exp: float) -> None:
+        self.apply_shared(jti, exp)
+        if self.on_revoke is not None:
+            self.on_revoke(jti, exp)
+
+    def apply_shared(self, jti: str, exp: float) -> None:
+        """Record a revocation (made here, or in another process: then not passed on again)."""
         if len(self._until) >= self._max:
             now = self._clock()
             self._until = {j: e for j, e in self._until.items() if e > now}

@@ -21,6 +21,10 @@ reports (the caller forgot, or crashed) frees its slot after ``probe_timeout`` s
 State changes happen when the breaker is used or read (open -> half-open is noticed lazily),
 and are passed to ``on_change(name, old, new)``. Synchronous throughout, so within one
 asyncio process a check and its update cannot interleave with another request's.
+
+Several gateway processes (``ccgate.shared``): the breaker opening here, or closing after a
+successful probe, is passed to ``on_shared(state, seconds)``; ``apply_shared`` applies what
+another process saw (not passed on again), so one process's failures spare the others.
 """
 
 from __future__ import annotations
@@ -55,6 +59,7 @@ class Breaker:
         probe_timeout: float = 600.0,
         clock: Clock = SYSTEM_CLOCK,
         on_change: Callable[[str, BreakerState, BreakerState], None] | None = None,
+        on_shared: Callable[[str, float], None] | None = None,
     ) -> None:
         # The configurable three are checked by the rules the config file is checked with.
         BreakerSettings(failure_threshold=failure_threshold, window=window, open_seconds=open_seconds)
@@ -68,6 +73,7 @@ class Breaker:
         self.probe_timeout = probe_timeout
         self._clock = clock
         self._on_change = on_change
+        self.on_shared = on_shared
         self._state = BreakerState.CLOSED
         self._failures: deque[float] = deque(maxlen=failure_threshold)
         self._open_until = 0.0
@@ -108,6 +114,8 @@ class Breaker:
             self._probe_started = None
             self._open_for = self.open_seconds
             self._move(BreakerState.CLOSED)
+            if self.on_shared is not None:
+                self.on_shared("closed", 0.0)
 
     def record_failure(self) -> None:
         state = self.state
@@ -149,6 +157,25 @@ class Breaker:
         self._failures.clear()
         self._open_until = now + self._open_for
         self._move(BreakerState.OPEN)
+        if self.on_shared is not None:
+            self.on_shared("open", self._open_for)
+
+    def apply_shared(self, state: str, seconds: float) -> None:
+        """Another process's breaker for this provider opened for ``seconds`` (open here for the
+        same remaining time, never shortening an open period) or closed after its probe."""
+        if state == "open":
+            until = self._clock.monotonic() + max(0.0, min(float(seconds), self.max_open_seconds))
+            if self._state is BreakerState.OPEN and self._open_until >= until:
+                return
+            self._failures.clear()
+            self._probe_started = None
+            self._open_until = until
+            self._move(BreakerState.OPEN)
+        elif state == "closed" and self._state is not BreakerState.CLOSED:
+            self._failures.clear()
+            self._probe_started = None
+            self._open_for = self.open_seconds
+            self._move(BreakerState.CLOSED)
 
     def _move(self, new: BreakerState) -> None:
         old = self._state

@@ -22,10 +22,16 @@ change nothing, since the gateway has no key to rest or take out.
 
 Everything here is synchronous: within one asyncio process no other request can run between
 a check and an update, so no locks are needed.
+
+Several gateway processes (``ccgate.shared``): a key this process cools or disables after an
+answer is passed to ``on_shared`` (the gateway publishes it), and ``apply_shared`` applies what
+another process learned, without passing it on again. Processes name a key by its
+``fingerprint`` (16 hex digits of its SHA-256), never by its value.
 """
 
 from __future__ import annotations
 
+import hashlib
 import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -37,6 +43,14 @@ from ccgate.routing.clock import SYSTEM_CLOCK, Clock
 from ccgate.routing.outcome import Outcome
 
 Strategy = Literal["round_robin", "random"]
+SharedAction = Literal["cool", "disable", "enable"]
+# (fingerprint, action, seconds, reason): a change this process learned, for the others.
+OnShared = Callable[[str, SharedAction, float, str], None]
+
+
+def key_fingerprint(value: str) -> str:
+    """How processes name a key to each other: not the key, and not reversible to it."""
+    return hashlib.sha256(value.encode()).hexdigest()[:16]
 
 
 class KeyState(StrEnum):
@@ -99,6 +113,7 @@ class _Key:
     reason: str = ""
     requests: int = 0
     failures: int = 0
+    fingerprint: str = ""
 
 
 class KeyPool:
@@ -111,15 +126,17 @@ class KeyPool:
         name: str = "",
         rng: random.Random | None = None,
         on_change: Callable[[KeyEvent], None] | None = None,
+        on_shared: OnShared | None = None,
     ) -> None:
         if strategy not in ("round_robin", "random"):
             raise ValueError(f"unknown key strategy {strategy!r}; use round_robin or random")
         self.name = name
         self.strategy: Strategy = strategy
-        self._keys = [_Key(s) for s in keys]
+        self._keys = [_Key(s, fingerprint=key_fingerprint(s.value)) for s in keys]
         self._clock = clock
         self._rng = rng or random.Random()
         self._on_change = on_change
+        self.on_shared = on_shared
         self._cursor = 0
         self._passthrough = KeyLease(-1, None, self)
 
@@ -166,29 +183,52 @@ class KeyPool:
         if not outcome.ok:
             k.failures += 1
         action = outcome.key_action
+        changed = False
         if action.kind == "disable":
-            self.disable(lease.index, action.reason)
+            changed = self.disable(lease.index, action.reason)
         elif action.kind == "cooldown":
-            self.cool(lease.index, action.seconds, action.reason)
+            changed = self.cool(lease.index, action.seconds, action.reason)
+        if changed and self.on_shared is not None:
+            shared: SharedAction = "disable" if action.kind == "disable" else "cool"
+            self.on_shared(k.fingerprint, shared, action.seconds if shared == "cool" else 0.0, k.reason)
 
-    def cool(self, index: int, seconds: float, reason: str) -> None:
-        """Rest a key for ``seconds`` (never shortening a longer rest already running)."""
+    def cool(self, index: int, seconds: float, reason: str) -> bool:
+        """Rest a key for ``seconds`` (never shortening a longer rest already running).
+        True when that changed anything."""
         k = self._keys[index]
         if k.state is KeyState.DISABLED:
-            return
+            return False
         until = self._clock.monotonic() + seconds
         if k.state is KeyState.COOLING and k.until >= until:
-            return
+            return False
         k.until = until
         self._set(index, KeyState.COOLING, reason)
+        return True
 
-    def disable(self, index: int, reason: str) -> None:
+    def disable(self, index: int, reason: str) -> bool:
+        changed = self._keys[index].state is not KeyState.DISABLED
         self._set(index, KeyState.DISABLED, reason)
+        return changed
 
     def enable(self, index: int) -> None:
         """Put a key back in service (an operator fixed it)."""
         self._keys[index].until = 0.0
         self._set(index, KeyState.HEALTHY, "enabled")
+
+    def apply_shared(self, fingerprint: str, action: str, seconds: float, reason: str) -> bool:
+        """Apply a change another process learned about the key with ``fingerprint`` (a key
+        this pool does not hold is ignored: the other process may run another config)."""
+        for index, k in enumerate(self._keys):
+            if k.fingerprint != fingerprint:
+                continue
+            if action == "cool":
+                return self.cool(index, max(0.0, min(float(seconds), 86400.0)), f"{reason} (another process)")
+            if action == "disable":
+                return self.disable(index, f"{reason} (another process)")
+            if action == "enable":
+                self.enable(index)
+                return True
+        return False
 
     def usable(self) -> bool:
         """False when every key is disabled (the provider cannot be used until fixed)."""

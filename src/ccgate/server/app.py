@@ -16,7 +16,7 @@ import contextlib
 import logging
 import signal
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 from urllib.parse import quote
 
@@ -44,6 +44,7 @@ from ccgate.observe.tracing import setup as setup_tracing
 from ccgate.routing import NoKey, RateLimiter
 from ccgate.routing.clock import SYSTEM_CLOCK, Clock
 from ccgate.routing.route import Target, model_alias, route_model
+from ccgate.server import shared_events
 from ccgate.server.access_log import AccessLog, AccessRecord, utc_now
 from ccgate.server.admin import PREFIX as ADMIN_PREFIX
 from ccgate.server.admin import AdminApi, admin_key_from
@@ -56,6 +57,7 @@ from ccgate.server.metrics import Metrics
 from ccgate.server.reload import Reloader, ReloadOutcome
 from ccgate.server.response import Response
 from ccgate.server.runtime import Runtime, Seams, TransportFactory, build_runtime
+from ccgate.server.shared_events import SpendRelay
 from ccgate.server.shared_link import SharedLink
 from ccgate.server.store_location import store_location
 from ccgate.shared import KV, SharedState
@@ -148,11 +150,12 @@ class Gateway:
                 self.key_cache.start_refresher()  # no network round trip on the event loop
         # Spend per key for budgets, counted as the usage writer commits priced rows.
         self.budgets = BudgetTracker(clock.time) if self.store is not None else None
-        self.recorder = _recorder(self.store, loaded, self.budgets)
+        self.spend_relay: SpendRelay | None = None  # set by _link with a shared backend
+        self.recorder = _recorder(self.store, loaded, self._committed)
         self.log_refused = self.recorder is not None and loaded.config.store.request_log.enabled
         self.limiter = RateLimiter(clock)
         self.metrics = Metrics(key_names=loaded.config.server.metrics.key_names)
-        self.shared = self._link(shared)
+        self.shared = self._link(shared, loaded, clock)
         self.metrics.watch_store(self.recorder, self.store)
         # Short-lived records (console sessions, /login codes, flows, refresh families, attempt
         # counters): the shared backend's when there is one, else this process's memory.
@@ -163,7 +166,10 @@ class Gateway:
             raise ConfigError("login: Claude Code sign-in records each developer as an issued key; "
                               "enable the store (store.enabled: true)")
         revoked = Revocations(clock.time)
-        self.seams = Seams(env, transport, clock, sleep, self.metrics, self.key_cache, revoked)
+        self.seams = Seams(env, transport, clock, sleep, self.metrics, self.key_cache, revoked,
+                           self.shared.publish if self.shared is not None else None)
+        if self.shared is not None:
+            shared_events.wire(self.shared, lambda: self.runtime, revoked, self.budgets)
         # Everything built from the config; a reload replaces it whole (server/reload.py).
         self.runtime: Runtime = build_runtime(loaded, self.seams)[0]
         if self.recorder is not None:
@@ -221,6 +227,8 @@ class Gateway:
                 self._watch_reload_triggers(True)
                 await self.seed_budgets()
                 if self.shared is not None:
+                    if self.spend_relay is not None:
+                        self.spend_relay.loop = asyncio.get_running_loop()
                     await self.shared.start()
                 for hook in self.on_startup:
                     hook()
@@ -275,6 +283,13 @@ class Gateway:
             await asyncio.wrap_future(self.recorder.call_in_writer(lambda: budgets.seed(store)))
         except StoreError as exc:  # serve on with what this process counts from now on
             log.error("budgets: cannot read spending from the store: %s", exc)
+
+    def _committed(self, rows: Sequence[UsageRow]) -> None:
+        """Usage writer thread: a batch is committed; count it for budgets, here and elsewhere."""
+        if self.budgets is not None:
+            self.budgets.add(rows)
+        if self.spend_relay is not None:
+            self.spend_relay.committed(rows)
 
     def _priced(self, row: UsageRow) -> UsageRow:
         """The row with its cost (usage writer thread; the current config's prices)."""
@@ -473,10 +488,14 @@ class Gateway:
             self.metrics.rate_limit_refused(client.name)
             raise
 
-    def _link(self, backend: SharedState | None) -> SharedLink | None:
+    def _link(self, backend: SharedState | None, loaded: LoadedConfig, clock: Clock) -> SharedLink | None:
         if backend is None:
             return None
-        link = SharedLink(backend, on_unavailable=self.metrics.shared_unavailable)
+        redis = loaded.config.redis
+        fail_open = redis is None or redis.on_failure.rate_limits == "open"
+        link = SharedLink(backend, fail_open=fail_open, on_unavailable=self.metrics.shared_unavailable)
+        self.metrics.watch_shared(backend)
+        self.spend_relay = SpendRelay(link, clock.time)
         if self.key_cache is not None:
             cache = self.key_cache
             link.handle("keys_changed", lambda _data: cache.invalidate())
@@ -637,6 +656,11 @@ class Gateway:
     async def readyz(self, scope: Scope, receive: Receive, response: Response, ctx: Context) -> None:
         ready, detail = await ctx.rt.readiness.check()
         status: dict[str, object] = {"status": "ready" if ready else "not ready"}
+        # Shared state does not decide readiness: every replica shares the same Redis, so taking
+        # them out of the load balancer for it would turn its outage into a total one.
+        shared = await self.shared.health() if self.shared is not None else None
+        if shared is not None:
+            status["shared"] = "ok" if shared["healthy"] else "unavailable"
         if ctx.rt.access.is_admin(scope):  # the detail names config paths and secret references
             status |= {"config": ctx.rt.loaded.source, "providers": detail}
             if self.store is not None:  # last known state, no store call (no password in it)
@@ -646,6 +670,8 @@ class Gateway:
                               "usage_writer": "holding rows: store unreachable" if self.recorder.store_down
                               else "ok"}
                 status["store"] = store
+            if shared is not None:
+                status["shared"] = shared
         await response.json(200 if ready else 503, _json.encode(status))
 
     async def render_metrics(self, scope: Scope, receive: Receive, response: Response, ctx: Context) -> None:
@@ -701,7 +727,8 @@ def _is_console(path: str) -> bool:
     return path == CONSOLE_PREFIX or path.startswith(CONSOLE_PREFIX + "/")
 
 
-def _recorder(store: Store | None, loaded: LoadedConfig, budgets: BudgetTracker | None) -> UsageRecorder | None:
+def _recorder(store: Store | None, loaded: LoadedConfig,
+              on_commit: Callable[[Sequence[UsageRow]], None]) -> UsageRecorder | None:
     """The batched writer of usage rows and the request log (one row serves both)."""
     settings = loaded.config.store
     log = settings.request_log
@@ -709,8 +736,7 @@ def _recorder(store: Store | None, loaded: LoadedConfig, budgets: BudgetTracker 
         return None
     store.set_request_log(RequestLogPolicy(log.enabled, log.retention_days * 86400, log.max_rows),
                           usage=settings.record_usage)
-    return UsageRecorder(store, on_commit=budgets.add if budgets is not None else None,
-                         max_pending=settings.buffer_rows)
+    return UsageRecorder(store, on_commit=on_commit, max_pending=settings.buffer_rows)
 
 
 def _refuse_client_credentials(targets: tuple[Target, ...], transports: dict[str, Transport]) -> None:

@@ -214,6 +214,15 @@ class Metrics:
         self._token_labels[(model, provider)] = labels
         return labels
 
+    def watch_shared(self, backend: Any) -> None:
+        """Export the shared backend's health and event counts (read at scrape time)."""
+        up = Gauge("ccgate_shared_up", "1 while the shared state (Redis, the workers' hub) answers.",
+                   ["backend"], registry=self.registry)
+        up.labels(backend.kind).set_function(lambda: 1.0 if backend.healthy() else 0.0)
+        stats = getattr(backend, "stats", None)
+        if stats is not None:
+            self.registry.register(_SharedEventsCollector(stats))
+
     def shared_unavailable(self, feature: str) -> None:
         """The shared state (Redis or the workers' hub) did not answer for ``feature``."""
         self.shared_down.labels(feature).inc()
@@ -296,3 +305,22 @@ class _StoreCollector(Collector):
             down = health.get("reachable") is False or (recorder is not None and recorder.store_down)
             up.add_metric([str(health.get("backend", "unknown"))], 0 if down else 1)
             yield up
+class _SharedEventsCollector:
+    """``ccgate_shared_events_total{outcome}`` from a backend's ``EventStats`` (plain ints the
+    backend bumps on the event loop: nothing to lock, read at scrape time)."""
+
+    def __init__(self, stats: Any) -> None:
+        self._stats = stats
+
+    def collect(self) -> Any:
+        from prometheus_client.core import CounterMetricFamily
+
+        events = CounterMetricFamily(
+            "ccgate_shared_events", "Events between gateway processes: published, received from "
+            "others, dropped (queue full or backend down).", labels=["outcome"])
+        for outcome in ("published", "received", "dropped"):
+            events.add_metric([outcome], getattr(self._stats, outcome))
+        yield events
+        yield CounterMetricFamily(
+            "ccgate_shared_tokens_dropped", "Finished requests' token counts not sent to the shared "
+            "state (queue full or backend down).", value=self._stats.tokens_dropped)

@@ -35,6 +35,7 @@ from ccgate.server.discovery import ModelCatalog
 from ccgate.server.dispatch import Dispatcher
 from ccgate.server.metrics import Metrics
 from ccgate.server.readiness import Readiness
+from ccgate.server.shared_events import breaker_publisher, key_publisher
 from ccgate.store import KeyCache
 from ccgate.store.cost import Price, PriceBook
 from ccgate.upstream.transport import Transport
@@ -46,7 +47,7 @@ TransportFactory = Callable[[Provider, list[Secret], Mapping[str, str]], Transpo
 Sleep = Callable[[float], Awaitable[None]]
 
 # Settings that are read once at start: a reload reports a change to them instead of applying it.
-RESTART_ONLY = ("server.host", "server.port", "server.console", "store", "log")
+RESTART_ONLY = ("server.host", "server.port", "server.console", "store", "log", "redis")
 
 
 @dataclass(frozen=True, eq=False)
@@ -71,6 +72,8 @@ class Seams:
     key_cache: KeyCache | None
     # Token ids revoked through /oauth/revoke; shared by every runtime (login/tokens.py).
     revoked: Revocations | None = None
+    # Tells the other gateway processes (server/shared_events.py); None: this process only.
+    publish: Callable[..., None] | None = None
 
 
 class Runtime:
@@ -160,12 +163,15 @@ def _new_parts(provider: Provider, keys: list[Secret], fingerprint: bytes, confi
     transport = seams.transport(provider, keys, seams.env)
     metrics.key_pool_built(provider.name, len(keys))
     transport.on_pool_wait = metrics.pool_waited
+    publish = seams.publish
     upstream = Upstream(
         provider.name,
         KeyPool(keys, strategy=routing.key_strategy, name=provider.name,
-                on_change=metrics.key_event, clock=clock),
+                on_change=metrics.key_event, clock=clock,
+                on_shared=key_publisher(publish, provider.name) if publish is not None else None),
         Breaker(provider.name, **msgspec.structs.asdict(routing.breaker),
-                on_change=metrics.breaker_change, clock=clock),
+                on_change=metrics.breaker_change, clock=clock,
+                on_shared=breaker_publisher(publish, provider.name) if publish is not None else None),
     )
     return ProviderParts(fingerprint, transport, upstream, ModelCatalog(transport, upstream, clock=clock))
 

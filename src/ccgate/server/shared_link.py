@@ -69,6 +69,21 @@ class SharedLink:
     async def close(self) -> None:
         await self.backend.close()
 
+    async def health(self) -> dict[str, object]:
+        """For /readyz: the backend's kind, whether it answers (a bounded ping when the last
+        operation failed, so recovery shows without traffic), and its event counts."""
+        backend = self.backend
+        healthy = backend.healthy()
+        ping = getattr(backend, "ping", None)
+        if not healthy and ping is not None:
+            healthy = bool(await ping())
+        out: dict[str, object] = {"backend": backend.kind, "healthy": healthy}
+        stats = getattr(backend, "stats", None)
+        if stats is not None:
+            out["events"] = {"published": stats.published, "received": stats.received,
+                             "dropped": stats.dropped}
+        return out
+
     # Rate limits -------------------------------------------------------------------------
 
     async def admit(self, key: IssuedKey, who: str) -> None:

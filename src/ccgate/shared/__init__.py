@@ -34,8 +34,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Literal, Protocol
 
+from ccgate.config.model import Config, ResolvedSecrets
+from ccgate.errors import ConfigError
 from ccgate.routing.ratelimit import Admission
 
 EventKind = Literal[
@@ -52,6 +55,17 @@ class SharedEvent:
     kind: EventKind
     data: dict[str, Any] = field(default_factory=dict)  # JSON-serialisable
     origin: str = ""  # the publishing process's id; a process ignores its own events
+
+
+@dataclass(slots=True)
+class EventStats:
+    """What a backend counts (``ccgate_shared_events_total``): events sent, received from other
+    processes, dropped (queue full or backend down), and token counts dropped likewise."""
+
+    published: int = 0
+    received: int = 0
+    dropped: int = 0
+    tokens_dropped: int = 0
 
 
 class SharedUnavailable(Exception):
@@ -109,3 +123,31 @@ class KV(Protocol):
     async def kv_take(self, key: str) -> bytes | None: ...
     async def kv_delete(self, key: str) -> None: ...
     async def kv_incr(self, key: str, amount: int, ttl: float) -> int: ...
+
+
+def make_shared(config: Config, secrets: ResolvedSecrets, process_id: str) -> SharedState | None:
+    """The backend ``ccgate serve`` runs with: Redis when ``redis.url`` is set, else None (this
+    process only). ``--workers N`` without Redis adds the hub here; Redis takes precedence.
+    Raises ``ConfigError`` when Redis is configured but its client library is missing."""
+    if config.redis is None or secrets.redis_url is None:
+        return None
+    try:
+        from ccgate.shared.redis import RedisOptions, RedisShared
+    except ImportError:
+        raise ConfigError("redis: the Redis client is not installed; pip install 'ccgate[redis]'") from None
+    settings = config.redis
+    tls = settings.tls
+    ssl: dict[str, Any] = {}
+    if secrets.redis_url.value.lower().startswith("rediss://"):
+        ssl = {"ssl_cert_reqs": "required" if tls.verify else "none", "ssl_check_hostname": tls.verify}
+        if tls.ca_file is not None:
+            ssl["ssl_ca_certs"] = str(Path(tls.ca_file).expanduser())
+        if tls.client_cert is not None:
+            ssl["ssl_certfile"] = str(Path(tls.client_cert).expanduser())
+        if tls.client_key is not None:
+            ssl["ssl_keyfile"] = str(Path(tls.client_key).expanduser())
+    options = RedisOptions(
+        secrets.redis_url.value,
+        secrets.redis_password.value if secrets.redis_password is not None else None,
+        settings.timeout, settings.prefix, ssl)
+    return RedisShared(options, process_id)

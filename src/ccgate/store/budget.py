@@ -10,9 +10,11 @@ Windows: the UTC calendar day (00:00 to 24:00 UTC) and the UTC calendar month. A
 counts in the window in which its usage row is committed (at most ``UsageRecorder``'s
 interval, 200 ms, after it ended). The check runs before a request starts, against what has
 been spent so far, so requests that are running when the budget runs out still finish:
-a budget can be overshot by what those cost. Exact within one process only: several
-gateway processes sharing one store each count their own requests (plus what the store held
-at their last start or reload) until the shared Redis counters land.
+a budget can be overshot by what those cost. Several gateway processes sharing one store
+(``ccgate.shared``): each publishes the cost of the rows it commits, and the others add it
+here (``add_shared``); a cost committed before this process's last seed is skipped, since the
+seed read it from the store already. Without a shared backend each process counts its own
+requests plus what the store held at its last start or reload.
 """
 
 from __future__ import annotations
@@ -70,6 +72,7 @@ class BudgetTracker:
         self._month: dict[str, float] = {}
         self._day_start, self._day_end = day_window(clock())
         self._month_start, self._month_end = month_window(clock())
+        self._seeded_at = float("-inf")  # rows committed before this are in the seed
 
     # Event loop ---------------------------------------------------------------------------
 
@@ -106,6 +109,17 @@ class BudgetTracker:
                     day[row.key_id] = day.get(row.key_id, 0.0) + cost
                     month[row.key_id] = month.get(row.key_id, 0.0) + cost
 
+    def add_shared(self, key_id: str, usd: float, committed_at: float) -> None:
+        """Count spending another process committed at ``committed_at`` (Unix seconds)."""
+        with self._lock:
+            self._roll(self._clock())
+            if committed_at < self._seeded_at or usd <= 0:
+                return
+            if committed_at >= self._day_start:
+                self._day[key_id] = self._day.get(key_id, 0.0) + usd
+            if committed_at >= self._month_start:
+                self._month[key_id] = self._month.get(key_id, 0.0) + usd
+
     def seed(self, store: UsageStore) -> None:
         """Start over from the store's usage rows. Run it in the usage writer thread
         (``UsageRecorder.call_in_writer``) so no commit lands between the read and the swap."""
@@ -115,6 +129,7 @@ class BudgetTracker:
             month = store.spend_by_key(self._month_start)
             day = store.spend_by_key(self._day_start)
             self._day, self._month = day, month
+            self._seeded_at = self._clock()  # after the reads: what they saw is counted
 
     def _roll(self, now: float) -> None:
         """Move to the windows holding ``now`` (lock held); a new window starts at zero."""
