@@ -4,8 +4,8 @@ upstream. The issue's cases: exact rpm across replicas, a revocation seen by the
 a second, an upstream key refused with 401 by one replica not used by the others, SIGKILL of
 a replica mid-traffic, and Redis stopped mid-traffic (fail open, no 500, then recovery).
 
-The store is one fixture (``replica_store``): a SQLite file the three processes share today;
-switching the replicas to PostgreSQL is changing what that fixture returns.
+The store is one fixture (``replica_store``): a database of its own on the session's real
+PostgreSQL (tests/lab/postgres.py), as a team's replicas would share it.
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ import pytest
 
 from ccgate.store import RequestFilter, open_store
 from tests.gateway.harness import Gateway
+from tests.lab.postgres import PostgresServer
 from tests.lab.procs import free_port, tail
 from tests.lab.redis_server import RedisServer, haproxy_binary, write_haproxy_config
 from tests.lab.scripted import AnthropicText, Callback, ScriptedRequest, ScriptedUpstream, Status
@@ -48,11 +49,10 @@ class StoreUnderTest:
 
 
 @pytest.fixture(scope="module")
-def replica_store(tmp_path_factory: pytest.TempPathFactory) -> StoreUnderTest:
-    """The one store all replicas of this module share. Today a SQLite file (three processes on
-    one machine can share it); for PostgreSQL return ``{"url": pg.url}`` and ``pg.url`` here."""
-    path = tmp_path_factory.mktemp("replica-store") / "shared.db"
-    return StoreUnderTest({"path": str(path)}, str(path))
+def replica_store(postgres_server: PostgresServer) -> StoreUnderTest:
+    """The one store all replicas of this module share: a fresh PostgreSQL database."""
+    url = postgres_server.url(postgres_server.create_database())
+    return StoreUnderTest({"url": url}, url)
 
 
 def answer(request: ScriptedRequest) -> Any:
