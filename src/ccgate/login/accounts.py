@@ -17,7 +17,7 @@ import re
 import time
 
 from ccgate.login.tokens import Identity
-from ccgate.store import IssuedKey, KeyCache, KeyManager, Store
+from ccgate.store import DuplicateKeyName, IssuedKey, KeyCache, KeyManager, Store
 
 PREFIX = "login-"
 _UNSAFE = re.compile(r"[^A-Za-z0-9._@-]")
@@ -38,14 +38,28 @@ class DeveloperKeys:
     def key_for(self, identity: Identity) -> IssuedKey:
         """The developer's active key, created on their first sign-in (or after a revocation)."""
         name = key_name(identity)
+        existing = self._active_named(name)
+        if existing is not None:
+            return existing
+        try:
+            key, _secret = self._keys.create(name)  # the secret is never used: JWTs name the key
+        except DuplicateKeyName:
+            # Another process (worker, replica) created it between our read and our write:
+            # the name is unique among unrevoked keys, so theirs is the one.
+            existing = self._active_named(name)
+            if existing is None:
+                raise
+            return existing
+        if self._cache is not None:
+            self._cache.apply(key)
+        return key
+
+    def _active_named(self, name: str) -> IssuedKey | None:
         now = time.time()
         for key in self._store.keys_named(name):
             if key.status(now) in ("active", "rotating"):
                 return key
-        key, _secret = self._keys.create(name)  # the secret is never used: JWTs name the key
-        if self._cache is not None:
-            self._cache.apply(key)
-        return key
+        return None
 
     def active(self, key_id: str) -> IssuedKey | None:
         """The key if it may still be used, from the in-memory cache (no store read)."""
