@@ -196,6 +196,10 @@ class Gateway:
         # Requests being answered, across reloads (server.limits.max_concurrent_requests).
         self.in_flight = 0
         self.metrics.in_flight.set_function(lambda: self.in_flight)
+        # One worker of `serve --workers N` (cli/supervisor.py): its index, in the access log and
+        # /readyz, and how a scrape of /metrics gets the other workers' snapshots. None: alone.
+        self.worker: int | None = None
+        self.metrics_peers: Callable[[], Awaitable[list[bytes]]] | None = None
 
     # ASGI entry point -------------------------------------------------------------------
 
@@ -253,8 +257,12 @@ class Gateway:
                 loop.remove_signal_handler(signal.SIGHUP)
 
     async def reload(self, trigger: str = "admin API") -> ReloadOutcome:
-        """Reload the config file now (``server.reload``); a bad one is refused, not applied."""
-        return await self.reloader.reload(trigger)
+        """Reload the config file now (``server.reload``); a bad one is refused, not applied.
+        With other gateway processes (workers), they are told to reload too."""
+        outcome = await self.reloader.reload(trigger)
+        if outcome.reloaded and self.shared is not None:
+            self.shared.publish("config_reload", trigger=trigger)
+        return outcome
 
     async def seed_budgets(self) -> None:
         """(Re)start the budget tracker from the store's usage rows, in the usage writer
@@ -348,6 +356,7 @@ class Gateway:
                     cache_read_tokens=usage.get("cache_read_input_tokens"),
                     cache_creation_tokens=usage.get("cache_creation_input_tokens"),
                     session_id=ctx.session, upstream_request_id=ctx.upstream_request_id,
+                    worker=self.worker,
                 )
             )
         if ctx.trace is not None:
@@ -472,6 +481,7 @@ class Gateway:
             cache = self.key_cache
             link.handle("keys_changed", lambda _data: cache.invalidate())
             cache.on_change = lambda: link.publish("keys_changed")
+        link.handle("config_reload", lambda _data: self.reloader.spawn("another worker's admin API"))
         return link
 
     @staticmethod
@@ -627,14 +637,38 @@ class Gateway:
 
     async def readyz(self, scope: Scope, receive: Receive, response: Response, ctx: Context) -> None:
         ready, detail = await ctx.rt.readiness.check()
+        shared = self.shared
+        shared_ok = shared is None or shared.backend.healthy()
+        if shared is not None and not shared_ok and not shared.fail_open:
+            ready = False  # it would refuse every rate-limited key with 503
         status: dict[str, object] = {"status": "ready" if ready else "not ready"}
+        if self.worker is not None:  # this worker's own readiness: a balancer's probe lands on one
+            status["worker"] = self.worker
+        if shared is not None:
+            status["shared"] = {"backend": shared.backend.kind, "healthy": shared_ok}
         if ctx.rt.access.is_admin(scope):  # the detail names config paths and secret references
             status |= {"config": ctx.rt.loaded.source, "providers": detail}
         await response.json(200 if ready else 503, _json.encode(status))
 
     async def render_metrics(self, scope: Scope, receive: Receive, response: Response, ctx: Context) -> None:
         ctx.rt.access.check_metrics(scope, self.listen_host)
-        await response.whole(200, [(b"content-type", b"text/plain; version=0.0.4")], self.metrics.render())
+        if self.metrics_peers is None:
+            body = self.metrics.render()
+        else:  # totals of every worker (server/metrics_merge.py)
+            body = await self._metrics_of_all_workers(self.metrics_peers)
+        await response.whole(200, [(b"content-type", b"text/plain; version=0.0.4")], body)
+
+    async def _metrics_of_all_workers(self, peers: Callable[[], Awaitable[list[bytes]]]) -> bytes:
+        from ccgate.server.metrics_merge import merge, snapshot
+        from ccgate.shared import SharedUnavailable
+
+        own = snapshot(self.metrics.registry)
+        try:
+            others = await peers()
+        except SharedUnavailable as exc:  # this worker's own numbers; workers_reporting says 1
+            log.warning("metrics: the other workers' numbers are missing from this scrape: %s", exc)
+            others = []
+        return await asyncio.to_thread(merge, [own, *others])
 
 
 async def _discovered(rt: Runtime, providers: list[str]) -> list[tuple[str, str, int | None, int | None]]:
