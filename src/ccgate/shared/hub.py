@@ -363,7 +363,7 @@ class HubClient:
     async def start(self, on_event: Callable[[SharedEvent], None]) -> None:
         self._on_event = on_event
         try:
-            await self.connectionect()
+            await self._connect()
         except (OSError, SharedUnavailable) as exc:
             log.warning("hub: cannot reach the supervisor's hub at start (%s); retrying", exc)
         self._task = asyncio.get_running_loop().create_task(self._stay_connected())
@@ -411,7 +411,7 @@ class HubClient:
                     return
                 log.warning("hub: connection to the supervisor lost; reconnecting")
             try:
-                await self.connectionect()
+                await self._connect()
                 delay = 0.05
                 log.info("hub: connected to the supervisor")
             except (TimeoutError, OSError, SharedUnavailable):
