@@ -78,7 +78,7 @@ def run(seconds: int = 5, rounds: int = 5, conns: int = 32, out: Path | None = N
                      for who, key in (("ccgate", CLIENT_TOKEN), ("direct", UPSTREAM_KEY))}
             targets = {"ccgate-1": (one, files["ccgate"]), "ccgate-2-workers": (two, files["ccgate"]),
                        "floor-uvicorn": (floor, files["direct"])}
-            for name, (server, file) in targets.items():  # warm-up
+            for server, file in targets.values():  # warm-up
                 wrk.run(server.url, file, conns, 1)
             runs: dict[str, list[dict[str, Any]]] = {name: [] for name in targets}
             before = metric_counts(two.metrics()).get("200", 0.0)
@@ -88,25 +88,39 @@ def run(seconds: int = 5, rounds: int = 5, conns: int = 32, out: Path | None = N
                     runs[name].append(r)
                     log(f"  round {i + 1} {name:<17} {r['rps']:>8,.0f} req/s  p50 {r['p50_ms']:.3f} ms  "
                         f"errors {r['errors']}  cores: {r['cores']}")
-            counted = metric_counts(two.metrics()).get("200", 0.0) - before
+            answered = metric_counts(two.metrics()).get("200", 0.0)
+            counted = answered - before
             sent = sum(r["requests"] for r in runs["ccgate-2-workers"])
+            two.stop()  # SIGTERM: both workers drain and commit their usage rows
+            rows = _usage_rows(two.dir / "ccgate.db")
         finally:
             for server in reversed(servers):
                 server.stop()
     lanes = {name: _median_round(r) for name, r in runs.items()}
     ratio = lanes["ccgate-2-workers"]["rps"] / lanes["ccgate-1"]["rps"]
     results = {
-        "what": "small passthrough request, c=%d, wrk -t1, %d s x %d rounds" % (conns, seconds, rounds),
+        "what": f"small passthrough request, c={conns}, wrk -t1, {seconds} s x {rounds} rounds",
         "lanes": lanes, "ratio_2_workers": round(ratio, 3), "target_ratio": TARGET_RATIO,
         # One scrape of the 2-worker gateway counts what wrk sent to both workers (merged /metrics).
         "metrics_total_vs_wrk": [counted, sent],
+        # Usage rows both workers wrote to the one SQLite file vs the 200s /metrics counted.
+        "usage_rows_vs_answered": [rows, answered],
+        "hub": hub_round_trip(),
     }
     log(f"2 workers / 1 process: {ratio:.2f}x (target >= {TARGET_RATIO}x); /metrics of the 2-worker "
-        f"gateway counted {counted:.0f} of the {sent} requests wrk completed")
+        f"gateway counted {counted:.0f} answers for the {sent} requests wrk completed; usage rows "
+        f"{rows} for {answered:.0f} answers; hub: {results['hub']}")
     path = out or RESULTS / "workers.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(results, indent=2) + "\n")
     return results
+
+
+def _usage_rows(db: Path) -> int:
+    import sqlite3
+
+    with sqlite3.connect(db) as conn:
+        return int(conn.execute("SELECT count(*) FROM usage").fetchone()[0])
 
 
 def _wait_both_workers(gateway: Ccgate, timeout: float = 60.0) -> None:
@@ -124,3 +138,80 @@ def _wait_both_workers(gateway: Ccgate, timeout: float = 60.0) -> None:
 
 
 __all__ = ["MESSAGES_PATH", "run"]
+
+
+# The hub's cost per admission ------------------------------------------------------------
+
+
+def _hub_process(conn: Any) -> None:
+    """A hub in its own process (as in the supervisor), its address sent back over ``conn``."""
+    import asyncio
+
+    from ccgate.shared.hub import HubServer
+
+    async def serve() -> None:
+        hub = HubServer()
+        await hub.start()
+        conn.send((hub.address, hub.token))
+        await asyncio.get_running_loop().run_in_executor(None, conn.recv)  # until told to stop
+        await hub.close()
+
+    _run(serve())
+
+
+def _run(main: Any) -> Any:
+    """On uvloop, as the supervisor and the workers run."""
+    import asyncio
+
+    import uvloop
+
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        return runner.run(main)
+
+
+def hub_round_trip(calls: int = 5000) -> dict[str, float]:
+    """Sequential ``admit`` calls from one worker-side client to a hub in another process: the
+    time one rate-limited request waits for its admission (p50/p99, microseconds), and the
+    admissions per second 32 concurrent callers get through one connection."""
+    import multiprocessing
+
+    ctx = multiprocessing.get_context("spawn")
+    parent, child = ctx.Pipe()
+    proc = ctx.Process(target=_hub_process, args=(child,))
+    proc.start()
+    try:
+        address, token = parent.recv()
+        result: dict[str, float] = _run(_measure_hub(address, token, calls))
+        return result
+    finally:
+        parent.send("stop")
+        proc.join(10)
+
+
+async def _measure_hub(address: str, token: str, calls: int) -> dict[str, float]:
+    import asyncio
+
+    from ccgate.shared.hub import HubClient
+
+    client = HubClient(address, token, "bench", 0)
+    await client.start(lambda event: None)
+    for _ in range(200):  # warm-up
+        await client.admit("warm", 10**9, None)
+    times = []
+    for i in range(calls):
+        t0 = time.perf_counter()
+        await client.admit(f"key_{i % 50}", 10**9, None)
+        times.append(time.perf_counter() - t0)
+    times.sort()
+    t0 = time.perf_counter()
+
+    async def caller(n: int) -> None:
+        for i in range(n):
+            await client.admit(f"key_{i % 50}", 10**9, None)
+
+    await asyncio.gather(*(caller(calls // 32) for _ in range(32)))
+    rate = (calls // 32 * 32) / (time.perf_counter() - t0)
+    await client.close()
+    return {"admit_p50_us": round(times[len(times) // 2] * 1e6, 1),
+            "admit_p99_us": round(times[int(len(times) * 0.99)] * 1e6, 1),
+            "admits_per_s_c32": round(rate)}

@@ -113,9 +113,9 @@ def seconds(ts: str) -> float:
 def metric(text: str, name: str, **labels: str) -> float:
     total = 0.0
     for line in text.splitlines():
-        if line.startswith(name + "{") or line.startswith(name + " "):
-            if all(f'{k}="{v}"' in line for k, v in labels.items()):
-                total += float(line.rsplit(" ", 1)[1])
+        named = line.startswith(name + "{") or line.startswith(name + " ")
+        if named and all(f'{k}="{v}"' in line for k, v in labels.items()):
+            total += float(line.rsplit(" ", 1)[1])
     return total
 
 
@@ -208,13 +208,29 @@ def test_sigterm_drains_a_stream_then_everything_exits(
 
 
 def test_a_killed_worker_is_replaced_and_serving_continues(workers: Gateway) -> None:
+    """SIGKILL one worker: the supervisor starts another, serving goes on, and every usage row
+    committed before the kill (the writer commits within ~0.2 s) is there exactly once."""
     gw = workers
+    with ThreadPoolExecutor(8) as pool:
+        assert list(pool.map(lambda _: post(gw).status_code, range(20))) == [200] * 20
+    wait_for("20 rows committed", lambda: usage_ids(gw) and len(usage_ids(gw)) == 20)
     victim = worker_pids(gw)[0]
     os.kill(victim, signal.SIGKILL)
     wait_for("a replacement", lambda: len(worker_pids(gw)) == 2 and victim not in worker_pids(gw), 30)
     assert "exited unexpectedly (killed by SIGKILL); restarting it" in gw.log
     wait_for("both workers answer again", lambda: _both_answer(gw), 60)
     assert [post(gw).status_code for _ in range(10)] == [200] * 10
+    gw.stop()
+    ids = usage_ids(gw)
+    assert len(ids) == 30 and len(set(ids)) == 30
+
+
+def usage_ids(gw: Gateway) -> list[str]:
+    try:
+        with sqlite3.connect(gw.db_path, timeout=5) as db:
+            return [r[0] for r in db.execute("SELECT request_id FROM usage")]
+    except sqlite3.OperationalError:  # not created yet
+        return []
 
 
 def test_a_second_supervisor_on_the_port_is_refused(workers: Gateway, tmp_path: Path) -> None:

@@ -34,6 +34,7 @@ import signal
 import socket
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from multiprocessing.context import SpawnProcess
 from multiprocessing.synchronize import Event as EventType
@@ -91,7 +92,8 @@ class Supervisor:
             print(f"ccgate: {exc}", file=sys.stderr, flush=True)
             return 1
         try:
-            asyncio.run(self._main())
+            with asyncio.Runner(loop_factory=_loop_factory()) as runner:
+                runner.run(self._main())
         finally:
             for sock in self.sockets:
                 sock.close()
@@ -203,6 +205,15 @@ class Supervisor:
             if slot.process is not None and slot.process.pid is not None and slot.process.is_alive():
                 with contextlib.suppress(OSError):
                     os.kill(slot.process.pid, signal.SIGHUP)
+
+
+def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
+    """uvloop where installed (the hub answers every rate-limited request), else asyncio's."""
+    try:
+        import uvloop
+    except ImportError:
+        return None
+    return uvloop.new_event_loop
 
 
 def _terminate(process: SpawnProcess) -> None:
