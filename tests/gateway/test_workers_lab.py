@@ -239,3 +239,16 @@ def test_a_second_supervisor_on_the_port_is_refused(workers: Gateway, tmp_path: 
                      env={"WORKERS_ADMIN": ADMIN_KEY}, args=["--workers", "2", "--port", str(gw.port)])
     with pytest.raises(RuntimeError, match="port is in use"):
         second.start()
+
+
+def test_a_config_the_workers_refuse_stops_the_server_with_status_2(
+        tmp_path: Path, scripted_upstream: Callable[..., ScriptedUpstream]) -> None:
+    """Refused by every worker (an admin key too short), not restarted in a loop: status 2,
+    the reason said once, no worker left behind."""
+    up = scripted_upstream()
+    gw = Gateway(tmp_path / "gw", config(up), env={"WORKERS_ADMIN": "short"}, args=["--workers", "2"])
+    with pytest.raises(RuntimeError, match="ccgate exited 2"):
+        gw.start_timeout = 60.0
+        gw.start()
+    assert gw.log.count("the admin key is 5 characters") == 1, gw.log
+    assert "restarting" not in gw.log

@@ -193,7 +193,6 @@ class HubServer:
         self.token = token or secrets.token_urlsafe(32)
         self.address = ""
         self.connections: set[_HubConnection] = set()
-        self.on_worker: Callable[[int, str], None] | None = None  # (worker index, process id) said hello
         self._server: asyncio.AbstractServer | None = None
         self._dir: tempfile.TemporaryDirectory[str] | None = None
         self._gathers: dict[int, _PendingGather] = {}
@@ -235,8 +234,6 @@ class HubServer:
             conn.process_id, conn.worker = msg.process_id, msg.worker
             self.connections.add(conn)
             conn.send(Welcome(os.getpid()))
-            if self.on_worker is not None:
-                self.on_worker(msg.worker, msg.process_id)
             return
         if isinstance(msg, Admit):
             try:
