@@ -69,7 +69,8 @@ def test_a_scrape_shows_the_totals_of_every_worker() -> None:
     assert _value(text, 'ccgate_upstream_attempts_total{outcome="ok",provider="p"}') == 2
     assert _value(text, 'ccgate_breaker_state{provider="p"}') == 2
     assert _value(text, "ccgate_requests_in_flight") == 7
-    assert _value(text, 'ccgate_build_info{python="%s",version="%s"}' % _build(text)) == 1
+    python, version = _build(text)
+    assert _value(text, f'ccgate_build_info{{python="{python}",version="{version}"}}') == 1
     assert _value(text, "ccgate_workers_reporting") == 2
     assert text.count("# TYPE ccgate_requests_total counter") == 1
     # A worker that did not answer (an empty snapshot) is not counted as reporting.

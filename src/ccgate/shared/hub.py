@@ -15,8 +15,9 @@ across workers is decided:
   its snapshot, so one scrape shows the totals of all workers (``server.metrics_merge``).
 
 Transport: a Unix socket in a private directory on POSIX, loopback TCP on Windows; either
-way a worker must first send the random token the supervisor put in its environment
-(``CCGATE_HUB_TOKEN``), else the hub closes the connection. Frames and messages are
+way a worker must first send the random token the supervisor handed it (with its socket, in
+the spawned process's arguments: not in its environment or command line), else the hub
+closes the connection. Frames and messages are
 ``shared.frames`` (sans-IO). Every client call has a timeout and raises ``SharedUnavailable``
 when the hub does not answer; a lost connection is re-dialled in the background.
 """
@@ -33,7 +34,7 @@ import secrets
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, cast
 
@@ -59,8 +60,6 @@ from ccgate.shared.frames import (
 
 log = logging.getLogger("ccgate.hub")
 
-ENV_ADDRESS = "CCGATE_HUB"  # unix:/path or tcp:127.0.0.1:port
-ENV_TOKEN = "CCGATE_HUB_TOKEN"
 CALL_TIMEOUT = 2.0  # seconds a worker waits for any answer from the hub
 GATHER_TIMEOUT = 1.5  # seconds the hub waits for the other workers' metrics
 HELLO_TIMEOUT = 2.0
@@ -185,8 +184,8 @@ class _PendingGather:
 
 
 class HubServer:
-    """Runs in the supervisor's event loop: ``await start()``, then ``address`` and ``token``
-    go to the workers' environment (``worker_env``)."""
+    """Runs in the supervisor's event loop: ``await start()``, then ``address`` (``unix:/path``
+    or ``tcp:127.0.0.1:port``) and ``token`` go to each worker."""
 
     def __init__(self, state: HubState | None = None, *, token: str | None = None) -> None:
         self.state = state or HubState()
@@ -211,9 +210,6 @@ class HubServer:
             self._server = await loop.create_server(lambda: _HubConnection(self), "127.0.0.1", 0)
             host, port = self._server.sockets[0].getsockname()[:2]
             self.address = f"tcp:{host}:{port}"
-
-    def worker_env(self) -> dict[str, str]:
-        return {ENV_ADDRESS: self.address, ENV_TOKEN: self.token}
 
     async def close(self) -> None:
         if self._server is not None:
@@ -351,11 +347,6 @@ class HubClient:
         self._task: asyncio.Task[None] | None = None
         self._closing = False
         self._ok = False
-
-    @classmethod
-    def from_env(cls, env: Mapping[str, str], process_id: str, worker: int) -> HubClient | None:
-        address, token = env.get(ENV_ADDRESS), env.get(ENV_TOKEN)
-        return cls(address, token, process_id, worker) if address and token else None
 
     async def start(self, on_event: Callable[[SharedEvent], None]) -> None:
         self._on_event = on_event
@@ -514,4 +505,4 @@ class HubClient:
         return cast(list[bytes], await self._call(lambda i: Gather(i)))
 
 
-__all__ = ["CALL_TIMEOUT", "ENV_ADDRESS", "ENV_TOKEN", "HubClient", "HubServer", "HubState"]
+__all__ = ["CALL_TIMEOUT", "HubClient", "HubServer", "HubState"]
