@@ -214,12 +214,13 @@ def test_a_killed_worker_is_replaced_and_serving_continues(workers: Gateway) -> 
     with ThreadPoolExecutor(8) as pool:
         assert list(pool.map(lambda _: post(gw).status_code, range(20))) == [200] * 20
     wait_for("20 rows committed", lambda: usage_ids(gw) and len(usage_ids(gw)) == 20)
-    victim = worker_pids(gw)[0]
+    victim = min(worker_pids(gw))  # the first started: worker 0, the one that speaks
     os.kill(victim, signal.SIGKILL)
     wait_for("a replacement", lambda: len(worker_pids(gw)) == 2 and victim not in worker_pids(gw), 30)
     assert "exited unexpectedly (killed by SIGKILL); restarting it" in gw.log
     wait_for("both workers answer again", lambda: _both_answer(gw), 60)
     assert [post(gw).status_code for _ in range(10)] == [200] * 10
+    assert gw.log.count("ccgate listening on") == 1  # a restarted worker 0 says nothing again
     gw.stop()
     ids = usage_ids(gw)
     assert len(ids) == 30 and len(set(ids)) == 30

@@ -161,6 +161,7 @@ class WorkerRole:
     supervisor_pid: int
     hub_address: str | None  # None: the shared state is not the hub (Redis)
     hub_token: str | None
+    restarted: bool = False  # started again after a crash: the start-up lines were said already
 
 
 def shared_backend(loaded: LoadedConfig, env: Mapping[str, str], role: WorkerRole | None) -> SharedState | None:
@@ -177,12 +178,13 @@ def shared_backend(loaded: LoadedConfig, env: Mapping[str, str], role: WorkerRol
 def serve_process(args: argparse.Namespace, loaded: LoadedConfig, role: WorkerRole | None,
                   sock: socket.socket | None = None) -> int:
     """Serve in this process: the whole gateway (``role`` None), or one worker of a supervisor
-    that bound ``sock``. Worker 0 says the start-up lines; the others serve quietly."""
+    that bound ``sock``. Worker 0 says the start-up lines (once: not again when restarted);
+    the others serve quietly."""
     server = loaded.config.server
     host = args.host or server.host
     port = args.port if args.port is not None else server.port
     log_format = args.log_format or loaded.config.log.format
-    speaks = role is None or role.index == 0
+    speaks = role is None or (role.index == 0 and not role.restarted)
     say = (_say_json if log_format == "json" else _say_text) if speaks else _say_nothing
     from ccgate.server.app import Gateway
 

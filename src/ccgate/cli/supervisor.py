@@ -128,7 +128,8 @@ class Supervisor:
         from ccgate.cli.serve import WorkerRole
 
         role = WorkerRole(slot.index, self.count, os.getpid(),
-                          hub.address if hub is not None else None, hub.token if hub is not None else None)
+                          hub.address if hub is not None else None, hub.token if hub is not None else None,
+                          restarted=bool(slot.pids))
         slot.ready = _spawn.Event()
         sock = self.sockets[slot.index % len(self.sockets)]
         process = _spawn.Process(target=worker_main, name=f"ccgate-worker-{slot.index}",
