@@ -71,6 +71,7 @@ class Gateway:
                     return self
             except httpx.HTTPError:
                 time.sleep(0.05)
+        self.stop()  # not left running (and holding its port) after the test gave up on it
         raise RuntimeError(f"ccgate did not become healthy:\n{self.log}")
 
     def stop(self) -> None:

@@ -55,7 +55,7 @@ log = logging.getLogger("ccgate.supervisor")
 DRAIN_SECONDS = 60.0  # a worker still draining after this long is killed
 RESTART_DELAYS = (0.5, 1.0, 2.0, 5.0, 10.0)  # per slot, after consecutive failures
 STABLE_SECONDS = 10.0  # up this long: the slot's failure count starts again
-POLL_SECONDS = 0.1
+POLL_SECONDS = 0.25  # how soon a dead worker is noticed (and the cost of an idle supervisor)
 PARENT_CHECK_SECONDS = 1.0
 
 multiprocessing.allow_connection_pickling()  # sockets as Process arguments (uvicorn does the same)
