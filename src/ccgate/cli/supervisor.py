@@ -201,11 +201,19 @@ class Supervisor:
             loop.add_signal_handler(signal.SIGHUP, self._reload)
 
     def _reload(self) -> None:
+        """SIGHUP to every worker that is serving. Not to one still starting (it reads the
+        config as it is now anyway) nor while draining: until a worker's loop handles SIGHUP,
+        and again once its shutdown began, the signal's default action would kill it."""
+        if self._stop is not None and self._stop.is_set():
+            return
         log.warning("SIGHUP: every worker reloads its config")
         for slot in self.slots:
-            if slot.process is not None and slot.process.pid is not None and slot.process.is_alive():
+            process = slot.process
+            if process is None or process.pid is None or slot.ready is None or not slot.ready.is_set():
+                continue
+            if process.is_alive():
                 with contextlib.suppress(OSError):
-                    os.kill(slot.process.pid, signal.SIGHUP)
+                    os.kill(process.pid, signal.SIGHUP)
 
 
 def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
