@@ -25,6 +25,7 @@ import httpx
 import pytest
 import yaml
 
+from ccgate.server.control import request_reload
 from tests.gateway.harness import Gateway
 from tests.lab.scripted import AnthropicText, ScriptedUpstream
 
@@ -168,9 +169,13 @@ def test_rpm_is_exact_across_workers_and_revocation_reaches_every_worker(workers
 
 
 def test_sighup_and_admin_reload_reach_every_worker(workers: Gateway) -> None:
+    """`ccgate gateway reload`'s way (server.control: the pidfile's pid gets SIGHUP): the pid is
+    the supervisor's, which sends it on to both workers; the admin API's reload on one worker
+    makes the other reload too."""
     gw = workers
     assert gw.proc is not None
-    os.kill(gw.proc.pid, signal.SIGHUP)
+    said = request_reload("127.0.0.1", gw.port)
+    assert said.startswith(f"sent SIGHUP to ccgate (pid {gw.proc.pid})"), said
     wait_for("both workers' reloads", lambda: gw.log.count("config reloaded (SIGHUP)") == 2)
     assert len(worker_pids(gw)) == 2  # reloaded, not restarted
     answer = admin(gw, "POST", "/config/reload")
