@@ -109,6 +109,14 @@ def _scale(args: argparse.Namespace) -> int:
     ))
 
 
+def _add_workers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    w = sub.add_parser("workers", help="ccgate serve --workers 2 vs one process, small request, c=32")
+    w.add_argument("--seconds", type=int, default=5, help="seconds per wrk round (default 5)")
+    w.add_argument("--rounds", type=int, default=5, help="alternating rounds, median kept (default 5)")
+    w.add_argument("--concurrency", type=int, default=32)
+    w.add_argument("--out", type=Path, help="results JSON (default bench/results/workers.json)")
+
+
 def _add_capture(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     c = sub.add_parser("capture", help="(re)capture the Claude Code request only")
     c.add_argument("--capture-mode", choices=["interactive", "print"], default="interactive")
@@ -117,7 +125,7 @@ def _add_capture(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
 def parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     sub = ap.add_subparsers(dest="cmd", required=True)
-    for add in (_add_run, _add_peers, _add_cost, _add_scale, _add_capture):
+    for add in (_add_run, _add_peers, _add_cost, _add_scale, _add_workers, _add_capture):
         add(sub)
     return ap
 
@@ -132,6 +140,11 @@ def main(argv: list[str] | None = None) -> int:
         return _peers(args, argv, ap)
     if args.cmd == "scale":
         return _scale(args)
+    if args.cmd == "workers":
+        from bench import workers
+
+        workers.run(args.seconds, args.rounds, args.concurrency, args.out)
+        return 0
     if args.cmd == "cost":
         from bench import cost
 

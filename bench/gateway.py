@@ -100,8 +100,9 @@ class Ccgate(LoopbackServer):
 
     def __init__(self, workdir: Path, upstream_url: str, name: str = "ccgate",
                  config: str = CONFIG, *, src: Path | None = None, env: dict[str, str] | None = None,
-                 **extra: str) -> None:
+                 args: tuple[str, ...] = (), **extra: str) -> None:
         super().__init__()
+        self.args = args  # more `ccgate serve` options (bench workers: --workers 2)
         self.src = src  # another checkout's src/ (bench cost's baseline); default this one
         self.env_extra = env or {}
         self.template = config
@@ -118,7 +119,7 @@ class Ccgate(LoopbackServer):
             host=LOOPBACK, port=self.port, token=json.dumps(CLIENT_TOKEN),
             upstream=json.dumps(self.upstream), key=json.dumps(UPSTREAM_KEY),
             access_log=json.dumps(str(self.access_log)), **self.extra))
-        self.launch([sys.executable, "-m", "ccgate", "serve", "--config", str(self.config_file)],
+        self.launch([sys.executable, "-m", "ccgate", "serve", "--config", str(self.config_file), *self.args],
                     ready_path="/healthz", timeout=30, cwd=self.dir,
                     # Its own store (usage rows, keys): never the user's ~/.local/share one (nor one
                     # a newer ccgate migrated).

@@ -259,3 +259,23 @@ def test_bench_scale_quick_run_is_well_formed(tmp_path: Path) -> None:
     gateway = level["ccgate"]["gateway"]
     assert gateway["peak_rss_kb"] > 0 and gateway["peak_fds"] >= 20 and not gateway["died"]
     assert _finite(level["wall_ratio"]) and _finite(level["added_chunk_ms"]["p99"])
+
+
+def test_bench_workers_is_well_formed(tmp_path: Path) -> None:
+    """`python -m bench workers`, one short round: every lane answered without errors, every
+    usage row of the 2-worker gateway written, /metrics counted both workers. No speed asserted."""
+    out = tmp_path / "workers.json"
+    proc = subprocess.run(
+        [sys.executable, "-m", "bench", "workers", "--rounds", "1", "--seconds", "1", "--out", str(out)],
+        cwd=REPO, capture_output=True, text=True, timeout=300,
+    )
+    assert proc.returncode == 0, f"bench workers failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+    r = json.loads(out.read_text())
+    assert set(r["lanes"]) == {"ccgate-1", "ccgate-2-workers", "floor-uvicorn"}
+    for lane in r["lanes"].values():
+        assert lane["rps"] > 0 and lane["errors"] == 0 and _finite(lane["cores"]["target"])
+    rows, answered = r["usage_rows_vs_answered"]
+    assert rows == answered > 0
+    counted, sent = r["metrics_total_vs_wrk"]
+    assert counted >= sent > 0
+    assert _finite(r["ratio_2_workers"]) and r["hub"]["admit_p50_us"] > 0

@@ -49,6 +49,7 @@ class Gateway:
         self.env = clean_env({"CCGATE_DB": str(self.db_path), **(env or {})})
         self.args = args or []
         self.proc: subprocess.Popen[bytes] | None = None
+        self.start_timeout = 15.0  # seconds to become healthy (several workers start slower)
 
     @property
     def url(self) -> str:
@@ -61,7 +62,7 @@ class Gateway:
                  *self.args],
                 stdout=err, stderr=err, env=self.env, cwd=self.config_path.parent,
             )
-        deadline = time.monotonic() + 15
+        deadline = time.monotonic() + self.start_timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"ccgate exited {self.proc.returncode}:\n{self.log}")
@@ -70,6 +71,7 @@ class Gateway:
                     return self
             except httpx.HTTPError:
                 time.sleep(0.05)
+        self.stop()  # not left running (and holding its port) after the test gave up on it
         raise RuntimeError(f"ccgate did not become healthy:\n{self.log}")
 
     def stop(self) -> None:

@@ -12,8 +12,10 @@ import functools
 import logging
 import os
 import signal
+import socket
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from ccgate.config.load import LoadedConfig, load_config
@@ -37,6 +39,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="log level (default: log.level of the config, else info)")
     parser.add_argument("--log-format", choices=("text", "json"),
                         help="log line format (default: log.format of the config, else text)")
+    parser.add_argument("--workers", type=workers_arg, metavar="N",
+                        help="worker processes sharing the port, or auto (one per CPU); default: "
+                             "server.workers of the config, else 1 (one process, no supervisor)")
     parser.add_argument(
         UNSAFE_FLAG, action="store_true", dest="allow_unauthenticated",
         help="listen on a non-loopback address without client authentication: anyone who "
@@ -70,7 +75,8 @@ def exposure_problem(authenticated: bool, host: str, allow: bool) -> str | None:
     )
 
 
-def describe(loaded: LoadedConfig, host: str, port: int, app: Gateway | None = None) -> list[str]:
+def describe(loaded: LoadedConfig, host: str, port: int, app: Gateway | None = None,
+             role: WorkerRole | None = None) -> list[str]:
     lines = [f"ccgate listening on http://{host}:{port} (config: {loaded.source})"]
     for provider in loaded.config.providers:
         decision = resolve_proxy(provider.base_url, provider.proxy, os.environ)
@@ -97,13 +103,18 @@ def describe(loaded: LoadedConfig, host: str, port: int, app: Gateway | None = N
         lines.append(f"  shared state: redis (url: {source}; prefix {redis.prefix!r}, "
                      f"timeout {redis.timeout} s; rate limits fail {redis.on_failure.rate_limits})")
     if app is not None:
-        lines.append(f"  config reload: {', '.join(_reload_ways(loaded, app))}")
+        pid = role.supervisor_pid if role is not None else os.getpid()
+        lines.append(f"  config reload: {', '.join(_reload_ways(loaded, app, pid))}")
+    if role is not None:
+        shared = "the supervisor's hub" if role.hub_address else "redis"
+        lines.append(f"  workers: {role.count} processes (supervisor pid {role.supervisor_pid}); "
+                     f"rate limits and key changes shared through {shared}")
     lines.append(f"  Claude Code: ANTHROPIC_BASE_URL=http://{host}:{port}")
     return lines
 
 
-def _reload_ways(loaded: LoadedConfig, app: Gateway) -> list[str]:
-    ways = [f"kill -HUP {os.getpid()}"] if hasattr(signal, "SIGHUP") else []
+def _reload_ways(loaded: LoadedConfig, app: Gateway, pid: int) -> list[str]:
+    ways = [f"kill -HUP {pid}"] if hasattr(signal, "SIGHUP") else []
     if app.admin is not None and app.admin.enabled:
         ways.append("POST /admin/config/reload")
     if loaded.config.server.watch_config and loaded.path is not None:
@@ -117,16 +128,81 @@ def run(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(f"ccgate: config error: {exc}", file=sys.stderr)
         return 2
+    log_format = args.log_format or loaded.config.log.format
+    logs.configure(args.log_level or loaded.config.log.level, log_format)
+    workers = resolve_workers(args.workers if getattr(args, "workers", None) is not None
+                              else loaded.config.server.workers)
+    if workers > 1:  # a supervisor and N worker processes (cli/supervisor.py)
+        from ccgate.cli.supervisor import Supervisor
+
+        return Supervisor(args, loaded, workers).run()
+    return serve_process(args, loaded, None)
+
+
+def resolve_workers(value: int | str) -> int:
+    """``--workers``/``server.workers``: a number, or ``auto`` for one per CPU."""
+    return max(1, os.cpu_count() or 1) if value == "auto" else int(value)
+
+
+def workers_arg(text: str) -> int | str:
+    """argparse type for ``--workers``: 1 to MAX_WORKERS, or ``auto``."""
+    from ccgate.config.model import MAX_WORKERS
+
+    if text.strip().lower() == "auto":
+        return "auto"
+    value = int(text) if text.strip().isdigit() else -1
+    if not 1 <= value <= MAX_WORKERS:
+        raise argparse.ArgumentTypeError(
+            f"must be a number of worker processes from 1 to {MAX_WORKERS}, or auto (one per CPU), "
+            f"got {text!r}")
+    return value
+
+
+@dataclass(frozen=True)
+class WorkerRole:
+    """What a worker of ``serve --workers N`` is told by its supervisor (pickled to it)."""
+
+    index: int
+    count: int
+    supervisor_pid: int
+    hub_address: str | None  # None: the shared state is not the hub (Redis)
+    hub_token: str | None
+    restarted: bool = False  # started again after a crash: the start-up lines were said already
+
+
+def shared_backend(loaded: LoadedConfig, env: Mapping[str, str], role: WorkerRole | None) -> SharedState | None:
+    """The state this process shares with the other gateway processes, if any: Redis when
+    ``redis.url`` is set (it takes precedence: the supervisor then starts no hub), else the
+    supervisor's hub for a worker, else None (one process)."""
+    from ccgate.server.shared_link import new_process_id
+    from ccgate.shared import make_shared
+
+    redis = make_shared(loaded.config, loaded.secrets, new_process_id())
+    if redis is not None:
+        return redis
+    if role is None or role.hub_address is None or role.hub_token is None:
+        return None
+    from ccgate.shared.hub import HubClient
+
+    return HubClient(role.hub_address, role.hub_token, new_process_id(), role.index)
+
+
+def serve_process(args: argparse.Namespace, loaded: LoadedConfig, role: WorkerRole | None,
+                  sock: socket.socket | None = None) -> int:
+    """Serve in this process: the whole gateway (``role`` None), or one worker of a supervisor
+    that bound ``sock``. Worker 0 says the start-up lines (once: not again when restarted);
+    the others serve quietly."""
     server = loaded.config.server
     host = args.host or server.host
     port = args.port if args.port is not None else server.port
     log_format = args.log_format or loaded.config.log.format
-    logs.configure(args.log_level or loaded.config.log.level, log_format)
-    say = _say_json if log_format == "json" else _say_text
+    speaks = role is None or (role.index == 0 and not role.restarted)
+    say = (_say_json if log_format == "json" else _say_text) if speaks else _say_nothing
     from ccgate.server.app import Gateway
 
     try:
-        app = Gateway(loaded, os.environ, reload_signal=True, shared=make_shared(loaded))
+        shared = shared_backend(loaded, os.environ, role)
+        app = Gateway(loaded, os.environ, reload_signal=True, shared=shared)
     except (ConfigError, ValueError) as exc:  # store unusable, admin key too short
         say(logging.ERROR, f"ccgate: config error: {exc}")
         return 2
@@ -145,15 +221,25 @@ def run(args: argparse.Namespace) -> int:
 
     import uvicorn
 
-    try:  # bound (and listening) before anything says so; uvicorn serves on this socket
-        sock = bind_listener(host, port)
-    except BindError as exc:
-        say(logging.ERROR, f"ccgate: {exc}")
-        return 1
-    for line in describe(loaded, host, port, app):
+    if sock is None:
+        try:  # bound (and listening) before anything says so; uvicorn serves on this socket
+            sock = bind_listener(host, port)
+        except BindError as exc:
+            say(logging.ERROR, f"ccgate: {exc}")
+            return 1
+    if role is not None:
+        from ccgate.cli.supervisor import as_worker
+
+        as_worker(app, role)
+    for line in describe(loaded, host, port, app, role):
         say(logging.INFO, line)
-    level, line = console_line(app, host, port)
-    say(level, line)
+    if speaks:
+        level, line = console_line(app, host, port)
+        say(level, line)
+    else:
+        from ccgate.console import attach
+
+        attach(app)
     try:
         import uvloop  # noqa: F401
 
@@ -166,22 +252,17 @@ def run(args: argparse.Namespace) -> int:
         proxy_headers=False,  # we never use the client address; skip X-Forwarded-* parsing
         ws="none",
     )
-    pidfile = Pidfile(host, port, loaded.source)
-    app.on_startup.append(pidfile.write)
-    app.on_shutdown.append(pidfile.remove)
+    if role is None:  # with workers, the supervisor holds the one pidfile
+        pidfile = Pidfile(host, port, loaded.source)
+        app.on_startup.append(pidfile.write)
+        app.on_shutdown.append(pidfile.remove)
     with sock:
         uvicorn.Server(config).run(sockets=[sock])
     return 0
 
 
-def make_shared(loaded: LoadedConfig) -> SharedState | None:
-    """The state this process shares with other gateway processes: Redis when ``redis.url`` is
-    set (it takes precedence), else None (this process only). One place, so that the workers'
-    hub (``--workers N`` without Redis) is chosen here too."""
-    from ccgate.server.shared_link import new_process_id
-    from ccgate.shared import make_shared as backend_for
-
-    return backend_for(loaded.config, loaded.secrets, new_process_id())
+def _say_nothing(level: int, line: str) -> None:
+    """Workers other than the first: the start-up lines are said once, by worker 0."""
 
 
 def _say_text(level: int, line: str) -> None:

@@ -118,6 +118,9 @@ class Limits(_Strict):
                 raise ValueError(f"limits.{name} must be positive")
 
 
+MAX_WORKERS = 256
+
+
 class Server(_Strict):
     host: str = DEFAULT_HOST
     port: int = DEFAULT_PORT
@@ -134,8 +137,12 @@ class Server(_Strict):
     # Reload the config when this file changes (polled every second); SIGHUP and
     # POST /admin/config/reload reload it either way.
     watch_config: bool = False
+    # Worker processes of `ccgate serve` (--workers): 1 is one process; "auto" one per CPU.
+    workers: int | Literal["auto"] = 1
 
     def __post_init__(self) -> None:
+        if isinstance(self.workers, int) and not 1 <= self.workers <= MAX_WORKERS:
+            raise ValueError(f"workers must be from 1 to {MAX_WORKERS} or \"auto\", got {self.workers}")
         if not 0 < self.port < 65536:
             raise ValueError(f"port {self.port} is out of range 1-65535")
         if self.max_body_bytes < 1024:

@@ -5,14 +5,23 @@ Lines are buffered and written at most every ``FLUSH_SECONDS`` (or at ``FLUSH_BY
 way nginx's ``access_log ... buffer= flush=`` does: a write and flush per request was a
 syscall per request, a measurable share of the gateway's CPU under load. A clean shutdown
 writes everything; a killed process loses at most the last ``FLUSH_SECONDS`` of lines.
+
+Several writers (``serve --workers N``: every worker writes the same stderr or file):
+``shared_writers`` makes each ``write(2)`` whole lines of at most ``ATOMIC_WRITE`` bytes, so
+lines never interleave: a pipe writes up to ``PIPE_BUF`` bytes atomically (POSIX), and the
+file is opened in append mode, where each write lands whole at the end. A single line longer
+than that is written alone (on a pipe it could then interleave; access lines are ~0.5 KiB).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import select
 import sys
 import time
+from collections.abc import Iterator
 from typing import IO
 
 import msgspec
@@ -44,6 +53,8 @@ class AccessRecord(msgspec.Struct, omit_defaults=True):
     # Claude Code's session id (x-claude-code-session-id) and the provider's own request id.
     session_id: str | None = None
     upstream_request_id: str | None = None
+    # Which worker of `serve --workers N` answered (absent with one process).
+    worker: int | None = None
 
 
 _encoder = msgspec.json.Encoder()
@@ -51,6 +62,7 @@ _encoder = msgspec.json.Encoder()
 
 FLUSH_SECONDS = 0.2
 FLUSH_BYTES = 64 * 1024
+ATOMIC_WRITE = getattr(select, "PIPE_BUF", 4096)  # Linux 4096, macOS 512
 
 
 class AccessLog:
@@ -61,6 +73,7 @@ class AccessLog:
         )
         self._buffer = bytearray()
         self._timer: asyncio.TimerHandle | None = None
+        self.shared_writers = False  # set for a worker of `serve --workers N`
 
     def write(self, record: AccessRecord) -> None:
         if not self.enabled:
@@ -83,8 +96,38 @@ class AccessLog:
             self._timer = None
         if self._buffer:
             data, self._buffer = bytes(self._buffer), bytearray()
-            self._stream.write(data)
-            self._stream.flush()
+            if self.shared_writers:
+                self._write_lines(data)
+            else:
+                self._stream.write(data)
+                self._stream.flush()
+
+    def _write_lines(self, data: bytes) -> None:
+        self._stream.flush()  # nothing of ours may sit in the buffered layer
+        fd = self._stream.fileno()
+        for chunk in line_chunks(data, ATOMIC_WRITE):
+            view = memoryview(chunk)
+            while view:
+                view = view[os.write(fd, view):]
+
+
+def line_chunks(data: bytes, limit: int) -> Iterator[bytes]:
+    """``data`` (whole lines) cut at line ends into pieces of at most ``limit`` bytes; a line
+    longer than ``limit`` is a piece of its own."""
+    start, size = 0, len(data)
+    while start < size:
+        end = start + limit
+        if end >= size:
+            yield data[start:]
+            return
+        cut = data.rfind(b"\n", start, end)
+        if cut < start:  # one long line
+            cut = data.find(b"\n", end)
+            if cut < 0:
+                yield data[start:]
+                return
+        yield data[start:cut + 1]
+        start = cut + 1
 
 
 _second = (-1, "")

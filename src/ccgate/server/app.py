@@ -209,6 +209,10 @@ class Gateway:
         # Requests being answered, across reloads (server.limits.max_concurrent_requests).
         self.in_flight = 0
         self.metrics.in_flight.set_function(lambda: self.in_flight)
+        # One worker of `serve --workers N` (cli/supervisor.py): its index, in the access log and
+        # /readyz, and how a scrape of /metrics gets the other workers' snapshots. None: alone.
+        self.worker: int | None = None
+        self.metrics_peers: Callable[[], Awaitable[list[bytes]]] | None = None
 
     # ASGI entry point -------------------------------------------------------------------
 
@@ -270,8 +274,12 @@ class Gateway:
                 loop.remove_signal_handler(signal.SIGHUP)
 
     async def reload(self, trigger: str = "admin API") -> ReloadOutcome:
-        """Reload the config file now (``server.reload``); a bad one is refused, not applied."""
-        return await self.reloader.reload(trigger)
+        """Reload the config file now (``server.reload``); a bad one is refused, not applied.
+        With other gateway processes (workers), they are told to reload too."""
+        outcome = await self.reloader.reload(trigger)
+        if outcome.reloaded and self.shared is not None:
+            self.shared.publish("config_reload", trigger=trigger)
+        return outcome
 
     async def seed_budgets(self) -> None:
         """(Re)start the budget tracker from the store's usage rows, in the usage writer
@@ -372,6 +380,7 @@ class Gateway:
                     cache_read_tokens=usage.get("cache_read_input_tokens"),
                     cache_creation_tokens=usage.get("cache_creation_input_tokens"),
                     session_id=ctx.session, upstream_request_id=ctx.upstream_request_id,
+                    worker=self.worker,
                 )
             )
         if ctx.trace is not None:
@@ -500,6 +509,7 @@ class Gateway:
             cache = self.key_cache
             link.handle("keys_changed", lambda _data: cache.invalidate())
             cache.on_change = lambda: link.publish("keys_changed")
+        link.handle("config_reload", lambda _data: self.reloader.spawn("another worker's admin API"))
         return link
 
     @staticmethod
@@ -661,6 +671,8 @@ class Gateway:
         shared = await self.shared.health() if self.shared is not None else None
         if shared is not None:
             status["shared"] = "ok" if shared["healthy"] else "unavailable"
+        if self.worker is not None:  # this worker's own readiness: a balancer's probe lands on one
+            status["worker"] = self.worker
         if ctx.rt.access.is_admin(scope):  # the detail names config paths and secret references
             status |= {"config": ctx.rt.loaded.source, "providers": detail}
             if self.store is not None:  # last known state, no store call (no password in it)
@@ -676,7 +688,23 @@ class Gateway:
 
     async def render_metrics(self, scope: Scope, receive: Receive, response: Response, ctx: Context) -> None:
         ctx.rt.access.check_metrics(scope, self.listen_host)
-        await response.whole(200, [(b"content-type", b"text/plain; version=0.0.4")], self.metrics.render())
+        if self.metrics_peers is None:
+            body = self.metrics.render()
+        else:  # totals of every worker (server/metrics_merge.py)
+            body = await self._metrics_of_all_workers(self.metrics_peers)
+        await response.whole(200, [(b"content-type", b"text/plain; version=0.0.4")], body)
+
+    async def _metrics_of_all_workers(self, peers: Callable[[], Awaitable[list[bytes]]]) -> bytes:
+        from ccgate.server.metrics_merge import merge, snapshot
+        from ccgate.shared import SharedUnavailable
+
+        own = snapshot(self.metrics.registry)
+        try:
+            others = await peers()
+        except SharedUnavailable as exc:  # this worker's own numbers; workers_reporting says 1
+            log.warning("metrics: the other workers' numbers are missing from this scrape: %s", exc)
+            others = []
+        return await asyncio.to_thread(merge, [own, *others])
 
 
 async def _discovered(rt: Runtime, providers: list[str]) -> list[tuple[str, str, int | None, int | None]]:

@@ -23,8 +23,9 @@ class BindError(Exception):
     """The address cannot be listened on; the message says why and what to do."""
 
 
-def bind_listener(host: str, port: int) -> socket.socket:
-    """A TCP socket bound to ``host:port`` and listening, ready for ``uvicorn.Server.run(sockets=...)``."""
+def bind_listener(host: str, port: int, *, reuse_port: bool = False) -> socket.socket:
+    """A TCP socket bound to ``host:port`` and listening, ready for ``uvicorn.Server.run(sockets=...)``.
+    ``reuse_port``: one of a ``SO_REUSEPORT`` group (Linux; ``listen_sockets``)."""
     try:
         family, kind, proto, _, address = socket.getaddrinfo(
             host.strip("[]"), port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)[0]
@@ -35,6 +36,8 @@ def bind_listener(host: str, port: int) -> socket.socket:
     try:
         if sys.platform != "win32":  # on Windows SO_REUSEADDR would let two servers share the port
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if reuse_port:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         sock.bind(address)
         sock.listen(_BACKLOG)
     except OSError as exc:
@@ -42,6 +45,39 @@ def bind_listener(host: str, port: int) -> socket.socket:
         raise BindError(bind_failure(host, port, exc)) from None
     sock.set_inheritable(True)
     return sock
+
+
+def listen_sockets(host: str, port: int, workers: int) -> list[socket.socket]:
+    """The listening sockets of ``serve --workers N``, all bound here, by the supervisor, before
+    anything announces the address; worker ``i`` accepts on ``sockets[i % len(sockets)]``.
+
+    Linux: N sockets in one ``SO_REUSEPORT`` group. The kernel spreads new connections over
+    them by a hash of the peer address, so each worker gets its share; with one shared socket
+    every idle worker is woken for each connection and the first to call ``accept`` takes a
+    whole burst (uvloop accepts in a loop), which leaves keep-alive clients on one worker. The
+    supervisor keeps its copy of each socket, so connections queued for a worker that died
+    wait for its replacement instead of being reset.
+
+    Elsewhere: one socket shared by every worker (macOS's ``SO_REUSEPORT`` does not balance;
+    Windows has none), as uvicorn's ``--workers`` does."""
+    if workers <= 1 or not sys.platform.startswith("linux"):
+        return [bind_listener(host, port)]
+    # A plain bind first: a SO_REUSEPORT bind would silently join another ccgate's group on
+    # the same port (same user) instead of failing with "port in use".
+    probe = bind_listener(host, port)
+    port = probe.getsockname()[1]
+    probe.close()
+    first = bind_listener(host, port, reuse_port=True)
+    sockets = [first]
+    try:
+        actual = first.getsockname()[1]  # the port the OS picked when ``port`` is 0
+        for _ in range(workers - 1):
+            sockets.append(bind_listener(host, actual, reuse_port=True))
+    except BindError:
+        for sock in sockets:
+            sock.close()
+        raise
+    return sockets
 
 
 def bind_failure(host: str, port: int, exc: OSError) -> str:
@@ -105,4 +141,4 @@ def _command(proc_dir: Path) -> str:
     return text[:120] or "?"
 
 
-__all__ = ["MAX_PORT", "MIN_PORT", "BindError", "bind_listener", "port_holder"]
+__all__ = ["MAX_PORT", "MIN_PORT", "BindError", "bind_listener", "listen_sockets", "port_holder"]

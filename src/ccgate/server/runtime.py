@@ -47,7 +47,7 @@ TransportFactory = Callable[[Provider, list[Secret], Mapping[str, str]], Transpo
 Sleep = Callable[[float], Awaitable[None]]
 
 # Settings that are read once at start: a reload reports a change to them instead of applying it.
-RESTART_ONLY = ("server.host", "server.port", "server.console", "store", "log", "redis")
+RESTART_ONLY = ("server.host", "server.port", "server.workers", "server.console", "store", "log", "redis")
 
 
 @dataclass(frozen=True, eq=False)

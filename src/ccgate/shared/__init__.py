@@ -47,6 +47,7 @@ EventKind = Literal[
     "breaker",  # {"target": provider name, "state": "open"|"closed", "seconds"}
     "spend",  # {"key_id", "usd", "ts"}: a usage row's cost, for the other processes' budgets
     "token_revoked",  # {"jti", "exp"}: a /login session token revoked (claude auth logout)
+    "config_reload",  # {}: one process reloaded its config through the admin API: reload too
 ]
 
 
