@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from ccgate.cli.config_cmd import check_json
-from ccgate.cli.serve import describe, make_shared
+from ccgate.cli.serve import describe, shared_backend
 from ccgate.config.load import load_config
 from ccgate.errors import ConfigError
 from ccgate.server.runtime import restart_only_changes
@@ -42,11 +42,11 @@ def test_a_url_from_the_environment_is_resolved_and_never_shown(tmp_path: Path, 
 def test_serve_builds_the_redis_backend_from_the_section(tmp_path: Path) -> None:
     loaded = load(tmp_path, "  url: env:REDIS_URL\n  password: env:P\n  timeout: 0.5\n  prefix: 'team-a:'\n",
                   {"REDIS_URL": "redis://127.0.0.1:1/0", "P": "pw-0123456789"})
-    backend = make_shared(loaded)
+    backend = shared_backend(loaded, {}, None)
     assert isinstance(backend, RedisShared)
     assert backend.options.password == "pw-0123456789" and backend.timeout == 0.5
     assert backend.options.prefix == "team-a:" and backend.options.ssl == {}
-    assert make_shared(load_config(None, {})) is None  # no redis: this process only
+    assert shared_backend(load_config(None, {}), {}, None) is None  # no redis: this process only
 
 
 @pytest.mark.parametrize(("section", "message"), [
@@ -76,7 +76,7 @@ def test_rediss_passes_the_tls_settings(tmp_path: Path) -> None:
     ca = tmp_path / "ca.pem"
     ca.write_text("-----BEGIN CERTIFICATE-----\n")
     loaded = load(tmp_path, f"  url: rediss://h:6380/0\n  tls: {{ca_file: {ca}}}\n")
-    backend = make_shared(loaded)
+    backend = shared_backend(loaded, {}, None)
     assert isinstance(backend, RedisShared)
     assert backend.options.ssl == {"ssl_cert_reqs": "required", "ssl_check_hostname": True,
                                    "ssl_ca_certs": str(ca)}
