@@ -22,6 +22,7 @@ from ccgate.observe import logs
 from ccgate.proxy_env import resolve_proxy
 from ccgate.server.bind import MAX_PORT, MIN_PORT, BindError, bind_listener
 from ccgate.server.control import Pidfile
+from ccgate.server.gcpolicy import tune_for_serving
 from ccgate.server.listen import is_loopback
 
 UNSAFE_FLAG = "--dangerously-allow-unauthenticated"
@@ -161,6 +162,7 @@ def run(args: argparse.Namespace) -> int:
     )
     pidfile = Pidfile(host, port, loaded.source)
     app.on_startup.append(pidfile.write)
+    app.on_startup.append(tune_for_serving)  # last: freezes what start-up built (server/gcpolicy.py)
     app.on_shutdown.append(pidfile.remove)
     with sock:
         uvicorn.Server(config).run(sockets=[sock])
