@@ -49,7 +49,7 @@ from ccgate.translate import Quirks, TranslatedRequest, translate_request
 from ccgate.translate.compat import AnthropicQuirks, rewrite_body
 from ccgate.upstream.response import UpstreamResponse
 from ccgate.upstream.transport import Transport
-from ccgate.wire.anthropic import TOO_DEEP, decode_body
+from ccgate.wire.anthropic import TOO_DEEP, decode_body, decode_for_translation
 
 _json = msgspec.json.Encoder()
 # Error bodies are held to be classified and perhaps relayed; real ones are a few hundred bytes.
@@ -126,7 +126,7 @@ class Dispatcher:
         provider = target.provider
         transport = self.transports[provider.name]
         if provider.translated:
-            data = decoded if decoded is not None else decode_body(body)
+            data = decoded if decoded is not None else decode_for_translation(body)
             request = translate_request(
                 data, model=target.model, quirks=self.quirks[provider.name],
                 max_output_tokens=route.max_tokens,
@@ -206,7 +206,7 @@ class Dispatcher:
                 index = route.targets.index(step.target)
                 if index not in prepared:
                     if decoded is None and step.target.provider.translated:
-                        decoded = decode_body(body)
+                        decoded = decode_for_translation(body)
                     prepared[index] = self.prepare(step.target, route, model, body, decoded, scope,
                                                    own_credential=own_credential)
                 prep = prepared[index]

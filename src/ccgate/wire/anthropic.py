@@ -65,6 +65,22 @@ def decode_body(body: bytes) -> Any:
         raise InvalidRequest(TOO_DEEP) from None
 
 
+_top_level = msgspec.json.Decoder(dict[str, msgspec.Raw])
+
+
+def decode_for_translation(body: bytes) -> Any:
+    """``decode_body`` for the translated path, except that ``tools`` stays raw JSON
+    (``msgspec.Raw``): ``translate.tooldefs`` translates a tools list once per distinct bytes,
+    so the 60 KB of schemas Claude Code resends each turn are scanned, not decoded. A body
+    that does not split this way (not an object, bad bytes) goes through ``decode_body``,
+    which says what is wrong with positions in the whole body."""
+    try:
+        top = _top_level.decode(body)
+        return {key: value if key == "tools" else msgspec.json.decode(value) for key, value in top.items()}
+    except (msgspec.ValidationError, msgspec.DecodeError, RecursionError):
+        return decode_body(body)
+
+
 def _decode(decoder: msgspec.json.Decoder[T], body: bytes) -> T:
     if not body.strip():
         raise InvalidRequest("request body is empty; expected a JSON object")
