@@ -97,3 +97,14 @@ def test_the_memo_is_bounded() -> None:
         body = _with_tools([{"name": f"t{i}", "description": pad, "input_schema": {"type": "object"}}])
         translate_request(decode_for_translation(body), model="m", quirks=Quirks())
     assert 0 < len(tooldefs._memo) <= tooldefs.MEMO_ENTRIES
+
+
+def test_lists_that_share_length_and_ends_never_hit_each_other() -> None:
+    pad = "x" * tooldefs.MEMO_MIN_BYTES
+    first = _with_tools([{"name": "alpha", "description": pad + "A" + pad, "input_schema": {"type": "object"}}])
+    second = first.replace(b"A" + pad.encode(), b"B" + pad.encode())
+    assert len(first) == len(second) and first != second
+    for body, letter in ((first, "A"), (second, "B"), (first, "A")):
+        out = translate_request(decode_for_translation(body), model="m", quirks=Quirks()).body
+        description = msgspec.json.decode(msgspec.json.encode(out["tools"]))[0]["function"]["description"]
+        assert description[len(pad)] == letter

@@ -5,8 +5,8 @@ request) on every turn of a session. Decoding, cleaning, renaming, re-encoding a
 them took most of a translated request's CPU (docs/benchmarks.md, "Where the time goes
 ([perf])"). The head decode for translation (``wire.anthropic.decode_for_translation``) leaves
 ``tools`` as raw JSON; here the translated list is kept, already encoded, under those bytes and
-the quirks that shaped it. A hit is exact (the key is the bytes themselves, never a digest), and
-costs hashing them once. The memo is bounded; a full memo starts over.
+the quirks that shaped it. A hit is exact (the whole bytes are compared, no digest is trusted).
+The memo is bounded; a full memo starts over.
 """
 
 from __future__ import annotations
@@ -37,8 +37,12 @@ class ToolDefs:
     tokens: int  # estimated input tokens of the definitions (``tokens.tool_definition_tokens``)
 
 
-_Key = tuple[bytes, frozenset[str], int, str]
-_memo: dict[_Key, ToolDefs] = {}
+# Looked up by length, both ends and the quirks (hashing 70 KB with the dict's SipHash cost
+# ~40 µs a request), then confirmed by comparing the whole bytes (a memcmp: a few µs). Two lists
+# that share the cheap key only take turns in the entry; a hit is always the same bytes.
+_EDGE = 64
+_Key = tuple[int, bytes, bytes, frozenset[str], int, str]
+_memo: dict[_Key, tuple[bytes, ToolDefs]] = {}
 
 
 def remembered(raw: bytes, quirks: Quirks, build: Callable[[], ToolDefs]) -> ToolDefs:
@@ -46,14 +50,14 @@ def remembered(raw: bytes, quirks: Quirks, build: Callable[[], ToolDefs]) -> Too
     (which raises for tools that do not translate; nothing is remembered then)."""
     if len(raw) < MEMO_MIN_BYTES:
         return build()
-    key = (raw, quirks.schema_strip, quirks.tool_name_max, quirks.tool_id_style)
-    hit = _memo.get(key)
-    if hit is not None:
-        return hit
+    key = (len(raw), raw[:_EDGE], raw[-_EDGE:], quirks.schema_strip, quirks.tool_name_max, quirks.tool_id_style)
+    entry = _memo.get(key)
+    if entry is not None and entry[0] == raw:
+        return entry[1]
     defs = build()
     if len(_memo) >= MEMO_ENTRIES:
         _memo.clear()
-    _memo[key] = defs
+    _memo[key] = (raw, defs)
     return defs
 
 
