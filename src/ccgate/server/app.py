@@ -396,7 +396,7 @@ class Gateway:
         head = decode_messages(body)
         ctx.model, ctx.stream = head.model, head.stream
         self._admit(ctx, head.model)
-        await self._dispatch(scope, receive, response, ctx, body, head.model)
+        await self._dispatch(scope, receive, response, ctx, body, head.model, fields=head.fields)
 
     async def count_tokens(self, scope: Scope, receive: Receive, response: Response, ctx: Context) -> None:
         body = await self._read(scope, receive, ctx)
@@ -447,7 +447,7 @@ class Gateway:
 
     async def _dispatch(
         self, scope: Scope, receive: Receive, response: Response, ctx: Context, body: bytes, model: str,
-        *, record: bool = True,
+        *, record: bool = True, fields: dict[str, msgspec.Raw] | None = None,
     ) -> None:
         rt = ctx.rt
         route = route_model(rt.config, model)
@@ -466,7 +466,7 @@ class Gateway:
         try:
             await self._exchange(
                 receive, ctx, ex,
-                rt.dispatcher.run(route, model, scope, body, ex, forward_client=ctx.key is None),
+                rt.dispatcher.run(route, model, scope, body, ex, forward_client=ctx.key is None, fields=fields),
             )
         except GatewayError as err:  # the answer the client is about to get (handle() sends it)
             failure = err

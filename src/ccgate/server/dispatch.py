@@ -186,8 +186,10 @@ class Dispatcher:
 
     async def run(
         self, route: Route, model: str, scope: Scope, body: bytes, ex: Exchange,
-        *, method: str = "POST", forward_client: bool = True,
+        *, method: str = "POST", forward_client: bool = True, fields: dict[str, msgspec.Raw] | None = None,
     ) -> None:
+        """``fields``: the body's top-level fields as the validation split them
+        (``MessagesHead.fields``), so a translated target does not scan the body again."""
         own_credential = brings_own_credential(scope)
         candidates = [Candidate(self._upstream_for(t, own_credential), t) for t in route.targets]
         planner: Planner[Target] = Planner(candidates, self.policy, clock=self.clock)
@@ -206,7 +208,7 @@ class Dispatcher:
                 index = route.targets.index(step.target)
                 if index not in prepared:
                     if decoded is None and step.target.provider.translated:
-                        decoded = decode_for_translation(body)
+                        decoded = decode_for_translation(body, fields)
                     prepared[index] = self.prepare(step.target, route, model, body, decoded, scope,
                                                    own_credential=own_credential)
                 prep = prepared[index]
