@@ -207,3 +207,15 @@ async def test_100_continue_goes_before_the_held_head() -> None:
     assert transport.writes == 2 and transport.written.endswith(b"ok")
     assert transport.written.count(b"HTTP/1.1 200 ") == 1
     h.guard.stop()
+
+
+async def test_the_cork_passes_other_transport_calls_through() -> None:
+    from ccgate.server.protocol import _HeadCork
+
+    transport = RecordingTransport()
+    cork = _HeadCork(transport, asyncio.get_running_loop())
+    assert cork.get_extra_info("peername") == ("127.0.0.1", 50000)
+    cork.write(b"HTTP/1.1 200 OK\r\n\r\n")  # a head: held for the end of this turn
+    assert transport.writes == 0
+    cork.close()  # flushed before the close, never lost
+    assert transport.written == b"HTTP/1.1 200 OK\r\n\r\n" and transport.closed

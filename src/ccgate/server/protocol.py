@@ -289,6 +289,10 @@ class _HeadCork:
         self.flush()
         self._transport.close()
 
+    def __getattr__(self, name: str) -> Any:
+        # Anything else a later uvicorn may ask of its transport goes to the real one.
+        return getattr(self._transport, name)
+
 
 def protocol_for(guard: ConnectionGuard) -> type[GuardedProtocol]:
     """A ``GuardedProtocol`` class bound to ``guard``, for ``uvicorn.Config(http=...)``."""
