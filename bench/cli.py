@@ -88,6 +88,10 @@ def _add_scale(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
                    help="seconds between a stream's chunks (default 1; quick 0.2)")
     s.add_argument("--quick", action="store_true", help="a tiny run: what the smoke test runs")
     s.add_argument("--out", type=Path, help="results JSON (default bench/results/scale.json)")
+    s.add_argument("--no-floor", dest="floor", action="store_false",
+                   help="skip the bare relay floor side (bench/relay_floor.py)")
+    s.add_argument("--profile", type=Path, default=None,
+                   help="record the gateway with py-spy per level (collapsed stacks) into this folder")
 
 
 def _scale(args: argparse.Namespace) -> int:
@@ -102,6 +106,8 @@ def _scale(args: argparse.Namespace) -> int:
         gap=args.gap or (0.2 if quick else 1.0),
         out=args.out or RESULTS / ("scale-quick.json" if quick else "scale.json"),
         quick=quick,
+        profile=args.profile,
+        floor=args.floor,
     ))
 
 
