@@ -74,6 +74,7 @@ class ScaleOptions:
     out: Path = RESULTS / "scale.json"
     quick: bool = False
     floor: bool = True  # also through the bare relay floor (bench/relay_floor.py)
+    baseline: Path | None = None  # another checkout's src/: an `old-ccgate` side, same level
     profile: Path | None = None  # py-spy flame data of the gateway per level, into this folder
 
 
@@ -203,15 +204,18 @@ def one_level(workdir: Path, upstream: StreamUpstream, n: int, opts: ScaleOption
             level["floor_added"] = added(direct, level["floor"])
         finally:
             floor.stop()
-    gw = Ccgate(workdir, upstream.url + "/slow", name=f"ccgate-{n}", config=SCALE_CONFIG,
-                max_connections=str(n + 100)).start()
-    try:
-        log(f"  {n} streams through ccgate ...")
-        level["ccgate"] = _relayed(gw, gw.port, CLIENT_TOKEN, n, opts, upstream,
-                                   None if opts.profile is None else opts.profile / f"ccgate-{n}.txt")
-        level["ccgate"]["gateway"]["died"] = gw.died()
-    finally:
-        gw.stop()
+    sides = [("old-ccgate", opts.baseline)] if opts.baseline is not None else []
+    for side, src in [*sides, ("ccgate", None)]:
+        gw = Ccgate(workdir, upstream.url + "/slow", name=f"{side}-{n}", config=SCALE_CONFIG,
+                    src=src, max_connections=str(n + 100)).start()
+        try:
+            log(f"  {n} streams through {side} ...")
+            level[side] = _relayed(gw, gw.port, CLIENT_TOKEN, n, opts, upstream,
+                                   None if opts.profile is None else opts.profile / f"{side}-{n}.txt")
+            level[side]["gateway"]["died"] = gw.died()
+        finally:
+            gw.stop()
+        level[f"{side}_added"] = added(direct, level[side])
     return {**level, **added(direct, level["ccgate"])}
 
 
@@ -319,7 +323,8 @@ def render_level(lv: dict[str, Any]) -> str:
     lines = [f"  {lv['streams']} streams: direct wall {d['wall_s']} s, ttfb p50/p99 "
              f"{_ms(d['ttfb_ms']['p50'])}/{_ms(d['ttfb_ms']['p99'])} ms, completed {d['completed']}, "
              f"errors {d['errors']}; CPU {_cpu(d.get('cpu'))}"]
-    for side, add in (("floor", lv.get("floor_added")), ("ccgate", lv)):
+    for side, add in (("floor", lv.get("floor_added")), ("old-ccgate", lv.get("old-ccgate_added")),
+                      ("ccgate", lv)):
         c = lv.get(side)
         if c is None or add is None:
             continue

@@ -20,6 +20,7 @@ from ccgate.config.load import LoadedConfig, load_config
 from ccgate.errors import ConfigError
 from ccgate.observe import logs
 from ccgate.proxy_env import resolve_proxy
+from ccgate.server import heap
 from ccgate.server.bind import MAX_PORT, MIN_PORT, BindError, bind_listener
 from ccgate.server.control import Pidfile
 from ccgate.server.listen import is_loopback
@@ -161,6 +162,7 @@ def run(args: argparse.Namespace) -> int:
     )
     pidfile = Pidfile(host, port, loaded.source)
     app.on_startup.append(pidfile.write)
+    app.on_startup.append(heap.settle)  # last: the start-up heap is complete (server/heap.py)
     app.on_shutdown.append(pidfile.remove)
     with sock:
         uvicorn.Server(config).run(sockets=[sock])
