@@ -88,6 +88,8 @@ def _add_scale(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
                    help="seconds between a stream's chunks (default 1; quick 0.2)")
     s.add_argument("--quick", action="store_true", help="a tiny run: what the smoke test runs")
     s.add_argument("--out", type=Path, help="results JSON (default bench/results/scale.json)")
+    s.add_argument("--body-kb", type=int, default=0,
+                   help="pad each request to about this many KiB (default: the ~100-byte small request)")
     s.add_argument("--baseline", type=Path, metavar="DIR", default=None,
                    help="also run the ccgate of another checkout (DIR or DIR/src), before this one")
     s.add_argument("--no-floor", dest="floor", action="store_false",
@@ -110,6 +112,7 @@ def _scale(args: argparse.Namespace) -> int:
         quick=quick,
         profile=args.profile,
         floor=args.floor,
+        body_kb=args.body_kb,
         baseline=None if args.baseline is None else cost.baseline_src(args.baseline),
     ))
 

@@ -75,6 +75,7 @@ class ScaleOptions:
     quick: bool = False
     floor: bool = True  # also through the bare relay floor (bench/relay_floor.py)
     baseline: Path | None = None  # another checkout's src/: an `old-ccgate` side, same level
+    body_kb: int = 0  # pad the request to about this many KiB (Claude Code sends ~90 KiB)
     profile: Path | None = None  # py-spy flame data of the gateway per level, into this folder
 
 
@@ -172,8 +173,12 @@ def _profiler(pid: int, out: Path) -> subprocess.Popen[bytes] | None:
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
-def _request(port: int, path: str, key: str) -> bytes:
+def _request(port: int, path: str, key: str, body_kb: int = 0) -> bytes:
     body = anthropic_body("claude-sonnet-4-5", stream=True)
+    if body_kb:  # one long user turn: what a stream holds while it lasts, at Claude Code's size
+        data = json.loads(body)
+        data["messages"][0]["content"] = "x" * (body_kb * 1024)
+        body = json.dumps(data, separators=(",", ":")).encode()
     head = [f"POST {path} HTTP/1.1", f"host: {LOOPBACK}:{port}", f"content-length: {len(body)}",
             f"x-api-key: {key}", *(f"{k}: {v}" for k, v in ANTHROPIC_HEADERS.items())]
     return ("\r\n".join(head) + "\r\n\r\n").encode() + body
@@ -183,7 +188,7 @@ def _streams(port: int, path: str, key: str, n: int, opts: ScaleOptions) -> dict
     import uvloop
 
     timeout = opts.chunks * opts.gap * 3 + n / opts.ramp + 30
-    return uvloop.run(run_streams(LOOPBACK, port, _request(port, path, key), n, ramp=opts.ramp,
+    return uvloop.run(run_streams(LOOPBACK, port, _request(port, path, key, opts.body_kb), n, ramp=opts.ramp,
                                   timeout=timeout))
 
 
@@ -281,7 +286,7 @@ def main(opts: ScaleOptions) -> int:
         f"{opts.gap:g} s apart, per stream; {opts.ramp} new streams per second")
     results: dict[str, Any] = {"schema": 1, "mode": "quick" if opts.quick else "full",
                                "machine": machine(), "open_files": soft, "chunks": opts.chunks,
-                               "gap_s": opts.gap, "ramp_per_s": opts.ramp, "levels": [], "skipped": []}
+                               "gap_s": opts.gap, "ramp_per_s": opts.ramp, "body_kb": opts.body_kb, "levels": [], "skipped": []}
     with tempfile.TemporaryDirectory(prefix="ccgate-scale-") as tmp:
         workdir = Path(tmp)
         upstream = StreamUpstream(workdir, UPSTREAM_KEY, chunks=opts.chunks, slow_gap=opts.gap).start()
