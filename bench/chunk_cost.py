@@ -3,12 +3,14 @@
 The paced stream lanes measure per-chunk latency in microseconds, and on a shared 2-core VM
 those move by tens of microseconds from one run to the next (docs/benchmarks.md). An
 instruction count does not: this runs `ccgate serve` under valgrind's callgrind and counts
-what the gateway process executes while it relays one paced stream of 250 chunks and one of
-500 (each chunk its own write, 30 ms apart, so each is its own read even under valgrind),
-passthrough and translated. Per chunk = (count for 500 − count for 250) / 250: the request,
+what the gateway process executes while it relays one paced stream of 200 chunks and one of
+600 (each chunk its own write, 30 ms apart, so each is its own read even under valgrind),
+passthrough and translated. Per chunk = (count for 600 − count for 200) / 400: the request,
 the set-up and the end of the stream cancel out. The idle gateway's own instructions per
 second (the sweeps, the access log's flush timer) are measured too and taken off, since the
-longer stream lasts longer.
+longer stream lasts longer. The floor relay (bench/relay_floor.py) is counted the same way,
+relaying the Anthropic stream (passthrough) and the OpenAI one untranslated (what the paced
+translated lane compares ccgate with).
 
   .venv/bin/python -m bench.chunk_cost                  # this checkout
   .venv/bin/python -m bench.chunk_cost --src OTHER/src  # another checkout's ccgate
@@ -28,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.common import LOOPBACK
+from bench.floor import Floor
 from bench.gateway import CLIENT_TOKEN, UPSTREAM_KEY, Ccgate
 from bench.procs import LoopbackServer
 from bench.stream_upstream import StreamUpstream
@@ -75,16 +78,14 @@ log:
   level: info
   file: {access_log}
 """
-SHORT, LONG = 250, 500
+SHORT, LONG = 200, 600
 GAP = 0.03  # seconds between chunks: under valgrind a chunk costs a few ms
 
 
-class CallgrindCcgate(Ccgate):
-    """`ccgate serve` under callgrind; `count()` gives the instructions since the last call."""
+class _Callgrind(LoopbackServer):
+    """A bench server started under callgrind; `count()` gives the instructions since the last."""
 
-    def __init__(self, workdir: Path, out: Path, **kw: Any) -> None:
-        super().__init__(workdir, "", name="ccgate-callgrind", config=CONFIG, **kw)
-        self.out = out
+    out: Path
 
     def launch(self, argv: list[str], **popen: Any) -> None:
         popen["timeout"] = 300  # python and every import under valgrind
@@ -103,6 +104,18 @@ class CallgrindCcgate(Ccgate):
                 return sum(t for t in totals if t is not None)
             time.sleep(0.1)
         raise RuntimeError("callgrind wrote no dump")
+
+
+class CallgrindCcgate(_Callgrind, Ccgate):
+    def __init__(self, workdir: Path, out: Path, **kw: Any) -> None:
+        Ccgate.__init__(self, workdir, "", name="ccgate-callgrind", config=CONFIG, **kw)
+        self.out = out
+
+
+class CallgrindFloor(_Callgrind, Floor):
+    def __init__(self, workdir: Path, out: Path, upstream: str) -> None:
+        Floor.__init__(self, "uvicorn", upstream, workdir, name=out.name)
+        self.out = out
 
 
 def _totals(path: Path) -> int | None:
@@ -152,7 +165,8 @@ def measure(src: Path | None) -> dict[str, Any]:
                     _stream(gw.port, model)
                     took = time.monotonic() - started
                     counts[n] = gw.count() - idle_per_s * took
-                result[kind] = {"instructions_250": round(counts[SHORT]), "instructions_500": round(counts[LONG]),
+                result[kind] = {f"instructions_{SHORT}": round(counts[SHORT]),
+                                f"instructions_{LONG}": round(counts[LONG]),
                                 "per_chunk": round((counts[LONG] - counts[SHORT]) / (LONG - SHORT))}
             return result
         finally:
@@ -161,12 +175,45 @@ def measure(src: Path | None) -> dict[str, Any]:
             long.stop()
 
 
+def measure_floor() -> dict[str, Any]:
+    """The floor relay, one process per upstream (it has one), each warmed, then counted."""
+    with tempfile.TemporaryDirectory(prefix="ccgate-chunk-cost-") as tmp:
+        work = Path(tmp)
+        result: dict[str, Any] = {}
+        counts: dict[str, dict[int, float]] = {"pt": {}, "oai": {}}
+        for n in (SHORT, LONG):
+            up = StreamUpstream(work, UPSTREAM_KEY, chunks=n, slow_gap=GAP).start()
+            floor = CallgrindFloor(work, work / f"floor-{n}.out", up.url + "/slow")
+            try:
+                floor.start()
+                for path in ("/v1/messages", "/v1/chat/completions"):
+                    _stream(floor.port, "bench-model", path)
+                floor.count()
+                started = time.monotonic()
+                time.sleep(5.0)
+                idle_per_s = floor.count() / (time.monotonic() - started)
+                result[f"idle_instructions_per_s_{n}"] = round(idle_per_s)
+                for kind, path in (("pt", "/v1/messages"), ("oai", "/v1/chat/completions")):
+                    floor.count()
+                    started = time.monotonic()
+                    _stream(floor.port, "bench-model", path)
+                    counts[kind][n] = floor.count() - idle_per_s * (time.monotonic() - started)
+            finally:
+                floor.stop()
+                up.stop()
+        for kind, c in counts.items():
+            result[kind] = {f"instructions_{SHORT}": round(c[SHORT]), f"instructions_{LONG}": round(c[LONG]),
+                            "per_chunk": round((c[LONG] - c[SHORT]) / (LONG - SHORT))}
+        return result
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m bench.chunk_cost", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--src", type=Path, help="another checkout's src/ (default: this one)")
+    ap.add_argument("--floor", action="store_true", help="count the floor relay instead of ccgate")
     args = ap.parse_args(argv)
-    print(json.dumps(measure(args.src), indent=2))
+    print(json.dumps(measure_floor() if args.floor else measure(args.src), indent=2))
     return 0
 
 
