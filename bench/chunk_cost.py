@@ -88,7 +88,7 @@ class _Callgrind(LoopbackServer):
     out: Path
 
     def launch(self, argv: list[str], **popen: Any) -> None:
-        popen["timeout"] = 300  # python and every import under valgrind
+        popen["timeout"] = 900  # python and every import under valgrind, on a busy machine
         LoopbackServer.launch(self, ["valgrind", "--tool=callgrind", "--dump-instr=no",
                                      f"--callgrind-out-file={self.out}.%p", *argv], **popen)
 
@@ -125,12 +125,12 @@ def _totals(path: Path) -> int | None:
     return None
 
 
-def _stream(port: int, model: str) -> int:
-    """One streamed request through the gateway; the number of bytes that came back."""
+def _stream(port: int, model: str, path: str = "/v1/messages") -> int:
+    """One streamed request through the relay; the number of bytes that came back."""
     import socket
 
     body = anthropic_body(model, stream=True)
-    head = ["POST /v1/messages HTTP/1.1", f"host: {LOOPBACK}:{port}", f"content-length: {len(body)}",
+    head = [f"POST {path} HTTP/1.1", f"host: {LOOPBACK}:{port}", f"content-length: {len(body)}",
             f"x-api-key: {CLIENT_TOKEN}", "connection: close", *(f"{k}: {v}" for k, v in ANTHROPIC_HEADERS.items())]
     with socket.create_connection((LOOPBACK, port), timeout=120) as s:
         s.sendall(("\r\n".join(head) + "\r\n\r\n").encode() + body)
