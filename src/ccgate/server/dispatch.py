@@ -185,11 +185,12 @@ class Dispatcher:
     # The attempt loop ----------------------------------------------------------------------
 
     async def run(
-        self, route: Route, model: str, scope: Scope, body: bytes, ex: Exchange,
-        *, method: str = "POST", forward_client: bool = True, fields: dict[str, msgspec.Raw] | None = None,
+        self, route: Route, model: str, scope: Scope, ex: Exchange,
+        *, method: str = "POST", forward_client: bool = True,
     ) -> None:
-        """``fields``: the body's top-level fields as the validation split them
-        (``MessagesHead.fields``), so a translated target does not scan the body again."""
+        """Attempts until an answer is relayed or the planner gives up. The request body is
+        ``ex.request_body``, read from there (never kept in a local) and dropped, with every
+        prepared copy of it, once an answer starts to be relayed."""
         own_credential = brings_own_credential(scope)
         candidates = [Candidate(self._upstream_for(t, own_credential), t) for t in route.targets]
         planner: Planner[Target] = Planner(candidates, self.policy, clock=self.clock)
@@ -207,9 +208,10 @@ class Dispatcher:
                     return
                 index = route.targets.index(step.target)
                 if index not in prepared:
+                    assert ex.request_body is not None, "the body is dropped only when relaying"
                     if decoded is None and step.target.provider.translated:
-                        decoded = decode_for_translation(body, fields)
-                    prepared[index] = self.prepare(step.target, route, model, body, decoded, scope,
+                        decoded = decode_for_translation(ex.request_body, ex.request_fields)
+                    prepared[index] = self.prepare(step.target, route, model, ex.request_body, decoded, scope,
                                                    own_credential=own_credential)
                 prep = prepared[index]
                 ex.provider, ex.model = prep.transport.name, prep.target.model
@@ -222,6 +224,12 @@ class Dispatcher:
                 if isinstance(result, _Held):
                     held = result
                     continue
+                # Relaying from here on, never retried: the request's bytes can go.
+                ex.request_body = ex.request_fields = decoded = held = None
+                prepared.clear()
+                prep.body = b""
+                if prep.translated is not None:  # its Chat Completions body went upstream already
+                    prep.translated.body = {"stream": prep.translated.body.get("stream")}
                 try:
                     await self._relay(planner, step, prep, result, model, ex)
                 finally:

@@ -8,6 +8,11 @@ and after thousands of requests); reference counting frees all of it. Each young
 costs ~0.25 ms whatever its size, and every tenth old-generation pass walked the ~65,000 objects
 of the imported modules and the config (~40 ms, a pause every request in flight waits through).
 
+Streams make it worse (``bench/run --scale``, docs/benchmarks.md "Where the time goes:
+streams"): while thousands of streams open, their objects reach the old generation quickly, so
+full collections came every few seconds, each stopping every open stream (2,000 streams: 4 full
+collections, 2 s in all; 0.08 s after this change).
+
 So, after start-up: everything built so far is moved out of the collector's sight
 (``gc.freeze()``: module objects, the config, the routes, never garbage), and young collections
 run every ``YOUNG_THRESHOLD`` allocations instead of 700. Cycles are still collected (an error
