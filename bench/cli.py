@@ -92,10 +92,18 @@ def _add_scale(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
                    help="seconds between a stream's chunks (default 1; quick 0.2)")
     s.add_argument("--quick", action="store_true", help="a tiny run: what the smoke test runs")
     s.add_argument("--out", type=Path, help="results JSON (default bench/results/scale.json)")
+    s.add_argument("--body-kb", type=int, default=0,
+                   help="pad each request to about this many KiB (default: the ~100-byte small request)")
+    s.add_argument("--baseline", type=Path, metavar="DIR", default=None,
+                   help="also run the ccgate of another checkout (DIR or DIR/src), before this one")
+    s.add_argument("--no-floor", dest="floor", action="store_false",
+                   help="skip the bare relay floor side (bench/relay_floor.py)")
+    s.add_argument("--profile", type=Path, default=None,
+                   help="record the gateway with py-spy per level (collapsed stacks) into this folder")
 
 
 def _scale(args: argparse.Namespace) -> int:
-    from bench import scale
+    from bench import cost, scale
 
     quick = args.quick
     streams = args.streams or ("50" if quick else "1000,5000,10000")
@@ -106,6 +114,10 @@ def _scale(args: argparse.Namespace) -> int:
         gap=args.gap or (0.2 if quick else 1.0),
         out=args.out or RESULTS / ("scale-quick.json" if quick else "scale.json"),
         quick=quick,
+        profile=args.profile,
+        floor=args.floor,
+        body_kb=args.body_kb,
+        baseline=None if args.baseline is None else cost.baseline_src(args.baseline),
     ))
 
 

@@ -24,8 +24,11 @@ KEY = "sk-ant-api03-bench-upstream-key-0123456789abcdef"  # = bench.gateway.UPST
 CREDENTIAL = {"x-api-key": KEY, "authorization": f"Bearer {KEY}"}
 
 
+POOL = {"limit": 256}  # --pool-limit: bench scale runs it unlimited (0), like ccgate's default
+
+
 def session() -> aiohttp.ClientSession:
-    return aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=256),
+    return aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=POOL["limit"]),
                                  auto_decompress=False)
 
 
@@ -96,7 +99,10 @@ def main() -> None:
     ap.add_argument("--server", choices=["uvicorn", "aiohttp"], default="uvicorn")
     ap.add_argument("--port", type=int, required=True)
     ap.add_argument("--upstream", required=True)
+    ap.add_argument("--pool-limit", type=int, default=256,
+                    help="aiohttp connection pool limit (0: none, for thousands of streams)")
     args = ap.parse_args()
+    POOL["limit"] = args.pool_limit
     if not args.upstream.startswith("http://127."):
         raise SystemExit("the floor relay only talks to loopback upstreams")
     if args.server == "aiohttp":

@@ -20,6 +20,9 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
+import signal
+import subprocess
 import sys
 import tempfile
 import threading
@@ -29,9 +32,10 @@ from pathlib import Path
 from typing import Any
 
 from bench.common import LOOPBACK, RESULTS, BenchError
+from bench.floor import Floor
 from bench.gateway import CLIENT_TOKEN, UPSTREAM_KEY, Ccgate
 from bench.machine import machine
-from bench.procs import cpu_ticks, rss_kb, ticks_to_seconds
+from bench.procs import LoopbackServer, cpu_ticks, rss_kb, ticks_to_seconds
 from bench.scale_client import run_streams
 from bench.stream_upstream import StreamUpstream
 from bench.workload import ANTHROPIC_HEADERS, anthropic_body
@@ -69,6 +73,10 @@ class ScaleOptions:
     ramp: int = 2000  # new streams per second
     out: Path = RESULTS / "scale.json"
     quick: bool = False
+    floor: bool = True  # also through the bare relay floor (bench/relay_floor.py)
+    baseline: Path | None = None  # another checkout's src/: an `old-ccgate` side, same level
+    body_kb: int = 0  # pad the request to about this many KiB (Claude Code sends ~90 KiB)
+    profile: Path | None = None  # py-spy flame data of the gateway per level, into this folder
 
 
 def raise_open_files() -> tuple[int, int]:
@@ -122,8 +130,55 @@ class Sampler:
             self._sample()
 
 
-def _request(port: int, path: str, key: str) -> bytes:
+def machine_busy() -> tuple[int, int]:
+    """(busy, total) jiffies of all CPUs so far, from /proc/stat (busy = total - idle - iowait)."""
+    fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    return sum(fields) - fields[3] - fields[4], sum(fields)
+
+
+class CpuMeter:
+    """CPU seconds spent by this process (the client), the upstream and the gateway, and the
+    machine's busy share, over one side of a level: how much of the wall ratio is the machine."""
+
+    def __init__(self, upstream_pid: int, gateway_pid: int | None = None) -> None:
+        self.pids = {"upstream": upstream_pid, **({"gateway": gateway_pid} if gateway_pid else {})}
+
+    def __enter__(self) -> CpuMeter:
+        self._t0 = time.monotonic()
+        self._client0 = time.process_time()
+        self._ticks0 = {name: cpu_ticks(pid) for name, pid in self.pids.items()}
+        self._busy0 = machine_busy()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        busy, total = machine_busy()
+        wall = time.monotonic() - self._t0
+        self.result: dict[str, Any] = {
+            "client_cpu_s": round(time.process_time() - self._client0, 2),
+            **{f"{name}_cpu_s": round(ticks_to_seconds(cpu_ticks(pid) - self._ticks0[name]), 2)
+               for name, pid in self.pids.items()},
+            "machine_busy": round((busy - self._busy0[0]) / max(1, total - self._busy0[1]), 3),
+            "cpus": os.cpu_count(),
+            "seconds": round(wall, 2),
+        }
+
+
+def _profiler(pid: int, out: Path) -> subprocess.Popen[bytes] | None:
+    """py-spy recording `pid` (collapsed stacks) until stopped, or None without py-spy."""
+    spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
+    if not Path(spy).exists():
+        return None
+    return subprocess.Popen([spy, "record", "--pid", str(pid), "--format", "raw", "--rate", "200",
+                             "--nonblocking", "--output", str(out)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def _request(port: int, path: str, key: str, body_kb: int = 0) -> bytes:
     body = anthropic_body("claude-sonnet-4-5", stream=True)
+    if body_kb:  # one long user turn: what a stream holds while it lasts, at Claude Code's size
+        data = json.loads(body)
+        data["messages"][0]["content"] = "x" * (body_kb * 1024)
+        body = json.dumps(data, separators=(",", ":")).encode()
     head = [f"POST {path} HTTP/1.1", f"host: {LOOPBACK}:{port}", f"content-length: {len(body)}",
             f"x-api-key: {key}", *(f"{k}: {v}" for k, v in ANTHROPIC_HEADERS.items())]
     return ("\r\n".join(head) + "\r\n\r\n").encode() + body
@@ -133,32 +188,70 @@ def _streams(port: int, path: str, key: str, n: int, opts: ScaleOptions) -> dict
     import uvloop
 
     timeout = opts.chunks * opts.gap * 3 + n / opts.ramp + 30
-    return uvloop.run(run_streams(LOOPBACK, port, _request(port, path, key), n, ramp=opts.ramp,
+    return uvloop.run(run_streams(LOOPBACK, port, _request(port, path, key, opts.body_kb), n, ramp=opts.ramp,
                                   timeout=timeout))
 
 
 def one_level(workdir: Path, upstream: StreamUpstream, n: int, opts: ScaleOptions,
               log: Any) -> dict[str, Any]:
     log(f"  {n} streams direct ...")
-    direct = _streams(upstream.port, "/slow/v1/messages", UPSTREAM_KEY, n, opts)
-    gw = Ccgate(workdir, upstream.url + "/slow", name=f"ccgate-{n}", config=SCALE_CONFIG,
-                max_connections=str(n + 100)).start()
+    with CpuMeter(upstream.pid) as direct_cpu:
+        direct = _streams(upstream.port, "/slow/v1/messages", UPSTREAM_KEY, n, opts)
+    direct["cpu"] = direct_cpu.result
+    level: dict[str, Any] = {"streams": n, "direct": direct}
+    if opts.floor:
+        # The bare relay (no auth, log, usage, metrics, limits), its pool unlimited too: what
+        # any Python relay on uvicorn + aiohttp pays for N streams on this machine.
+        floor = Floor("uvicorn", upstream.url + "/slow", workdir, name=f"floor-{n}", pool_limit=0).start()
+        try:
+            log(f"  {n} streams through the floor relay ...")
+            level["floor"] = _relayed(floor, floor.port, "bare", n, opts, upstream, None)
+            level["floor_added"] = added(direct, level["floor"])
+        finally:
+            floor.stop()
+    sides = [("old-ccgate", opts.baseline)] if opts.baseline is not None else []
+    for side, src in [*sides, ("ccgate", None)]:
+        gw = Ccgate(workdir, upstream.url + "/slow", name=f"{side}-{n}", config=SCALE_CONFIG,
+                    src=src, max_connections=str(n + 100)).start()
+        try:
+            log(f"  {n} streams through {side} ...")
+            level[side] = _relayed(gw, gw.port, CLIENT_TOKEN, n, opts, upstream,
+                                   None if opts.profile is None else opts.profile / f"{side}-{n}.txt")
+            level[side]["gateway"]["died"] = gw.died()
+        finally:
+            gw.stop()
+        level[f"{side}_added"] = added(direct, level[side])
+    return {**level, **added(direct, level["ccgate"])}
+
+
+def _relayed(server: LoopbackServer, port: int, key: str, n: int, opts: ScaleOptions,
+             upstream: StreamUpstream, profile: Path | None) -> dict[str, Any]:
+    """N streams through one relay process: the client's figures, plus the relay's peak RSS and
+    descriptors, its CPU, and everyone's CPU (`cpu`)."""
+    pid = server.pid
+    idle_kb = rss_kb(pid)["vmrss_kb"]
+    cpu_before = cpu_ticks(pid)
+    spy = None
+    if profile is not None:
+        profile.parent.mkdir(parents=True, exist_ok=True)
+        spy = _profiler(pid, profile)
     try:
-        idle_kb = rss_kb(gw.pid)["vmrss_kb"]
-        log(f"  {n} streams through ccgate ...")
-        cpu_before = cpu_ticks(gw.pid)
-        with Sampler(gw.pid, full_fds=2 * n) as sampler:
-            through = _streams(gw.port, "/v1/messages", CLIENT_TOKEN, n, opts)
-        cpu = ticks_to_seconds(cpu_ticks(gw.pid) - cpu_before)
-        died = gw.died()
+        with Sampler(pid, full_fds=2 * n) as sampler, CpuMeter(upstream.pid, pid) as meter:
+            through = _streams(port, "/v1/messages", key, n, opts)
     finally:
-        gw.stop()
+        if spy is not None:
+            spy.send_signal(signal.SIGINT)  # py-spy writes its output on SIGINT
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                spy.wait(timeout=30)
+    through["cpu"] = meter.result
+    cpu = ticks_to_seconds(cpu_ticks(pid) - cpu_before)
     through["gateway"] = {"idle_rss_kb": idle_kb, "peak_rss_kb": sampler.peak_rss_kb,
-                          "peak_fds": sampler.peak_fds, "died": died, "cpu_s": round(cpu, 2),
+                          "peak_fds": sampler.peak_fds, "died": False, "cpu_s": round(cpu, 2),
+                          "cpu_us_per_stream": round(cpu * 1e6 / n),
                           "cpu_us_per_chunk": round(cpu * 1e6 / through["chunks"], 1)
                           if through["chunks"] else None,
                           "steady_cpu_us_per_chunk": _steady_per_chunk(sampler.steady(), n, opts.gap)}
-    return {"streams": n, "direct": direct, "ccgate": through, **added(direct, through)}
+    return through
 
 
 def _steady_per_chunk(steady: tuple[float, float] | None, n: int, gap: float) -> float | None:
@@ -193,15 +286,17 @@ def main(opts: ScaleOptions) -> int:
         f"{opts.gap:g} s apart, per stream; {opts.ramp} new streams per second")
     results: dict[str, Any] = {"schema": 1, "mode": "quick" if opts.quick else "full",
                                "machine": machine(), "open_files": soft, "chunks": opts.chunks,
-                               "gap_s": opts.gap, "ramp_per_s": opts.ramp, "levels": [], "skipped": []}
+                               "gap_s": opts.gap, "ramp_per_s": opts.ramp, "body_kb": opts.body_kb, "levels": [], "skipped": []}
     with tempfile.TemporaryDirectory(prefix="ccgate-scale-") as tmp:
         workdir = Path(tmp)
         upstream = StreamUpstream(workdir, UPSTREAM_KEY, chunks=opts.chunks, slow_gap=opts.gap).start()
         try:
             for n in opts.streams:
                 if 2 * n + _SPARE_FDS > soft:
-                    why = (f"{n} streams need about {2 * n + _SPARE_FDS} descriptors in the gateway; "
-                           f"the open files limit is {soft}")
+                    why = (f"{n} streams need about {2 * n + _SPARE_FDS} descriptors in one gateway "
+                           f"process (a client and an upstream socket each) but the open files limit "
+                           f"is {soft} (hard {hard}, which only root can raise: `ulimit -Hn`, "
+                           f"LimitNOFILE=); not run")
                     log(f"  skipped: {why}")
                     results["skipped"].append({"streams": n, "why": why})
                     continue
@@ -229,13 +324,31 @@ def _ms(x: float | None) -> str:
 
 
 def render_level(lv: dict[str, Any]) -> str:
-    d, c, g = lv["direct"], lv["ccgate"], lv["ccgate"]["gateway"]
-    return (f"  {lv['streams']} streams: wall {d['wall_s']} s direct, {c['wall_s']} s ccgate "
-            f"(x{lv['wall_ratio']}); ttfb p50/p99 {_ms(d['ttfb_ms']['p50'])}/{_ms(d['ttfb_ms']['p99'])} "
-            f"vs {_ms(c['ttfb_ms']['p50'])}/{_ms(c['ttfb_ms']['p99'])} ms; added chunk p50/p99 "
-            f"{lv['added_chunk_ms']['p50']}/{lv['added_chunk_ms']['p99']} ms (steady "
-            f"{lv['added_steady_chunk_ms']['p50']}/{lv['added_steady_chunk_ms']['p99']} ms); gateway peak RSS "
-            f"{g['peak_rss_kb'] / 1024:.0f} MB, {g['peak_fds']} fds, CPU {g['cpu_s']} s "
-            f"({g['cpu_us_per_chunk']} us per chunk, {g['steady_cpu_us_per_chunk']} with all open); completed "
-            f"{d['completed']}/{c['completed']}, errors {d['errors']}/{c['errors']}")
+    d = lv["direct"]
+    lines = [f"  {lv['streams']} streams: direct wall {d['wall_s']} s, ttfb p50/p99 "
+             f"{_ms(d['ttfb_ms']['p50'])}/{_ms(d['ttfb_ms']['p99'])} ms, completed {d['completed']}, "
+             f"errors {d['errors']}; CPU {_cpu(d.get('cpu'))}"]
+    for side, add in (("floor", lv.get("floor_added")), ("old-ccgate", lv.get("old-ccgate_added")),
+                      ("ccgate", lv)):
+        c = lv.get(side)
+        if c is None or add is None:
+            continue
+        g = c["gateway"]
+        lines.append(
+            f"    {side}: wall {c['wall_s']} s (x{add['wall_ratio']}); ttfb p50/p99 {_ms(c['ttfb_ms']['p50'])}/"
+            f"{_ms(c['ttfb_ms']['p99'])} ms; added chunk p50/p99 {add['added_chunk_ms']['p50']}/"
+            f"{add['added_chunk_ms']['p99']} ms (steady {add['added_steady_chunk_ms']['p50']}/"
+            f"{add['added_steady_chunk_ms']['p99']} ms); peak RSS {g['peak_rss_kb'] / 1024:.0f} MB, "
+            f"{g['peak_fds']} fds; relay CPU {g['cpu_s']} s ({g['cpu_us_per_stream']} us per stream, "
+            f"{g['cpu_us_per_chunk']} us per chunk, {g['steady_cpu_us_per_chunk']} with all open); "
+            f"completed {c['completed']}, errors {c['errors']}; CPU {_cpu(c.get('cpu'))}")
+    return "\n".join(lines)
 
+
+def _cpu(cpu: dict[str, Any] | None) -> str:
+    if not cpu:
+        return "-"
+    parts = [f"{name} {cpu[f'{name}_cpu_s']} s" for name in ("client", "upstream", "gateway")
+             if f"{name}_cpu_s" in cpu]
+    return (f"{', '.join(parts)} over {cpu['seconds']} s, machine {cpu['machine_busy'] * 100:.0f}% busy "
+            f"of {cpu['cpus']} CPUs")

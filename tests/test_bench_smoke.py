@@ -239,11 +239,12 @@ def test_bench_cost_is_well_formed(tmp_path: Path) -> None:
 
 
 def test_bench_scale_quick_run_is_well_formed(tmp_path: Path) -> None:
-    """The scale lane (N concurrent long streams, direct vs ccgate) end to end, tiny: every
-    stream completes both ways with every chunk, and the gateway was measured. No timing."""
+    """The scale lane (N concurrent long streams, direct vs the floor vs ccgate) end to end, tiny:
+    every stream completes every way with every chunk, the relays and the machine were measured,
+    and a level past the open-files limit is reported, not run. No timing."""
     out = tmp_path / "scale.json"
     proc = subprocess.run(
-        [sys.executable, "-m", "bench", "scale", "--quick", "--streams", "20", "--out", str(out)],
+        [sys.executable, "-m", "bench", "scale", "--quick", "--streams", "20,10000000", "--out", str(out)],
         cwd=REPO, capture_output=True, text=True, timeout=300,
     )
     assert proc.returncode == 0, f"bench scale failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
@@ -251,14 +252,25 @@ def test_bench_scale_quick_run_is_well_formed(tmp_path: Path) -> None:
     assert r["schema"] == 1 and r["mode"] == "quick" and r["open_files"] >= 1024
     (level,) = r["levels"]
     assert level["streams"] == 20
-    for side in ("direct", "ccgate"):
+    for side in ("direct", "floor", "ccgate"):
         run = level[side]
         assert run["completed"] == 20 and run["errors"] == 0, run
         assert run["chunks"] == 20 * r["chunks"]
         assert _finite(run["wall_s"]) and _finite(run["ttfb_ms"]["p99"]) and _finite(run["chunk_ms"]["p99"])
-    gateway = level["ccgate"]["gateway"]
-    assert gateway["peak_rss_kb"] > 0 and gateway["peak_fds"] >= 20 and not gateway["died"]
+        # Everyone's CPU over the side, and the machine's: how much of a ratio is the machine.
+        cpu = run["cpu"]
+        assert cpu["upstream_cpu_s"] >= 0 and cpu["client_cpu_s"] > 0 and 0 <= cpu["machine_busy"] <= 1
+        assert ("gateway_cpu_s" in cpu) == (side != "direct")
+    for side in ("floor", "ccgate"):
+        gateway = level[side]["gateway"]
+        assert gateway["peak_rss_kb"] > 0 and gateway["peak_fds"] >= 20 and not gateway["died"]
+        assert gateway["cpu_us_per_stream"] > 0
     assert _finite(level["wall_ratio"]) and _finite(level["added_chunk_ms"]["p99"])
+    assert _finite(level["floor_added"]["wall_ratio"])
+    # A level one gateway process cannot hold descriptors for is said, not attempted.
+    (skipped,) = r["skipped"]
+    assert skipped["streams"] == 10**7 and "open files limit" in skipped["why"], skipped
+    assert "10000000 streams need" in proc.stderr
 
 
 def test_bench_workers_is_well_formed(tmp_path: Path) -> None:

@@ -180,6 +180,9 @@ async def test_translated_stream_goes_through_the_pipeline(tmp_path: Path) -> No
     sent = gw.transports["local"].sent[0]
     assert sent.path == "/chat/completions" and sent.header("authorization") == f"Bearer {BACKUP_KEY}"
     assert gw.transports["local"].responses[0].released
+    # The events of the read that finished the stream and the stream's end go in one message.
+    last = answer.messages[-1]
+    assert last["more_body"] is False and last["body"].rstrip().endswith(b'{"type":"message_stop"}')
 
 
 async def test_translated_stream_with_a_malformed_chunk_ends_with_an_error_event(tmp_path: Path) -> None:

@@ -33,6 +33,7 @@ from tests.gateway.harness import Gateway
 from tests.lab.scripted import (
     AnthropicText,
     Callback,
+    Chunks,
     OpenAIText,
     ResetAfterFirstByte,
     ResetBeforeHeaders,
@@ -40,6 +41,7 @@ from tests.lab.scripted import (
     ScriptedUpstream,
     SlowHeaders,
     Status,
+    anthropic_sse,
 )
 from tests.lab.squid import SquidProxy
 
@@ -200,6 +202,45 @@ def test_reset_after_first_byte_is_not_retried(scripted_upstream: MakeUpstream, 
     # The break still counts against the provider's health.
     breaker = readyz(gw).json()["providers"]["primary"]["breaker"]
     assert breaker["recent_failures"] == 1, breaker
+
+
+_START = anthropic_sse({"type": "message_start", "message": {
+    "id": "msg_silent", "type": "message", "role": "assistant", "model": "claude-opus-4-8", "content": [],
+    "stop_reason": None, "usage": {"input_tokens": 7, "output_tokens": 1}}})
+_DELTA = anthropic_sse({"type": "content_block_delta", "index": 0,
+                        "delta": {"type": "text_delta", "text": "tick"}})
+_STOP = anthropic_sse({"type": "message_stop"})
+
+
+def test_stream_silent_mid_body_past_read_timeout_ends_in_band(scripted_upstream: MakeUpstream,
+                                                               gateway: GatewayFactory) -> None:
+    # The read timeout between a stream's chunks is one sweep per transport (upstream/transport.py
+    # ReadWatch), not aiohttp's timer per chunk: it must still end a stream gone silent.
+    # (After the first chunk aiohttp's own timer is off; the second one proves it.)
+    up = scripted_upstream(Chunks([_START, 0.2, _DELTA, 30.0, _STOP]), name="primary")
+    gw = gateway(config(provider(up, timeouts={"read": 0.5}), retries={"max_attempts": 1}))
+    started = time.monotonic()
+    r = post(gw, {**MSG, "stream": True})
+    took = time.monotonic() - started
+    assert r.status_code == 200, r.text
+    names = [name for name, _ in sse_events(r.content)]
+    assert names == ["message_start", "content_block_delta", "error"], names
+    error = sse_events(r.content)[-1][1]["error"]
+    assert "timed out" in error["message"], error
+    assert 0.7 <= took < 3.0, took  # the deadline, plus at most a quarter of it (and the request)
+    record = message_record(gw)
+    assert record["status"] == 200 and "timed out" in record.get("error", ""), record
+
+
+def test_stream_with_chunks_closer_than_read_timeout_outlives_it(scripted_upstream: MakeUpstream,
+                                                                 gateway: GatewayFactory) -> None:
+    # 1.6 s of stream, a chunk every 0.2 s, read timeout 0.5 s: only silence counts, not length.
+    up = scripted_upstream(Chunks([_START, *[x for _ in range(8) for x in (0.2, _DELTA)], _STOP]),
+                           name="primary")
+    gw = gateway(config(provider(up, timeouts={"read": 0.5})))
+    r = post(gw, {**MSG, "stream": True})
+    names = [name for name, _ in sse_events(r.content)]
+    assert names == ["message_start", *["content_block_delta"] * 8, "message_stop"], names
 
 
 def test_slow_headers_time_out_on_every_attempt_then_504(scripted_upstream: MakeUpstream,

@@ -1,6 +1,7 @@
-"""The upstream pool (issue 13): no silent queue at the 257th stream by default; an explicit
-``pool.max_connections`` waits at most ``pool.wait_timeout``, is measured, and fails naming the
-pool. A real ``UpstreamTransport`` against a local aiohttp server that holds every answer."""
+"""The upstream pool (issue 13): no silent queue at the 257th stream by default (aiohttp's
+connector has no limit, nor per host); an explicit ``pool.max_connections`` waits at most
+``pool.wait_timeout``, is measured, and fails naming the pool; a streamed body's read timeout
+without a timer per chunk. A real ``UpstreamTransport`` against a local aiohttp server that holds every answer."""
 
 from __future__ import annotations
 
@@ -10,8 +11,8 @@ from collections.abc import AsyncIterator
 import pytest
 from aiohttp import web
 
-from ccgate.config.model import Pool, Provider
-from ccgate.errors import UpstreamOverloaded
+from ccgate.config.model import Pool, Provider, Timeouts
+from ccgate.errors import UpstreamError, UpstreamOverloaded
 from ccgate.upstream.response import UpstreamResponse
 from ccgate.upstream.transport import UpstreamTransport
 
@@ -101,3 +102,77 @@ async def test_an_explicit_limit_waits_measured_then_fails_naming_the_pool(holdi
         assert len(waits) == 2 and waits[1][0] == "p" and waits[1][2] is False
     finally:
         await transport.close()
+
+
+async def _streaming_server(pauses: list[float]) -> tuple[web.AppRunner, str]:
+    """An SSE answer: a chunk, then one more after each pause."""
+
+    async def handle(request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse(headers={"content-type": "text/event-stream"})
+        await response.prepare(request)
+        await response.write(b"data: 0\n\n")
+        for n, pause in enumerate(pauses, 1):
+            await asyncio.sleep(pause)
+            await response.write(b"data: %d\n\n" % n)
+        await response.write_eof()
+        return response
+
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", handle)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    return runner, f"http://127.0.0.1:{port}"
+
+
+async def _read_all(response: UpstreamResponse) -> bytes:
+    chunks = []
+    while chunk := await response.read_chunk():
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+async def test_a_streamed_body_has_no_timer_per_chunk_and_still_times_out() -> None:
+    # timeouts.read between chunks is the transport's sweep (ReadWatch), not aiohttp's timer
+    # re-armed on every chunk: after the first read the connection's own read timeout is off.
+    runner, url = await _streaming_server([0.05, 0.05, 0.05, 1.5])
+    transport = UpstreamTransport(Provider(name="p", base_url=url, timeouts=Timeouts(read=0.4)), [], {})
+    await transport.start()
+    try:
+        response = await _send(transport)
+        assert await response.read_chunk() == b"data: 0\n\n"
+        protocol = response._response.connection.protocol  # type: ignore[attr-defined]
+        assert protocol.read_timeout is None
+        assert transport._reads is not None and response in transport._reads.reads
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        with pytest.raises(UpstreamError) as caught:
+            await _read_all(response)  # three chunks 50 ms apart, then 1.5 s of silence
+        waited = loop.time() - started
+        assert caught.value.hop == "read" and "timed out" in caught.value.message, caught.value.message
+        assert 0.15 + 0.4 <= waited < 0.15 + 0.4 + 0.4, waited  # late by at most a sweep, never early
+        response.close()
+        assert response not in transport._reads.reads
+    finally:
+        await transport.close()
+        await runner.cleanup()
+
+
+async def test_a_stream_read_to_the_end_leaves_the_watch() -> None:
+    runner, url = await _streaming_server([0.05, 0.05])
+    transport = UpstreamTransport(Provider(name="p", base_url=url), [], {})
+    await transport.start()
+    try:
+        response = await _send(transport)
+        assert await _read_all(response) == b"data: 0\n\ndata: 1\n\ndata: 2\n\n"
+        response.release()
+        assert transport._reads is not None and not transport._reads.reads
+        again = await _send(transport)  # the pooled connection, its read timeout restored by aiohttp
+        assert again._response.connection.protocol.read_timeout == 300.0  # type: ignore[attr-defined]
+        await _read_all(again)
+        again.release()
+    finally:
+        await transport.close()
+        await runner.cleanup()

@@ -18,6 +18,7 @@ class RecordingTransport(asyncio.Transport):
     def __init__(self) -> None:
         super().__init__()
         self.written = b""
+        self.writes = 0  # calls: one per syscall a real transport would make
         self.closed = False
         self.eof = False
 
@@ -26,6 +27,7 @@ class RecordingTransport(asyncio.Transport):
 
     def write(self, data: bytes | bytearray | memoryview) -> None:
         self.written += bytes(data)
+        self.writes += 1
 
     def close(self) -> None:
         self.closed = True
@@ -47,19 +49,19 @@ class RecordingTransport(asyncio.Transport):
 
 
 class Harness:
-    def __init__(self, **limits: Any) -> None:
+    def __init__(self, app: Any = None, **limits: Any) -> None:
         self.refused: list[str] = []
         self.guard = ConnectionGuard(lambda: Limits(**limits), self.refused.append)
         self.app_calls = 0
 
-        async def app(scope: Any, receive: Any, send: Any) -> None:
+        async def whole(scope: Any, receive: Any, send: Any) -> None:
             self.app_calls += 1
             while (await receive()).get("more_body"):  # the whole body first, as the gateway does
                 pass
-            await send({"type": "http.response.start", "status": 200, "headers": []})
+            await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"2")]})
             await send({"type": "http.response.body", "body": b"ok"})
 
-        self.config = Config(app, http=protocol_for(self.guard), lifespan="off", log_config=None)
+        self.config = Config(app or whole, http=protocol_for(self.guard), lifespan="off", log_config=None)
         self.config.load()
         self.state = ServerState()
 
@@ -184,3 +186,59 @@ async def test_the_inlined_header_callback_still_matches_uvicorns() -> None:
     touched = set(HttpToolsProtocol.on_header.__code__.co_names)
     assert touched <= {"lower", "rstrip", "expect_100_continue", "headers", "append"}, touched
     h.guard.stop()
+
+
+async def test_a_whole_answer_leaves_in_one_write() -> None:
+    h = Harness()
+    proto, transport = h.connect()
+    proto.data_received(b"GET /healthz HTTP/1.1\r\nhost: x\r\n\r\n")
+    await asyncio.sleep(0.01)
+    assert transport.writes == 1
+    assert transport.written.startswith(b"HTTP/1.1 200 ") and transport.written.endswith(b"\r\n\r\nok")
+    h.guard.stop()
+
+
+async def test_a_stream_head_is_not_held_while_the_app_waits() -> None:
+    upstream = asyncio.Event()
+
+    async def stream(scope: Any, receive: Any, send: Any) -> None:
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": [(b"content-type", b"text/event-stream")]})
+        await upstream.wait()  # the provider has not sent its first event yet
+        await send({"type": "http.response.body", "body": b"data: 1\n\n", "more_body": True})
+        await send({"type": "http.response.body", "body": b""})
+
+    h = Harness(stream)
+    proto, transport = h.connect()
+    proto.data_received(b"GET /s HTTP/1.1\r\nhost: x\r\n\r\n")
+    await asyncio.sleep(0.01)
+    assert status(transport) == 200 and transport.written.endswith(b"\r\n\r\n") and transport.writes == 1
+    upstream.set()
+    await asyncio.sleep(0.01)
+    assert transport.written.endswith(b"data: 1\n\n\r\n0\r\n\r\n") and transport.writes == 3
+    h.guard.stop()
+
+
+async def test_100_continue_goes_before_the_held_head() -> None:
+    h = Harness()
+    proto, transport = h.connect()
+    proto.data_received(b"POST / HTTP/1.1\r\nhost: x\r\nexpect: 100-continue\r\ncontent-length: 2\r\n\r\n")
+    await asyncio.sleep(0.01)
+    assert transport.written == b"HTTP/1.1 100 Continue\r\n\r\n"
+    proto.data_received(b"hi")
+    await asyncio.sleep(0.01)
+    assert transport.writes == 2 and transport.written.endswith(b"ok")
+    assert transport.written.count(b"HTTP/1.1 200 ") == 1
+    h.guard.stop()
+
+
+async def test_the_cork_passes_other_transport_calls_through() -> None:
+    from ccgate.server.protocol import _HeadCork
+
+    transport = RecordingTransport()
+    cork = _HeadCork(transport, asyncio.get_running_loop())
+    assert cork.get_extra_info("peername") == ("127.0.0.1", 50000)
+    cork.write(b"HTTP/1.1 200 OK\r\n\r\n")  # a head: held for the end of this turn
+    assert transport.writes == 0
+    cork.close()  # flushed before the close, never lost
+    assert transport.written == b"HTTP/1.1 200 OK\r\n\r\n" and transport.closed

@@ -24,6 +24,10 @@ from ccgate.wire.anthropic import decode_count_tokens, decode_messages
         (b'{"model":"m","max_tokens":"1","messages":[]}', "max_tokens: Expected `int`, got `str`"),
         (b'{"model":"m","max_tokens":1,"messages":"hi"}', "messages: Expected `array`, got `str`"),
         (b'{"model":["m"],"max_tokens":1,"messages":[]}', "model: Expected `str`, got `array`"),
+        (b'{"model":"m","max_tokens":1,"messages":{}}', "messages: Expected `array`, got `object`"),
+        (b'{"model":"m","max_tokens":1,"messages":[],"stream":"yes"}', "stream: Expected `bool`, got `str`"),
+        (b'{"model":"m","max_tokens":1e400,"messages":[]}', "number out of range"),
+        (b'{"model":"m\xff","max_tokens":1,"messages":[]}', "invalid UTF-8"),
     ],
 )
 def test_messages_validation_names_the_field(body: bytes, message: str) -> None:
@@ -43,7 +47,10 @@ def test_unknown_fields_pass_and_messages_stay_raw() -> None:
         b'{"model":"m","max_tokens":1,"messages":[{"role":"user","content":"x"}],'
         b'"context_management":{"edits":[]},"stream":true}'
     )
-    assert head.stream is True and len(head.messages) == 1
+    assert head.stream is True and msgspec.json.decode(head.messages) == [{"role": "user", "content": "x"}]
+    assert set(head.fields) == {"model", "max_tokens", "messages", "context_management", "stream"}
+    spaced = decode_messages(b'{ "model" : "m" , "max_tokens" : 1 , "messages" : [ ] , "stream" : false }')
+    assert bytes(spaced.messages) == b"[ ]" and spaced.stream is False
     assert decode_count_tokens(b'{"model":"m","messages":[]}').model == "m"
 
 

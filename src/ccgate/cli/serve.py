@@ -24,6 +24,7 @@ from ccgate.observe import logs
 from ccgate.proxy_env import resolve_proxy
 from ccgate.server.bind import MAX_PORT, MIN_PORT, BindError, bind_listener
 from ccgate.server.control import Pidfile
+from ccgate.server.gcpolicy import tune_for_serving
 from ccgate.server.listen import is_loopback
 
 UNSAFE_FLAG = "--dangerously-allow-unauthenticated"
@@ -256,6 +257,7 @@ def serve_process(args: argparse.Namespace, loaded: LoadedConfig, role: WorkerRo
         pidfile = Pidfile(host, port, loaded.source)
         app.on_startup.append(pidfile.write)
         app.on_shutdown.append(pidfile.remove)
+    app.on_startup.append(tune_for_serving)  # last: freezes what start-up built (server/gcpolicy.py)
     with sock:
         uvicorn.Server(config).run(sockets=[sock])
     return 0

@@ -204,8 +204,8 @@ class Supervisor:
         """SIGHUP to every worker that is serving. Not to one still starting (it reads the
         config as it is now anyway) nor while draining: until a worker's loop handles SIGHUP,
         and again once its shutdown began, the signal's default action would kill it."""
-        if self._stop is not None and self._stop.is_set():
-            return
+        if sys.platform == "win32" or (self._stop is not None and self._stop.is_set()):
+            return  # (Windows has no SIGHUP: reload through the pidfile's request instead)
         log.warning("SIGHUP: every worker reloads its config")
         for slot in self.slots:
             process = slot.process

@@ -437,10 +437,15 @@ class Gateway:
     async def messages(self, scope: Scope, receive: Receive, response: Response, ctx: Context) -> None:
         body = await self._read(scope, receive, ctx)
         head = decode_messages(body)
-        ctx.model, ctx.stream = head.model, head.stream
-        if self._admit(ctx, head.model) and self.shared is not None and ctx.key is not None:
+        model = ctx.model = head.model
+        ctx.stream = head.stream
+        fields = head.fields
+        del head  # its raw messages are views of the body
+        if self._admit(ctx, model) and self.shared is not None and ctx.key is not None:
             await self._admit_shared(ctx.key)
-        await self._dispatch(scope, receive, response, ctx, body, head.model)
+        dispatching = self._dispatch(scope, receive, response, ctx, body, model, fields=fields)
+        del body, fields  # the exchange holds them only until the answer starts: streams last for minutes
+        await dispatching
 
     async def count_tokens(self, scope: Scope, receive: Receive, response: Response, ctx: Context) -> None:
         body = await self._read(scope, receive, ctx)
@@ -519,7 +524,7 @@ class Gateway:
 
     async def _dispatch(
         self, scope: Scope, receive: Receive, response: Response, ctx: Context, body: bytes, model: str,
-        *, record: bool = True,
+        *, record: bool = True, fields: dict[str, msgspec.Raw] | None = None,
     ) -> None:
         rt = ctx.rt
         route = route_model(rt.config, model)
@@ -533,12 +538,13 @@ class Gateway:
         usage_wanted = record or (
             ctx.key is not None and ctx.key.issued is not None and ctx.key.issued.tpm is not None)
         ctx.session = session_id_from_headers(scope["headers"])
-        ex = Exchange(response, request_id=ctx.request_id, count_usage=usage_wanted, trace=ctx.trace)
+        ex = Exchange(response, request_id=ctx.request_id, count_usage=usage_wanted, trace=ctx.trace,
+                      request_body=body, request_fields=fields)
+        del body, fields  # (see Exchange.request_body)
         failure: GatewayError | None = None
         try:
             await self._exchange(
-                receive, ctx, ex,
-                rt.dispatcher.run(route, model, scope, body, ex, forward_client=ctx.key is None),
+                receive, ctx, ex, rt.dispatcher.run(route, model, scope, ex, forward_client=ctx.key is None),
             )
         except GatewayError as err:  # the answer the client is about to get (handle() sends it)
             failure = err

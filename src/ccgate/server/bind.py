@@ -36,7 +36,7 @@ def bind_listener(host: str, port: int, *, reuse_port: bool = False) -> socket.s
     try:
         if sys.platform != "win32":  # on Windows SO_REUSEADDR would let two servers share the port
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        if reuse_port:
+        if sys.platform != "win32" and reuse_port:  # Linux only (listen_sockets): no such option on Windows
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         sock.bind(address)
         sock.listen(_BACKLOG)

@@ -49,7 +49,7 @@ from ccgate.translate import Quirks, TranslatedRequest, translate_request
 from ccgate.translate.compat import AnthropicQuirks, rewrite_body
 from ccgate.upstream.response import UpstreamResponse
 from ccgate.upstream.transport import Transport
-from ccgate.wire.anthropic import TOO_DEEP, decode_body
+from ccgate.wire.anthropic import TOO_DEEP, decode_body, decode_for_translation
 
 _json = msgspec.json.Encoder()
 # Error bodies are held to be classified and perhaps relayed; real ones are a few hundred bytes.
@@ -126,7 +126,7 @@ class Dispatcher:
         provider = target.provider
         transport = self.transports[provider.name]
         if provider.translated:
-            data = decoded if decoded is not None else decode_body(body)
+            data = decoded if decoded is not None else decode_for_translation(body)
             request = translate_request(
                 data, model=target.model, quirks=self.quirks[provider.name],
                 max_output_tokens=route.max_tokens,
@@ -185,9 +185,12 @@ class Dispatcher:
     # The attempt loop ----------------------------------------------------------------------
 
     async def run(
-        self, route: Route, model: str, scope: Scope, body: bytes, ex: Exchange,
+        self, route: Route, model: str, scope: Scope, ex: Exchange,
         *, method: str = "POST", forward_client: bool = True,
     ) -> None:
+        """Attempts until an answer is relayed or the planner gives up. The request body is
+        ``ex.request_body``, read from there (never kept in a local) and dropped, with every
+        prepared copy of it, once an answer starts to be relayed."""
         own_credential = brings_own_credential(scope)
         candidates = [Candidate(self._upstream_for(t, own_credential), t) for t in route.targets]
         planner: Planner[Target] = Planner(candidates, self.policy, clock=self.clock)
@@ -205,9 +208,10 @@ class Dispatcher:
                     return
                 index = route.targets.index(step.target)
                 if index not in prepared:
+                    assert ex.request_body is not None, "the body is dropped only when relaying"
                     if decoded is None and step.target.provider.translated:
-                        decoded = decode_body(body)
-                    prepared[index] = self.prepare(step.target, route, model, body, decoded, scope,
+                        decoded = decode_for_translation(ex.request_body, ex.request_fields)
+                    prepared[index] = self.prepare(step.target, route, model, ex.request_body, decoded, scope,
                                                    own_credential=own_credential)
                 prep = prepared[index]
                 ex.provider, ex.model = prep.transport.name, prep.target.model
@@ -220,6 +224,12 @@ class Dispatcher:
                 if isinstance(result, _Held):
                     held = result
                     continue
+                # Relaying from here on, never retried: the request's bytes can go.
+                ex.request_body = ex.request_fields = decoded = held = None
+                prepared.clear()
+                prep.body = b""
+                if prep.translated is not None:  # its Chat Completions body went upstream already
+                    prep.translated.body = {"stream": prep.translated.body.get("stream")}
                 try:
                     await self._relay(planner, step, prep, result, model, ex)
                 finally:

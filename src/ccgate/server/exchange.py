@@ -48,6 +48,14 @@ class Exchange:
     stop_reason: str | None = None
     # This request's trace (observe/tracing.py), None when tracing is off.
     trace: RequestTrace | None = None
+    # The client's request body, for the attempts; None once an answer starts to be relayed
+    # (nothing is retried from then on). Held here, not in the handlers' locals, so that a
+    # stream lasting minutes does not keep a Claude Code request (~100 KiB and growing with
+    # the conversation) alive: 10,000 streams would hold a gigabyte.
+    request_body: bytes | None = None
+    # Its top-level fields as validation split them (``MessagesHead.fields``: views of the
+    # body), so a translated target does not scan it again; dropped with it.
+    request_fields: dict[str, Any] | None = None
 
     @property
     def status(self) -> int:

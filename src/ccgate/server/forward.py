@@ -79,12 +79,30 @@ def outgoing_headers(
     for name, value in raw:
         if name == b"connection":  # and the headers it lists are hop-by-hop too
             drop = drop | {t.strip().lower() for t in value.split(b",")}
-    out = [(name.decode("latin-1"), value.decode("latin-1")) for name, value in raw if name not in drop]
-    if readable_encoding:
-        out = [(name, readable_codings(value)) if name == "accept-encoding" else (name, value)
-               for name, value in out]
+    # One pass, the common case first (a Claude Code request has ~25 headers: this is per request).
+    out: list[tuple[str, str]] = []
+    add = out.append
+    for name, value in raw:
+        if name in drop:
+            continue
+        if readable_encoding and name == b"accept-encoding":
+            add(("accept-encoding", _readable(value)))
+        else:
+            add((name.decode("latin-1"), value.decode("latin-1")))
     out.extend(credentials.items())
     return out
+
+
+_readable_seen: dict[bytes, str] = {}  # a client sends the same accept-encoding every time
+
+
+def _readable(accept_encoding: bytes) -> str:
+    known = _readable_seen.get(accept_encoding)
+    if known is None:
+        known = readable_codings(accept_encoding.decode("latin-1"))
+        if len(_readable_seen) < 64:  # bounded: the values are the client's
+            _readable_seen[accept_encoding] = known
+    return known
 
 
 def readable_codings(accept_encoding: str) -> str:

@@ -14,6 +14,12 @@ long as it liked (issue 13). ``GuardedProtocol`` adds, before any application wo
 * ``max_connections``: a connection over the cap gets a plain 503 and is closed at once.
 * ``idle_timeout``: uvicorn's own keep-alive timer, set from the config.
 
+And one thing uvicorn does not do: it writes a response's head the moment the app sends
+``http.response.start`` and its body in a second write, so a whole answer costs two ``send``
+syscalls (on loopback each also runs the receiver's TCP stack: tens of µs). ``_HeadCork``
+holds the head until the first body write of the same event-loop turn, or the end of that
+turn, and sends both in one (docs/benchmarks.md, "Where the time goes ([perf])").
+
 Timeouts cost the request path no timer: each connection stamps its phase with a coarse
 clock (``ConnectionGuard.now``, an attribute) and one sweep per server, a few times per
 timeout, closes the connections past their deadline. The settings are read from the live
@@ -187,6 +193,11 @@ class GuardedProtocol(HttpToolsProtocol):
         self.phase = BUSY
         super().on_message_complete()
 
+    def _start_asgi_task(self, cycle: Any, app: Any) -> None:
+        # Every request cycle (pipelined ones too) starts here: its writes go through a cork.
+        cycle.transport = _HeadCork(self.transport, self.loop)
+        super()._start_asgi_task(cycle, app)
+
     def send_400_response(self, msg: str) -> None:
         # uvicorn calls this for any parser error, ours (HeadTooLarge) included.
         if self._too_large is not None:
@@ -223,6 +234,64 @@ class GuardedProtocol(HttpToolsProtocol):
             return
         transport.write_eof()
         self.loop.call_later(LINGER_SECONDS, transport.close)
+
+
+class _HeadCork:
+    """The request cycle's view of the connection: the response head is held, not written,
+    until the next write (the body: one ``writelines``, one syscall) or the end of the current
+    event-loop turn, whichever comes first; so a stream's head never waits on its upstream.
+    Every other write goes straight through (a stream's chunks pay one attribute test).
+
+    uvicorn's cycle writes an interim ``100 Continue`` before the head (passed through), then
+    the head, then body pieces, and may close the transport; nothing else.
+    """
+
+    __slots__ = ("_flush", "_head", "_loop", "_transport", "_waiting")
+
+    def __init__(self, transport: asyncio.Transport, loop: asyncio.AbstractEventLoop) -> None:
+        self._transport = transport
+        self._loop = loop
+        self._waiting = True  # for the head: the first write that is not a 100 Continue
+        self._head: bytes | None = None
+        self._flush: asyncio.Handle | None = None
+
+    def write(self, data: bytes) -> None:
+        head = self._head
+        if head is not None:
+            self._head = None
+            self._cancel_flush()
+            self._transport.writelines((head, data))
+        elif self._waiting and not data.startswith(b"HTTP/1.1 100 "):
+            self._waiting = False
+            self._head = data
+            self._flush = self._loop.call_soon(self.flush)
+        else:
+            self._transport.write(data)
+
+    def flush(self) -> None:
+        self._flush = None  # no handle -> cork -> handle cycle left for the collector
+        head = self._head
+        if head is not None:
+            self._head = None
+            if not self._transport.is_closing():  # the connection was dropped meanwhile
+                self._transport.write(head)
+
+    def _cancel_flush(self) -> None:
+        if self._flush is not None:
+            self._flush.cancel()
+            self._flush = None
+
+    def is_closing(self) -> bool:
+        return self._transport.is_closing()
+
+    def close(self) -> None:
+        self._cancel_flush()
+        self.flush()
+        self._transport.close()
+
+    def __getattr__(self, name: str) -> Any:
+        # Anything else a later uvicorn may ask of its transport goes to the real one.
+        return getattr(self._transport, name)
 
 
 def protocol_for(guard: ConnectionGuard) -> type[GuardedProtocol]:

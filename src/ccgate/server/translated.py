@@ -192,7 +192,8 @@ async def _relay_stream(
             events = pipeline.feed(chunk) if chunk else pipeline.close()
             if events:
                 silence.sent()
-                await out.body(encode_events(events), more=True)
+                # The stream's last events carry its end: one write, not two (server/protocol.py).
+                await out.body(encode_events(events), more=not pipeline.finished)
             elif silence.overdue():
                 # Bytes arrive but none reach the client (comments, chunks without content):
                 # the client still gets its ping, which is no token either.
@@ -200,7 +201,8 @@ async def _relay_stream(
                 await _emit(out, pipeline.ping())
                 if waiting:
                     out.first_byte_at = 0.0
-        await out.body(b"", more=False)
+        if not out.finished:
+            await out.body(b"", more=False)
     finally:
         silence.close()
         ex.usage = pipeline.usage

@@ -12,13 +12,17 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
+import msgspec
+
 from ccgate.errors import InvalidRequest
 from ccgate.translate.ids import hashed_user_id
 from ccgate.translate.quirks import Quirks
 from ccgate.translate.reasoning import is_gateway_signature
 from ccgate.translate.schema import clean_schema, parameters_schema
-from ccgate.translate.tokens import estimate_input_tokens
+from ccgate.translate.tokens import estimate_input_tokens, tool_definition_tokens, tools_prompt_tokens
+from ccgate.translate.tooldefs import ToolDefs, remembered
 from ccgate.translate.toolnames import ToolNames
+from ccgate.wire.anthropic import decode_body
 
 # Top-level fields read below; anything else is dropped (and listed).
 _HANDLED = frozenset(
@@ -96,6 +100,7 @@ class _Ctx:
     quirks: Quirks
     names: ToolNames
     dropped: _Dropped
+    upstream_tools: tuple[str, ...] = ()  # the translated tools' names, in order
 
 
 def translate_request(
@@ -105,7 +110,19 @@ def translate_request(
         raise InvalidRequest("request body must be a JSON object")
     ctx = _Ctx(quirks, ToolNames(max_len=quirks.tool_name_max, id_style=quirks.tool_id_style), _Dropped())
 
-    tools = _tools(body.get("tools"), ctx)
+    # ``tools`` raw (``wire.anthropic.decode_for_translation``): translated once per distinct list.
+    raw_tools = body.get("tools")
+    defs = _tool_defs(raw_tools, quirks) if isinstance(raw_tools, msgspec.Raw) else None
+    tools: list[dict[str, Any]] | msgspec.Raw
+    if defs is not None:
+        ctx.names = defs.names.copy_names()
+        for item in defs.dropped:
+            ctx.dropped.add(item)
+        ctx.upstream_tools = defs.upstream_names
+        tools = defs.encoded if defs.count else []
+    else:
+        tools = _tools(raw_tools, ctx)
+        ctx.upstream_tools = tuple(t["function"]["name"] for t in tools)
     messages = _system(body.get("system"), ctx) + _messages(body.get("messages"), ctx)
     out: dict[str, Any] = {"model": model, "messages": messages}
 
@@ -144,9 +161,34 @@ def translate_request(
         tools=ctx.names,
         stream=stream,
         dropped=ctx.dropped.items,
-        input_tokens_estimate=estimate_input_tokens(body),
+        input_tokens_estimate=estimate_input_tokens(body) + _raw_tools_tokens(body, defs),
         thinking=thinking,
     )
+
+
+def _raw_tools_tokens(body: dict[str, Any], defs: ToolDefs | None) -> int:
+    """What ``estimate_input_tokens`` counts for tools when it was given them decoded."""
+    if defs is None or not defs.listed:
+        return 0
+    return tools_prompt_tokens(body.get("tool_choice")) + defs.tokens
+
+
+def _tool_defs(raw: msgspec.Raw, quirks: Quirks) -> ToolDefs:
+    def build() -> ToolDefs:
+        tools = decode_body(bytes(raw))
+        ctx = _Ctx(quirks, ToolNames(max_len=quirks.tool_name_max, id_style=quirks.tool_id_style), _Dropped())
+        out = _tools(tools, ctx)
+        return ToolDefs(
+            encoded=msgspec.Raw(_encode(out)), count=len(out),
+            listed=len(tools) if isinstance(tools, list) else 0, names=ctx.names,
+            upstream_names=tuple(t["function"]["name"] for t in out), dropped=tuple(ctx.dropped.items),
+            tokens=tool_definition_tokens(tools) if isinstance(tools, list) else 0,
+        )
+
+    return remembered(bytes(raw), quirks, build)
+
+
+_encode = msgspec.json.Encoder().encode
 
 
 # -- helpers -----------------------------------------------------------------------------------
@@ -265,8 +307,7 @@ def _tool_choice(choice: Any, has_tools: bool, out: dict[str, Any], ctx: _Ctx) -
         name = choice.get("name")
         if not isinstance(name, str) or not name:
             raise InvalidRequest("tool_choice.name: Field required")
-        upstream_names = [t["function"]["name"] for t in out.get("tools", [])]
-        function = next((n for n in upstream_names if ctx.names.anthropic_name(n) == name), None)
+        function = next((n for n in ctx.upstream_tools if ctx.names.anthropic_name(n) == name), None)
         if function is None:
             raise InvalidRequest(f"tool_choice.name: no tool named '{name}' in tools")
         if q.tool_choice_required:

@@ -149,14 +149,24 @@ def _estimate(body: dict[str, Any]) -> int:
                 total += _count_json(content)
     tools = body.get("tools")
     if isinstance(tools, list) and tools:
-        choice = body.get("tool_choice")
-        forced = isinstance(choice, dict) and choice.get("type") in ("any", "tool")
-        total += _TOOLS_FORCED if forced else _TOOLS_AUTO
-        for tool in tools:
-            if isinstance(tool, dict):
-                shown = {k: tool[k] for k in ("name", "description", "input_schema") if k in tool}
-                total += _count_json(shown or tool)
+        total += tools_prompt_tokens(body.get("tool_choice")) + tool_definition_tokens(tools)
     return max(1, total)
+
+
+def tools_prompt_tokens(choice: Any) -> int:
+    """The tool-use system prompt Anthropic adds when a request has tools."""
+    forced = isinstance(choice, dict) and choice.get("type") in ("any", "tool")
+    return _TOOLS_FORCED if forced else _TOOLS_AUTO
+
+
+def tool_definition_tokens(tools: list[Any]) -> int:
+    """The tool definitions themselves (name, description, input schema), summed."""
+    total = 0
+    for tool in tools:
+        if isinstance(tool, dict):
+            shown = {k: tool[k] for k in ("name", "description", "input_schema") if k in tool}
+            total += _count_json(shown or tool)
+    return total
 
 
 def _block(block: Any) -> int:

@@ -37,6 +37,14 @@ class ToolNames:
         for name in names:
             self.upstream_name(name)
 
+    def copy_names(self) -> ToolNames:
+        """A new mapping with this one's names (not its ids): what a memoised tools list
+        registered, for one more request (``translate.tooldefs``)."""
+        other = ToolNames(max_len=self.max_len, id_style=self.id_style)
+        other._up = dict(self._up)
+        other._down = dict(self._down)
+        return other
+
     # -- names ---------------------------------------------------------------------------------
     def upstream_name(self, name: str) -> str:
         """The provider-side name for an Anthropic tool name (registered on first use)."""

@@ -16,7 +16,19 @@ from ccgate.errors import InvalidRequest
 
 
 class MessagesHead(msgspec.Struct):
-    """What /v1/messages must carry. ``messages`` items stay raw JSON (never decoded)."""
+    """What /v1/messages must carry. ``messages`` stays raw JSON (an array, never decoded);
+    ``fields`` holds every top-level field raw, so the translated path decodes what it needs
+    without scanning the body again (``decode_for_translation``)."""
+
+    model: str
+    max_tokens: int
+    messages: msgspec.Raw
+    stream: bool = False
+    fields: dict[str, msgspec.Raw] = msgspec.field(default_factory=dict)
+
+
+class _MessagesShape(msgspec.Struct):
+    """The same checks as one typed decode: used only to word an error in a bad body."""
 
     model: str
     max_tokens: int
@@ -29,7 +41,12 @@ class CountTokensHead(msgspec.Struct):
     messages: list[msgspec.Raw]
 
 
-_messages_decoder = msgspec.json.Decoder(MessagesHead)
+_messages_decoder = msgspec.json.Decoder(_MessagesShape)
+_top_level = msgspec.json.Decoder(dict[str, msgspec.Raw])
+_str = msgspec.json.Decoder(str)
+_int = msgspec.json.Decoder(int)
+_bool = msgspec.json.Decoder(bool)
+_ARRAY = ord("[")
 _count_decoder = msgspec.json.Decoder(CountTokensHead)
 _PATH = re.compile(r" - at `\$\.?(?P<path>[^`]*)`$")
 _MISSING = re.compile(r"Object missing required field `(?P<field>[^`]+)`")
@@ -43,7 +60,21 @@ TOO_DEEP = ("request body nests too deeply: JSON arrays and objects nested hundr
 
 
 def decode_messages(body: bytes) -> MessagesHead:
-    return _decode(_messages_decoder, body)
+    """The head of a /v1/messages body: one scan of the whole body (msgspec skipping every value
+    but the top-level ones it needs, at about the speed of a ``bytes.find``), then the four
+    small values decoded. A bad body is worded by the single typed decode of ``_MessagesShape``."""
+    fields = _decode(_top_level, body)
+    try:
+        messages = fields["messages"]
+        if memoryview(messages)[0] != _ARRAY:
+            raise msgspec.ValidationError("messages is not an array")
+        stream = fields.get("stream")
+        return MessagesHead(
+            model=_str.decode(fields["model"]), max_tokens=_int.decode(fields["max_tokens"]),
+            messages=messages, stream=_bool.decode(stream) if stream is not None else False, fields=fields)
+    except (KeyError, msgspec.ValidationError, msgspec.DecodeError):
+        shape = _decode(_messages_decoder, body)  # raises, naming the field as before
+        raise InvalidRequest(f"request body: unexpected shape (model {shape.model!r})") from None
 
 
 def decode_count_tokens(body: bytes) -> CountTokensHead:
@@ -63,6 +94,23 @@ def decode_body(body: bytes) -> Any:
         raise InvalidRequest(_explain(str(exc), body)) from None
     except RecursionError:
         raise InvalidRequest(TOO_DEEP) from None
+
+
+_top_level = msgspec.json.Decoder(dict[str, msgspec.Raw])
+
+
+def decode_for_translation(body: bytes, fields: dict[str, msgspec.Raw] | None = None) -> Any:
+    """``decode_body`` for the translated path, except that ``tools`` stays raw JSON
+    (``msgspec.Raw``): ``translate.tooldefs`` translates a tools list once per distinct bytes,
+    so the 60 KB of schemas Claude Code resends each turn are scanned, not decoded. A body
+    that does not split this way (not an object, bad bytes) goes through ``decode_body``,
+    which says what is wrong with positions in the whole body. ``fields``: the top-level
+    fields ``decode_messages`` already split (``MessagesHead.fields``), not split again."""
+    try:
+        top = fields if fields else _top_level.decode(body)
+        return {key: value if key == "tools" else msgspec.json.decode(value) for key, value in top.items()}
+    except (msgspec.ValidationError, msgspec.DecodeError, RecursionError):
+        return decode_body(body)
 
 
 def _decode(decoder: msgspec.json.Decoder[T], body: bytes) -> T:
