@@ -149,12 +149,13 @@ def test_rpm_is_exact_across_workers_and_revocation_reaches_every_worker(workers
     with ThreadPoolExecutor(40) as pool:
         codes = list(pool.map(lambda _: post(gw, secret).status_code, range(40)))
     assert codes.count(200) == 10 and codes.count(429) == 30, codes
-    lines = access_lines(gw)
+    # The access log reaches us through the workers' stderr: wait for every line.
+    lines = wait_for("40 access lines", lambda: len(access_lines(gw)) >= 40 and access_lines(gw))
     assert {line["worker"] for line in lines if line["status"] == 429} == {0, 1}
 
     other = admin(gw, "POST", "/keys", {"name": "victim"}).json()["secret"]
     assert post(gw, other).status_code == 200
-    before = len(access_lines(gw))
+    before = len(wait_for("41 access lines", lambda: len(access_lines(gw)) >= 41 and access_lines(gw)))
     assert admin(gw, "POST", "/keys/victim/revoke").status_code == 200
     with ThreadPoolExecutor(10) as pool:  # right away, on fresh connections, to both workers
         codes = list(pool.map(lambda _: post(gw, other).status_code, range(20)))
@@ -222,7 +223,7 @@ def test_a_killed_worker_is_replaced_and_serving_continues(workers: Gateway) -> 
     victim = min(worker_pids(gw))  # the first started: worker 0, the one that speaks
     os.kill(victim, signal.SIGKILL)
     wait_for("a replacement", lambda: len(worker_pids(gw)) == 2 and victim not in worker_pids(gw), 30)
-    assert "exited unexpectedly (killed by SIGKILL); restarting it" in gw.log
+    wait_for("the supervisor's line", lambda: "exited unexpectedly (killed by SIGKILL); restarting it" in gw.log)
     wait_for("both workers answer again", lambda: _both_answer(gw), 60)
     assert [post(gw).status_code for _ in range(10)] == [200] * 10
     assert gw.log.count("ccgate listening on") == 1  # a restarted worker 0 says nothing again
