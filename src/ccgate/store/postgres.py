@@ -48,7 +48,20 @@ from ccgate.store.base import (
 from ccgate.store.keys import iso
 from ccgate.store.migrations import LATEST, MIGRATIONS
 from ccgate.store.paths import StoreURL, redact_url
-from ccgate.store.sqlite import PRUNE_EVERY, _entry, _key, _opt_float, _opt_int, _usage_values
+from ccgate.store.rows import (
+    GROUP_COLUMN,
+    KEY_COLUMNS,
+    LOG_SELECT,
+    PRUNE_EVERY,
+    USED_TOKENS,
+    entry,
+    key_record,
+    opt_float,
+    opt_int,
+    request_log_limit,
+    request_log_where,
+    usage_values,
+)
 
 if TYPE_CHECKING:
     import psycopg
@@ -61,22 +74,12 @@ MIGRATION_LOCK = 0x63636761_7465  # "ccgate"
 MIGRATION_STATEMENT_TIMEOUT = "10min"  # a migration may rewrite big tables; it is not a request
 BATCH_ID_TTL = 86400.0  # seconds a committed batch's id is kept: far longer than any retry
 
-_KEY_COLUMNS = ("id, name, prefix, models, rpm, tpm, created_at, expires_at, revoked_at, digest, old_digest, "
-                "grace_until, budget_day, budget_month")
-_GROUP_COLUMN: dict[GroupBy, str] = {
-    "key": "u.key_id", "model": "u.model", "provider": "u.provider", "session": "u.session_id",
-}
 _USAGE_COPY = ("COPY usage (ts, key_id, model, provider, session_id, request_id, status, input_tokens, "
                "output_tokens, cache_read_tokens, cache_creation_tokens, cache_write_1h_tokens, cost_usd) "
                "FROM STDIN")
 _LOG_COPY = ("COPY request_log (ts, key_id, model, provider, session_id, request_id, status, input_tokens, "
              "output_tokens, cache_read_tokens, cache_creation_tokens, cache_write_1h_tokens, cost_usd, "
              "latency_ms, attempts, error) FROM STDIN")
-_LOG_SELECT = ("SELECT r.id, r.ts, r.request_id, r.key_id, k.name, r.model, r.provider, r.session_id, "
-               "r.status, r.latency_ms, r.input_tokens, r.output_tokens, r.cache_read_tokens, "
-               "r.cache_creation_tokens, r.attempts, r.error FROM request_log r "
-               "LEFT JOIN keys k ON k.id = r.key_id")
-_USED_TOKENS = "(u.input_tokens + u.output_tokens + u.cache_read_tokens + u.cache_creation_tokens) > 0"
 
 
 def open_postgres(url: StoreURL, *, create: bool = True) -> PostgresStore:
@@ -240,7 +243,7 @@ class PostgresStore:
         try:
             with self._tx("add a key") as conn:
                 conn.execute(
-                    f"INSERT INTO keys ({_KEY_COLUMNS}) VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s)",
+                    f"INSERT INTO keys ({KEY_COLUMNS}) VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s)",
                     (key.id, key.name, key.prefix, json.dumps(list(key.models)), key.rpm, key.tpm,
                      key.created_at, key.expires_at, key.revoked_at, key.digest, key.old_digest,
                      key.grace_until, key.budget_day, key.budget_month),
@@ -255,24 +258,24 @@ class PostgresStore:
             raise self._failed(exc, "add a key") from None
 
     def get_key(self, key_id: str) -> IssuedKey | None:
-        rows = self._read(f"SELECT {_KEY_COLUMNS} FROM keys WHERE id = %s", (key_id,))
-        return _key(rows[0]) if rows else None
+        rows = self._read(f"SELECT {KEY_COLUMNS} FROM keys WHERE id = %s", (key_id,))
+        return key_record(rows[0]) if rows else None
 
     def keys_named(self, name: str) -> list[IssuedKey]:
-        rows = self._read(f"SELECT {_KEY_COLUMNS} FROM keys WHERE name = %s ORDER BY created_at DESC, seq DESC",
+        rows = self._read(f"SELECT {KEY_COLUMNS} FROM keys WHERE name = %s ORDER BY created_at DESC, seq DESC",
                           (name,))
-        return [_key(r) for r in rows]
+        return [key_record(r) for r in rows]
 
     def list_keys(self) -> list[IssuedKey]:
-        return [_key(r) for r in self._read(f"SELECT {_KEY_COLUMNS} FROM keys ORDER BY created_at, seq")]
+        return [key_record(r) for r in self._read(f"SELECT {KEY_COLUMNS} FROM keys ORDER BY created_at, seq")]
 
     def _change(self, key_id: str, sql: str, params: Sequence[object], conflict: str, doing: str) -> IssuedKey:
         psycopg = self._psycopg
         try:
             with self._tx(doing) as conn:
-                row = conn.execute(sql + f" RETURNING {_KEY_COLUMNS}", params).fetchone()
+                row = conn.execute(sql + f" RETURNING {KEY_COLUMNS}", params).fetchone()
                 if row is not None:
-                    return _key(row)
+                    return key_record(row)
                 exists = conn.execute("SELECT name, revoked_at FROM keys WHERE id = %s", (key_id,)).fetchone()
         except psycopg.Error as exc:
             raise self._failed(exc, doing) from None
@@ -305,7 +308,7 @@ class PostgresStore:
 
     def keys_version(self) -> int:
         rows = self._read("SELECT value FROM meta WHERE name = 'keys_version'", doing="read the key version")
-        return _opt_int(rows[0][0]) or 0 if rows else 0
+        return opt_int(rows[0][0]) or 0 if rows else 0
 
     # Usage -------------------------------------------------------------------------------
 
@@ -332,11 +335,11 @@ class PostgresStore:
                 if counted:
                     with cur.copy(_USAGE_COPY) as copy:
                         for r in counted:
-                            copy.write_row(_usage_values(r))
+                            copy.write_row(usage_values(r))
                 if log is not None:
                     with cur.copy(_LOG_COPY) as copy:
                         for r in rows:
-                            copy.write_row((*_usage_values(r), r.latency_ms, r.attempts, r.error))
+                            copy.write_row((*usage_values(r), r.latency_ms, r.attempts, r.error))
                 if time.monotonic() - self._pruned_at >= PRUNE_EVERY:
                     self._prune(cur, log)
         except psycopg.Error as exc:
@@ -352,24 +355,13 @@ class PostgresStore:
                         "ORDER BY id DESC LIMIT 1 OFFSET %s)", (log.max_rows,))
 
     def recent_requests(self, where: RequestFilter) -> list[RequestEntry]:
-        clauses: list[str] = []
-        params: list[object] = []
-        for column, value in (("r.model", where.model), ("r.provider", where.provider),
-                              ("r.status", where.status)):
-            if value is not None:
-                clauses.append(f"{column} = %s")  # column names from this fixed list only
-                params.append(value)
-        if where.key is not None:
-            clauses.append("(r.key_id = %s OR k.name = %s)")
-            params += [where.key, where.key]
-        if where.errors:
-            clauses.append("r.status >= 400")
-        sql = _LOG_SELECT + (" WHERE " + " AND ".join(clauses) if clauses else "")
-        rows = self._read(sql + " ORDER BY r.id DESC LIMIT %s", [*params, max(1, min(where.limit, 1000))])
-        return [_entry(r) for r in rows]
+        clause, params = request_log_where(where, "%s")
+        sql = LOG_SELECT + clause + " ORDER BY r.id DESC LIMIT %s"
+        rows = self._read(sql, [*params, request_log_limit(where)])
+        return [entry(r) for r in rows]
 
     def usage_series(self, *, since: float, bucket: int, by: GroupBy | None) -> list[UsagePoint]:
-        column = _GROUP_COLUMN[by] if by is not None else "NULL::text"  # from a fixed table
+        column = GROUP_COLUMN[by] if by is not None else "NULL::text"  # from a fixed table
         size = max(1, int(bucket))
         rows = self._read(
             f"SELECT floor(u.ts / {size}) * {size} AS b, {column}, COUNT(*), "
@@ -381,9 +373,9 @@ class PostgresStore:
         )
         return [
             UsagePoint(bucket=float(r[0]), group=None if r[1] is None else str(r[1]),
-                       requests=_opt_int(r[2]) or 0, errors=_opt_int(r[3]) or 0,
-                       input_tokens=_opt_int(r[4]) or 0, output_tokens=_opt_int(r[5]) or 0,
-                       cache_read_tokens=_opt_int(r[6]) or 0, cache_creation_tokens=_opt_int(r[7]) or 0)
+                       requests=opt_int(r[2]) or 0, errors=opt_int(r[3]) or 0,
+                       input_tokens=opt_int(r[4]) or 0, output_tokens=opt_int(r[5]) or 0,
+                       cache_read_tokens=opt_int(r[6]) or 0, cache_creation_tokens=opt_int(r[7]) or 0)
             for r in rows
         ]
 
@@ -398,7 +390,7 @@ class PostgresStore:
         return {str(r[0]): float(r[1]) for r in rows}
 
     def usage_summary(self, *, since: float | None, by: GroupBy) -> list[UsageGroup]:
-        column = _GROUP_COLUMN[by]  # from a fixed table: never user text in the SQL
+        column = GROUP_COLUMN[by]  # from a fixed table: never user text in the SQL
         label = "MAX(k.name)" if by == "key" else "NULL::text"
         join = "LEFT JOIN keys k ON k.id = u.key_id" if by == "key" else ""
         where, params = ("WHERE u.ts >= %s", (since,)) if since is not None else ("", ())
@@ -407,7 +399,7 @@ class PostgresStore:
             "COALESCE(SUM(u.input_tokens), 0), COALESCE(SUM(u.output_tokens), 0), "
             "COALESCE(SUM(u.cache_read_tokens), 0), COALESCE(SUM(u.cache_creation_tokens), 0), "
             "MIN(u.ts), MAX(u.ts), COALESCE(SUM(u.cost_usd), 0), COALESCE(SUM(u.cache_write_1h_tokens), 0), "
-            f"COUNT(*) FILTER (WHERE u.cost_usd IS NULL AND {_USED_TOKENS}) "
+            f"COUNT(*) FILTER (WHERE u.cost_usd IS NULL AND {USED_TOKENS}) "
             f"FROM usage u {join} {where} GROUP BY {column} ORDER BY "
             "SUM(u.input_tokens + u.output_tokens + u.cache_read_tokens + u.cache_creation_tokens) DESC, "
             f"COUNT(*) DESC, {column} NULLS FIRST",
@@ -416,12 +408,12 @@ class PostgresStore:
         return [
             UsageGroup(
                 group=None if r[0] is None else str(r[0]), label=None if r[1] is None else str(r[1]),
-                requests=_opt_int(r[2]) or 0, errors=_opt_int(r[3]) or 0,
-                input_tokens=_opt_int(r[4]) or 0, output_tokens=_opt_int(r[5]) or 0,
-                cache_read_tokens=_opt_int(r[6]) or 0, cache_creation_tokens=_opt_int(r[7]) or 0,
-                first_ts=_opt_float(r[8]) or 0.0, last_ts=_opt_float(r[9]) or 0.0,
-                cost_usd=_opt_float(r[10]) or 0.0, cache_write_1h_tokens=_opt_int(r[11]) or 0,
-                unpriced=_opt_int(r[12]) or 0,
+                requests=opt_int(r[2]) or 0, errors=opt_int(r[3]) or 0,
+                input_tokens=opt_int(r[4]) or 0, output_tokens=opt_int(r[5]) or 0,
+                cache_read_tokens=opt_int(r[6]) or 0, cache_creation_tokens=opt_int(r[7]) or 0,
+                first_ts=opt_float(r[8]) or 0.0, last_ts=opt_float(r[9]) or 0.0,
+                cost_usd=opt_float(r[10]) or 0.0, cache_write_1h_tokens=opt_int(r[11]) or 0,
+                unpriced=opt_int(r[12]) or 0,
             )
             for r in rows
         ]
@@ -432,7 +424,7 @@ def _batch_id(rows: Sequence[UsageRow]) -> bytes:
     the gateway's request id and a microsecond timestamp, so two different batches never do."""
     h = hashlib.blake2b(digest_size=16)
     for r in rows:
-        h.update(repr((*_usage_values(r), r.latency_ms, r.attempts, r.error, r.log_only)).encode())
+        h.update(repr((*usage_values(r), r.latency_ms, r.attempts, r.error, r.log_only)).encode())
     return h.digest()
 
 

@@ -43,15 +43,22 @@ from ccgate.store.base import (
 )
 from ccgate.store.keys import iso
 from ccgate.store.migrations import migrate
+from ccgate.store.rows import (
+    GROUP_COLUMN,
+    KEY_COLUMNS,
+    LOG_SELECT,
+    PRUNE_EVERY,
+    USED_TOKENS,
+    entry,
+    key_record,
+    opt_float,
+    opt_int,
+    request_log_limit,
+    request_log_where,
+    usage_values,
+)
 
 BUSY_TIMEOUT_MS = 5000
-_KEY_COLUMNS = (
-    "id, name, prefix, models, rpm, tpm, created_at, expires_at, revoked_at, digest, old_digest, grace_until, "
-    "budget_day, budget_month"
-)
-_GROUP_COLUMN: dict[GroupBy, str] = {
-    "key": "u.key_id", "model": "u.model", "provider": "u.provider", "session": "u.session_id",
-}
 _USAGE_COLUMNS = ("INSERT INTO usage (ts, key_id, model, provider, session_id, request_id, status, "
                   "input_tokens, output_tokens, cache_read_tokens, cache_creation_tokens, "
                   "cache_write_1h_tokens, cost_usd) VALUES ")
@@ -64,14 +71,6 @@ _ROWS_PER_INSERT = 64
 _LOG_COLUMNS = ("INSERT INTO request_log (ts, key_id, model, provider, session_id, request_id, status, "
                 "input_tokens, output_tokens, cache_read_tokens, cache_creation_tokens, cache_write_1h_tokens, "
                 "cost_usd, latency_ms, attempts, error) VALUES ")
-_LOG_SELECT = ("SELECT r.id, r.ts, r.request_id, r.key_id, k.name, r.model, r.provider, r.session_id, "
-               "r.status, r.latency_ms, r.input_tokens, r.output_tokens, r.cache_read_tokens, "
-               "r.cache_creation_tokens, r.attempts, r.error FROM request_log r "
-               "LEFT JOIN keys k ON k.id = r.key_id")
-# A row that used tokens (one without any costs nothing, priced or not).
-_USED_TOKENS = "(u.input_tokens + u.output_tokens + u.cache_read_tokens + u.cache_creation_tokens) > 0"
-# Seconds between two prunes of the request log (run by the writer after a commit).
-PRUNE_EVERY = 60.0
 
 
 def _usage_insert(rows: int) -> str:
@@ -80,48 +79,6 @@ def _usage_insert(rows: int) -> str:
 
 def _log_insert(rows: int) -> str:
     return _LOG_COLUMNS + ",".join(["(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"] * rows)
-
-
-def _usage_values(r: UsageRow) -> tuple[object, ...]:
-    return (r.ts, r.key_id, r.model, r.provider, r.session_id, r.request_id, r.status,
-            r.input_tokens, r.output_tokens, r.cache_read_tokens, r.cache_creation_tokens,
-            r.cache_write_1h_tokens, r.cost_usd)
-
-
-def _entry(r: Sequence[object]) -> RequestEntry:
-    def text(v: object) -> str | None:
-        return None if v is None else str(v)
-
-    return RequestEntry(
-        id=_opt_int(r[0]) or 0, ts=_opt_float(r[1]) or 0.0, request_id=text(r[2]), key_id=text(r[3]),
-        key_name=text(r[4]), model=text(r[5]), provider=text(r[6]), session_id=text(r[7]),
-        status=_opt_int(r[8]) or 0, latency_ms=_opt_float(r[9]), input_tokens=_opt_int(r[10]) or 0,
-        output_tokens=_opt_int(r[11]) or 0, cache_read_tokens=_opt_int(r[12]) or 0,
-        cache_creation_tokens=_opt_int(r[13]) or 0, attempts=text(r[14]), error=text(r[15]),
-    )
-
-
-def _opt_int(value: object) -> int | None:
-    return None if value is None else int(cast(int, value))
-
-
-def _opt_float(value: object) -> float | None:
-    return None if value is None else float(cast(float, value))
-
-
-def _opt_bytes(value: object) -> bytes | None:
-    return None if value is None else bytes(cast(bytes, value))
-
-
-def _key(row: Sequence[object]) -> IssuedKey:
-    (id_, name, prefix, models, rpm, tpm, created, expires, revoked, dig, old, grace, day, month) = row
-    return IssuedKey(
-        id=str(id_), name=str(name), prefix=str(prefix), models=tuple(json.loads(str(models))),
-        rpm=_opt_int(rpm), tpm=_opt_int(tpm), created_at=float(cast(float, created)),
-        expires_at=_opt_float(expires), revoked_at=_opt_float(revoked),
-        digest=_opt_bytes(dig) or b"", old_digest=_opt_bytes(old), grace_until=_opt_float(grace),
-        budget_day=_opt_float(day), budget_month=_opt_float(month),
-    )
 
 
 def _prepare_file(path: Path, create: bool) -> None:
@@ -230,7 +187,7 @@ class SQLiteStore:
         try:
             with self._write() as conn:
                 conn.execute(
-                    f"INSERT INTO keys ({_KEY_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                    f"INSERT INTO keys ({KEY_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                     (key.id, key.name, key.prefix, json.dumps(list(key.models)), key.rpm, key.tpm,
                      key.created_at, key.expires_at, key.revoked_at, key.digest, key.old_digest,
                      key.grace_until, key.budget_day, key.budget_month),
@@ -245,23 +202,23 @@ class SQLiteStore:
             raise StoreError(f"cannot write the key store {self.path}: {exc}") from None
 
     def get_key(self, key_id: str) -> IssuedKey | None:
-        rows = self._read(f"SELECT {_KEY_COLUMNS} FROM keys WHERE id = ?", (key_id,))
-        return _key(rows[0]) if rows else None
+        rows = self._read(f"SELECT {KEY_COLUMNS} FROM keys WHERE id = ?", (key_id,))
+        return key_record(rows[0]) if rows else None
 
     def keys_named(self, name: str) -> list[IssuedKey]:
         rows = self._read(
-            f"SELECT {_KEY_COLUMNS} FROM keys WHERE name = ? ORDER BY created_at DESC, rowid DESC", (name,))
-        return [_key(r) for r in rows]
+            f"SELECT {KEY_COLUMNS} FROM keys WHERE name = ? ORDER BY created_at DESC, rowid DESC", (name,))
+        return [key_record(r) for r in rows]
 
     def list_keys(self) -> list[IssuedKey]:
-        rows = self._read(f"SELECT {_KEY_COLUMNS} FROM keys ORDER BY created_at, rowid")
-        return [_key(r) for r in rows]
+        rows = self._read(f"SELECT {KEY_COLUMNS} FROM keys ORDER BY created_at, rowid")
+        return [key_record(r) for r in rows]
 
     def _changed(self, conn: sqlite3.Connection, key_id: str, sql: str, params: Sequence[object],
                  conflict: str) -> IssuedKey:
         if conn.execute(sql, params).rowcount == 1:
-            row = conn.execute(f"SELECT {_KEY_COLUMNS} FROM keys WHERE id = ?", (key_id,)).fetchone()
-            return _key(row)
+            row = conn.execute(f"SELECT {KEY_COLUMNS} FROM keys WHERE id = ?", (key_id,)).fetchone()
+            return key_record(row)
         exists = conn.execute("SELECT name, revoked_at FROM keys WHERE id = ?", (key_id,)).fetchone()
         if exists is None:
             raise KeyNotFound(f"no key with id {key_id!r}")
@@ -310,7 +267,7 @@ class SQLiteStore:
 
     def keys_version(self) -> int:
         rows = self._read("SELECT value FROM meta WHERE name = 'keys_version'")
-        return _opt_int(rows[0][0]) or 0 if rows else 0
+        return opt_int(rows[0][0]) or 0 if rows else 0
 
     # Usage -------------------------------------------------------------------------------
 
@@ -331,11 +288,11 @@ class SQLiteStore:
                     part = rows[start:start + _ROWS_PER_INSERT]
                     counted = [r for r in part if not r.log_only] if self._record_usage else []
                     if counted:
-                        params = [v for r in counted for v in _usage_values(r)]
+                        params = [v for r in counted for v in usage_values(r)]
                         conn.execute(_usage_insert(len(counted)), params)
                     if log is not None:
                         conn.execute(_log_insert(len(part)), [
-                            v for r in part for v in (*_usage_values(r), r.latency_ms, r.attempts, r.error)])
+                            v for r in part for v in (*usage_values(r), r.latency_ms, r.attempts, r.error)])
                 if log is not None and time.monotonic() - self._pruned_at >= PRUNE_EVERY:
                     self._prune(conn, log)
         except sqlite3.Error as exc:
@@ -349,24 +306,13 @@ class SQLiteStore:
                      "LIMIT 1 OFFSET ?)", (log.max_rows,))
 
     def recent_requests(self, where: RequestFilter) -> list[RequestEntry]:
-        clauses: list[str] = []
-        params: list[object] = []
-        for column, value in (("r.model", where.model), ("r.provider", where.provider),
-                              ("r.status", where.status)):
-            if value is not None:
-                clauses.append(f"{column} = ?")  # column names from this fixed list only
-                params.append(value)
-        if where.key is not None:
-            clauses.append("(r.key_id = ? OR k.name = ?)")
-            params += [where.key, where.key]
-        if where.errors:
-            clauses.append("r.status >= 400")
-        sql = _LOG_SELECT + (" WHERE " + " AND ".join(clauses) if clauses else "")
-        rows = self._read(sql + " ORDER BY r.id DESC LIMIT ?", [*params, max(1, min(where.limit, 1000))])
-        return [_entry(r) for r in rows]
+        clause, params = request_log_where(where, "?")
+        sql = LOG_SELECT + clause + " ORDER BY r.id DESC LIMIT ?"
+        rows = self._read(sql, [*params, request_log_limit(where)])
+        return [entry(r) for r in rows]
 
     def usage_series(self, *, since: float, bucket: int, by: GroupBy | None) -> list[UsagePoint]:
-        column = _GROUP_COLUMN[by] if by is not None else "NULL"  # from a fixed table
+        column = GROUP_COLUMN[by] if by is not None else "NULL"  # from a fixed table
         size = max(1, int(bucket))
         rows = self._read(
             f"SELECT CAST(u.ts / {size} AS INTEGER) * {size} AS b, {column}, COUNT(*), "
@@ -378,9 +324,9 @@ class SQLiteStore:
         )
         return [
             UsagePoint(bucket=float(cast(float, r[0])), group=None if r[1] is None else str(r[1]),
-                       requests=_opt_int(r[2]) or 0, errors=_opt_int(r[3]) or 0,
-                       input_tokens=_opt_int(r[4]) or 0, output_tokens=_opt_int(r[5]) or 0,
-                       cache_read_tokens=_opt_int(r[6]) or 0, cache_creation_tokens=_opt_int(r[7]) or 0)
+                       requests=opt_int(r[2]) or 0, errors=opt_int(r[3]) or 0,
+                       input_tokens=opt_int(r[4]) or 0, output_tokens=opt_int(r[5]) or 0,
+                       cache_read_tokens=opt_int(r[6]) or 0, cache_creation_tokens=opt_int(r[7]) or 0)
             for r in rows
         ]
 
@@ -397,7 +343,7 @@ class SQLiteStore:
         return {str(r[0]): float(cast(float, r[1])) for r in rows}
 
     def usage_summary(self, *, since: float | None, by: GroupBy) -> list[UsageGroup]:
-        column = _GROUP_COLUMN[by]  # from a fixed table: never user text in the SQL
+        column = GROUP_COLUMN[by]  # from a fixed table: never user text in the SQL
         label = "MAX(k.name)" if by == "key" else "NULL"
         join = "LEFT JOIN keys k ON k.id = u.key_id" if by == "key" else ""
         where, params = ("WHERE u.ts >= ?", (since,)) if since is not None else ("", ())
@@ -406,7 +352,7 @@ class SQLiteStore:
             "COALESCE(SUM(u.input_tokens), 0), COALESCE(SUM(u.output_tokens), 0), "
             "COALESCE(SUM(u.cache_read_tokens), 0), COALESCE(SUM(u.cache_creation_tokens), 0), "
             "MIN(u.ts), MAX(u.ts), COALESCE(SUM(u.cost_usd), 0), COALESCE(SUM(u.cache_write_1h_tokens), 0), "
-            f"COALESCE(SUM(u.cost_usd IS NULL AND {_USED_TOKENS}), 0) "
+            f"COALESCE(SUM(u.cost_usd IS NULL AND {USED_TOKENS}), 0) "
             f"FROM usage u {join} {where} GROUP BY {column} ORDER BY "
             "SUM(u.input_tokens + u.output_tokens + u.cache_read_tokens + u.cache_creation_tokens) DESC, "
             f"COUNT(*) DESC, {column}",
@@ -415,12 +361,12 @@ class SQLiteStore:
         return [
             UsageGroup(
                 group=None if r[0] is None else str(r[0]), label=None if r[1] is None else str(r[1]),
-                requests=_opt_int(r[2]) or 0, errors=_opt_int(r[3]) or 0,
-                input_tokens=_opt_int(r[4]) or 0, output_tokens=_opt_int(r[5]) or 0,
-                cache_read_tokens=_opt_int(r[6]) or 0, cache_creation_tokens=_opt_int(r[7]) or 0,
-                first_ts=_opt_float(r[8]) or 0.0, last_ts=_opt_float(r[9]) or 0.0,
-                cost_usd=_opt_float(r[10]) or 0.0, cache_write_1h_tokens=_opt_int(r[11]) or 0,
-                unpriced=_opt_int(r[12]) or 0,
+                requests=opt_int(r[2]) or 0, errors=opt_int(r[3]) or 0,
+                input_tokens=opt_int(r[4]) or 0, output_tokens=opt_int(r[5]) or 0,
+                cache_read_tokens=opt_int(r[6]) or 0, cache_creation_tokens=opt_int(r[7]) or 0,
+                first_ts=opt_float(r[8]) or 0.0, last_ts=opt_float(r[9]) or 0.0,
+                cost_usd=opt_float(r[10]) or 0.0, cache_write_1h_tokens=opt_int(r[11]) or 0,
+                unpriced=opt_int(r[12]) or 0,
             )
             for r in rows
         ]
