@@ -17,6 +17,7 @@ from ccgate.routing.ratelimit import Admission
 from ccgate.shared import SharedEvent, SharedUnavailable
 from ccgate.shared.redis import RedisOptions, RedisShared
 from tests.lab.redis_server import RedisServer
+from tests.shared.kv_contract import CHECKS, Check
 
 pytestmark = pytest.mark.lab
 
@@ -195,3 +196,15 @@ async def test_redis_down_is_shared_unavailable_within_the_timeout_then_recovers
     finally:
         await a.close()
         await b.close()
+
+
+@pytest.mark.parametrize("check", CHECKS, ids=lambda check: check.__name__)
+async def test_the_kv_contract(check: Check, redis_server: RedisServer) -> None:
+    """What every short-lived-records backend must do (tests/shared/kv_contract.py), on Redis'
+    own clock: waits are real."""
+    kv = backend(redis_server, "contract", timeout=2.0)
+    await kv.start(Inbox())
+    try:
+        await check(kv, asyncio.sleep)
+    finally:
+        await kv.close()

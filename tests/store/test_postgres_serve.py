@@ -45,9 +45,22 @@ def config(upstream: FakeAnthropic, pg: PostgresServer, database: str, **store: 
     }
 
 
+_STARTED: list[Gateway] = []
+
+
+@pytest.fixture(autouse=True)
+def _stop_gateways() -> Iterator[None]:
+    """Every gateway a test started is stopped at its end, passed or failed."""
+    yield
+    while _STARTED:
+        _STARTED.pop().stop()
+
+
 def start(tmp: Path, cfg: dict[str, Any]) -> Gateway:
     # CCGATE_DB empty: the harness would point it at a file; here store.url decides.
-    return Gateway(tmp, cfg, {"CCGATE_DB": "", "CCGATE_TEST_PG_PASSWORD": PASSWORD}).start()
+    gw = Gateway(tmp, cfg, {"CCGATE_DB": "", "CCGATE_TEST_PG_PASSWORD": PASSWORD})
+    _STARTED.append(gw)
+    return gw.start()
 
 
 def ask(gw: Gateway, secret: str, timeout: float = 10.0) -> httpx.Response:

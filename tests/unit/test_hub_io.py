@@ -15,6 +15,7 @@ import pytest
 
 from ccgate.shared import SharedEvent, SharedUnavailable
 from ccgate.shared.hub import HubClient, HubServer
+from tests.shared.kv_contract import CHECKS, Check
 
 pytestmark = pytest.mark.lab  # a real socket server, in-process
 
@@ -132,3 +133,14 @@ async def test_a_hub_that_stops_answering_is_a_timeout() -> None:
     assert 0.25 < time.monotonic() - started < 1.0
     await client.close()
     await hub.close()
+
+
+@pytest.mark.parametrize("check", CHECKS, ids=lambda check: check.__name__)
+async def test_the_kv_contract(check: Check, hub: HubServer) -> None:
+    """What every short-lived-records backend must do (tests/shared/kv_contract.py), through a
+    worker's client to the hub: waits are real."""
+    ((client, _),) = await clients(hub, 1)
+    try:
+        await check(client, asyncio.sleep)
+    finally:
+        await client.close()
