@@ -103,7 +103,9 @@ class Gateway:
         raise TimeoutError(f"expected {n} access log lines:\n{self.log}")
 
     def __enter__(self) -> Gateway:
-        return self.start()
+        # ``with Gateway(...).start() as gw`` must not start a second process (the first would
+        # be left running, holding its port, after the test).
+        return self if self.proc is not None and self.proc.poll() is None else self.start()
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
