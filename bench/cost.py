@@ -53,6 +53,8 @@ VARIANTS: dict[str, tuple[str, ...]] = {
     "budget": ("issued-key", "budget"),
     "limited": ("issued-key", "rpm"),
     "limited-redis": ("issued-key", "rpm", "redis"),
+    # Redis configured, the key without rpm/tpm: what shared state costs every other request.
+    "issued-redis": ("issued-key", "redis"),
 }
 UNREACHED_RPM = 1_000_000_000  # counted on every request, never refusing one
 
