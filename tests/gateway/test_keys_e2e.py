@@ -22,7 +22,6 @@ import sqlite3
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -33,6 +32,7 @@ import pytest
 
 from tests.gateway.conftest import GatewayFactory
 from tests.gateway.harness import Gateway, clean_env
+from tests.lab.procs import wait_for
 from tests.lab.scripted import AnthropicText, ScriptedUpstream
 
 pytestmark = [pytest.mark.lab, pytest.mark.slow]
@@ -73,18 +73,6 @@ def usage_json(db: Path, by: str = "key") -> dict[str, Any]:
 
 def total_requests(report: dict[str, Any]) -> int:
     return sum(int(g["requests"]) for g in report["data"])
-
-
-def wait_for(what: str, check: Callable[[], Any], timeout: float = 10.0, every: float = 0.1) -> Any:
-    """Poll ``check`` until it returns something truthy (bounded)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}; last value {value!r}")
-        time.sleep(every)
 
 
 def provider(up: ScriptedUpstream) -> dict[str, Any]:

@@ -14,7 +14,6 @@ import os
 import signal
 import sqlite3
 import threading
-import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
@@ -27,6 +26,7 @@ import yaml
 
 from ccgate.server.control import request_reload
 from tests.gateway.harness import Gateway
+from tests.lab.procs import wait_for
 from tests.lab.scripted import AnthropicText, ScriptedUpstream
 
 pytestmark = [pytest.mark.lab, pytest.mark.slow]
@@ -56,17 +56,6 @@ def workers(tmp_path: Path, scripted_upstream: Callable[..., ScriptedUpstream]) 
         wait_for("both workers ready", lambda: len(worker_pids(gw)) == 2 and _both_answer(gw), 60)
         yield gw
     assert gw.proc is not None and gw.proc.returncode == 0, gw.log
-
-
-def wait_for(what: str, check: Callable[[], Any], timeout: float = 15.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}; last value {value!r}")
-        time.sleep(0.05)
 
 
 def worker_pids(gw: Gateway) -> list[int]:

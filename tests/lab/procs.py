@@ -9,7 +9,9 @@ import socket
 import subprocess
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 #: Hosts that the lab's proxies resolve to loopback (never to the real Internet).
 LAB_HOSTS: tuple[str, ...] = ("api.anthropic.com", "platform.claude.com", "localhost")
@@ -83,3 +85,16 @@ def stop_process(proc: subprocess.Popen[bytes], timeout: float = 5.0) -> None:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait(timeout)
+
+
+def wait_for(what: str, check: Callable[[], Any], timeout: float = 15.0, every: float = 0.05) -> Any:
+    """Poll ``check`` until it returns something truthy, and return that (bounded: an
+    ``AssertionError`` naming ``what`` and the last value after ``timeout`` seconds)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}; last value {value!r}")
+        time.sleep(every)

@@ -8,7 +8,6 @@ import re
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -20,6 +19,7 @@ import pytest
 from tests.gateway.harness import Gateway, clean_env
 from tests.lab.fake_anthropic import LAB_API_KEY, FakeAnthropic
 from tests.lab.postgres import PASSWORD, PostgresServer
+from tests.lab.procs import wait_for
 
 pytestmark = pytest.mark.lab
 
@@ -83,15 +83,6 @@ def usage_rows(url: str) -> list[tuple[str, str, float | None]]:
             "SELECT request_id, key_id, cost_usd FROM usage ORDER BY id").fetchall()]
 
 
-def wait_for(check: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
 def metric(gw: Gateway, name: str) -> float:
     text = httpx.get(gw.url + "/metrics", headers=ADMIN, timeout=5).text
     found = re.search(rf"^{re.escape(name)} (\S+)$", text, re.MULTILINE)
@@ -114,7 +105,7 @@ def test_serve_on_postgres_keys_usage_cost_and_cli(
         for _ in range(5):
             assert ask(gw, secret).status_code == 200
         assert ask(gw, "ccg_" + "x" * 43).status_code == 401
-        wait_for(lambda: len(usage_rows(url)) >= 5, 10, "5 usage rows in PostgreSQL")
+        wait_for("5 usage rows in PostgreSQL", lambda: len(usage_rows(url)) >= 5, 10)
         rows = usage_rows(url)
         assert len(rows) == 5 and {r[1] for r in rows} == {key_id}
         assert all(cost is not None and cost > 0 for _, _, cost in rows)  # priced in the writer thread
@@ -135,7 +126,7 @@ def test_serve_on_postgres_keys_usage_cost_and_cli(
         listing, usage, check, by_config = (f.result() for f in (listing_f, usage_f, check_f, by_config_f))
         assert listing.returncode == 0, listing.stderr
         assert [k["name"] for k in json.loads(listing.stdout)] == ["alice", "bob"]
-        wait_for(lambda: ask(gw, bob_secret).status_code == 200, 5, "the CLI's key to reach the gateway")
+        wait_for("the CLI's key to reach the gateway", lambda: ask(gw, bob_secret).status_code == 200, 5)
         assert usage.returncode == 0, usage.stderr
         report = json.dumps(json.loads(usage.stdout))
         assert key_id in report and "cost" in report
@@ -158,12 +149,12 @@ def test_postgres_down_serves_known_keys_buffers_usage_and_catches_up(
         key_id, secret = create_key(gw, "alice")
         for _ in range(3):
             assert ask(gw, secret).status_code == 200
-        wait_for(lambda: len(usage_rows(url)) == 3, 10, "the first rows")
+        wait_for("the first rows", lambda: len(usage_rows(url)) == 3, 10)
 
         pg.stop()
         answered = [ask(gw, secret).status_code for _ in range(10)]
         assert answered == [200] * 10  # known key, served from the cache; never a 500
-        wait_for(lambda: metric(gw, "ccgate_usage_rows_buffered") >= 10, 10, "rows held while down")
+        wait_for("rows held while down", lambda: metric(gw, "ccgate_usage_rows_buffered") >= 10, 10)
         assert metric(gw, 'ccgate_store_up{backend="postgresql"}') == 0
         refused = httpx.post(gw.url + "/admin/keys", headers=ADMIN, json={"name": "bob"}, timeout=15)
         assert refused.status_code == 503, refused.text
@@ -175,7 +166,7 @@ def test_postgres_down_serves_known_keys_buffers_usage_and_catches_up(
         assert "Traceback" not in cli.stderr and PASSWORD not in cli.stderr
 
         pg.start()  # same data directory, same port
-        wait_for(lambda: metric(gw, "ccgate_usage_rows_buffered") == 0, 20, "the held rows to be written")
+        wait_for("the held rows to be written", lambda: metric(gw, "ccgate_usage_rows_buffered") == 0, 20)
         rows = usage_rows(url)
         request_ids = [r[0] for r in rows]
         assert len(rows) == 13 and len(set(request_ids)) == 13  # every row once, none twice
@@ -210,7 +201,7 @@ def test_sigkill_mid_traffic_keeps_committed_rows_once(
     for t in threads:
         t.start()
     try:
-        wait_for(lambda: len(usage_rows(url)) >= 40, 20, "committed usage under traffic")
+        wait_for("committed usage under traffic", lambda: len(usage_rows(url)) >= 40, 20)
         committed = {r[0] for r in usage_rows(url)}  # committed before the kill
         assert gw.proc is not None
         gw.proc.kill()
