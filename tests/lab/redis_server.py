@@ -1,19 +1,25 @@
 """A real ``redis-server`` (Debian's) on 127.0.0.1, an OS-picked port, a throwaway directory,
-no persistence. ``stop()`` and ``start()`` again on the same port mid-test (an outage)."""
+no persistence. ``stop()`` and ``start()`` again on the same port mid-test (an outage).
+``extra``: more redis-server arguments (``--requirepass``, ``--unixsocket``, TLS); ``tls``: the
+port speaks TLS, this client context checks that it answers."""
 
 from __future__ import annotations
 
 import shutil
 import socket
+import ssl
 import subprocess
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 from tests.lab.procs import free_port, lab_workdir, require_binary, stop_process, tail, wait_port
 
 
 class RedisServer:
-    def __init__(self) -> None:
+    def __init__(self, extra: Sequence[str] = (), *, tls: ssl.SSLContext | None = None) -> None:
+        self.extra = list(extra)
+        self.tls = tls
         self.binary = require_binary("redis-server", "/usr/bin/redis-server")
         self.port = free_port()
         self.dir = lab_workdir("redis")
@@ -27,7 +33,7 @@ class RedisServer:
     def start(self) -> RedisServer:
         args = [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.dir),
                 "--save", "", "--appendonly", "no", "--protected-mode", "yes", "--daemonize", "no",
-                "--logfile", str(self.log)]
+                "--logfile", str(self.log), *self.extra]
         self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         wait_port(self.port, self.proc, 10.0, self.log)
         self._wait_ping()
@@ -37,9 +43,10 @@ class RedisServer:
         deadline = time.monotonic() + 10.0
         while time.monotonic() < deadline:
             try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.5) as conn:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.5) as raw:
+                    conn = raw if self.tls is None else self.tls.wrap_socket(raw, server_hostname="localhost")
                     conn.sendall(b"PING\r\n")
-                    if conn.recv(64).startswith(b"+PONG"):
+                    if conn.recv(64).startswith((b"+PONG", b"-NOAUTH")):  # NOAUTH: up, with a password
                         return
             except OSError:
                 pass

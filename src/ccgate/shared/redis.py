@@ -1,10 +1,10 @@
 """The Redis backend of shared state (``redis.url``): replicas of the gateway on several machines.
 
 - Rate limits: one Lua script (shared/redis_scripts.py) checks and counts a request in one
-  atomic step on Redis' clock, with ``routing.ratelimit``'s windowing. Run with EVALSHA; the
-  script is loaded once and again after NOSCRIPT (a restarted or flushed Redis). Admissions
-  asked for in the same turn of the event loop go out as one pipeline (one write, one read,
-  one connection): under load that is a third of the CPU per admission of one round trip each.
+  atomic step on Redis' clock, with ``routing.ratelimit``'s windowing. Admissions go through
+  their own channel (shared/redis_admit.py: one connection, EVALSHA pre-packed per key,
+  everything of one event-loop turn in one write, replies parsed by hiredis), not redis-py:
+  redis-py's per-command work was most of a limited request's added cost.
 - Tokens: ``record_tokens`` only queues (bounded; a full queue drops and counts); one task
   sends the queue in pipelined batches, summed per key.
 - Events: PUBLISH on one channel (``<prefix>events``), JSON; one subscriber task on its own
@@ -12,8 +12,9 @@
   tells its process to re-read the keys (events sent meanwhile were lost).
 - Short-lived records: SET PX / GET / GETDEL / DEL, INCRBY + PEXPIRE in one script.
 
-Every call is bounded by ``redis.timeout``; whatever goes wrong is ``SharedUnavailable``.
-No command retries inside redis-py: the caller's policy decides (fail open or closed).
+Everything else (events, tokens, records) goes through redis-py's asyncio client. Every call
+is bounded by ``redis.timeout``; whatever goes wrong is ``SharedUnavailable``. No command
+retries inside redis-py: the caller's policy decides (fail open or closed).
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from redis.exceptions import NoScriptError, RedisError
 
 from ccgate.routing.ratelimit import Admission
 from ccgate.shared import EventStats, SharedEvent, SharedUnavailable
+from ccgate.shared.redis_admit import AdmitChannel, Endpoint
 from ccgate.shared.redis_scripts import ADMIT, EXPIRE_MS, INCR, RECORD_TOKENS
 
 log = logging.getLogger("ccgate")
@@ -41,7 +43,8 @@ T = TypeVar("T")
 
 TOKEN_QUEUE = 10_000  # finished requests' token counts waiting to be sent
 EVENT_QUEUE = 1_000  # events waiting to be published
-MAX_CONNECTIONS = 64  # per process; a request waits for one at most ``timeout``
+MAX_CONNECTIONS = 64  # per process (not admissions); a call waits for one at most ``timeout``
+ADMIT_COMMANDS = 10_000  # packed admission commands kept (one per key and limits); then cleared
 RECONNECT_MAX = 5.0  # seconds between the subscriber's attempts, at most
 
 
@@ -50,9 +53,6 @@ class _Wire(msgspec.Struct):
     origin: str
     data: dict[str, Any] = {}
 
-
-# key id, rpm, tpm, and the future its caller awaits (the script's reply)
-_PendingAdmit = tuple[str, int | None, int | None, "asyncio.Future[Any]"]
 _encode = msgspec.json.Encoder().encode
 _decode = msgspec.json.Decoder(_Wire).decode
 
@@ -91,8 +91,10 @@ class RedisShared:
         self._events: asyncio.Queue[SharedEvent] = asyncio.Queue(EVENT_QUEUE)
         self._tasks: list[asyncio.Task[None]] = []
         self._subscribed = asyncio.Event()
-        self._admits: list[_PendingAdmit] = []  # asked for in this turn of the loop
         self._batches: set[asyncio.Task[None]] = set()
+        self._endpoint = Endpoint.from_url(options.url, options.password, options.ssl)
+        self._admit_channel: AdmitChannel | None = None  # opened by the first admission
+        self._admit_commands: dict[tuple[str, int, int], bytes] = {}
 
     def _connect(self, *, socket_timeout: float | None) -> aioredis.Redis:
         options = self.options
@@ -101,6 +103,8 @@ class RedisShared:
             password=options.password, socket_timeout=socket_timeout,
             socket_connect_timeout=options.timeout, retry=Retry(NoBackoff(), 0),
             client_name="ccgate", **options.ssl)
+        if options.password is not None:  # redis.password wins over the URL's (from_url's is the reverse)
+            pool.connection_kwargs["password"] = options.password
         return aioredis.Redis(connection_pool=pool)
 
     # Lifecycle ---------------------------------------------------------------------------
@@ -121,6 +125,9 @@ class RedisShared:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
         self._tasks = []
+        if self._admit_channel is not None:
+            await self._admit_channel.close()
+            self._admit_channel = None
         with contextlib.suppress(RedisError, OSError):
             await self._client.aclose(close_connection_pool=True)
 
@@ -141,37 +148,29 @@ class RedisShared:
     async def admit(self, key_id: str, rpm: int | None, tpm: int | None) -> Admission:
         if rpm is None and tpm is None:
             return Admission(True)
-        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self._admits.append((key_id, rpm, tpm, future))
-        if len(self._admits) == 1:  # the first of this turn: send them all at its end
-            asyncio.get_running_loop().call_soon(self._send_admits)
-        reply = await future
+        channel = self._admit_channel or self._open_admit_channel()
+        if self._now is None:  # Redis' clock: a key's command is the same every time
+            limits = (key_id, rpm or 0, tpm or 0)
+            command = self._admit_commands.get(limits)
+            if command is None:
+                if len(self._admit_commands) >= ADMIT_COMMANDS:
+                    self._admit_commands.clear()
+                command = self._admit_commands[limits] = self._admit_command(channel, *limits)
+        else:
+            command = self._admit_command(channel, key_id, rpm or 0, tpm or 0)
+        reply = await channel.call(command)
         return admission_from(reply, rpm, tpm)
 
-    def _send_admits(self) -> None:
-        batch, self._admits = self._admits, []
-        task = asyncio.create_task(self._admit_batch(batch))
-        self._batches.add(task)
-        task.add_done_callback(self._batches.discard)
+    def _open_admit_channel(self) -> AdmitChannel:
+        self._admit_channel = AdmitChannel(self._endpoint, ADMIT, self.timeout, on_health=self._admit_health)
+        return self._admit_channel
 
-    async def _admit_batch(self, batch: list[_PendingAdmit]) -> None:
-        try:
-            if len(batch) == 1:  # alone: one EVALSHA, no pipeline to build
-                key_id, rpm, tpm, _ = batch[0]
-                replies = [await self._script(ADMIT, [self._rl + key_id + ":r", self._rl + key_id + ":t"],
-                                              [rpm or 0, tpm or 0, self._clock_arg(), EXPIRE_MS])]
-            else:
-                replies = await self._pipeline(ADMIT, [
-                    ([self._rl + key_id + ":r", self._rl + key_id + ":t"],
-                     [rpm or 0, tpm or 0, self._clock_arg(), EXPIRE_MS]) for key_id, rpm, tpm, _ in batch])
-        except SharedUnavailable as exc:
-            for *_, future in batch:
-                if not future.done():
-                    future.set_exception(SharedUnavailable(str(exc)))
-            return
-        for (*_, future), reply in zip(batch, replies, strict=True):
-            if not future.done():  # the request may have gone meanwhile
-                future.set_result(reply)
+    def _admit_command(self, channel: AdmitChannel, key_id: str, rpm: int, tpm: int) -> bytes:
+        return channel.command((self._rl + key_id + ":r", self._rl + key_id + ":t"),
+                               (rpm, tpm, self._clock_arg(), EXPIRE_MS))
+
+    def _admit_health(self, ok: bool) -> None:
+        self._healthy = ok
 
     def record_tokens(self, key_id: str, tokens: int) -> None:
         try:
@@ -295,26 +294,6 @@ class RedisShared:
                 return await self._call(self._client.evalsha(sha, len(keys), *keys, *args))
             except NoScriptError:
                 sha = None
-        raise SharedUnavailable("redis keeps forgetting the script (NOSCRIPT)")
-
-    async def _pipeline(self, source: str, calls: list[tuple[list[str], list[Any]]]) -> list[Any]:
-        """EVALSHA of one script, many times, in one pipeline (not a transaction: each call is
-        atomic by itself); the script is loaded again and the batch resent after NOSCRIPT."""
-        for _ in range(2):
-            sha = self._scripts.get(source)
-            if sha is None:
-                sha = self._scripts[source] = await self._call(self._client.script_load(source))
-            pipe = self._client.pipeline(transaction=False)
-            for keys, args in calls:
-                pipe.evalsha(sha, len(keys), *keys, *args)
-            replies: list[Any] = await self._call(pipe.execute(raise_on_error=False))
-            if not any(isinstance(reply, NoScriptError) for reply in replies):
-                failed = next((reply for reply in replies if isinstance(reply, Exception)), None)
-                if failed is not None:
-                    self._healthy = False
-                    raise SharedUnavailable(f"redis refused the rate-limit script ({type(failed).__name__})")
-                return replies
-            del self._scripts[source]
         raise SharedUnavailable("redis keeps forgetting the script (NOSCRIPT)")
 
     async def _call(self, operation: Awaitable[T]) -> T:
