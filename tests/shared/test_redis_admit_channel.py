@@ -96,7 +96,9 @@ async def test_a_lost_reply_fails_the_admission_and_is_never_sent_again(fake: Ca
     try:
         with pytest.raises(SharedUnavailable, match="lost"):
             await admit(channel)
+        assert not channel.ok  # lost with an admission in flight: unhealthy until a reply
         reply = await admit(channel)  # the next one connects again, at once
+        assert channel.ok
         assert reply == [1, b"-1.000000", b"", 1, b"1800000061.000000", 0, b"1800000000.000000"]
         assert server.evalshas == 2 and server.connections == 2
     finally:

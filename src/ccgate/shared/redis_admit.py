@@ -176,7 +176,7 @@ class AdmitChannel:
         self._closed = True
         if self._connecting is not None:
             self._connecting.cancel()
-        self._drop("the gateway is shutting down", backoff=False)
+        self._drop("the gateway is shutting down", backoff=False, failed=False)
         queued, self._queued = self._queued, []
         _fail(queued, "the gateway is shutting down")
 
@@ -265,8 +265,9 @@ class AdmitChannel:
         """Redis closed the connection (CLIENT KILL, a restart): the replies of what was in
         flight are lost; those admissions fail (they may have been counted). The next admission
         connects again at once."""
-        if proto is self._proto:
-            self._drop("the connection to redis was lost", backoff=False)
+        if proto is self._proto:  # closed while idle (Redis' own idle `timeout`): not a failure
+            self._drop("the connection to redis was lost", backoff=False,
+                       failed=bool(self._inflight or self._waiting))
 
     # Connecting --------------------------------------------------------------------------
 
@@ -317,9 +318,10 @@ class AdmitChannel:
                                                     ssl=endpoint.ssl_context())
         return proto
 
-    def _drop(self, why: str, *, backoff: bool = True) -> None:
+    def _drop(self, why: str, *, backoff: bool = True, failed: bool = True) -> None:
         """Fail every call in flight or waiting, close the connection; with ``backoff`` the
-        next attempt waits (doubling), else the next admission reconnects at once."""
+        next attempt waits (doubling), else the next admission reconnects at once. ``failed``:
+        Redis failed us (health goes down until a reply arrives)."""
         proto, self._proto, self._ready = self._proto, None, False
         if proto is not None and proto.transport is not None:
             proto.transport.abort()
@@ -335,7 +337,7 @@ class AdmitChannel:
             if now >= self._retry_at:
                 self._retry_at = now + self._backoff
                 self._backoff = min(BACKOFF_MAX, self._backoff * 2)
-        if self.ok:
+        if failed and self.ok:
             self.ok = False
             self._on_health(False)
 
