@@ -120,9 +120,10 @@ class H1Transport(NetworkTransport):
             if conn is None:
                 conn = await self._connect(deadline)
             conn.begin(method == "HEAD", deadline)
-            conn.transport.write(head + body if len(body) < 65536 else head)
-            if len(body) >= 65536:
-                conn.transport.write(body)
+            if len(body) < 65536:
+                conn.transport.write(head + body)  # one send; copying a small body is cheaper
+            else:
+                conn.transport.writelines((head, body))  # one writev on uvloop, no 90 KB copy
             try:
                 await conn.wait_head()
             except ServerClosed:
