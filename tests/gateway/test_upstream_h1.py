@@ -301,15 +301,22 @@ async def test_a_connection_closed_while_idle_is_replaced_once_and_silently() ->
             await transport.close()
 
 
-@pytest.mark.parametrize("partial", [b"", b"HTTP/1.1 200 OK\r\n"])
-async def test_no_retry_on_a_new_connection_or_once_the_answer_began(partial: bytes) -> None:
+@pytest.mark.parametrize(("reused", "partial", "after"), [
+    (False, b"", 0.0),  # a new connection: no race to blame
+    (True, b"HTTP/1.1 200 OK\r\n", 0.0),  # the answer began
+    (True, b"", 1.3),  # the provider had the request for longer than the race window
+])
+async def test_no_retry_on_a_new_connection_once_the_answer_began_or_after_a_while(
+    reused: bool, partial: bytes, after: float
+) -> None:
     ref: list[RawServer] = []
 
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, n: int) -> None:
         await ref[0].read(reader)
-        if n == 0 and partial:
+        if n == 0 and reused:
             writer.write(answer(b"first"))
             await ref[0].read(reader)
+        await asyncio.sleep(after)
         writer.write(partial)
         await writer.drain()
         writer.transport.abort()
@@ -318,7 +325,7 @@ async def test_no_retry_on_a_new_connection_or_once_the_answer_began(partial: by
         ref.append(server)
         transport = await started(H1Transport, server.url)
         try:
-            if partial:
+            if reused:
                 assert await body_of(await transport.send("POST", "/v1/messages", [], b"{}")) == b"first"
             with pytest.raises(UpstreamUnreachable) as caught:
                 await transport.send("POST", "/v1/messages", [], b"{}")

@@ -14,7 +14,9 @@ DNS + TCP + TLS, ``timeouts.read`` for the answer's head and between a body's re
 the transport's one ``ReadWatch`` sweep (no timer per request or chunk), ``timeouts.total``
 (or ``send(timeout=)``) as one timer when set, and every failure named by
 ``failures.classify_failure``. A pooled connection the provider closed while it sat idle is
-retried once on a new one, only if no byte of the answer came back. A connection goes back to
+retried once on a new one, only if no byte of the answer came back and the close came within
+``_RACE_WINDOW`` of the request (aiohttp retries only idempotent methods; a POST that met the
+race would fail, which the dispatcher then retries with a backoff and a breaker mark). A connection goes back to
 the pool only once its answer was read to the end; ``close()`` mid-body closes it.
 
 TLS is asyncio's, with the context of ``upstream/tls.py`` (Mozilla roots, the OS store,
@@ -48,6 +50,11 @@ from ccgate.upstream.transport import NetworkTransport, ReadWatch
 
 # What a failed exchange raises before ``_failure`` names it.
 _ERRORS = (OSError, ProtocolError, ServerClosed, ConnectError)
+# A pooled connection that ends this soon after the request went out, with no byte of an
+# answer, was closed by the provider while idle (the keep-alive race: its FIN or RST crossed our
+# request); later than that, the provider may have been working on the request (a load balancer
+# dropping a long think), and sending it again could run it twice.
+_RACE_WINDOW = 1.0
 
 
 class H1Transport(NetworkTransport):
@@ -112,7 +119,9 @@ class H1Transport(NetworkTransport):
     async def _exchange(self, method: str, head: bytes, body: bytes, total: float | None) -> _H1Response:
         """Write the request and wait for the answer's head, on a pooled connection or a new
         one; a pooled one found closed (nothing came back) is replaced once."""
-        deadline = self._loop.time() + total if total else None  # type: ignore[union-attr]
+        loop = self._loop
+        assert loop is not None
+        deadline = loop.time() + total if total else None
         retried = False
         while True:
             conn = self._pooled()
@@ -124,11 +133,12 @@ class H1Transport(NetworkTransport):
                 conn.transport.write(head + body)  # one send; copying a small body is cheaper
             else:
                 conn.transport.writelines((head, body))  # one writev on uvloop, no 90 KB copy
+            sent = loop.time()
             try:
                 await conn.wait_head()
             except ServerClosed:
                 conn.close()
-                if reused and not retried and not conn.received:
+                if reused and not retried and not conn.received and loop.time() - sent < _RACE_WINDOW:
                     retried = True
                     continue
                 raise
