@@ -63,7 +63,9 @@ class ReadWatch:
     read that has waited longer than the timeout is failed as aiohttp would have failed it
     (``SocketTimeoutError``, so the error reads the same). The deadline is met within a
     quarter of the timeout (at most a second) late, never early. The wait for the response
-    head, and whole-body reads (``read``), keep aiohttp's timer: one per request.
+    head, and whole-body reads (``read``), keep aiohttp's timer: one per request. ccgate's own
+    client (``upstream/h1.py``) has no timer of its own: each connection is watched here from
+    its request on, the wait for the head included.
     """
 
     def __init__(self, timeout: float) -> None:
