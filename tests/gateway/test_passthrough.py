@@ -25,6 +25,9 @@ pytestmark = pytest.mark.lab
 
 MSG = {"model": "claude-opus-4-8", "max_tokens": 64,
        "messages": [{"role": "user", "content": "hello"}]}
+# The contract holds for both upstream clients: ccgate's own (the default for a provider reached
+# directly) and aiohttp (behind proxies, or with http_client: aiohttp).
+BOTH_CLIENTS = pytest.mark.parametrize("http_client", ["auto", "aiohttp"])
 
 
 def sdk(base_url: str, key: str, pki: LabPKI | None = None) -> anthropic.Anthropic:
@@ -79,10 +82,11 @@ def test_sdk_stream_events_identical_to_direct(
     assert any(e["type"] == "content_block_delta" for e in through[0])
 
 
+@BOTH_CLIENTS
 def test_body_and_headers_forwarded_byte_for_byte(
-    upstream: FakeAnthropic, gateway: GatewayFactory, gw_ca_file: Path
+    upstream: FakeAnthropic, gateway: GatewayFactory, gw_ca_file: Path, http_client: str
 ) -> None:
-    gw = gateway(authed_config(upstream.url, gw_ca_file))
+    gw = gateway(authed_config(upstream.url, gw_ca_file, http_client=http_client))
     # Odd spacing, key order, unicode escapes and unknown fields must all survive untouched.
     body = (b'{ "max_tokens":64 ,"model" : "claude-sonnet-4-5-20250929", "future_field":{"x":[1,2.50]},'
             b'"messages":[{"role":"user","content":"caf\\u00e9 \xe2\x98\x95"}],\n"context_management":{"edits":[]}}')
@@ -112,12 +116,13 @@ def test_body_and_headers_forwarded_byte_for_byte(
     assert len(r.headers.get_list("date")) == 1
 
 
+@BOTH_CLIENTS
 def test_no_headers_invented_for_the_client(
-    upstream: FakeAnthropic, gateway: GatewayFactory, gw_ca_file: Path
+    upstream: FakeAnthropic, gateway: GatewayFactory, gw_ca_file: Path, http_client: str
 ) -> None:
     """A client that sends no user-agent, accept or accept-encoding: none reach the upstream
     (an invented accept-encoding could get it a compressed body it never asked for)."""
-    gw = gateway(authed_config(upstream.url, gw_ca_file))
+    gw = gateway(authed_config(upstream.url, gw_ca_file, http_client=http_client))
     body = json.dumps(MSG).encode()
     conn = http.client.HTTPConnection("127.0.0.1", int(gw.url.rsplit(":", 1)[1]), timeout=30)
     conn.putrequest("POST", "/v1/messages", skip_accept_encoding=True)
@@ -206,14 +211,15 @@ def test_provider_refusing_the_gateway_key_is_not_relayed_as_the_clients_401(
     assert ready["providers"]["anthropic"]["keys"][0]["state"] == "disabled"
 
 
+@BOTH_CLIENTS
 def test_stream_is_relayed_as_it_arrives(
-    upstream: FakeAnthropic, gateway: GatewayFactory, gw_ca_file: Path
+    upstream: FakeAnthropic, gateway: GatewayFactory, gw_ca_file: Path, http_client: str
 ) -> None:
     """The first events reach the client while the upstream is still producing the rest."""
     upstream.scenario = "slow"
     upstream.slow_delay = 0.3
     upstream.slow_chunks = 10
-    gw = gateway(authed_config(upstream.url, gw_ca_file))
+    gw = gateway(authed_config(upstream.url, gw_ca_file, http_client=http_client))
     with httpx.stream("POST", gw.url + "/v1/messages", json={**MSG, "stream": True},
                       headers={"x-api-key": CLIENT_TOKEN, "anthropic-version": "2023-06-01"},
                       timeout=30) as r:
@@ -241,9 +247,10 @@ def slow_stream_request(gw: Gateway, *, wait_for_start: bool) -> None:
             assert b"message_start" in sock.recv(65536) or b"message_start" in sock.recv(65536)
 
 
+@BOTH_CLIENTS
 @pytest.mark.parametrize("headers_delay", [0.0, 0.3])
 def test_client_disconnect_cancels_upstream(
-    upstream: FakeAnthropic, gateway: GatewayFactory, gw_ca_file: Path, headers_delay: float
+    upstream: FakeAnthropic, gateway: GatewayFactory, gw_ca_file: Path, headers_delay: float, http_client: str
 ) -> None:
     """0.0: the client leaves mid-stream. 0.3: it leaves at once, well inside WATCH_AFTER,
     while the upstream is still thinking; the watcher that starts later must still see it."""
@@ -251,7 +258,7 @@ def test_client_disconnect_cancels_upstream(
     upstream.headers_delay = headers_delay
     upstream.slow_delay = 0.5
     upstream.slow_chunks = 40
-    gw = gateway(authed_config(upstream.url, gw_ca_file))
+    gw = gateway(authed_config(upstream.url, gw_ca_file, http_client=http_client))
     slow_stream_request(gw, wait_for_start=not headers_delay)
     gone = upstream.wait_disconnect(timeout=10)
     assert gone.events_sent < 40  # the upstream stopped long before the end

@@ -13,10 +13,14 @@ from aiohttp import web
 
 from ccgate.config.model import Pool, Provider, Timeouts
 from ccgate.errors import UpstreamError, UpstreamOverloaded
+from ccgate.upstream.h1 import H1Transport
 from ccgate.upstream.response import UpstreamResponse
-from ccgate.upstream.transport import UpstreamTransport
+from ccgate.upstream.transport import NetworkTransport, UpstreamTransport
 
 pytestmark = pytest.mark.lab
+
+# The pool's rules hold for both clients: ccgate's own (direct providers) and aiohttp (proxies).
+CLIENTS = [pytest.param(H1Transport, id="h1"), pytest.param(UpstreamTransport, id="aiohttp")]
 
 
 class HoldingServer:
@@ -49,12 +53,15 @@ async def holding() -> AsyncIterator[HoldingServer]:
     await runner.cleanup()
 
 
-async def _send(transport: UpstreamTransport) -> UpstreamResponse:
+async def _send(transport: NetworkTransport) -> UpstreamResponse:
     return await transport.send("POST", "/v1/messages", [], b"{}")
 
 
-async def test_by_default_300_requests_are_all_in_flight_at_once(holding: HoldingServer) -> None:
-    transport = UpstreamTransport(Provider(name="p", base_url=holding.url), [], {})
+@pytest.mark.parametrize("client", CLIENTS)
+async def test_by_default_300_requests_are_all_in_flight_at_once(
+    holding: HoldingServer, client: type[NetworkTransport]
+) -> None:
+    transport = client(Provider(name="p", base_url=holding.url), [], {})
     await transport.start()
     try:
         tasks = [asyncio.create_task(_send(transport)) for _ in range(300)]
@@ -72,9 +79,12 @@ async def test_by_default_300_requests_are_all_in_flight_at_once(holding: Holdin
         await transport.close()
 
 
-async def test_an_explicit_limit_waits_measured_then_fails_naming_the_pool(holding: HoldingServer) -> None:
+@pytest.mark.parametrize("client", CLIENTS)
+async def test_an_explicit_limit_waits_measured_then_fails_naming_the_pool(
+    holding: HoldingServer, client: type[NetworkTransport]
+) -> None:
     provider = Provider(name="p", base_url=holding.url, pool=Pool(max_connections=2, wait_timeout=0.2))
-    transport = UpstreamTransport(provider, [], {})
+    transport = client(provider, [], {})
     waits: list[tuple[str, float, bool]] = []
     transport.on_pool_wait = lambda name, seconds, timed_out: waits.append((name, seconds, timed_out))
     await transport.start()

@@ -21,6 +21,9 @@ ANTHROPIC_URL = "https://api.anthropic.com"
 _Q = TypeVar("_Q", Quirks, AnthropicQuirks)
 ProviderKind = Literal["anthropic", "anthropic-compatible", "openai-compatible"]
 AuthHeader = Literal["x-api-key", "bearer", "none"]
+# auto: ccgate's own HTTP/1.1 client when the provider is reached directly, aiohttp through a
+# proxy; aiohttp: aiohttp always (upstream/choose.py).
+HttpClient = Literal["auto", "aiohttp"]
 
 
 class _Strict(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
@@ -208,6 +211,7 @@ class Provider(_Strict):
     ipv4_only: bool = False
     timeouts: Timeouts = msgspec.field(default_factory=Timeouts)
     pool: Pool = msgspec.field(default_factory=Pool)
+    http_client: HttpClient = "auto"
     # A server that may think for minutes before its first byte (a self-hosted model on CPU
     # reading a long prompt): `ccgate setup` then gives Claude Code its longest stream idle
     # timeout (docs/providers.md, "Slow self-hosted providers").

@@ -1,5 +1,5 @@
 """The requests connect sends, through the provider's own transport (its proxy, TLS settings and
-hop naming: ``upstream.UpstreamTransport``), built the way the gateway builds them: translated
+hop naming: ``upstream.choose.transport_for``), built the way the gateway builds them: translated
 with ``translate_request`` for openai-compatible providers, the provider's body quirks applied
 for Anthropic-compatible ones. The answers are judged in ``verdict``.
 """
@@ -23,7 +23,8 @@ from ccgate.proxy_env import ProxyURLError
 from ccgate.routing.keypool import KeyLease
 from ccgate.translate import ToolNames, translate_request
 from ccgate.translate.compat import rewrite_body
-from ccgate.upstream.transport import UpstreamTransport
+from ccgate.upstream.choose import transport_for
+from ccgate.upstream.transport import NetworkTransport
 from ccgate.wire.openai import ModelListError, parse_model_list
 
 ANTHROPIC_VERSION = "2023-06-01"
@@ -85,9 +86,9 @@ async def send(
         await transport.close()
 
 
-def _transport(provider: Provider, key: Secret | None, env: Mapping[str, str]) -> UpstreamTransport:
+def _transport(provider: Provider, key: Secret | None, env: Mapping[str, str]) -> NetworkTransport:
     try:
-        return UpstreamTransport(provider, [key] if key else [], env)
+        return transport_for(provider, [key] if key else [], env)
     except ProxyURLError as exc:  # a malformed proxy variable in this environment
         raise UpstreamError(f"proxy for provider {provider.name!r}: {exc}", hop="proxy") from None
 

@@ -75,7 +75,8 @@ from ccgate.store import (
 )
 from ccgate.store.budget import BudgetTracker
 from ccgate.translate import estimate_input_tokens
-from ccgate.upstream.transport import Transport, UpstreamTransport
+from ccgate.upstream.choose import transport_for
+from ccgate.upstream.transport import Transport
 from ccgate.wire.anthropic import (
     ModelRow,
     decode_body,
@@ -133,7 +134,7 @@ Handler = Callable[[Scope, Receive, Response, Context], Awaitable[None]]
 class Gateway:
     def __init__(
         self, loaded: LoadedConfig, env: Mapping[str, str], *, store: Store | None = None,
-        transport: TransportFactory = UpstreamTransport, clock: Clock = SYSTEM_CLOCK,
+        transport: TransportFactory = transport_for, clock: Clock = SYSTEM_CLOCK,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep, reload_signal: bool = False,
         shared: SharedState | None = None,
     ) -> None:

@@ -6,6 +6,7 @@ or a timeout. The message never contains a secret: proxies are shown with a mask
 from __future__ import annotations
 
 import asyncio
+import socket
 import ssl
 
 import aiohttp
@@ -13,14 +14,23 @@ from aiohttp_socks import ProxyConnectionError, ProxyError, ProxyTimeoutError
 
 from ccgate.errors import UpstreamError, UpstreamTimeout, UpstreamUnreachable
 from ccgate.proxy_env import ProxySpec
+from ccgate.upstream.h1wire import ConnectError, ProtocolError, ServerClosed
 
 
 def classify_failure(
     exc: BaseException, *, provider: str, target: str, proxy: ProxySpec | None, phase: str
 ) -> UpstreamError:
-    """``target`` is host:port of the provider; ``phase`` is 'connect' or 'read'."""
+    """``target`` is host:port of the provider; ``phase`` is 'connect' or 'read'. Takes
+    aiohttp's exceptions and those of ccgate's own HTTP/1.1 client (``upstream/h1wire.py``),
+    and words the same failure the same way whichever client saw it."""
     where = f"provider {provider!r} ({target})"
     via = f" via proxy {proxy.display}" if proxy else ""
+    if isinstance(exc, ConnectError):
+        return _connect_failed(exc.os_error, where, via)
+    if isinstance(exc, ServerClosed):
+        return UpstreamUnreachable(f"{where} closed the connection: {_reason(exc)}", hop="upstream")
+    if isinstance(exc, ProtocolError):
+        return UpstreamUnreachable(f"request to {where}{via} failed: {_reason(exc)}", hop="upstream")
     if isinstance(exc, aiohttp.ClientHttpProxyError):
         return _proxy_status(exc, where, proxy)
     if isinstance(exc, ProxyTimeoutError):
@@ -38,13 +48,7 @@ def classify_failure(
             f"cannot connect to the proxy{_name(proxy)}: {_os_reason(exc)}", hop="proxy"
         )
     if isinstance(exc, aiohttp.ClientConnectorCertificateError):
-        cert_err = exc.certificate_error
-        why = getattr(cert_err, "verify_message", None) or _reason(cert_err)
-        return UpstreamUnreachable(
-            f"TLS verification failed for {where}{via}: {why}. If a corporate proxy inspects "
-            "TLS, add its root CA with tls.ca_file (or tls.use_system_store: true)",
-            hop="tls",
-        )
+        return _certificate_failed(exc.certificate_error, where, via)
     if isinstance(exc, aiohttp.ClientSSLError | ssl.SSLError):
         return UpstreamUnreachable(f"TLS handshake with {where}{via} failed: {_reason(exc)}", hop="tls")
     if isinstance(exc, aiohttp.ClientConnectorDNSError):
@@ -62,6 +66,28 @@ def classify_failure(
     if isinstance(exc, aiohttp.ClientError | OSError):
         return UpstreamUnreachable(f"request to {where}{via} failed: {_reason(exc)}", hop="upstream")
     raise exc
+
+
+def _connect_failed(os_error: OSError, where: str, via: str) -> UpstreamError:
+    """A new direct connection failed (ccgate's own client): DNS, TCP, TLS or the timeout."""
+    if isinstance(os_error, ssl.SSLCertVerificationError):
+        return _certificate_failed(os_error, where, via)
+    if isinstance(os_error, ssl.SSLError):
+        return UpstreamUnreachable(f"TLS handshake with {where}{via} failed: {_reason(os_error)}", hop="tls")
+    if isinstance(os_error, socket.gaierror):
+        return UpstreamUnreachable(f"DNS lookup failed for {where}: {_strerror(os_error)}", hop="dns")
+    if isinstance(os_error, TimeoutError):
+        return UpstreamTimeout(f"timed out connecting to {where}{via}", hop="connect")
+    return UpstreamUnreachable(f"cannot connect to {where}{via}: {_strerror(os_error)}", hop="tcp")
+
+
+def _certificate_failed(cert_err: BaseException, where: str, via: str) -> UpstreamError:
+    why = getattr(cert_err, "verify_message", None) or _reason(cert_err)
+    return UpstreamUnreachable(
+        f"TLS verification failed for {where}{via}: {why}. If a corporate proxy inspects "
+        "TLS, add its root CA with tls.ca_file (or tls.use_system_store: true)",
+        hop="tls",
+    )
 
 
 def _proxy_status(exc: aiohttp.ClientHttpProxyError, where: str, proxy: ProxySpec | None) -> UpstreamError:
@@ -102,7 +128,11 @@ def _name(proxy: ProxySpec | None) -> str:
 
 def _os_reason(exc: aiohttp.ClientConnectorError) -> str:
     os_error = exc.os_error
-    return os_error.strerror or str(os_error) if os_error else str(exc)
+    return _strerror(os_error) if os_error else str(exc)
+
+
+def _strerror(os_error: OSError) -> str:
+    return os_error.strerror or str(os_error)
 
 
 def _reason(exc: BaseException) -> str:

@@ -15,7 +15,7 @@ import socket
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import urlsplit
 
 import aiohttp
@@ -45,6 +45,14 @@ _TRANSPORT_ERRORS = (
 _AUTO_HEADERS = ("user-agent", "accept", "accept-encoding")
 
 
+class Watched(Protocol):
+    """A read ``ReadWatch`` checks: when it started waiting (0: not waiting), how to fail it."""
+
+    waiting_since: float
+
+    def time_out(self) -> None: ...
+
+
 class ReadWatch:
     """``timeouts.read`` between the chunks of a streamed body, as one coarse sweep per
     transport instead of a timer per chunk.
@@ -55,17 +63,19 @@ class ReadWatch:
     read that has waited longer than the timeout is failed as aiohttp would have failed it
     (``SocketTimeoutError``, so the error reads the same). The deadline is met within a
     quarter of the timeout (at most a second) late, never early. The wait for the response
-    head, and whole-body reads (``read``), keep aiohttp's timer: one per request.
+    head, and whole-body reads (``read``), keep aiohttp's timer: one per request. ccgate's own
+    client (``upstream/h1.py``) has no timer of its own: each connection is watched here from
+    its request on, the wait for the head included.
     """
 
     def __init__(self, timeout: float) -> None:
         self.timeout = timeout
         self.interval = min(1.0, timeout / 4)
         self.loop = asyncio.get_running_loop()
-        self.reads: set[_AiohttpResponse] = set()
+        self.reads: set[Watched] = set()
         self._handle: asyncio.TimerHandle | None = None
 
-    def add(self, response: _AiohttpResponse) -> None:
+    def add(self, response: Watched) -> None:
         self.reads.add(response)
         if self._handle is None:
             self._handle = self.loop.call_later(self.interval, self.sweep)
@@ -122,8 +132,9 @@ class Transport(ABC):
         """Reach the provider once; None when any HTTP answer came back, else why not."""
 
 
-class UpstreamTransport(Transport):
-    """The pooled aiohttp client for one provider, through its proxy, with its TLS settings."""
+class NetworkTransport(Transport):
+    """What both network clients share: the proxy decision (made once), the provider's
+    host:port for messages, the ``pool.max_connections`` slots, failure naming and the probe."""
 
     def __init__(self, provider: Provider, keys: list[Secret], env: Mapping[str, str]) -> None:
         super().__init__(provider, keys)
@@ -131,14 +142,59 @@ class UpstreamTransport(Transport):
         parts = urlsplit(provider.base_url)
         self.base_url = provider.base_url
         self.target = f"{parts.hostname}:{parts.port or (443 if parts.scheme == 'https' else 80)}"
-        self._session: aiohttp.ClientSession | None = None
         self._reads: ReadWatch | None = None
-        self._request_proxy: dict[str, Any] = {}
         # pool.max_connections: requests in flight at once, each holding a slot from send()
         # until its response is released or closed. None (the default): no limit and no
         # semaphore on the path at all.
         limit = provider.pool.max_connections
         self._slots = asyncio.Semaphore(limit) if limit is not None else None
+
+    async def _take_slot(self, slots: asyncio.Semaphore) -> None:
+        """A slot of the pool; when all are busy, wait at most ``pool.wait_timeout`` (timed and
+        counted), then fail naming the pool."""
+        if not slots.locked():
+            await slots.acquire()  # free: returns at once
+            return
+        pool = self.provider.pool
+        started = time.monotonic()
+        timed_out = False
+        try:
+            async with asyncio.timeout(pool.wait_timeout):
+                await slots.acquire()
+        except TimeoutError:
+            timed_out = True
+            raise UpstreamOverloaded(
+                f"provider {self.name!r}: all {pool.max_connections} upstream connections "
+                f"(pool.max_connections) stayed busy for {pool.wait_timeout:g} s "
+                "(pool.wait_timeout); raise or remove pool.max_connections", hop="pool",
+            ) from None
+        finally:
+            if self.on_pool_wait is not None:
+                self.on_pool_wait(self.name, time.monotonic() - started, timed_out)
+
+    def _failure(self, exc: BaseException, phase: str) -> UpstreamError:
+        return classify_failure(
+            exc, provider=self.name, target=self.target, proxy=self.decision.proxy, phase=phase
+        )
+
+    async def probe(self, timeout: float = 5.0) -> str | None:
+        """Reach the provider once; None when any HTTP answer came back, else why not."""
+        try:
+            response = await self.send("HEAD", "/", [], b"", timeout=timeout)
+        except UpstreamError as err:
+            return err.message
+        response.release()
+        return None
+
+
+class UpstreamTransport(NetworkTransport):
+    """The pooled aiohttp client for one provider, through its proxy, with its TLS settings:
+    every provider behind a proxy (HTTP, HTTPS, SOCKS), and any with ``http_client: aiohttp``."""
+
+    def __init__(self, provider: Provider, keys: list[Secret], env: Mapping[str, str]) -> None:
+        super().__init__(provider, keys, env)
+        self._session: aiohttp.ClientSession | None = None
+        self._request_proxy: dict[str, Any] = {}
 
     async def start(self) -> None:
         p = self.provider
@@ -218,44 +274,6 @@ class UpstreamTransport(Transport):
         self.last_success = time.monotonic()
         assert self._reads is not None
         return _AiohttpResponse(response, self._failure, slots, self._reads)
-
-    async def _take_slot(self, slots: asyncio.Semaphore) -> None:
-        """A slot of the pool; when all are busy, wait at most ``pool.wait_timeout`` (timed and
-        counted), then fail naming the pool."""
-        if not slots.locked():
-            await slots.acquire()  # free: returns at once
-            return
-        pool = self.provider.pool
-        started = time.monotonic()
-        timed_out = False
-        try:
-            async with asyncio.timeout(pool.wait_timeout):
-                await slots.acquire()
-        except TimeoutError:
-            timed_out = True
-            raise UpstreamOverloaded(
-                f"provider {self.name!r}: all {pool.max_connections} upstream connections "
-                f"(pool.max_connections) stayed busy for {pool.wait_timeout:g} s "
-                "(pool.wait_timeout); raise or remove pool.max_connections", hop="pool",
-            ) from None
-        finally:
-            if self.on_pool_wait is not None:
-                self.on_pool_wait(self.name, time.monotonic() - started, timed_out)
-
-    def _failure(self, exc: BaseException, phase: str) -> UpstreamError:
-        return classify_failure(
-            exc, provider=self.name, target=self.target, proxy=self.decision.proxy, phase=phase
-        )
-
-    async def probe(self, timeout: float = 5.0) -> str | None:
-        """Reach the provider once; None when any HTTP answer came back, else why not."""
-        try:
-            response = await self.send("HEAD", "/", [], b"", timeout=timeout)
-        except UpstreamError as err:
-            return err.message
-        response.release()
-        return None
-
 
 class _AiohttpResponse(UpstreamResponse):
     """An aiohttp response whose body reads raise UpstreamError only."""
