@@ -99,16 +99,21 @@ def decode_body(body: bytes) -> Any:
 _top_level = msgspec.json.Decoder(dict[str, msgspec.Raw])
 
 
+# Left raw for the translated path: translated once per distinct bytes (translate.tooldefs,
+# translate.history), so what Claude Code resends each turn is scanned, not decoded.
+_KEPT_RAW = frozenset({"tools", "messages"})
+
+
 def decode_for_translation(body: bytes, fields: dict[str, msgspec.Raw] | None = None) -> Any:
-    """``decode_body`` for the translated path, except that ``tools`` stays raw JSON
-    (``msgspec.Raw``): ``translate.tooldefs`` translates a tools list once per distinct bytes,
-    so the 60 KB of schemas Claude Code resends each turn are scanned, not decoded. A body
+    """``decode_body`` for the translated path, except that ``tools`` and ``messages`` stay raw
+    JSON (``msgspec.Raw``): ``translate.tooldefs`` translates a tools list once per distinct
+    bytes, ``translate.history`` each turn of the history. A body
     that does not split this way (not an object, bad bytes) goes through ``decode_body``,
     which says what is wrong with positions in the whole body. ``fields``: the top-level
     fields ``decode_messages`` already split (``MessagesHead.fields``), not split again."""
     try:
         top = fields if fields else _top_level.decode(body)
-        return {key: value if key == "tools" else msgspec.json.decode(value) for key, value in top.items()}
+        return {key: value if key in _KEPT_RAW else msgspec.json.decode(value) for key, value in top.items()}
     except (msgspec.ValidationError, msgspec.DecodeError, RecursionError):
         return decode_body(body)
 
