@@ -232,9 +232,9 @@ def test_cache_control_is_listed_from_a_remembered_message() -> None:
 
 
 def test_messages_sharing_the_cheap_key_never_hit_each_other() -> None:
-    pad = "x" * 100  # the difference between the samples (ends and middle)
-    a = {"role": "user", "content": pad + "A" + pad * 3}
-    b = {"role": "user", "content": pad + "B" + pad * 3}
+    pad = "x" * 200  # the difference falls between the samples (head, middle, tail)
+    a = {"role": "user", "content": pad + "A" + pad * 2}
+    b = {"role": "user", "content": pad + "B" + pad * 2}
     key_a = history._key(msgspec.Raw(_json.encode(a)), 0)
     assert key_a == history._key(msgspec.Raw(_json.encode(b)), 0)
     for messages in ([a], [b], [a, {"role": "assistant", "content": "k"}, b], [b]):
@@ -279,3 +279,14 @@ def test_bad_messages_are_a_400_naming_the_message(messages: bytes, problem: str
             translate_request(decode_for_translation(body), model="m", quirks=Quirks())
         assert problem in raised.value.message
     assert history._memo.count == 0
+
+
+def test_a_message_over_the_size_cap_is_translated_each_time(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(history, "MEMO_MESSAGE_MAX", 1000)
+    messages = [{"role": "user", "content": "y " * 600}, {"role": "assistant", "content": "ok"},
+                {"role": "user", "content": "short"}]
+    body = _body(messages)
+    for _ in range(2):
+        assert _raw(body, Quirks()) == _decoded(body, Quirks())
+    kept = [m for bucket in history._memo.buckets.values() for m in bucket]
+    assert len(kept) == 2 and all(len(m.raw) <= 1000 for m in kept)

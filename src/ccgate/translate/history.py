@@ -24,8 +24,9 @@ call. What links turns is checked on every request, in ``translate_raw_messages`
 
 A hit gives the same bytes, dropped list, tool names and estimate as a miss and as
 ``translate_messages`` on the decoded list; the tests hold all three to that. The memo is an LRU
-bounded by entries and bytes (``MEMO_ENTRIES``, ``MEMO_BYTES``): with more sessions active than
-fit, the ones idle longest are forgotten, and their next turn pays one full translation.
+bounded by entries and bytes (``MEMO_ENTRIES``, ``MEMO_BYTES``; a message over
+``MEMO_MESSAGE_MAX`` is not kept): with more sessions active than fit, the ones idle longest are
+forgotten, and their next turn pays one full translation.
 """
 
 from __future__ import annotations
@@ -54,8 +55,11 @@ from ccgate.wire.anthropic import TOO_DEEP, decode_body
 
 MEMO_ENTRIES = 20_000  # messages (one Claude Code turn adds 2-4)
 MEMO_BYTES = 48 * 1024 * 1024  # their bytes and their translations', plus _OVERHEAD each
+# A message larger than this is translated each time: one pasted file or huge tool result
+# would otherwise push out dozens of sessions' turns (and it is rare enough not to matter).
+MEMO_MESSAGE_MAX = 1024 * 1024
 _OVERHEAD = 512  # Python objects per remembered message, roughly
-_BUCKET = 4  # messages sharing a cheap key (length, samples): compared in turn
+_BUCKET = 8  # messages sharing a cheap key (length, samples): compared in turn
 
 _split = msgspec.json.Decoder(list[msgspec.Raw])
 _encode = msgspec.json.Encoder().encode
@@ -150,8 +154,7 @@ class _Memo:
 
 
 _memo = _Memo(MEMO_ENTRIES, MEMO_BYTES)
-_EDGE = 48
-_MIDDLE = 16
+_HEAD, _TAIL, _SAMPLE = 160, 48, 16
 # The quirks a message's translation depends on, as a small number for the key: every field
 # but extra_body (a dict, and only merged into the top level).
 _QUIRK_FIELDS = tuple(f.name for f in fields(Quirks) if f.name != "extra_body")
@@ -172,10 +175,13 @@ def _quirks_id(quirks: Quirks) -> int:
 
 
 def _key(raw: msgspec.Raw, quirks: int) -> tuple[Any, ...]:
+    """Length, quirks and samples of the bytes (head, middle, tail): the head is long enough to
+    hold a tool_result's ``tool_use_id`` (tool results of one length and similar text differ
+    there). ~1 µs a message; a CRC of the whole bytes would be O(history) again."""
     view = memoryview(raw)
     n = len(view)
     middle = n // 2
-    return (n, quirks, bytes(view[:_EDGE]), bytes(view[middle : middle + _MIDDLE]), bytes(view[-_EDGE:]))
+    return (n, quirks, view[:_HEAD].tobytes() + view[middle : middle + _SAMPLE].tobytes() + view[-_TAIL:].tobytes())
 
 
 def forget() -> None:
@@ -374,7 +380,9 @@ class _History:
 
     def remember(self) -> None:
         for i in self.new:
-            _memo.put(self.messages[i])
+            message = self.messages[i]
+            if len(message.raw) <= MEMO_MESSAGE_MAX:
+                _memo.put(message)
 
 
 def _merged_size(merged: tuple[tuple[_Message, ...], _Turn]) -> int:
@@ -403,4 +411,4 @@ def _make_turn(
     )
 
 
-__all__ = ["MEMO_BYTES", "MEMO_ENTRIES", "forget", "translate_raw_messages"]
+__all__ = ["MEMO_BYTES", "MEMO_ENTRIES", "MEMO_MESSAGE_MAX", "forget", "translate_raw_messages"]
