@@ -51,7 +51,7 @@ from ccgate.translate.messages import (
 )
 from ccgate.translate.quirks import Quirks
 from ccgate.translate.tokens import message_tokens
-from ccgate.wire.anthropic import TOO_DEEP, decode_body
+from ccgate.wire.anthropic import TOO_DEEP, decode_body, decode_field
 
 MEMO_ENTRIES = 20_000  # messages (one Claude Code turn adds 2-4)
 MEMO_BYTES = 48 * 1024 * 1024  # their bytes and their translations', plus _OVERHEAD each
@@ -181,7 +181,8 @@ def _key(raw: msgspec.Raw, quirks: int) -> tuple[Any, ...]:
     view = memoryview(raw)
     n = len(view)
     middle = n // 2
-    return (n, quirks, view[:_HEAD].tobytes() + view[middle : middle + _SAMPLE].tobytes() + view[-_TAIL:].tobytes())
+    samples = view[:_HEAD].tobytes() + view[middle : middle + _SAMPLE].tobytes() + view[-_TAIL:].tobytes()
+    return (n, quirks, samples)
 
 
 def forget() -> None:
@@ -242,17 +243,7 @@ class _History:
         value = self.values.get(i)
         if value is None:
             raw = item if item is not None else self.messages[i].raw
-            try:
-                value = self.values[i] = msgspec.json.decode(raw)
-            except RecursionError:
-                raise InvalidRequest(TOO_DEEP) from None
-            except (msgspec.ValidationError, msgspec.DecodeError):
-                try:
-                    decode_body(bytes(raw))
-                except InvalidRequest as exc:
-                    problem = exc.message.removeprefix("request body: ")
-                    raise InvalidRequest(f"messages.{i}: {problem}") from None
-                raise InvalidRequest(f"messages.{i}: not valid JSON") from None
+            value = self.values[i] = decode_field(f"messages.{i}", raw)
         return value
 
     def block_list(self, i: int) -> list[Block]:

@@ -16,13 +16,14 @@ import msgspec
 from ccgate.errors import InvalidRequest
 from ccgate.translate.history import translate_raw_messages
 from ccgate.translate.ids import hashed_user_id
-from ccgate.translate.messages import Ctx, Dropped, join, text_blocks, translate_messages
+from ccgate.translate.messages import Ctx, Dropped, translate_messages
 from ccgate.translate.quirks import Quirks
 from ccgate.translate.schema import clean_schema, parameters_schema
+from ccgate.translate.system import translate_system
 from ccgate.translate.tokens import estimate_input_tokens, tool_definition_tokens, tools_prompt_tokens
 from ccgate.translate.tooldefs import ToolDefs, remembered
 from ccgate.translate.toolnames import ToolNames
-from ccgate.wire.anthropic import decode_body
+from ccgate.wire.anthropic import decode_body, decode_field
 
 # Top-level fields read below; anything else is dropped (and listed).
 _HANDLED = frozenset(
@@ -44,7 +45,6 @@ _HANDLED = frozenset(
         "output_format",
     }
 )
-_BILLING_HEADER = "x-anthropic-billing-header:"
 
 
 @dataclass
@@ -70,6 +70,7 @@ def translate_request(
 ) -> TranslatedRequest:
     if not isinstance(body, dict):
         raise InvalidRequest("request body must be a JSON object")
+    body = _decoded(body)
     ctx = Ctx(quirks, ToolNames(max_len=quirks.tool_name_max, id_style=quirks.tool_id_style), Dropped())
 
     # ``tools`` raw (``wire.anthropic.decode_for_translation``): translated once per distinct list.
@@ -85,7 +86,7 @@ def translate_request(
     else:
         tools = _tools(raw_tools, ctx)
         ctx.upstream_tools = tuple(t["function"]["name"] for t in tools)
-    system = _system(body.get("system"), ctx)
+    system, system_estimate = translate_system(body.get("system"), ctx)
     # ``messages`` raw (``decode_for_translation``): each turn translated once per distinct bytes.
     raw_messages = body.get("messages")
     if isinstance(raw_messages, msgspec.Raw):
@@ -129,9 +130,23 @@ def translate_request(
         tools=ctx.names,
         stream=stream,
         dropped=ctx.dropped.items,
-        input_tokens_estimate=estimate_input_tokens(body) + history_tokens + _raw_tools_tokens(body, defs),
+        input_tokens_estimate=(estimate_input_tokens(body) + system_estimate + history_tokens
+                               + _raw_tools_tokens(body, defs)),
         thinking=thinking,
     )
+
+
+# Read below as values; ``tools``, ``system`` and ``messages`` are translated from their bytes
+# when raw, and fields that are only dropped are never decoded.
+_READ = _HANDLED - {"tools", "system", "messages"}
+
+
+def _decoded(body: dict[str, Any]) -> dict[str, Any]:
+    """``body`` with the raw fields it reads as values decoded (``decode_for_translation``)."""
+    if not any(isinstance(body.get(key), msgspec.Raw) for key in _READ):
+        return body
+    return {key: decode_field(key, value) if key in _READ and isinstance(value, msgspec.Raw) else value
+            for key, value in body.items()}
 
 
 def _raw_tools_tokens(body: dict[str, Any], defs: ToolDefs | None) -> int:
@@ -168,22 +183,6 @@ def _is_int(value: Any) -> bool:
 
 def _is_number(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
-
-
-# -- system ------------------------------------------------------------------------------------
-
-
-def _system(system: Any, ctx: Ctx) -> list[dict[str, Any]]:
-    if system is None:
-        return []
-    texts = text_blocks(system, "system")
-    if ctx.quirks.drop_billing_header:
-        kept = [t for t in texts if not t.lstrip().startswith(_BILLING_HEADER)]
-        if len(kept) != len(texts):
-            ctx.dropped.add("system.x-anthropic-billing-header")
-        texts = kept
-    text = join(texts)
-    return [{"role": ctx.quirks.system_role, "content": text}] if text else []
 
 
 # -- tools -------------------------------------------------------------------------------------

@@ -131,11 +131,7 @@ def estimate_input_tokens(body: dict[str, Any]) -> int:
 
 def _estimate(body: dict[str, Any]) -> int:
     total = _REQUEST
-    system = body.get("system")
-    if isinstance(system, str):
-        total += count_text(system)
-    elif isinstance(system, list):
-        total += sum(_block(b) for b in system)
+    total += _system(body.get("system"))
     messages = body.get("messages")
     if isinstance(messages, list):
         total += sum(_message(message) for message in messages)
@@ -143,6 +139,22 @@ def _estimate(body: dict[str, Any]) -> int:
     if isinstance(tools, list) and tools:
         total += tools_prompt_tokens(body.get("tool_choice")) + tool_definition_tokens(tools)
     return max(1, total)
+
+
+def system_tokens(system: Any) -> int:
+    """What ``system`` adds to ``estimate_input_tokens`` (``translate.system`` keeps it)."""
+    try:
+        return _system(system)
+    except RecursionError:
+        raise InvalidRequest(TOO_DEEP) from None
+
+
+def _system(system: Any) -> int:
+    if isinstance(system, str):
+        return count_text(system)
+    if isinstance(system, list):
+        return sum(_block(b) for b in system)
+    return 0
 
 
 def message_tokens(message: Any) -> int:
