@@ -32,7 +32,7 @@ forgotten, and their next turn pays one full translation.
 from __future__ import annotations
 
 from collections import OrderedDict
-from dataclasses import dataclass, fields
+from dataclasses import fields
 from typing import Any
 
 import msgspec
@@ -65,20 +65,27 @@ _split = msgspec.json.Decoder(list[msgspec.Raw])
 _encode = msgspec.json.Encoder().encode
 
 
-@dataclass(frozen=True, slots=True)
 class _Turn:
-    """One turn translated alone."""
+    """One turn translated alone (a plain slotted class: built for every new turn, and a frozen
+    dataclass's ``__init__`` costs several times as much)."""
 
-    out: tuple[msgspec.Raw, ...]  # its messages, finished and encoded
-    first: str  # the role of its first message ("" when it has none)
-    last: str  # the role of its last message
-    last_calls: bool  # its last message is an assistant's with tool_calls
-    tool_led: int  # how many of them lead as tool messages (user turns)
-    calls: tuple[tuple[str, str], ...]  # (anthropic id, upstream id) of its tool calls (assistant)
-    names: tuple[tuple[str, str], ...]  # (anthropic name, upstream name) of its tool calls
-    results: frozenset[str]  # the tool_use ids its results answer (user)
-    dropped: tuple[str, ...]
-    size: int  # bytes of ``out``
+    __slots__ = ("calls", "dropped", "first", "last", "last_calls", "names", "out", "results", "size",
+                 "tool_led")
+
+    def __init__(
+        self, out: tuple[msgspec.Raw, ...], tool_led: int, calls: tuple[tuple[str, str], ...],
+        names: tuple[tuple[str, str], ...], results: frozenset[str], dropped: tuple[str, ...],
+        roles: tuple[str, str], last_calls: bool,
+    ) -> None:
+        self.out = out  # its messages, finished and encoded
+        self.tool_led = tool_led  # how many of them lead as tool messages (user turns)
+        self.calls = calls  # (anthropic id, upstream id) of its tool calls (assistant)
+        self.names = names  # (anthropic name, upstream name) of its tool calls
+        self.results = results  # the tool_use ids its results answer (user)
+        self.dropped = dropped
+        self.first, self.last = roles  # the roles of its first and last messages ("" when none)
+        self.last_calls = last_calls  # its last message is an assistant's with tool_calls
+        self.size = sum(len(r) for r in out)  # bytes of ``out``
 
 
 class _Message:
@@ -226,6 +233,7 @@ class _History:
         self.blocks: dict[int, list[Block]] = {}
         self.new: list[int] = []
         self.cached = False
+        self._ctx: Ctx | None = None
 
     def add(self, i: int, item: msgspec.Raw, qid: int) -> None:
         key = _key(item, qid)
@@ -300,7 +308,14 @@ class _History:
         return out
 
     def _turn_ctx(self) -> Ctx:
-        return Ctx(self.ctx.quirks, self.ctx.names, Dropped(), self.ctx.upstream_tools)
+        """A context whose dropped list is the turn's own (kept with the turn, added to the
+        request's in order once every turn is translated). One per request, renewed per turn."""
+        turn_ctx = self._ctx
+        if turn_ctx is None:
+            turn_ctx = self._ctx = Ctx(self.ctx.quirks, self.ctx.names, Dropped(), self.ctx.upstream_tools)
+        else:
+            turn_ctx.dropped = Dropped()
+        return turn_ctx
 
     def _assistant(self, start: int, end: int) -> _Turn:
         turn = self._remembered(start, end)
@@ -394,12 +409,9 @@ def _make_turn(
     out: list[dict[str, Any]], tool_led: int, calls: dict[str, str], names: tuple[tuple[str, str], ...],
     results: frozenset[str], ctx: Ctx,
 ) -> _Turn:
-    encoded = tuple(msgspec.Raw(_encode(m)) for m in out)
-    return _Turn(
-        out=encoded, first=out[0]["role"] if out else "", last=out[-1]["role"] if out else "",
-        last_calls=bool(out and out[-1].get("tool_calls")), tool_led=tool_led, calls=tuple(calls.items()),
-        names=names, results=results, dropped=tuple(ctx.dropped.items), size=sum(len(r) for r in encoded),
-    )
+    roles = (out[0]["role"], out[-1]["role"]) if out else ("", "")
+    return _Turn(tuple([msgspec.Raw(_encode(m)) for m in out]), tool_led, tuple(calls.items()), names, results,
+                 tuple(ctx.dropped.items), roles, bool(out and out[-1].get("tool_calls")))
 
 
 __all__ = ["MEMO_BYTES", "MEMO_ENTRIES", "MEMO_MESSAGE_MAX", "forget", "translate_raw_messages"]
