@@ -158,7 +158,12 @@ async def _relay_stream(
     ex: Exchange, ping_interval: float, quirks: Quirks,
 ) -> None:
     """Bytes from the provider into ``translate.StreamPipeline``, its events to the client,
-    and a ping whenever the client has had nothing for ``ping_interval``."""
+    and a ping whenever the client has had nothing for ``ping_interval``.
+
+    The head and ``message_start`` wait for the first thing the client is sent anyway (the
+    provider's first events, a ping, an error): one write instead of two (server/protocol.py's
+    cork sends the head with the first body write), and a short answer is one write whole. The
+    client's wait for them is never longer than the ping interval."""
     pipeline = StreamPipeline(
         StreamTranslator(
             model=client_model, tools=request.tools, input_tokens_estimate=request.input_tokens_estimate,
@@ -168,41 +173,30 @@ async def _relay_stream(
         provider=transport.name,
     )
     ex.streaming = True
-    out = ex.response
+    relay = _StreamRelay(ex.response, pipeline, _request_id(ex))
     broke: str | None = None
     silence = SilenceWatch(ping_interval)
     try:
-        await out.start(200, [*_SSE_HEADERS, _request_id(ex)])
-        await _emit(out, pipeline.start())
-        out.first_byte_at = 0.0  # message_start is ours: the first token is the provider's first event
         while not pipeline.finished:
             try:
                 chunk = await silence.read(response.read_chunk)
             except UpstreamError as err:
                 ex.upstream_broke = True
                 broke = f"upstream broke mid-stream: {err.message}"
-                await _emit(out, pipeline.fail(err.error_type, err.message))
+                await relay.send(pipeline.fail(err.error_type, err.message), ours=True)
                 break
             if chunk is None:
-                waiting = not out.first_byte_at
-                await _emit(out, pipeline.ping())
-                if waiting:
-                    out.first_byte_at = 0.0  # a ping is no token either
+                await relay.send(pipeline.ping(), ours=True)
                 continue
             events = pipeline.feed(chunk) if chunk else pipeline.close()
             if events:
                 silence.sent()
-                # The stream's last events carry its end: one write, not two (server/protocol.py).
-                await out.body(encode_events(events), more=not pipeline.finished)
+                await relay.send(events, ours=False)
             elif silence.overdue():
                 # Bytes arrive but none reach the client (comments, chunks without content):
                 # the client still gets its ping, which is no token either.
-                waiting = not out.first_byte_at
-                await _emit(out, pipeline.ping())
-                if waiting:
-                    out.first_byte_at = 0.0
-        if not out.finished:
-            await out.body(b"", more=False)
+                await relay.send(pipeline.ping(), ours=True)
+        await relay.end()
     finally:
         silence.close()
         ex.usage = pipeline.usage
@@ -211,6 +205,43 @@ async def _relay_stream(
             response.release()
         else:
             response.close()
+
+
+class _StreamRelay:
+    """The client's side of a translated stream: the head and ``message_start`` go out with the
+    first events, the stream's last events carry its end (one write, not two), and time to
+    first token counts only the provider's events (``message_start`` and pings are ours)."""
+
+    __slots__ = ("_head", "_out", "_pipeline", "_started")
+
+    def __init__(self, out: Response, pipeline: StreamPipeline, request_id: tuple[bytes, bytes]) -> None:
+        self._out = out
+        self._pipeline = pipeline
+        self._head = [*_SSE_HEADERS, request_id]
+        self._started = False
+
+    async def send(self, events: list[Event], *, ours: bool) -> None:
+        """``events`` to the client; ``ours``: none of them is the provider's (a ping, an error
+        the gateway words), so they do not stop the time to first token. Neither does a
+        ``message_start`` alone (a first chunk with only the role in it)."""
+        out = self._out
+        ours = ours or all(name == "message_start" for name, _ in events)
+        if not self._started:
+            self._started = True
+            await out.start(200, self._head)
+            events = self._pipeline.start() + events
+        if not events:
+            return
+        waiting = not out.first_byte_at
+        await out.body(encode_events(events), more=not self._pipeline.finished)
+        if ours and waiting:
+            out.first_byte_at = 0.0
+
+    async def end(self) -> None:
+        if not self._started:  # nothing at all was sent (cannot happen: the pipeline ends with events)
+            await self.send([], ours=True)
+        if not self._out.finished:
+            await self._out.body(b"", more=False)
 
 
 class SilenceWatch:
@@ -279,7 +310,3 @@ class SilenceWatch:
             due = now + self._interval
         self._handle = self._loop.call_at(due, self._check)
 
-
-async def _emit(out: Response, events: list[Event]) -> None:
-    if events:
-        await out.body(encode_events(events), more=True)

@@ -131,26 +131,48 @@ def estimate_input_tokens(body: dict[str, Any]) -> int:
 
 def _estimate(body: dict[str, Any]) -> int:
     total = _REQUEST
-    system = body.get("system")
-    if isinstance(system, str):
-        total += count_text(system)
-    elif isinstance(system, list):
-        total += sum(_block(b) for b in system)
+    total += _system(body.get("system"))
     messages = body.get("messages")
     if isinstance(messages, list):
-        for message in messages:
-            total += _TURN
-            content = message.get("content") if isinstance(message, dict) else message
-            if isinstance(content, str):
-                total += count_text(content)
-            elif isinstance(content, list):
-                total += sum(_block(b) for b in content)
-            else:
-                total += _count_json(content)
+        total += sum(_message(message) for message in messages)
     tools = body.get("tools")
     if isinstance(tools, list) and tools:
         total += tools_prompt_tokens(body.get("tool_choice")) + tool_definition_tokens(tools)
     return max(1, total)
+
+
+def system_tokens(system: Any) -> int:
+    """What ``system`` adds to ``estimate_input_tokens`` (``translate.system`` keeps it)."""
+    try:
+        return _system(system)
+    except RecursionError:
+        raise InvalidRequest(TOO_DEEP) from None
+
+
+def _system(system: Any) -> int:
+    if isinstance(system, str):
+        return count_text(system)
+    if isinstance(system, list):
+        return sum(_block(b) for b in system)
+    return 0
+
+
+def message_tokens(message: Any) -> int:
+    """What one message of ``messages`` adds to ``estimate_input_tokens`` (``translate.history``
+    keeps it with the message's translation)."""
+    try:
+        return _message(message)
+    except RecursionError:
+        raise InvalidRequest(TOO_DEEP) from None
+
+
+def _message(message: Any) -> int:
+    content = message.get("content") if isinstance(message, dict) else message
+    if isinstance(content, str):
+        return _TURN + count_text(content)
+    if isinstance(content, list):
+        return _TURN + sum(_block(b) for b in content)
+    return _TURN + _count_json(content)
 
 
 def tools_prompt_tokens(choice: Any) -> int:

@@ -41,23 +41,27 @@ class ToolDefs:
 # ~40 µs a request), then confirmed by comparing the whole bytes (a memcmp: a few µs). Two lists
 # that share the cheap key only take turns in the entry; a hit is always the same bytes.
 _EDGE = 64
+# The raw slice is compared as it is (``msgspec.Raw`` equality is a memcmp): no copy of the
+# 70 KB per request, only when a new list is remembered.
 _Key = tuple[int, bytes, bytes, frozenset[str], int, str]
-_memo: dict[_Key, tuple[bytes, ToolDefs]] = {}
+_memo: dict[_Key, tuple[msgspec.Raw, ToolDefs]] = {}
 
 
-def remembered(raw: bytes, quirks: Quirks, build: Callable[[], ToolDefs]) -> ToolDefs:
+def remembered(raw: msgspec.Raw, quirks: Quirks, build: Callable[[], ToolDefs]) -> ToolDefs:
     """The translation of the tools ``raw`` under ``quirks``: remembered, else ``build()``
     (which raises for tools that do not translate; nothing is remembered then)."""
     if len(raw) < MEMO_MIN_BYTES:
         return build()
-    key = (len(raw), raw[:_EDGE], raw[-_EDGE:], quirks.schema_strip, quirks.tool_name_max, quirks.tool_id_style)
+    view = memoryview(raw)
+    key = (len(view), bytes(view[:_EDGE]), bytes(view[-_EDGE:]), quirks.schema_strip, quirks.tool_name_max,
+           quirks.tool_id_style)
     entry = _memo.get(key)
     if entry is not None and entry[0] == raw:
         return entry[1]
     defs = build()
     if len(_memo) >= MEMO_ENTRIES:
         _memo.clear()
-    _memo[key] = (raw, defs)
+    _memo[key] = (raw.copy(), defs)
     return defs
 
 

@@ -80,6 +80,12 @@ class ToolNames:
         self._ids_down[up] = anthropic_id
         return up
 
+    def remember_ids(self, pairs: Iterable[tuple[str, str]]) -> None:
+        """(anthropic id, upstream id) pairs a remembered history turn registered with
+        ``upstream_id`` when it was translated (``translate.history``), in the same order."""
+        for anthropic_id, upstream_id in pairs:
+            self._ids_down[upstream_id] = anthropic_id
+
     def anthropic_id(self, upstream_id: str | None, *, seed: str) -> str:
         """The Anthropic id for a provider's tool-call id; ids seen in the request map back exactly."""
         if upstream_id and upstream_id in self._ids_down:

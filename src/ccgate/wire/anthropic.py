@@ -96,21 +96,31 @@ def decode_body(body: bytes) -> Any:
         raise InvalidRequest(TOO_DEEP) from None
 
 
-_top_level = msgspec.json.Decoder(dict[str, msgspec.Raw])
-
-
 def decode_for_translation(body: bytes, fields: dict[str, msgspec.Raw] | None = None) -> Any:
-    """``decode_body`` for the translated path, except that ``tools`` stays raw JSON
-    (``msgspec.Raw``): ``translate.tooldefs`` translates a tools list once per distinct bytes,
-    so the 60 KB of schemas Claude Code resends each turn are scanned, not decoded. A body
-    that does not split this way (not an object, bad bytes) goes through ``decode_body``,
-    which says what is wrong with positions in the whole body. ``fields``: the top-level
-    fields ``decode_messages`` already split (``MessagesHead.fields``), not split again."""
+    """``decode_body`` for the translated path, without decoding: the top-level fields as raw
+    JSON (``msgspec.Raw``). ``translate_request`` decodes the small fields it reads
+    (``decode_field``) and translates ``tools``, ``system`` and each turn of ``messages`` once
+    per distinct bytes (``translate.tooldefs``, ``.system``, ``.history``), so what Claude Code
+    resends each turn is compared, not decoded; fields it drops are never decoded. A body that
+    does not split this way (not an object, bad bytes) goes through ``decode_body``, which says
+    what is wrong with positions in the whole body. ``fields``: the top-level fields
+    ``decode_messages`` already split (``MessagesHead.fields``), not split again."""
     try:
-        top = fields if fields else _top_level.decode(body)
-        return {key: value if key == "tools" else msgspec.json.decode(value) for key, value in top.items()}
+        return dict(fields) if fields else _top_level.decode(body)
     except (msgspec.ValidationError, msgspec.DecodeError, RecursionError):
         return decode_body(body)
+
+
+def decode_field(name: str, raw: msgspec.Raw) -> Any:
+    """One raw field of a body decoded; bad bytes inside it (invalid UTF-8, ``1e400``, nesting
+    too deep) are a 400 naming the field, as ``decode_body`` words them for a whole body."""
+    try:
+        return msgspec.json.decode(raw)
+    except RecursionError:
+        raise InvalidRequest(TOO_DEEP) from None
+    except (msgspec.ValidationError, msgspec.DecodeError) as exc:
+        problem = _explain(str(exc), bytes(raw)).removeprefix("request body: ")
+        raise InvalidRequest(f"{name}: {problem}") from None
 
 
 def _decode(decoder: msgspec.json.Decoder[T], body: bytes) -> T:
