@@ -54,6 +54,7 @@ from ccgate.server.exchange import Exchange, watch_disconnect
 from ccgate.server.forward import outgoing_headers, relay_passthrough
 from ccgate.server.login import LoginEndpoints
 from ccgate.server.metrics import Metrics
+from ccgate.server.ops import QUIET_ROUTES, OpsEndpoints
 from ccgate.server.reload import Reloader, ReloadOutcome
 from ccgate.server.response import Response
 from ccgate.server.runtime import Runtime, Seams, TransportFactory, build_runtime
@@ -91,8 +92,6 @@ from ccgate.wire.usage import CACHE_1H
 log = logging.getLogger("ccgate")
 _json = msgspec.json.Encoder()
 _GLOB = frozenset("*?[")
-# Polled by load balancers and Prometheus every few seconds: counted in metrics, not logged.
-_QUIET_ROUTES = frozenset({"healthz", "readyz", "metrics"})
 CONSOLE_PREFIX = "/console"
 # Claude Code's telemetry batches are a few KiB; absorbed unauthenticated, so held to little.
 EVENT_LOG_MAX_BYTES = 1024 * 1024
@@ -199,9 +198,9 @@ class Gateway:
             ("GET", "/api/hello"): ("hello", self.hello, False),
             ("HEAD", "/api/hello"): ("hello", self.hello, False),
             ("GET", "/healthz"): ("healthz", self.healthz, False),
-            ("GET", "/readyz"): ("readyz", self.readyz, False),
-            ("GET", "/metrics"): ("metrics", self.render_metrics, False),
         }
+        # /readyz and /metrics (server/ops.py).
+        self.routes.update(OpsEndpoints(self).routes())
         # Claude Code's /login: device flow, browser pages, managed settings, OTLP (server/login.py).
         self.login = LoginEndpoints(self, revoked)
         self.routes.update(self.login.routes())
@@ -323,11 +322,11 @@ class Gateway:
         response = Response(send)
         route = self.routes.get((method, path))
         label = route[0] if route else _unrouted_label(path)
-        if self.tracing is not None and label not in _QUIET_ROUTES:
+        if self.tracing is not None and label not in QUIET_ROUTES:
             ctx.trace = self.tracing.request(method, path, label, scope["headers"])
         status = 0
         try:
-            if self.in_flight > rt.max_requests and label not in _QUIET_ROUTES:
+            if self.in_flight > rt.max_requests and label not in QUIET_ROUTES:
                 self.metrics.refuse("overloaded")
                 raise _overloaded(rt.max_requests)
             if route is None:
@@ -368,7 +367,7 @@ class Gateway:
         if status >= 400 and ctx.upstream is None and label == "messages" and self.log_refused:
             self._log_refusal(status, elapsed, ctx)  # refused before dispatch: 401, 429, 400...
         usage = ctx.usage or {}
-        if self.access_log.enabled and label not in _QUIET_ROUTES:
+        if self.access_log.enabled and label not in QUIET_ROUTES:
             self.access_log.write(
                 AccessRecord(
                     ts=utc_now(), request_id=ctx.request_id, method=method, path=path,
@@ -668,49 +667,6 @@ class Gateway:
 
     async def healthz(self, scope: Scope, receive: Receive, response: Response, ctx: Context) -> None:
         await response.json(200, _json.encode({"status": "ok"}))
-
-    async def readyz(self, scope: Scope, receive: Receive, response: Response, ctx: Context) -> None:
-        ready, detail = await ctx.rt.readiness.check()
-        status: dict[str, object] = {"status": "ready" if ready else "not ready"}
-        # Shared state does not decide readiness: every replica shares the same Redis, so taking
-        # them out of the load balancer for it would turn its outage into a total one.
-        shared = await self.shared.health() if self.shared is not None else None
-        if shared is not None:
-            status["shared"] = "ok" if shared["healthy"] else "unavailable"
-        if self.worker is not None:  # this worker's own readiness: a balancer's probe lands on one
-            status["worker"] = self.worker
-        if ctx.rt.access.is_admin(scope):  # the detail names config paths and secret references
-            status |= {"config": ctx.rt.loaded.source, "providers": detail}
-            if self.store is not None:  # last known state, no store call (no password in it)
-                store = self.store.health()
-                if self.recorder is not None:
-                    store |= {"usage_rows_buffered": self.recorder.buffered,
-                              "usage_writer": "holding rows: store unreachable" if self.recorder.store_down
-                              else "ok"}
-                status["store"] = store
-            if shared is not None:
-                status["shared"] = shared
-        await response.json(200 if ready else 503, _json.encode(status))
-
-    async def render_metrics(self, scope: Scope, receive: Receive, response: Response, ctx: Context) -> None:
-        ctx.rt.access.check_metrics(scope, self.listen_host)
-        if self.metrics_peers is None:
-            body = self.metrics.render()
-        else:  # totals of every worker (server/metrics_merge.py)
-            body = await self._metrics_of_all_workers(self.metrics_peers)
-        await response.whole(200, [(b"content-type", b"text/plain; version=0.0.4")], body)
-
-    async def _metrics_of_all_workers(self, peers: Callable[[], Awaitable[list[bytes]]]) -> bytes:
-        from ccgate.server.metrics_merge import merge, snapshot
-        from ccgate.shared import SharedUnavailable
-
-        own = snapshot(self.metrics.registry)
-        try:
-            others = await peers()
-        except SharedUnavailable as exc:  # this worker's own numbers; workers_reporting says 1
-            log.warning("metrics: the other workers' numbers are missing from this scrape: %s", exc)
-            others = []
-        return await asyncio.to_thread(merge, [own, *others])
 
 
 async def _discovered(rt: Runtime, providers: list[str]) -> list[tuple[str, str, int | None, int | None]]:
