@@ -21,6 +21,7 @@ from typing import Any
 from urllib.parse import quote
 
 import msgspec
+from prometheus_client import Gauge
 
 from ccgate import __version__
 from ccgate.config.load import LoadedConfig
@@ -43,7 +44,7 @@ from ccgate.observe.tracing import RequestTrace
 from ccgate.observe.tracing import setup as setup_tracing
 from ccgate.routing import NoKey, RateLimiter
 from ccgate.routing.clock import SYSTEM_CLOCK, Clock
-from ccgate.routing.route import Target, model_alias, route_model
+from ccgate.routing.route import model_alias, route_model
 from ccgate.server import shared_events
 from ccgate.server.access_log import AccessLog, AccessRecord, utc_now
 from ccgate.server.admin import PREFIX as ADMIN_PREFIX
@@ -215,11 +216,15 @@ class Gateway:
 
     # ASGI entry point -------------------------------------------------------------------
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+    def __call__(self, scope: Scope, receive: Receive, send: Send) -> Awaitable[None]:
+        """The ASGI 3 entry point. Not itself a coroutine: it hands the server the handler's
+        coroutine, one frame fewer for every wake-up of every request (``ccgate serve`` tells
+        uvicorn the interface, which it would otherwise guess from ``async def``)."""
         if scope["type"] == "http":
-            await self.handle(scope, receive, send)
-        elif scope["type"] == "lifespan":
-            await self.lifespan(receive, send)
+            return self.handle(scope, receive, send)
+        if scope["type"] == "lifespan":
+            return self.lifespan(receive, send)
+        return _nothing()
 
     async def lifespan(self, receive: Receive, send: Send) -> None:
         while True:
@@ -526,12 +531,12 @@ class Gateway:
         *, record: bool = True, fields: dict[str, msgspec.Raw] | None = None,
     ) -> None:
         rt = ctx.rt
-        route = route_model(rt.config, model)
-        ctx.upstream = route.primary.provider.name
+        plan = rt.dispatcher.plan(rt.config, model)  # worked out once per model and config
+        ctx.upstream = plan.route.primary.provider.name
         # With x-ccgate-key the client's Authorization is its own, not ours: dispatch decides per
         # target whether it may go upstream (kind: anthropic only).
-        if ctx.key is not None and not ctx.key.own_credential:
-            _refuse_client_credentials(route.targets, rt.transports)
+        if plan.byok is not None and ctx.key is not None and not ctx.key.own_credential:
+            raise _client_credentials_refused(plan.byok)
         # Usage is read from every answer that is recorded: token metrics, the usage row, the
         # access log, a key's tokens-per-minute.
         usage_wanted = record or (
@@ -542,9 +547,16 @@ class Gateway:
         del body, fields  # (see Exchange.request_body)
         failure: GatewayError | None = None
         try:
-            await self._exchange(
-                receive, ctx, ex, rt.dispatcher.run(route, model, scope, ex, forward_client=ctx.key is None),
-            )
+            # _exchange inlined: each coroutine between the server and the transport is one more
+            # frame every wake-up of the request resumes.
+            gauge = self._streams_gauge(ctx)
+            try:
+                await watch_disconnect(
+                    receive, ex, rt.dispatcher.run(plan, model, scope, ex, forward_client=ctx.key is None))
+            finally:
+                if gauge is not None:
+                    gauge.dec()
+            self._exchanged(ctx, ex)
         except GatewayError as err:  # the answer the client is about to get (handle() sends it)
             failure = err
             raise
@@ -583,15 +595,23 @@ class Gateway:
         ))
 
     async def _exchange(self, receive: Receive, ctx: Context, ex: Exchange, work: Awaitable[None]) -> None:
-        gauge = self.metrics.open_streams
-        streaming = bool(ctx.stream)
-        if streaming:
-            gauge.inc()
+        gauge = self._streams_gauge(ctx)
         try:
             await watch_disconnect(receive, ex, work)
         finally:
-            if streaming:
+            if gauge is not None:
                 gauge.dec()
+        self._exchanged(ctx, ex)
+
+    def _streams_gauge(self, ctx: Context) -> Gauge | None:
+        """The open-streams gauge, counted up, for a streamed request (else None)."""
+        if not ctx.stream:
+            return None
+        gauge = self.metrics.open_streams
+        gauge.inc()
+        return gauge
+
+    def _exchanged(self, ctx: Context, ex: Exchange) -> None:
         if ex.error:
             ctx.error = ex.error
         ctx.status = ex.status
@@ -669,6 +689,10 @@ class Gateway:
         await response.json(200, _json.encode({"status": "ok"}))
 
 
+async def _nothing() -> None:
+    """Any other scope type (websocket): nothing to do."""
+
+
 async def _discovered(rt: Runtime, providers: list[str]) -> list[tuple[str, str, int | None, int | None]]:
     """Each provider's discovered models as model-list rows under their aliases, fetched
     concurrently (each bounded by its own timeout; a failure lists that provider's last good
@@ -729,14 +753,12 @@ def _recorder(store: Store | None, loaded: LoadedConfig,
     return UsageRecorder(store, on_commit=on_commit, max_pending=settings.buffer_rows)
 
 
-def _refuse_client_credentials(targets: tuple[Target, ...], transports: dict[str, Transport]) -> None:
+def _client_credentials_refused(provider: str) -> InternalError:
     """A client that authenticated with a gateway credential never has it forwarded upstream."""
-    for target in targets:
-        if transports[target.provider.name].byok:
-            raise InternalError(
-                f"provider {target.provider.name!r} has no api_keys (bring-your-own-key), but clients "
-                "authenticate with gateway keys, whose secrets are never forwarded; give it api_keys"
-            )
+    return InternalError(
+        f"provider {provider!r} has no api_keys (bring-your-own-key), but clients "
+        "authenticate with gateway keys, whose secrets are never forwarded; give it api_keys"
+    )
 
 
 def _open_store(loaded: LoadedConfig, env: Mapping[str, str]) -> Store | None:
