@@ -163,9 +163,10 @@ def main() -> int:
     for label, rs in rounds.items():
         cpu = statistics.median(r["cpu_us"] for r in rs)
         loop = statistics.median(r["loop_us"] for r in rs)
+        best = min(r["cpu_us"] for r in rs)
         diff = statistics.median(r["cpu_us"] - f["cpu_us"] for r, f in zip(rs, first, strict=True))
-        print(f"  {label:10s} process {cpu:6.1f} us  event loop {loop:6.1f} us  paired vs {trees[0][0]}: "
-              f"{diff:+.1f} us")
+        print(f"  {label:10s} process {cpu:6.1f} us (best round {best:6.1f})  event loop {loop:6.1f} us  "
+              f"paired vs {trees[0][0]}: {diff:+.1f} us")
     return 0
 
 
