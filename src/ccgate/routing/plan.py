@@ -167,7 +167,7 @@ class Planner(Generic[T]):
     ) -> None:
         if not candidates:
             raise ValueError("a route needs at least one candidate")
-        self._cands = list(candidates)
+        self._cands: Sequence[Candidate[T]] = candidates if isinstance(candidates, tuple) else list(candidates)
         self.policy = policy or RetryPolicy()
         self._clock = clock
         self._budget = RetryBudget(self.policy, clock, rng)
