@@ -93,3 +93,31 @@ def test_recorder_writes_the_log_off_the_caller(store: SQLiteStore) -> None:
     assert recorder.flush(5)
     recorder.close()
     assert [e.request_id for e in store.recent_requests(RequestFilter())] == ["via-recorder"]
+
+
+def test_batches_of_any_size_are_written_whole_and_in_order(tmp_path: Path) -> None:
+    """Every batch size from 1 to 150 rows (and log-only rows in between) goes in with the fixed
+    statement sizes: each row once in the log, each counted row once in usage, in order."""
+    store = SQLiteStore(tmp_path / "ccgate.db")
+    store.set_request_log(RequestLogPolicy(enabled=True, retention_seconds=3600, max_rows=100_000))
+    now, n, expected_usage = time.time(), 0, 0
+    for size in range(1, 151):
+        batch = [row(now, request_id=f"r{n + i}", log_only=(n + i) % 7 == 0) for i in range(size)]
+        expected_usage += sum(not r.log_only for r in batch)
+        store.add_usage(batch)
+        n += size
+    conn = store._conn()
+    log_ids = [r[0] for r in conn.execute("SELECT request_id FROM request_log ORDER BY id")]
+    assert log_ids == [f"r{i}" for i in range(n)]
+    usage_ids = [r[0] for r in conn.execute("SELECT request_id FROM usage ORDER BY rowid")]
+    assert usage_ids == [f"r{i}" for i in range(n) if i % 7]
+    assert len(usage_ids) == expected_usage
+
+
+def test_a_batch_is_cut_into_statements_of_the_fixed_sizes_only() -> None:
+    for count in (0, 1, 3, 4, 17, 63, 64, 65, 100, 500):
+        parts = list(sqlite_module._statements(count))
+        assert sum(size for _, size in parts) == count
+        assert [start for start, _ in parts] == [sum(s for _, s in parts[:i]) for i in range(len(parts))]
+        assert {size for _, size in parts} <= set(sqlite_module._STATEMENT_ROWS)
+    assert list(sqlite_module._statements(100)) == [(0, 64), (64, 16), (80, 16), (96, 4)]

@@ -251,7 +251,7 @@ def serve_process(args: argparse.Namespace, loaded: LoadedConfig, role: WorkerRo
         app, host=host, port=port, loop=loop, http=_client_protocol(app, say), lifespan="on",
         access_log=False, log_config=None, log_level="warning", server_header=False,
         proxy_headers=False,  # we never use the client address; skip X-Forwarded-* parsing
-        ws="none",
+        ws="none", interface="asgi3",  # Gateway.__call__ returns its coroutine (server/app.py)
     )
     if role is None:  # with workers, the supervisor holds the one pidfile
         pidfile = Pidfile(host, port, loaded.source)

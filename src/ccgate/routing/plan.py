@@ -62,7 +62,7 @@ from typing import Generic, Literal, TypeVar
 from ccgate.errors import GatewayError, RateLimited, UpstreamOverloaded, UpstreamRefusedGateway
 from ccgate.routing.breaker import Breaker, BreakerState
 from ccgate.routing.clock import SYSTEM_CLOCK, Clock
-from ccgate.routing.keypool import KeyLease, KeyPool
+from ccgate.routing.keypool import KeyLease, KeyPool, NoKey
 from ccgate.routing.outcome import Failover, Outcome, OutcomeKind
 from ccgate.routing.retry import RetryBudget, RetryPolicy
 
@@ -167,7 +167,7 @@ class Planner(Generic[T]):
     ) -> None:
         if not candidates:
             raise ValueError("a route needs at least one candidate")
-        self._cands = list(candidates)
+        self._cands: Sequence[Candidate[T]] = candidates if isinstance(candidates, tuple) else list(candidates)
         self.policy = policy or RetryPolicy()
         self._clock = clock
         self._budget = RetryBudget(self.policy, clock, rng)
@@ -180,7 +180,8 @@ class Planner(Generic[T]):
         self._skips: list[_Skip] = []
         self._final: GiveUp | None = None
         self._closed = False
-        self.history: list[AttemptRecord] = []
+        # (provider, lease, outcome) per attempt; AttemptRecords only when someone reads them.
+        self._history: list[tuple[str, KeyLease, Outcome]] = []
 
     # -- the loop's three calls ---------------------------------------------------------
 
@@ -208,7 +209,15 @@ class Planner(Generic[T]):
                 continue
             now = self._clock.monotonic()
             wait_until, why = self._not_before, "backoff"
-            no_key = up.pool.peek()
+            if wait_until <= now:
+                # Nothing to wait for but perhaps a key: take one at once (one pass over the pool
+                # instead of peek() then acquire(); acquire() changes nothing when it finds none).
+                found = up.pool.acquire()
+                if isinstance(found, KeyLease):
+                    return self._start(up, found)
+                no_key: NoKey | None = found
+            else:
+                no_key = up.pool.peek()
             if no_key is not None:
                 if no_key.free_at is None:
                     self._skip(up.name, no_key.reason, None, "keys")
@@ -225,15 +234,20 @@ class Planner(Generic[T]):
                     continue
                 return Wait(wait, why)
             lease = up.pool.acquire()
-            probe = up.breaker.state is BreakerState.HALF_OPEN
-            if not isinstance(lease, KeyLease) or not up.breaker.allow():  # pragma: no cover
-                raise AssertionError("peek() and available() promised a key and a pass")
-            self._tries += 1
-            self._attempts += 1
-            attempt = Attempt(self._cands[self._index], lease, self._attempts, self._tries, probe)
-            self._in_flight = attempt
-            return attempt
+            if not isinstance(lease, KeyLease):  # pragma: no cover
+                raise AssertionError("peek() promised a key")
+            return self._start(up, lease)
         return self._finish("no candidate left")
+
+    def _start(self, up: Upstream, lease: KeyLease) -> Attempt[T]:
+        probe = up.breaker.state is BreakerState.HALF_OPEN
+        if not up.breaker.allow():  # pragma: no cover
+            raise AssertionError("available() promised a pass")
+        self._tries += 1
+        self._attempts += 1
+        attempt = Attempt(self._cands[self._index], lease, self._attempts, self._tries, probe)
+        self._in_flight = attempt
+        return attempt
 
     def report(self, attempt: Attempt[T], outcome: Outcome) -> None:
         """What ``attempt`` produced (``classify()``). Call once per attempt, when the upstream's
@@ -251,8 +265,7 @@ class Planner(Generic[T]):
             up.breaker.release_probe()  # ccgate's own error: says nothing about the provider
         self._last = (attempt, outcome)
         self._not_before = 0.0
-        self.history.append(AttemptRecord(up.name, attempt.lease.index, outcome.kind, outcome.status,
-                                          outcome.reason))
+        self._history.append((up.name, attempt.lease, outcome))
         if outcome.ok:
             self._closed = True
             return
@@ -295,6 +308,12 @@ class Planner(Generic[T]):
     @property
     def attempts(self) -> int:
         return self._attempts
+
+    @property
+    def history(self) -> list[AttemptRecord]:
+        """Every attempt so far, in order."""
+        return [AttemptRecord(name, lease.index, outcome.kind, outcome.status, outcome.reason)
+                for name, lease, outcome in self._history]
 
     def trail(self) -> str:
         """``anthropic#0 529, anthropic#1 529, deepseek#0 200`` for a log line."""

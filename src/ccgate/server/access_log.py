@@ -78,9 +78,10 @@ class AccessLog:
     def write(self, record: AccessRecord) -> None:
         if not self.enabled:
             return
-        self._buffer += _encoder.encode(record)
-        self._buffer += b"\n"
-        if len(self._buffer) >= FLUSH_BYTES:
+        buffer = self._buffer
+        _encoder.encode_into(record, buffer, -1)  # straight into the buffer: no bytes object per line
+        buffer += b"\n"
+        if len(buffer) >= FLUSH_BYTES:
             self.flush()
         elif self._timer is None:
             try:
@@ -95,14 +96,14 @@ class AccessLog:
             self._timer.cancel()
             self._timer = None
         if self._buffer:
-            data, self._buffer = bytes(self._buffer), bytearray()
+            data, self._buffer = self._buffer, bytearray()  # written as it is: no copy
             if self.shared_writers:
                 self._write_lines(data)
             else:
                 self._stream.write(data)
                 self._stream.flush()
 
-    def _write_lines(self, data: bytes) -> None:
+    def _write_lines(self, data: bytearray) -> None:
         self._stream.flush()  # nothing of ours may sit in the buffered layer
         fd = self._stream.fileno()
         for chunk in line_chunks(data, ATOMIC_WRITE):
@@ -111,7 +112,7 @@ class AccessLog:
                 view = view[os.write(fd, view):]
 
 
-def line_chunks(data: bytes, limit: int) -> Iterator[bytes]:
+def line_chunks(data: bytes | bytearray, limit: int) -> Iterator[bytes | bytearray]:
     """``data`` (whole lines) cut at line ends into pieces of at most ``limit`` bytes; a line
     longer than ``limit`` is a piece of its own."""
     start, size = 0, len(data)
@@ -131,6 +132,7 @@ def line_chunks(data: bytes, limit: int) -> Iterator[bytes]:
 
 
 _second = (-1, "")
+_MILLIS = tuple(f".{ms:03d}Z" for ms in range(1000))  # the end of every timestamp, made once
 
 
 def utc_now() -> str:
@@ -140,4 +142,4 @@ def utc_now() -> str:
     whole = int(t)
     if whole != _second[0]:
         _second = (whole, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(whole)))
-    return f"{_second[1]}.{int((t - whole) * 1000):03d}Z"
+    return _second[1] + _MILLIS[int((t - whole) * 1000)]

@@ -73,6 +73,9 @@ _WHY = {
 
 
 _REVOKED_SESSION = "token revoked: run /login in Claude Code to sign in again"
+# Issued keys whose Client is kept (one per key id, replaced when the key changes); past it,
+# a new key's Client is made per request.
+_CLIENTS_KEPT = 10_000
 
 
 class ClientAuth:
@@ -82,6 +85,7 @@ class ClientAuth:
             digest(secret.value): Client(name, f"config:{name}") for name, secret in tokens.items()
         }
         self._issued = issued
+        self._clients: dict[str, Client] = {}  # issued key id -> its Client (_issued_client)
         # Claude Code /login sessions: a JWT checked by signature, expiry, the in-memory
         # revocation set and its key's state in KeyCache; no store read (login/tokens.py).
         self._sessions = sessions
@@ -114,18 +118,31 @@ class ClientAuth:
         return replace(client, own_credential=True) if ccgate_key is not None else client
 
     def _lookup(self, token: bytes) -> Client:
-        client = self._by_digest.get(hashlib.sha256(token).digest())
+        token_digest = hashlib.sha256(token).digest()
+        client = self._by_digest.get(token_digest)
         if client is not None:
             return client
         if self._sessions is not None and token.startswith(b"eyJ"):
             return self._session_client(token)
         if self._issued is not None:
-            check = self._issued.check(token)
-            if check.key is not None:
-                if not check.ok:
+            check = self._issued.check(token, token_digest)  # the same SHA-256: not hashed again
+            key = check.key
+            if key is not None:
+                if check.verdict != "ok":
                     raise AuthenticationFailed(_WHY.get(check.verdict, "invalid gateway credential"))
-                return Client(check.key.name, check.key.id, check.key)
+                return self._issued_client(key)
         raise AuthenticationFailed("invalid gateway credential")
+
+    def _issued_client(self, key: IssuedKey) -> Client:
+        """The ``Client`` of an issued key, made once per version of the key: the cache hands
+        out a new ``IssuedKey`` object whenever the key changes, so identity says it is current."""
+        known = self._clients.get(key.id)
+        if known is not None and known.issued is key:
+            return known
+        client = Client(key.name, key.id, key)
+        if len(self._clients) < _CLIENTS_KEPT or known is not None:
+            self._clients[key.id] = client
+        return client
 
     def _session_client(self, token: bytes) -> Client:
         assert self._sessions is not None

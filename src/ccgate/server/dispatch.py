@@ -28,12 +28,13 @@ from typing import Any
 
 import msgspec
 
+from ccgate.config.model import Config
 from ccgate.errors import InternalError, InvalidRequest, UpstreamError
 from ccgate.observe.tracing import AttemptTrace
 from ccgate.routing import Attempt, Candidate, GiveUp, KeyPool, Planner, RetryPolicy, Upstream, Wait, classify
 from ccgate.routing.clock import SYSTEM_CLOCK, Clock
 from ccgate.routing.outcome import Outcome
-from ccgate.routing.route import Route, Target
+from ccgate.routing.route import Route, Target, route_model
 from ccgate.server.asgi import RawHeaders, Scope
 from ccgate.server.auth import CCGATE_KEY_HEADER
 from ccgate.server.exchange import Exchange
@@ -71,6 +72,25 @@ class Prepared:
     own_credential: bool = False  # the client's credential goes upstream (x-ccgate-key, anthropic)
 
 
+class RoutePlan:
+    """What a model name resolves to under one config, worked out once: its route, the
+    planner's candidates (for a request using the gateway's keys) and the provider, if any,
+    that has no keys of its own (bring-your-own-key), which a client holding a gateway
+    credential may not be sent to."""
+
+    __slots__ = ("byok", "candidates", "route")
+
+    def __init__(self, route: Route, candidates: tuple[Candidate[Target], ...], byok: str | None) -> None:
+        self.route = route
+        self.candidates = candidates
+        self.byok = byok
+
+
+# Model names come from clients: the plans kept per config are bounded (past it, worked out
+# per request, as before).
+PLAN_MEMO = 512
+
+
 @dataclass
 class _Held:
     """The last error answer, kept in case it is what the client finally gets."""
@@ -105,6 +125,20 @@ class Dispatcher:
         self.clock = clock
         self.sleep = sleep
         self.metrics = metrics if metrics is not None else Metrics()
+        self._plans: dict[str, RoutePlan] = {}
+
+    def plan(self, config: Config, model: str) -> RoutePlan:
+        """The route for ``model`` (``routing.route_model``) with what the attempts need, kept
+        per model name: this dispatcher belongs to one config (``server.runtime.Runtime``)."""
+        plan = self._plans.get(model)
+        if plan is None:
+            route = route_model(config, model)
+            byok = next((t.provider.name for t in route.targets if self.transports[t.provider.name].byok), None)
+            plan = RoutePlan(route, tuple(Candidate(self.upstreams[t.provider.name], t) for t in route.targets),
+                             byok)
+            if len(self._plans) < PLAN_MEMO:
+                self._plans[model] = plan
+        return plan
 
     # Preparing a target --------------------------------------------------------------------
 
@@ -185,14 +219,16 @@ class Dispatcher:
     # The attempt loop ----------------------------------------------------------------------
 
     async def run(
-        self, route: Route, model: str, scope: Scope, ex: Exchange,
+        self, plan: RoutePlan, model: str, scope: Scope, ex: Exchange,
         *, method: str = "POST", forward_client: bool = True,
     ) -> None:
         """Attempts until an answer is relayed or the planner gives up. The request body is
         ``ex.request_body``, read from there (never kept in a local) and dropped, with every
         prepared copy of it, once an answer starts to be relayed."""
+        route = plan.route
         own_credential = brings_own_credential(scope)
-        candidates = [Candidate(self._upstream_for(t, own_credential), t) for t in route.targets]
+        candidates = plan.candidates if not own_credential else [
+            Candidate(self._upstream_for(t, own_credential), t) for t in route.targets]
         planner: Planner[Target] = Planner(candidates, self.policy, clock=self.clock)
         prepared: dict[int, Prepared] = {}
         decoded: dict[str, Any] | None = None
@@ -230,9 +266,19 @@ class Dispatcher:
                 prep.body = b""
                 if prep.translated is not None:  # its Chat Completions body went upstream already
                     prep.translated.body = {"stream": prep.translated.body.get("stream")}
+                # The relay, here rather than in a method of its own: every coroutine between
+                # the server and the transport is one more frame each wake-up resumes.
                 try:
-                    await self._relay(planner, step, prep, result, model, ex)
+                    if prep.translated is not None:
+                        await relay_translated(
+                            prep.transport, result, prep.translated, model, ex, self.ping_interval,
+                            self.quirks[prep.target.provider.name],
+                        )
+                    else:
+                        await relay_passthrough(result, ex)
                 finally:
+                    if ex.upstream_broke:
+                        planner.stream_failed(step)
                     if trace is not None:
                         trace.finish(ex.usage, ex.response_model, ex.stop_reason, ex.error)
                 return
@@ -300,22 +346,6 @@ class Dispatcher:
                            ex.upstream_request_id if response is not None else None)
             if not outcome.ok:
                 trace.finish(None, None, None, outcome.reason)
-
-    async def _relay(
-        self, planner: Planner[Target], step: Attempt[Target], prep: Prepared,
-        response: UpstreamResponse, model: str, ex: Exchange,
-    ) -> None:
-        try:
-            if prep.translated is not None:
-                await relay_translated(
-                    prep.transport, response, prep.translated, model, ex, self.ping_interval,
-                    self.quirks[prep.target.provider.name],
-                )
-            else:
-                await relay_passthrough(response, ex)
-        finally:
-            if ex.upstream_broke:
-                planner.stream_failed(step)
 
     async def _give_up(self, step: GiveUp, held: _Held | None, ex: Exchange) -> None:
         if step.relay_last and held is not None:

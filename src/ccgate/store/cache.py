@@ -51,6 +51,7 @@ class KeyCheck:
 
 
 _UNKNOWN = KeyCheck("unknown")
+_SECRET_PREFIX = SECRET_PREFIX.encode()
 
 
 class KeyCache:
@@ -62,8 +63,9 @@ class KeyCache:
         self._clock = clock
         self._monotonic = monotonic
         self._poll_interval = poll_interval
-        # digest -> (key, True if this is the old secret of a rotation)
-        self._by_digest: dict[bytes, tuple[IssuedKey, bool]] = {}
+        # digest -> (key, True if this is the old secret of a rotation, the key's "ok" verdict:
+        # made once, not per request)
+        self._by_digest: dict[bytes, tuple[IssuedKey, bool, KeyCheck]] = {}
         self._by_id: dict[str, IssuedKey] = {}  # for sessions that name their key (login/)
         self._version: int | None = None
         self._next_poll = float("-inf")
@@ -79,15 +81,17 @@ class KeyCache:
 
     # Lookups (hot path) ------------------------------------------------------------------
 
-    def check(self, token: str | bytes) -> KeyCheck:
+    def check(self, token: str | bytes, token_digest: bytes | None = None) -> KeyCheck:
+        """``token_digest``: its SHA-256 digest, when the caller has it already (one hash per
+        request, not two)."""
         self.poll()
         raw = token.encode() if isinstance(token, str) else token
-        if not raw.startswith(SECRET_PREFIX.encode()):
+        if not raw.startswith(_SECRET_PREFIX):
             return _UNKNOWN
-        hit = self._by_digest.get(digest(raw))
+        hit = self._by_digest.get(token_digest if token_digest is not None else digest(raw))
         if hit is None:
             return _UNKNOWN
-        key, is_old = hit
+        key, is_old, ok = hit
         now = self._clock()
         if key.revoked_at is not None:
             return KeyCheck("revoked", key)
@@ -95,7 +99,7 @@ class KeyCache:
             return KeyCheck("expired", key)
         if is_old and (key.grace_until is None or now >= key.grace_until):
             return KeyCheck("grace_over", key)
-        return KeyCheck("ok", key)
+        return ok
 
     def by_id(self, key_id: str) -> IssuedKey | None:
         """The key with this id as last read (revoked and expired ones included); no disk I/O."""
@@ -157,7 +161,7 @@ class KeyCache:
         again, so the next poll reloads instead of keeping a stale view."""
         version = self._store.keys_version()
         keys = self._store.list_keys()
-        table: dict[bytes, tuple[IssuedKey, bool]] = {}
+        table: dict[bytes, tuple[IssuedKey, bool, KeyCheck]] = {}
         for key in keys:
             self._index(table, key)
         self._by_digest = table  # one reference swap: a concurrent lookup sees old or new
@@ -189,7 +193,8 @@ class KeyCache:
             self._next_poll = float("-inf")
 
     @staticmethod
-    def _index(table: dict[bytes, tuple[IssuedKey, bool]], key: IssuedKey) -> None:
-        table[key.digest] = (key, False)
+    def _index(table: dict[bytes, tuple[IssuedKey, bool, KeyCheck]], key: IssuedKey) -> None:
+        ok = KeyCheck("ok", key)
+        table[key.digest] = (key, False, ok)
         if key.old_digest is not None:
-            table[key.old_digest] = (key, True)
+            table[key.old_digest] = (key, True, ok)

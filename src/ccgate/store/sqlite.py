@@ -66,6 +66,11 @@ _USAGE_COLUMNS = ("INSERT INTO usage (ts, key_id, model, provider, session_id, r
 # hands the GIL back and forth once per 64 rows instead of once per row (executemany): each
 # hand-over while the event loop runs stalls it, which cost more than the inserts themselves.
 _ROWS_PER_INSERT = 64
+# A batch is written in statements of these sizes only (greedy: 64s, then 16s, 4s, 1s), so each
+# table has at most four INSERT texts and every one stays prepared in the connection's statement
+# cache. With a statement per batch size (1..64 rows, two tables: past the cache's 128 entries)
+# a batch of a new size was parsed and planned again, ~800 placeholders at a time.
+_STATEMENT_ROWS = (_ROWS_PER_INSERT, 16, 4, 1)
 
 
 _LOG_COLUMNS = ("INSERT INTO request_log (ts, key_id, model, provider, session_id, request_id, status, "
@@ -79,6 +84,25 @@ def _usage_insert(rows: int) -> str:
 
 def _log_insert(rows: int) -> str:
     return _LOG_COLUMNS + ",".join(["(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"] * rows)
+
+
+_USAGE_INSERTS = {n: _usage_insert(n) for n in _STATEMENT_ROWS}
+_LOG_INSERTS = {n: _log_insert(n) for n in _STATEMENT_ROWS}
+
+
+def _statements(count: int) -> Iterator[tuple[int, int]]:
+    """(start, rows) of the statements ``count`` rows are written in (``_STATEMENT_ROWS``)."""
+    start = 0
+    for size in _STATEMENT_ROWS:
+        while count - start >= size:
+            yield start, size
+            start += size
+
+
+def _insert(conn: sqlite3.Connection, sql: dict[int, str], values: list[tuple[object, ...]]) -> None:
+    """``values`` (one tuple per row) in as few statements of the fixed sizes as fit."""
+    for start, size in _statements(len(values)):
+        conn.execute(sql[size], [v for row in values[start:start + size] for v in row])
 
 
 def _prepare_file(path: Path, create: bool) -> None:
@@ -282,17 +306,14 @@ class SQLiteStore:
         if not rows:
             return
         log = self._log
+        usage = [usage_values(r) for r in rows if not r.log_only] if self._record_usage else []
         try:
             with self._write() as conn:
-                for start in range(0, len(rows), _ROWS_PER_INSERT):
-                    part = rows[start:start + _ROWS_PER_INSERT]
-                    counted = [r for r in part if not r.log_only] if self._record_usage else []
-                    if counted:
-                        params = [v for r in counted for v in usage_values(r)]
-                        conn.execute(_usage_insert(len(counted)), params)
-                    if log is not None:
-                        conn.execute(_log_insert(len(part)), [
-                            v for r in part for v in (*usage_values(r), r.latency_ms, r.attempts, r.error)])
+                if usage:
+                    _insert(conn, _USAGE_INSERTS, usage)
+                if log is not None:
+                    _insert(conn, _LOG_INSERTS,
+                            [(*usage_values(r), r.latency_ms, r.attempts, r.error) for r in rows])
                 if log is not None and time.monotonic() - self._pruned_at >= PRUNE_EVERY:
                     self._prune(conn, log)
         except sqlite3.Error as exc:
