@@ -1,6 +1,10 @@
 """One request's trip to the providers and back: what happened (for usage, the access log and
 metrics), and the watch for a client that goes away mid-exchange.
 
+The watch is the server's word when the gateway runs on its own server (``ClientLink.on_lost``,
+called from ``connection_lost``: nothing per request but a callback), and otherwise, under any
+ASGI server, a task parked on ``receive()`` once the exchange has run ``WATCH_AFTER``.
+
 The response's own lifecycle (status, started, bytes out, finished) belongs to
 ``server.response.Response``; ``Exchange`` records what only the upstream side knows.
 """
@@ -20,7 +24,7 @@ from ccgate.server.response import Response
 WATCH_AFTER = 0.05
 
 
-@dataclass
+@dataclass(slots=True)
 class Exchange:
     """What happened on one forwarded request, besides what the response itself records."""
 
@@ -78,20 +82,35 @@ async def watch_disconnect(receive: Receive, ex: Exchange, work: Awaitable[None]
 
     Cancelling closes the upstream response, which is what tells the provider to stop
     generating. Raises what ``work`` raises (an UpstreamError before the response started).
-    The watcher task starts only once the exchange has run ``WATCH_AFTER`` seconds: most
+    With the server's ``ClientLink`` the connection's loss cancels the exchange directly.
+    Otherwise a watcher task starts once the exchange has run ``WATCH_AFTER`` seconds: most
     quick exchanges never pay for it, and a generation worth stopping lasts far longer.
+    (One coroutine for both: each frame of the await chain is held by every open stream.)
     """
     task = asyncio.current_task()
     assert task is not None
-    loop = asyncio.get_running_loop()
+    link = ex.response.link
+    timer: asyncio.TimerHandle | None = None
     watcher: asyncio.Task[None] | None = None
+    if link is not None:
+        def lost() -> None:
+            if not ex.response.finished:
+                ex.client_gone = True
+                task.cancel()
 
-    def start_watching() -> None:
-        nonlocal watcher
-        if not ex.response.finished:
-            watcher = loop.create_task(_cancel_on_disconnect(receive, task, ex))
+        if link.gone:
+            lost()  # gone while the request was read: cancelled at the exchange's first await
+        else:
+            link.on_lost = lost
+    else:
+        loop = asyncio.get_running_loop()
 
-    timer = loop.call_later(WATCH_AFTER, start_watching)
+        def start_watching() -> None:
+            nonlocal watcher
+            if not ex.response.finished:
+                watcher = loop.create_task(_cancel_on_disconnect(receive, task, ex))
+
+        timer = loop.call_later(WATCH_AFTER, start_watching)
     try:
         await work
     except asyncio.CancelledError:
@@ -100,7 +119,10 @@ async def watch_disconnect(receive: Receive, ex: Exchange, work: Awaitable[None]
         task.uncancel()
         ex.error = "client disconnected"
     finally:
-        timer.cancel()
+        if link is not None:
+            link.on_lost = None  # the closure refers to the exchange: no cycle left behind
+        if timer is not None:
+            timer.cancel()
         if watcher is not None:
             watcher.cancel()
 
