@@ -148,7 +148,7 @@ def _top(before: tracemalloc.Snapshot, after: tracemalloc.Snapshot, streams: int
 
 
 def measure(relay: LoopbackServer, key: str, levels: tuple[int, int], ramp: int,
-            trace_out: Path | None) -> dict[str, Any]:
+            trace_out: Path | None, top: int = 25) -> dict[str, Any]:
     """RSS (and the traced heap) of `relay` at both levels of open streams."""
     low, high = levels
     holder = Holder(relay.port, key, ramp)
@@ -164,7 +164,7 @@ def measure(relay: LoopbackServer, key: str, levels: tuple[int, int], ramp: int,
             snaps.append(_snapshot(relay.pid, trace_out, 2))
             grew = sum(s.size_diff for s in snaps[1].compare_to(snaps[0], "filename"))
             result["traced_bytes_per_stream"] = round(grew / (high - low))
-            result["traced_top"] = _top(snaps[0], snaps[1], high - low)
+            result["traced_top"] = _top(snaps[0], snaps[1], high - low, top)
         result["streams_ok"] = ok
         holder.close()
         await asyncio.sleep(0.5)
@@ -209,6 +209,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--no-ccgate", action="store_true", help="skip ccgate")
     ap.add_argument("--trace", action="store_true", help="tracemalloc: what the Python heap holds, by line")
     ap.add_argument("--frames", type=int, default=1, help="traceback depth with --trace")
+    ap.add_argument("--top", type=int, default=25, help="lines of the traced growth to print")
     args = ap.parse_args(argv)
     low, high = (int(x) for x in args.streams.split(","))
     soft, _ = raise_open_files()
@@ -224,7 +225,7 @@ def main(argv: list[str] | None = None) -> int:
                 floor = _TracedFloor("uvicorn", upstream.url + "/slow", work, name="floor",
                                      pool_limit=0, env=env).start()
                 try:
-                    results["floor"] = measure(floor, "bare", (low, high), args.ramp, out)
+                    results["floor"] = measure(floor, "bare", (low, high), args.ramp, out, args.top)
                 finally:
                     floor.stop()
             if not args.no_ccgate:
@@ -232,7 +233,7 @@ def main(argv: list[str] | None = None) -> int:
                 gw = Ccgate(work, upstream.url + "/slow", name="ccgate", config=SCALE_CONFIG, src=args.src,
                             env=env, max_connections=str(high + 100)).start()
                 try:
-                    results["ccgate"] = measure(gw, CLIENT_TOKEN, (low, high), args.ramp, out)
+                    results["ccgate"] = measure(gw, CLIENT_TOKEN, (low, high), args.ramp, out, args.top)
                 finally:
                     gw.stop()
         finally:

@@ -77,40 +77,39 @@ async def _cancel_on_disconnect(receive: Receive, task: asyncio.Task[Any], ex: E
         task.cancel()
 
 
+class _CancelOnLoss:
+    """``ClientLink.on_lost`` for one exchange: a client gone before the end cancels it."""
+
+    __slots__ = ("ex", "task")
+
+    def __init__(self, ex: Exchange, task: asyncio.Task[Any]) -> None:
+        self.ex, self.task = ex, task
+
+    def __call__(self) -> None:
+        if not self.ex.response.finished:
+            self.ex.client_gone = True
+            self.task.cancel()
+
+
 async def watch_disconnect(receive: Receive, ex: Exchange, work: Awaitable[None]) -> None:
     """Run ``work`` (the whole upstream exchange), cancelling it if the client goes away.
 
     Cancelling closes the upstream response, which is what tells the provider to stop
     generating. Raises what ``work`` raises (an UpstreamError before the response started).
-    With the server's ``ClientLink`` the connection's loss cancels the exchange directly.
-    Otherwise a watcher task starts once the exchange has run ``WATCH_AFTER`` seconds: most
-    quick exchanges never pay for it, and a generation worth stopping lasts far longer.
-    (One coroutine for both: each frame of the await chain is held by every open stream.)
+    With the server's ``ClientLink`` the connection's loss cancels the exchange directly
+    (no timer, no task: one small object per request). Otherwise ``_watch_receive``.
     """
+    link = ex.response.link
+    if link is None:
+        await _watch_receive(receive, ex, work)
+        return
     task = asyncio.current_task()
     assert task is not None
-    link = ex.response.link
-    timer: asyncio.TimerHandle | None = None
-    watcher: asyncio.Task[None] | None = None
-    if link is not None:
-        def lost() -> None:
-            if not ex.response.finished:
-                ex.client_gone = True
-                task.cancel()
-
-        if link.gone:
-            lost()  # gone while the request was read: cancelled at the exchange's first await
-        else:
-            link.on_lost = lost
+    cancel = _CancelOnLoss(ex, task)
+    if link.gone:
+        cancel()  # gone while the request was read: cancelled at the exchange's first await
     else:
-        loop = asyncio.get_running_loop()
-
-        def start_watching() -> None:
-            nonlocal watcher
-            if not ex.response.finished:
-                watcher = loop.create_task(_cancel_on_disconnect(receive, task, ex))
-
-        timer = loop.call_later(WATCH_AFTER, start_watching)
+        link.on_lost = cancel
     try:
         await work
     except asyncio.CancelledError:
@@ -119,10 +118,33 @@ async def watch_disconnect(receive: Receive, ex: Exchange, work: Awaitable[None]
         task.uncancel()
         ex.error = "client disconnected"
     finally:
-        if link is not None:
-            link.on_lost = None  # the closure refers to the exchange: no cycle left behind
-        if timer is not None:
-            timer.cancel()
+        link.on_lost = None  # it refers to the task: nothing left pointing back once done
+
+
+async def _watch_receive(receive: Receive, ex: Exchange, work: Awaitable[None]) -> None:
+    """Under any ASGI server: a watcher task waits for ``http.disconnect``, started once the
+    exchange has run ``WATCH_AFTER`` seconds: most quick exchanges never pay for it, and a
+    generation worth stopping lasts far longer."""
+    task = asyncio.current_task()
+    assert task is not None
+    loop = asyncio.get_running_loop()
+    watcher: asyncio.Task[None] | None = None
+
+    def start_watching() -> None:
+        nonlocal watcher
+        if not ex.response.finished:
+            watcher = loop.create_task(_cancel_on_disconnect(receive, task, ex))
+
+    timer = loop.call_later(WATCH_AFTER, start_watching)
+    try:
+        await work
+    except asyncio.CancelledError:
+        if not ex.client_gone:
+            raise
+        task.uncancel()
+        ex.error = "client disconnected"
+    finally:
+        timer.cancel()
         if watcher is not None:
             watcher.cancel()
 

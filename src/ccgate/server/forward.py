@@ -152,6 +152,7 @@ async def _relay_chunks(response: UpstreamResponse, headers: RawHeaders, ex: Exc
     try:
         out = ex.response
         await out.start(response.status, headers)
+        del headers  # sent: not held for the rest of the stream
         tap = (UsageTap(sse=ex.streaming, encoding=response.headers.get("content-encoding"))
                if ex.count_usage and response.status < 400 else None)
         try:
