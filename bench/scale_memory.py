@@ -21,6 +21,7 @@ RSS figure but not in the traced one.
   .venv/bin/python -m bench.scale_memory                          # ccgate and the floor, 1,000 -> 3,000
   .venv/bin/python -m bench.scale_memory --streams 1000,3000 --trace --no-floor
   .venv/bin/python -m bench.scale_memory --src OTHER/src          # another checkout's ccgate
+  .venv/bin/python -m bench.scale_memory --headers-kb 4           # requests with Claude Code's header weight
 
 Prints one JSON object (and the traced top lines on stderr with --trace).
 """
@@ -88,8 +89,12 @@ class _Held(asyncio.Protocol):
 class Holder:
     """Streams opened and held against one relay, from this process's own event loop."""
 
-    def __init__(self, port: int, key: str, ramp: int) -> None:
+    def __init__(self, port: int, key: str, ramp: int, headers_kb: int = 0) -> None:
         self.request = _request(port, "/v1/messages", key)
+        if headers_kb:  # more request headers, ~200 bytes each (Claude Code sends ~25, ~4 KB)
+            head, body = self.request.split(b"\r\n\r\n", 1)
+            pad = b"".join(b"\r\nx-bench-pad-%d: %s" % (i, b"p" * 180) for i in range(headers_kb * 5))
+            self.request = head + pad + b"\r\n\r\n" + body
         self.port, self.ramp = port, ramp
         self.held: list[_Held] = []
 
@@ -148,10 +153,10 @@ def _top(before: tracemalloc.Snapshot, after: tracemalloc.Snapshot, streams: int
 
 
 def measure(relay: LoopbackServer, key: str, levels: tuple[int, int], ramp: int,
-            trace_out: Path | None, top: int = 25) -> dict[str, Any]:
+            trace_out: Path | None, top: int = 25, headers_kb: int = 0) -> dict[str, Any]:
     """RSS (and the traced heap) of `relay` at both levels of open streams."""
     low, high = levels
-    holder = Holder(relay.port, key, ramp)
+    holder = Holder(relay.port, key, ramp, headers_kb)
     result: dict[str, Any] = {"idle_rss_kb": rss_kb(relay.pid)["vmrss_kb"]}
 
     async def run() -> None:
@@ -210,12 +215,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--trace", action="store_true", help="tracemalloc: what the Python heap holds, by line")
     ap.add_argument("--frames", type=int, default=1, help="traceback depth with --trace")
     ap.add_argument("--top", type=int, default=25, help="lines of the traced growth to print")
+    ap.add_argument("--headers-kb", type=int, default=0,
+                    help="add about this many KiB of request headers (Claude Code sends ~4)")
     args = ap.parse_args(argv)
     low, high = (int(x) for x in args.streams.split(","))
     soft, _ = raise_open_files()
     if 2 * high + 200 > soft:
         raise SystemExit(f"{high} streams need about {2 * high + 200} descriptors; the limit is {soft}")
-    results: dict[str, Any] = {"streams": [low, high], "ramp": args.ramp}
+    results: dict[str, Any] = {"streams": [low, high], "ramp": args.ramp, "headers_kb": args.headers_kb}
     with tempfile.TemporaryDirectory(prefix="ccgate-scale-memory-") as tmp:
         work = Path(tmp)
         upstream = StreamUpstream(work, UPSTREAM_KEY, chunks=1, slow_gap=args.hold).start()
@@ -225,7 +232,8 @@ def main(argv: list[str] | None = None) -> int:
                 floor = _TracedFloor("uvicorn", upstream.url + "/slow", work, name="floor",
                                      pool_limit=0, env=env).start()
                 try:
-                    results["floor"] = measure(floor, "bare", (low, high), args.ramp, out, args.top)
+                    results["floor"] = measure(floor, "bare", (low, high), args.ramp, out, args.top,
+                                               args.headers_kb)
                 finally:
                     floor.stop()
             if not args.no_ccgate:
@@ -233,7 +241,8 @@ def main(argv: list[str] | None = None) -> int:
                 gw = Ccgate(work, upstream.url + "/slow", name="ccgate", config=SCALE_CONFIG, src=args.src,
                             env=env, max_connections=str(high + 100)).start()
                 try:
-                    results["ccgate"] = measure(gw, CLIENT_TOKEN, (low, high), args.ramp, out, args.top)
+                    results["ccgate"] = measure(gw, CLIENT_TOKEN, (low, high), args.ramp, out, args.top,
+                                                args.headers_kb)
                 finally:
                     gw.stop()
         finally:

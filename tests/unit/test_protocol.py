@@ -245,6 +245,14 @@ async def test_the_cork_passes_other_transport_calls_through() -> None:
     assert transport.written == b"HTTP/1.1 200 OK\r\n\r\n" and transport.closed
 
 
+async def until(condition: Any, timeout: float = 10.0) -> None:
+    """Wait for ``condition()`` (a busy machine may take more than one loop turn)."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not condition():
+        assert asyncio.get_running_loop().time() < deadline, "timed out"
+        await asyncio.sleep(0.001)
+
+
 # The request's ClientLink (scope["extensions"]["ccgate.link"]) ----------------------------------
 
 PIECES = [b"event: a\ndata: 1\n\n", b"x" * 70_000, b"data: \xff\x00 binary\n\n", b"z"]
@@ -273,7 +281,7 @@ async def _stream_bytes(use_link: bool, request: bytes = b"GET /s HTTP/1.1\r\nho
     h = Harness(_streaming_app(use_link, seen))
     proto, transport = h.connect()
     proto.data_received(request)
-    await asyncio.sleep(0.01)
+    await until(lambda: transport.written.endswith(b"0\r\n\r\n"))
     h.guard.stop()
     return transport.written, transport.writes, seen
 
@@ -307,40 +315,43 @@ async def test_the_link_declines_what_send_does_more_for() -> None:
     h = Harness(app)
     proto, transport = h.connect()
     proto.data_received(b"GET /sized HTTP/1.1\r\nhost: x\r\n\r\n")
-    await asyncio.sleep(0.01)
+    await until(lambda: transport.written.endswith(b"ok"))
     assert link_answers == [False, False, False] and transport.written.endswith(b"\r\n\r\nok")
     link_answers.clear()
     proto.data_received(b"HEAD /chunked HTTP/1.1\r\nhost: x\r\n\r\n")
-    await asyncio.sleep(0.01)
+    await until(lambda: len(link_answers) == 3 and not h.state.tasks)
     assert link_answers == [False, False, False] and transport.written.endswith(b"\r\n\r\n")
     h.guard.stop()
 
 
 async def test_a_slow_client_pauses_the_link_and_send_waits_for_it() -> None:
-    proceed = asyncio.Event()
+    wrote_one, proceed, checked, finished = (asyncio.Event() for _ in range(4))
     answers: list[bool] = []
 
     async def app(scope: Any, receive: Any, send: Any) -> None:
         link = scope["extensions"][LINK]
         await send({"type": "http.response.start", "status": 200, "headers": []})
         answers.append(link.write_body(b"one"))
+        wrote_one.set()
         await proceed.wait()
         answers.append(link.write_body(b"two"))  # the transport said pause: send drains first
-        sent = send({"type": "http.response.body", "body": b"two", "more_body": True})
-        done = asyncio.ensure_future(sent)
+        done = asyncio.ensure_future(send({"type": "http.response.body", "body": b"two", "more_body": True}))
         await asyncio.sleep(0.01)
-        answers.append(done.done())
-        proto.resume_writing()
+        answers.append(done.done())  # still waiting: only resume_writing (below) lets it go
+        checked.set()
         await done
         await send({"type": "http.response.body", "body": b""})
+        finished.set()
 
     h = Harness(app)
     proto, transport = h.connect()
     proto.data_received(b"GET / HTTP/1.1\r\nhost: x\r\n\r\n")
-    await asyncio.sleep(0.01)
+    await asyncio.wait_for(wrote_one.wait(), 10)
     proto.pause_writing()
     proceed.set()
-    await asyncio.sleep(0.05)
+    await asyncio.wait_for(checked.wait(), 10)
+    proto.resume_writing()
+    await asyncio.wait_for(finished.wait(), 10)
     assert answers == [True, False, False]
     assert transport.written.endswith(b"3\r\none\r\n3\r\ntwo\r\n0\r\n\r\n")
     h.guard.stop()
@@ -374,8 +385,7 @@ async def test_a_lost_connection_calls_on_lost_once_and_lets_the_cycle_go() -> N
         proto.connection_lost(None)
         assert calls == ["lost"] and link.gone and link.on_lost is None
         assert not link.write_body(b"late")  # the cycle is over for the link
-        await asyncio.sleep(0.01)
-        assert not h.state.tasks  # the app returned
+        await until(lambda: not h.state.tasks)  # the app returned
         proto.cycle = None  # what the next request on this protocol would replace
         proto.scope = None
         assert refs[0]() is None, "the request cycle is kept alive by a reference cycle"
@@ -437,7 +447,7 @@ async def test_pipelined_requests_are_answered_in_order() -> None:
     proto, transport = h.connect()
     proto.data_received(b"POST /1 HTTP/1.1\r\nhost: x\r\ncontent-length: 3\r\n\r\none"
                         b"POST /2 HTTP/1.1\r\nhost: x\r\ncontent-length: 3\r\n\r\ntwo")
-    await asyncio.sleep(0.1)
+    await until(lambda: transport.written.endswith(b"two"))
     assert bodies == [b"one", b"two"]
     assert transport.written.count(b"HTTP/1.1 200 ") == 2 and transport.written.endswith(b"\r\n\r\ntwo")
     h.guard.stop()

@@ -234,8 +234,10 @@ class Dispatcher:
                 if prep.translated is not None:  # its Chat Completions body went upstream already
                     prep.translated.body = {"stream": prep.translated.body.get("stream")}
                 try:
-                    await self._relay(planner, step, prep, result, model, ex)
+                    await self._relay(prep, result, model, ex)
                 finally:
+                    if ex.upstream_broke:
+                        planner.stream_failed(step)
                     if trace is not None:
                         trace.finish(ex.usage, ex.response_model, ex.stop_reason, ex.error)
                 return
@@ -304,21 +306,14 @@ class Dispatcher:
             if not outcome.ok:
                 trace.finish(None, None, None, outcome.reason)
 
-    async def _relay(
-        self, planner: Planner[Target], step: Attempt[Target], prep: Prepared,
-        response: UpstreamResponse, model: str, ex: Exchange,
-    ) -> None:
-        try:
-            if prep.translated is not None:
-                await relay_translated(
-                    prep.transport, response, prep.translated, model, ex, self.ping_interval,
-                    self.quirks[prep.target.provider.name],
-                )
-            else:
-                await relay_passthrough(response, ex)
-        finally:
-            if ex.upstream_broke:
-                planner.stream_failed(step)
+    def _relay(self, prep: Prepared, response: UpstreamResponse, model: str, ex: Exchange) -> Awaitable[None]:
+        """The relay to await (a plain function: one frame fewer held by every open stream)."""
+        if prep.translated is not None:
+            return relay_translated(
+                prep.transport, response, prep.translated, model, ex, self.ping_interval,
+                self.quirks[prep.target.provider.name],
+            )
+        return relay_passthrough(response, ex)
 
     async def _give_up(self, step: GiveUp, held: _Held | None, ex: Exchange) -> None:
         if step.relay_last and held is not None:
