@@ -149,3 +149,27 @@ async def test_a_client_gone_before_the_exchange_is_not_served(tmp_path: Path) -
     assert not answer.complete and not link.written
     assert record["error"] == "client disconnected"
     assert all(r.closed for r in gw.transports["anthropic"].responses)
+
+
+async def test_a_translated_stream_through_the_link_is_what_send_would_carry(tmp_path: Path) -> None:
+    config = {"providers": [{"name": "local", "kind": "openai-compatible", "base_url": "https://local.test/v1",
+                             "api_keys": [KEY], "auth_header": "bearer"}],
+              "models": [{"match": "claude-*", "to": "local/qwen3"}]}
+    chunks = [b'data: {"id":"c1","choices":[{"index":0,"delta":{"content":"Hel"}}]}\n\n',
+              b'data: {"id":"c1","choices":[{"index":0,"delta":{"content":"lo"}}]}\n\n',
+              b'data: {"id":"c1","choices":[{"index":0,"delta":{},"finish_reason":"stop"}],'
+              b'"usage":{"prompt_tokens":9,"completion_tokens":3}}\n\ndata: [DONE]\n\n']
+    answers = []
+    for with_link in (False, True):
+        messages: list[Message] = []
+        link = RecordingLink(messages) if with_link else None
+        async with InProcessGateway(tmp_path, config, {"local": [Reply(200, SSE, list(chunks))]}) as gw:
+            answers.append(await _post(gw, link, messages))
+        if link is not None:
+            assert link.written  # the events went through the link
+    plain, linked = answers
+    assert linked.complete and linked.status == 200
+    strip = [(e, {k: v for k, v in d.items() if k != "message"}) for e, d in linked.events()]
+    assert strip == [(e, {k: v for k, v in d.items() if k != "message"}) for e, d in plain.events()]
+    text = "".join(d["delta"].get("text", "") for e, d in linked.events() if e == "content_block_delta")
+    assert text == "Hello"

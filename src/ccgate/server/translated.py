@@ -193,7 +193,10 @@ async def _relay_stream(
             if events:
                 silence.sent()
                 # The stream's last events carry its end: one write, not two (server/protocol.py).
-                await out.body(encode_events(events), more=not pipeline.finished)
+                # Others go straight to the connection when the server offers it (Response.write).
+                data = encode_events(events)
+                if pipeline.finished or not out.write(data):
+                    await out.body(data, more=not pipeline.finished)
             elif silence.overdue():
                 # Bytes arrive but none reach the client (comments, chunks without content):
                 # the client still gets its ping, which is no token either.
