@@ -14,6 +14,8 @@ translated lane compares ccgate with).
 
   .venv/bin/python -m bench.chunk_cost                  # this checkout
   .venv/bin/python -m bench.chunk_cost --src OTHER/src  # another checkout's ccgate
+  .venv/bin/python -m bench.chunk_cost --kinds pt --rounds 3   # passthrough only, median of 3 pairs
+  .venv/bin/python -m bench.chunk_cost --floor --kinds pt --rounds 3
 
 Needs valgrind (Debian `valgrind`). About two minutes per run; prints one JSON object.
 """
@@ -22,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -79,6 +82,7 @@ log:
   file: {access_log}
 """
 SHORT, LONG = 200, 600
+KINDS = ("pt", "oai")
 GAP = 0.03  # seconds between chunks: under valgrind a chunk costs a few ms
 
 
@@ -142,7 +146,18 @@ def _stream(port: int, model: str, path: str = "/v1/messages") -> int:
     return len(got)
 
 
-def measure(src: Path | None) -> dict[str, Any]:
+def _per_chunk(counts: list[dict[int, float]]) -> dict[str, Any]:
+    """Per chunk from each round's (short, long) counts; the median when there are several."""
+    rounds = [(c[LONG] - c[SHORT]) / (LONG - SHORT) for c in counts]
+    out: dict[str, Any] = {f"instructions_{SHORT}": round(counts[0][SHORT]),
+                           f"instructions_{LONG}": round(counts[0][LONG]),
+                           "per_chunk": round(statistics.median(rounds))}
+    if len(rounds) > 1:
+        out["per_chunk_rounds"] = [round(r) for r in rounds]
+    return out
+
+
+def measure(src: Path | None, kinds: tuple[str, ...] = KINDS, rounds: int = 1) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="ccgate-chunk-cost-") as tmp:
         work = Path(tmp)
         short = StreamUpstream(work, UPSTREAM_KEY, chunks=SHORT, slow_gap=GAP).start()
@@ -150,24 +165,25 @@ def measure(src: Path | None) -> dict[str, Any]:
         gw = CallgrindCcgate(work, work / "callgrind.out", src=src, short=short.url, long=long.url)
         try:
             gw.start()
-            for model in ("pt-short", "oai-short"):  # warm: first-use imports and caches
-                _stream(gw.port, model)
+            for kind in kinds:  # warm: first-use imports and caches
+                _stream(gw.port, f"{kind}-short")
             gw.count()
             started = time.monotonic()
             time.sleep(5.0)
             idle_per_s = gw.count() / (time.monotonic() - started)
             result: dict[str, Any] = {"idle_instructions_per_s": round(idle_per_s)}
-            for kind in ("pt", "oai"):
-                counts = {}
-                for n, model in ((SHORT, f"{kind}-short"), (LONG, f"{kind}-long")):
-                    gw.count()
-                    started = time.monotonic()
-                    _stream(gw.port, model)
-                    took = time.monotonic() - started
-                    counts[n] = gw.count() - idle_per_s * took
-                result[kind] = {f"instructions_{SHORT}": round(counts[SHORT]),
-                                f"instructions_{LONG}": round(counts[LONG]),
-                                "per_chunk": round((counts[LONG] - counts[SHORT]) / (LONG - SHORT))}
+            for kind in kinds:
+                counts = []
+                for _ in range(rounds):
+                    one: dict[int, float] = {}
+                    for n, model in ((SHORT, f"{kind}-short"), (LONG, f"{kind}-long")):
+                        gw.count()
+                        started = time.monotonic()
+                        _stream(gw.port, model)
+                        took = time.monotonic() - started
+                        one[n] = gw.count() - idle_per_s * took
+                    counts.append(one)
+                result[kind] = _per_chunk(counts)
             return result
         finally:
             gw.stop()
@@ -175,35 +191,36 @@ def measure(src: Path | None) -> dict[str, Any]:
             long.stop()
 
 
-def measure_floor() -> dict[str, Any]:
+def measure_floor(kinds: tuple[str, ...] = KINDS, rounds: int = 1) -> dict[str, Any]:
     """The floor relay, one process per upstream (it has one), each warmed, then counted."""
+    paths = {"pt": "/v1/messages", "oai": "/v1/chat/completions"}
     with tempfile.TemporaryDirectory(prefix="ccgate-chunk-cost-") as tmp:
         work = Path(tmp)
         result: dict[str, Any] = {}
-        counts: dict[str, dict[int, float]] = {"pt": {}, "oai": {}}
+        counts: dict[str, list[dict[int, float]]] = {kind: [{} for _ in range(rounds)] for kind in kinds}
         for n in (SHORT, LONG):
             up = StreamUpstream(work, UPSTREAM_KEY, chunks=n, slow_gap=GAP).start()
             floor = CallgrindFloor(work, work / f"floor-{n}.out", up.url + "/slow")
             try:
                 floor.start()
-                for path in ("/v1/messages", "/v1/chat/completions"):
-                    _stream(floor.port, "bench-model", path)
+                for kind in kinds:
+                    _stream(floor.port, "bench-model", paths[kind])
                 floor.count()
                 started = time.monotonic()
                 time.sleep(5.0)
                 idle_per_s = floor.count() / (time.monotonic() - started)
                 result[f"idle_instructions_per_s_{n}"] = round(idle_per_s)
-                for kind, path in (("pt", "/v1/messages"), ("oai", "/v1/chat/completions")):
-                    floor.count()
-                    started = time.monotonic()
-                    _stream(floor.port, "bench-model", path)
-                    counts[kind][n] = floor.count() - idle_per_s * (time.monotonic() - started)
+                for kind in kinds:
+                    for r in range(rounds):
+                        floor.count()
+                        started = time.monotonic()
+                        _stream(floor.port, "bench-model", paths[kind])
+                        counts[kind][r][n] = floor.count() - idle_per_s * (time.monotonic() - started)
             finally:
                 floor.stop()
                 up.stop()
         for kind, c in counts.items():
-            result[kind] = {f"instructions_{SHORT}": round(c[SHORT]), f"instructions_{LONG}": round(c[LONG]),
-                            "per_chunk": round((c[LONG] - c[SHORT]) / (LONG - SHORT))}
+            result[kind] = _per_chunk(c)
         return result
 
 
@@ -212,8 +229,16 @@ def main(argv: list[str] | None = None) -> int:
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--src", type=Path, help="another checkout's src/ (default: this one)")
     ap.add_argument("--floor", action="store_true", help="count the floor relay instead of ccgate")
+    ap.add_argument("--kinds", default=",".join(KINDS),
+                    help="pt (passthrough), oai (translated) or both (default)")
+    ap.add_argument("--rounds", type=int, default=1,
+                    help="short/long pairs per kind; per_chunk is then their median")
     args = ap.parse_args(argv)
-    print(json.dumps(measure_floor() if args.floor else measure(args.src), indent=2))
+    kinds = tuple(k for k in args.kinds.split(",") if k)
+    if not kinds or set(kinds) - set(KINDS):
+        ap.error(f"--kinds: {', '.join(KINDS)}")
+    result = measure_floor(kinds, args.rounds) if args.floor else measure(args.src, kinds, args.rounds)
+    print(json.dumps(result, indent=2))
     return 0
 
 

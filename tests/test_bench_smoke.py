@@ -291,3 +291,22 @@ def test_bench_workers_is_well_formed(tmp_path: Path) -> None:
     counted, sent = r["metrics_total_vs_wrk"]
     assert counted >= sent > 0
     assert _finite(r["ratio_2_workers"]) and r["hub"]["admit_p50_us"] > 0
+
+
+def test_bench_scale_memory_is_well_formed(tmp_path: Path) -> None:
+    """The memory-per-open-stream tool, tiny (20 then 60 held streams), with the tracemalloc
+    probe: every stream answered in both relays, both levels read, the traced heap attributed.
+    No size is asserted: a few dozen streams are below RSS's page noise."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "bench.scale_memory", "--streams", "20,60", "--hold", "60", "--trace"],
+        cwd=REPO, capture_output=True, text=True, timeout=300,
+    )
+    assert proc.returncode == 0, f"bench.scale_memory failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+    r = json.loads(proc.stdout)
+    assert r["streams"] == [20, 60]
+    for side in ("floor", "ccgate"):
+        run = r[side]
+        assert run["streams_ok"] == 60, run
+        assert set(run["rss_kb"]) == {"20", "60"} and all(v > 0 for v in run["rss_kb"].values())
+        assert _finite(run["kb_per_stream"]) and run["traced_bytes_per_stream"] > 0
+        assert f"{side:7} " in proc.stderr  # its traced top lines

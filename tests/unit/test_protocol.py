@@ -11,7 +11,8 @@ from uvicorn.config import Config
 from uvicorn.server import ServerState
 
 from ccgate.config.model import Limits
-from ccgate.server.protocol import ConnectionGuard, GuardedProtocol, protocol_for
+from ccgate.server.protocol import ClientLink, ConnectionGuard, GuardedProtocol, protocol_for
+from ccgate.server.response import LINK
 
 
 class RecordingTransport(asyncio.Transport):
@@ -242,3 +243,211 @@ async def test_the_cork_passes_other_transport_calls_through() -> None:
     assert transport.writes == 0
     cork.close()  # flushed before the close, never lost
     assert transport.written == b"HTTP/1.1 200 OK\r\n\r\n" and transport.closed
+
+
+async def until(condition: Any, timeout: float = 10.0) -> None:
+    """Wait for ``condition()`` (a busy machine may take more than one loop turn)."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not condition():
+        assert asyncio.get_running_loop().time() < deadline, "timed out"
+        await asyncio.sleep(0.001)
+
+
+# The request's ClientLink (scope["extensions"]["ccgate.link"]) ----------------------------------
+
+PIECES = [b"event: a\ndata: 1\n\n", b"x" * 70_000, b"data: \xff\x00 binary\n\n", b"z"]
+
+
+def _streaming_app(use_link: bool, seen: list[Any]) -> Any:
+    """Streams PIECES: through the link where it takes them, else (or always) through send."""
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        while (await receive()).get("more_body"):
+            pass
+        link = scope["extensions"][LINK]
+        seen.append(link)
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": [(b"content-type", b"text/event-stream")]})
+        for piece in PIECES:
+            if not (use_link and link.write_body(piece)):
+                await send({"type": "http.response.body", "body": piece, "more_body": True})
+        await send({"type": "http.response.body", "body": b""})
+
+    return app
+
+
+async def _stream_bytes(use_link: bool, request: bytes = b"GET /s HTTP/1.1\r\nhost: x\r\n\r\n") -> tuple[bytes, int, list[Any]]:
+    seen: list[Any] = []
+    h = Harness(_streaming_app(use_link, seen))
+    proto, transport = h.connect()
+    proto.data_received(request)
+    await until(lambda: transport.written.endswith(b"0\r\n\r\n"))
+    h.guard.stop()
+    return transport.written, transport.writes, seen
+
+
+async def test_body_pieces_through_the_link_are_the_bytes_send_writes() -> None:
+    # Byte for byte what uvicorn's own send frames (chunk sizes, the binary piece, the end),
+    # with the head still leaving with the first piece.
+    via_send, writes_send, _ = await _stream_bytes(use_link=False)
+    via_link, writes_link, seen = await _stream_bytes(use_link=True)
+    assert via_link == via_send and writes_link == writes_send == len(PIECES) + 1
+    assert b"\r\n\r\n12\r\nevent: a\ndata: 1\n\n\r\n" in via_link and via_link.endswith(b"\r\nz\r\n0\r\n\r\n")
+    assert isinstance(seen[0], ClientLink)
+
+
+async def test_the_link_declines_what_send_does_more_for() -> None:
+    link_answers: list[bool] = []
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        link = scope["extensions"][LINK]
+        link_answers.append(link.write_body(b"early"))  # no head yet
+        length = scope["path"] == "/sized"
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": [(b"content-length", b"2")] if length else []})
+        link_answers.append(link.write_body(b""))  # nothing to frame
+        link_answers.append(link.write_body(b"ok"))  # sized: send counts the length; HEAD: no body
+        if not link_answers[-1]:
+            await send({"type": "http.response.body", "body": b"" if scope["method"] == "HEAD" else b"ok"})
+        else:
+            await send({"type": "http.response.body", "body": b""})
+
+    h = Harness(app)
+    proto, transport = h.connect()
+    proto.data_received(b"GET /sized HTTP/1.1\r\nhost: x\r\n\r\n")
+    await until(lambda: transport.written.endswith(b"ok"))
+    assert link_answers == [False, False, False] and transport.written.endswith(b"\r\n\r\nok")
+    link_answers.clear()
+    proto.data_received(b"HEAD /chunked HTTP/1.1\r\nhost: x\r\n\r\n")
+    await until(lambda: len(link_answers) == 3 and not h.state.tasks)
+    assert link_answers == [False, False, False] and transport.written.endswith(b"\r\n\r\n")
+    h.guard.stop()
+
+
+async def test_a_slow_client_pauses_the_link_and_send_waits_for_it() -> None:
+    wrote_one, proceed, checked, finished = (asyncio.Event() for _ in range(4))
+    answers: list[bool] = []
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        link = scope["extensions"][LINK]
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        answers.append(link.write_body(b"one"))
+        wrote_one.set()
+        await proceed.wait()
+        answers.append(link.write_body(b"two"))  # the transport said pause: send drains first
+        done = asyncio.ensure_future(send({"type": "http.response.body", "body": b"two", "more_body": True}))
+        await asyncio.sleep(0.01)
+        answers.append(done.done())  # still waiting: only resume_writing (below) lets it go
+        checked.set()
+        await done
+        await send({"type": "http.response.body", "body": b""})
+        finished.set()
+
+    h = Harness(app)
+    proto, transport = h.connect()
+    proto.data_received(b"GET / HTTP/1.1\r\nhost: x\r\n\r\n")
+    await asyncio.wait_for(wrote_one.wait(), 10)
+    proto.pause_writing()
+    proceed.set()
+    await asyncio.wait_for(checked.wait(), 10)
+    proto.resume_writing()
+    await asyncio.wait_for(finished.wait(), 10)
+    assert answers == [True, False, False]
+    assert transport.written.endswith(b"3\r\none\r\n3\r\ntwo\r\n0\r\n\r\n")
+    h.guard.stop()
+
+
+async def test_a_lost_connection_calls_on_lost_once_and_lets_the_cycle_go() -> None:
+    import gc
+    import weakref
+
+    calls: list[str] = []
+    started, finish = asyncio.Event(), asyncio.Event()
+    refs: list[Any] = []
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        link = scope["extensions"][LINK]
+        link.on_lost = lambda: (calls.append("lost"), finish.set())
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        assert link.write_body(b"a")
+        refs.append(weakref.ref(link._cycle))
+        started.set()
+        await finish.wait()  # the gateway's exchange, cancelled when on_lost is called
+
+    h = Harness(app)
+    proto, transport = h.connect()
+    proto.data_received(b"GET / HTTP/1.1\r\nhost: x\r\n\r\n")
+    await started.wait()
+    link = proto.cycle.scope["extensions"][LINK]
+    assert proto.cycle.transport is transport  # the head is out: the cork stepped aside
+    gc.disable()  # what follows must not need the cyclic collector
+    try:
+        proto.connection_lost(None)
+        assert calls == ["lost"] and link.gone and link.on_lost is None
+        assert not link.write_body(b"late")  # the cycle is over for the link
+        await until(lambda: not h.state.tasks)  # the app returned
+        proto.cycle = None  # what the next request on this protocol would replace
+        proto.scope = None
+        assert refs[0]() is None, "the request cycle is kept alive by a reference cycle"
+    finally:
+        gc.enable()
+    h.guard.stop()
+
+
+async def test_the_link_of_a_completed_response_is_released() -> None:
+    _, _, seen = await _stream_bytes(use_link=True)
+    link = seen[0]
+    assert link._cycle is None and not link.write_body(b"after the end")
+    assert not link.gone  # it completed: nobody was lost
+
+
+async def test_the_light_event_behaves_as_asyncios() -> None:
+    from ccgate.server.protocol import _Event
+
+    for make in (asyncio.Event, _Event):
+        event = make()
+        assert not event.is_set()
+        first = asyncio.ensure_future(event.wait())
+        second = asyncio.ensure_future(event.wait())
+        cancelled = asyncio.ensure_future(event.wait())
+        await asyncio.sleep(0)
+        cancelled.cancel()
+        await asyncio.sleep(0)
+        assert not first.done() and not second.done() and cancelled.cancelled()
+        event.set()
+        assert await first is True and await second is True and event.is_set()
+        assert await asyncio.wait_for(event.wait(), 1) is True  # set: returns at once
+        event.clear()
+        late = asyncio.ensure_future(event.wait())
+        await asyncio.sleep(0.01)
+        assert not late.done(), make
+        event.set()
+        assert await late is True
+
+
+async def test_pipelined_requests_are_answered_in_order() -> None:
+    # The second request's body arrives while it waits behind the first: its message event is
+    # replaced by the light one when it starts, with what it had seen carried over.
+    bodies: list[bytes] = []
+
+    async def echo(scope: Any, receive: Any, send: Any) -> None:
+        body = b""
+        while True:
+            message = await receive()
+            body += message.get("body", b"")
+            if not message.get("more_body"):
+                break
+        bodies.append(body)
+        await asyncio.sleep(0.01)
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": [(b"content-length", str(len(body)).encode())]})
+        await send({"type": "http.response.body", "body": body})
+
+    h = Harness(echo)
+    proto, transport = h.connect()
+    proto.data_received(b"POST /1 HTTP/1.1\r\nhost: x\r\ncontent-length: 3\r\n\r\none"
+                        b"POST /2 HTTP/1.1\r\nhost: x\r\ncontent-length: 3\r\n\r\ntwo")
+    await until(lambda: transport.written.endswith(b"two"))
+    assert bodies == [b"one", b"two"]
+    assert transport.written.count(b"HTTP/1.1 200 ") == 2 and transport.written.endswith(b"\r\n\r\ntwo")
+    h.guard.stop()

@@ -57,7 +57,7 @@ from ccgate.server.login import LoginEndpoints
 from ccgate.server.metrics import Metrics
 from ccgate.server.ops import QUIET_ROUTES, OpsEndpoints
 from ccgate.server.reload import Reloader, ReloadOutcome
-from ccgate.server.response import Response
+from ccgate.server.response import Response, client_link
 from ccgate.server.runtime import Runtime, Seams, TransportFactory, build_runtime
 from ccgate.server.shared_events import SpendRelay
 from ccgate.server.shared_link import SharedLink
@@ -326,7 +326,7 @@ class Gateway:
         rt.active += 1
         self.in_flight += 1
         ctx = Context(rt, started)
-        response = Response(send)
+        response = Response(send, client_link(scope))
         route = self.routes.get((method, path))
         label = route[0] if route else _unrouted_label(path)
         if self.tracing is not None and label not in QUIET_ROUTES:

@@ -260,8 +260,11 @@ class Dispatcher:
                 if isinstance(result, _Held):
                     held = result
                     continue
-                # Relaying from here on, never retried: the request's bytes can go.
+                # Relaying from here on, never retried: the request's bytes can go, and its
+                # headers (uvicorn's list, kept by the scope for the whole stream: ~4 KB for
+                # Claude Code's; everything read from them was read before this point).
                 ex.request_body = ex.request_fields = decoded = held = None
+                scope["headers"].clear()
                 prepared.clear()
                 prep.body = b""
                 if prep.translated is not None:  # its Chat Completions body went upstream already

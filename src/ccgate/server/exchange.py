@@ -1,6 +1,10 @@
 """One request's trip to the providers and back: what happened (for usage, the access log and
 metrics), and the watch for a client that goes away mid-exchange.
 
+The watch is the server's word when the gateway runs on its own server (``ClientLink.on_lost``,
+called from ``connection_lost``: nothing per request but a callback), and otherwise, under any
+ASGI server, a task parked on ``receive()`` once the exchange has run ``WATCH_AFTER``.
+
 The response's own lifecycle (status, started, bytes out, finished) belongs to
 ``server.response.Response``; ``Exchange`` records what only the upstream side knows.
 """
@@ -20,7 +24,7 @@ from ccgate.server.response import Response
 WATCH_AFTER = 0.05
 
 
-@dataclass
+@dataclass(slots=True)
 class Exchange:
     """What happened on one forwarded request, besides what the response itself records."""
 
@@ -73,14 +77,54 @@ async def _cancel_on_disconnect(receive: Receive, task: asyncio.Task[Any], ex: E
         task.cancel()
 
 
+class _CancelOnLoss:
+    """``ClientLink.on_lost`` for one exchange: a client gone before the end cancels it."""
+
+    __slots__ = ("ex", "task")
+
+    def __init__(self, ex: Exchange, task: asyncio.Task[Any]) -> None:
+        self.ex, self.task = ex, task
+
+    def __call__(self) -> None:
+        if not self.ex.response.finished:
+            self.ex.client_gone = True
+            self.task.cancel()
+
+
 async def watch_disconnect(receive: Receive, ex: Exchange, work: Awaitable[None]) -> None:
     """Run ``work`` (the whole upstream exchange), cancelling it if the client goes away.
 
     Cancelling closes the upstream response, which is what tells the provider to stop
     generating. Raises what ``work`` raises (an UpstreamError before the response started).
-    The watcher task starts only once the exchange has run ``WATCH_AFTER`` seconds: most
-    quick exchanges never pay for it, and a generation worth stopping lasts far longer.
+    With the server's ``ClientLink`` the connection's loss cancels the exchange directly
+    (no timer, no task: one small object per request). Otherwise ``_watch_receive``.
     """
+    link = ex.response.link
+    if link is None:
+        await _watch_receive(receive, ex, work)
+        return
+    task = asyncio.current_task()
+    assert task is not None
+    cancel = _CancelOnLoss(ex, task)
+    if link.gone:
+        cancel()  # gone while the request was read: cancelled at the exchange's first await
+    else:
+        link.on_lost = cancel
+    try:
+        await work
+    except asyncio.CancelledError:
+        if not ex.client_gone:
+            raise
+        task.uncancel()
+        ex.error = "client disconnected"
+    finally:
+        link.on_lost = None  # it refers to the task: nothing left pointing back once done
+
+
+async def _watch_receive(receive: Receive, ex: Exchange, work: Awaitable[None]) -> None:
+    """Under any ASGI server: a watcher task waits for ``http.disconnect``, started once the
+    exchange has run ``WATCH_AFTER`` seconds: most quick exchanges never pay for it, and a
+    generation worth stopping lasts far longer."""
     task = asyncio.current_task()
     assert task is not None
     loop = asyncio.get_running_loop()

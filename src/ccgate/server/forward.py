@@ -14,6 +14,8 @@ is read whole first (``_relay_whole``).
 
 from __future__ import annotations
 
+from collections.abc import Awaitable
+
 import msgspec
 
 from ccgate.errors import GatewayError, UpstreamError
@@ -118,55 +120,68 @@ def response_headers(response: UpstreamResponse, *, keep_length: bool = False) -
     return [(k.lower(), v) for k, v in response.raw_headers if k.lower() not in drop]
 
 
-async def relay_passthrough(response: UpstreamResponse, ex: Exchange) -> None:
-    """Relay status, headers and body as they arrive; closes or releases ``response``."""
-    complete = False
+def relay_passthrough(response: UpstreamResponse, ex: Exchange) -> Awaitable[None]:
+    """Relay status, headers and body as they arrive; closes or releases ``response``.
+
+    A plain function handing back the relay to await: a stream's await chain (held by every
+    open stream for its whole life) is one frame shorter."""
     try:
         headers = response_headers(response, keep_length=True)
         ex.streaming = response.is_event_stream
         length = response.content_length
-        if not ex.streaming and length is not None and length <= WHOLE_BODY_LIMIT:
-            await _relay_whole(response, headers, ex)
-            complete = True
-            return
-        complete = await _relay_chunks(response, headers, ex)
-    finally:
-        # A fully read response returns its connection to the pool; anything else (client
-        # gone, upstream broken) closes it, which is what cancels the upstream request.
-        if complete:
-            response.release()
-        else:
-            response.close()
+    except BaseException:
+        response.close()
+        raise
+    if not ex.streaming and length is not None and length <= WHOLE_BODY_LIMIT:
+        return _relay_whole(response, headers, ex)
+    return _relay_chunks(response, headers, ex)
 
 
-async def _relay_chunks(response: UpstreamResponse, headers: RawHeaders, ex: Exchange) -> bool:
-    """Each chunk as it arrives (streams, large or unsized bodies); True if read to the end."""
-    out = ex.response
-    await out.start(response.status, headers)
-    tap = (UsageTap(sse=ex.streaming, encoding=response.headers.get("content-encoding"))
-           if ex.count_usage and response.status < 400 else None)
+def _done(response: UpstreamResponse, complete: bool) -> None:
+    # A fully read response returns its connection to the pool; anything else (client gone,
+    # upstream broken) closes it, which is what cancels the upstream request.
+    if complete:
+        response.release()
+    else:
+        response.close()
+
+
+async def _relay_chunks(response: UpstreamResponse, headers: RawHeaders, ex: Exchange) -> None:
+    """Each chunk as it arrives (streams, large or unsized bodies)."""
+    complete = False
     try:
-        while chunk := await response.read_chunk():
+        out = ex.response
+        await out.start(response.status, headers)
+        del headers  # sent: not held for the rest of the stream
+        tap = (UsageTap(sse=ex.streaming, encoding=response.headers.get("content-encoding"))
+               if ex.count_usage and response.status < 400 else None)
+        try:
+            # Per chunk: one read, the tap's look, one write (``Response.write``: straight to
+            # the connection when the server offers it, else an ASGI message).
+            while chunk := await response.read_chunk():
+                if tap is not None:
+                    tap.feed(chunk)
+                if not out.write(chunk):
+                    await out.body(chunk, more=True)
+        except UpstreamError as err:
+            ex.error = f"upstream broke mid-response: {err.message}"
+            ex.upstream_broke = True
             if tap is not None:
-                tap.feed(chunk)
-            await out.body(chunk, more=True)
-    except UpstreamError as err:
-        ex.error = f"upstream broke mid-response: {err.message}"
-        ex.upstream_broke = True
+                _took(ex, tap)
+            if not ex.streaming:
+                # A JSON body cut short: no final message, so the client sees a truncated
+                # response, not a well-formed but wrong one.
+                out.abandon()
+                return
+            # Headers are gone; tell an SSE client in-band, the way Anthropic does.
+            await out.body(sse_error(err), more=False)
+            return
         if tap is not None:
             _took(ex, tap)
-        if not ex.streaming:
-            # A JSON body cut short: no final message, so the client sees a truncated
-            # response, not a well-formed but wrong one.
-            out.abandon()
-            return False
-        # Headers are gone; tell an SSE client in-band, the way Anthropic does.
-        await out.body(sse_error(err), more=False)
-        return False
-    if tap is not None:
-        _took(ex, tap)
-    await out.body(b"", more=False)
-    return True
+        await out.body(b"", more=False)
+        complete = True
+    finally:
+        _done(response, complete)
 
 
 async def _relay_whole(response: UpstreamResponse, headers: RawHeaders, ex: Exchange) -> None:
@@ -176,16 +191,21 @@ async def _relay_whole(response: UpstreamResponse, headers: RawHeaders, ex: Exch
     send and an event-loop round per request, and an upstream that breaks mid-body becomes a
     clean 502 envelope instead of a truncated response.
     """
+    complete = False
     try:
-        body = await response.read()
-    except UpstreamError:
-        ex.upstream_broke = True
-        raise
-    if ex.count_usage and response.status < 400:
-        tap = UsageTap(sse=False, encoding=response.headers.get("content-encoding"))
-        tap.feed(body)
-        _took(ex, tap)
-    await ex.response.whole(response.status, headers, body)
+        try:
+            body = await response.read()
+        except UpstreamError:
+            ex.upstream_broke = True
+            raise
+        if ex.count_usage and response.status < 400:
+            tap = UsageTap(sse=False, encoding=response.headers.get("content-encoding"))
+            tap.feed(body)
+            _took(ex, tap)
+        await ex.response.whole(response.status, headers, body)
+        complete = True
+    finally:
+        _done(response, complete)
 
 
 def _took(ex: Exchange, tap: UsageTap) -> None:

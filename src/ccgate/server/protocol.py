@@ -20,6 +20,14 @@ syscalls (on loopback each also runs the receiver's TCP stack: tens of µs). ``_
 holds the head until the first body write of the same event-loop turn, or the end of that
 turn, and sends both in one (docs/benchmarks.md, "Where the time goes ([perf])").
 
+Each request also gets a ``ClientLink`` in ``scope["extensions"]["ccgate.link"]`` (the ASGI way
+for a server to offer more than the spec): the gateway learns that its client went away from
+``connection_lost`` itself, instead of a task per stream parked on ``receive()``, and writes a
+stream's body pieces straight to the connection, framed exactly as uvicorn's ``send`` frames
+them, without an ASGI message and two awaits per chunk (docs/benchmarks.md, "Where the time
+goes: streams"). An app that finds no link (another server, the in-process tests) uses plain
+ASGI; the link falls back to it whenever ``send`` would do more than frame and write.
+
 Timeouts cost the request path no timer: each connection stamps its phase with a coarse
 clock (``ConnectionGuard.now``, an attribute) and one sweep per server, a few times per
 timeout, closes the connections past their deadline. The settings are read from the live
@@ -37,6 +45,7 @@ from typing import Any
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from ccgate.config.model import Limits
+from ccgate.server.response import LINK
 
 log = logging.getLogger("ccgate")
 
@@ -117,9 +126,13 @@ class GuardedProtocol(HttpToolsProtocol):
     """uvicorn's httptools protocol plus the limits above; ``guard`` is set by ``protocol_for``."""
 
     guard: ConnectionGuard
+    # Ours in slots: uvicorn's instance dict is near a resize, and these would take it there
+    # (1.5 KB more per connection, measured with bench/scale_memory.py --trace).
+    __slots__ = ("_head_size", "_link", "_raw_head", "_refused", "_too_large", "phase", "since")
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        self.pipeline = _Pipeline()  # type: ignore[assignment]  # deque's interface, as uvicorn uses it
         guard = self.guard
         self.timeout_keep_alive = guard.idle_timeout  # type: ignore[assignment]  # call_later takes a float
         self.phase = HEAD
@@ -128,6 +141,7 @@ class GuardedProtocol(HttpToolsProtocol):
         self._raw_head = 0  # raw bytes fed while a head is unfinished
         self._refused = False
         self._too_large: tuple[str, str] | None = None  # (reason, message) of a 431
+        self._link: ClientLink | None = None  # the running request cycle's
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         guard = self.guard
@@ -141,10 +155,32 @@ class GuardedProtocol(HttpToolsProtocol):
         guard.connections.add(self)
         self.since = guard.now
         super().connection_made(transport)
+        self.flow = _Flow(transport)  # type: ignore[assignment]  # FlowControl's interface, lighter
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.guard.connections.discard(self)
         super().connection_lost(exc)
+        link = self._release_link()
+        if link is not None:
+            link.lost()
+
+    def on_response_complete(self) -> None:
+        # Before uvicorn starts a pipelined request's cycle (and its link) from here.
+        self._release_link()
+        super().on_response_complete()
+
+    def _release_link(self) -> ClientLink | None:
+        """The running cycle's link, detached: the cycle, its cork and its link refer to one
+        another only while the request runs, so none of them waits for the cyclic collector."""
+        link = self._link
+        if link is None:
+            return None
+        self._link = None
+        cycle = link._cycle
+        link._cycle = None
+        if isinstance(cycle.transport, _HeadCork):
+            cycle.transport._cycle = None
+        return link
 
     def data_received(self, data: bytes) -> None:
         if self._refused:
@@ -194,8 +230,19 @@ class GuardedProtocol(HttpToolsProtocol):
         super().on_message_complete()
 
     def _start_asgi_task(self, cycle: Any, app: Any) -> None:
-        # Every request cycle (pipelined ones too) starts here: its writes go through a cork.
-        cycle.transport = _HeadCork(self.transport, self.loop)
+        # Every request cycle (pipelined ones too) starts here: its writes go through a cork,
+        # and the app gets the cycle's link.
+        cycle.transport = _HeadCork(self.transport, self.loop, cycle)
+        event = _Event()
+        if cycle.message_event.is_set():  # a pipelined request's body arrived while it queued
+            event.set()
+        cycle.message_event = event
+        self._link = link = ClientLink(cycle)
+        extensions = cycle.scope.get("extensions")
+        if extensions is None:
+            cycle.scope["extensions"] = {LINK: link}
+        else:  # a later uvicorn's own
+            extensions[LINK] = link
         super()._start_asgi_task(cycle, app)
 
     def send_400_response(self, msg: str) -> None:
@@ -236,21 +283,146 @@ class GuardedProtocol(HttpToolsProtocol):
         self.loop.call_later(LINGER_SECONDS, transport.close)
 
 
+class _Pipeline(list[Any]):
+    """uvicorn's queue of pipelined requests (``appendleft``, ``pop``, truth) on a list: its
+    deque is 760 bytes per connection, and hardly any connection ever queues a request."""
+
+    __slots__ = ()
+
+    def appendleft(self, item: Any) -> None:
+        self.insert(0, item)
+
+
+class _Event:
+    """``asyncio.Event`` as uvicorn uses it (``set``, ``clear``, ``is_set``, ``wait``) without its
+    instance dict and its 760-byte deque: the waiters' list exists only while someone waits.
+    uvicorn makes two per stream (the connection's flow control, the request's message event):
+    about 2 KB an open stream holds for nothing (issue 13)."""
+
+    __slots__ = ("_value", "_waiters")
+
+    def __init__(self, value: bool = False) -> None:
+        self._value = value
+        self._waiters: list[asyncio.Future[bool]] | None = None
+
+    def is_set(self) -> bool:
+        return self._value
+
+    def set(self) -> None:
+        if self._value:
+            return
+        self._value = True
+        waiters, self._waiters = self._waiters, None
+        for waiter in waiters or ():
+            if not waiter.done():
+                waiter.set_result(True)
+
+    def clear(self) -> None:
+        self._value = False
+
+    async def wait(self) -> bool:
+        if self._value:
+            return True
+        waiter = asyncio.get_running_loop().create_future()
+        if self._waiters is None:
+            self._waiters = [waiter]
+        else:
+            self._waiters.append(waiter)
+        try:
+            await waiter
+            return True
+        finally:
+            if self._waiters is not None and waiter in self._waiters:
+                self._waiters.remove(waiter)
+
+
+class _Flow:
+    """uvicorn's ``FlowControl`` (the same methods, line for line) on an ``_Event``, with slots."""
+
+    __slots__ = ("_transport", "_writable", "read_paused", "write_paused")
+
+    def __init__(self, transport: asyncio.Transport) -> None:
+        self._transport = transport
+        self.read_paused = False
+        self.write_paused = False
+        self._writable = _Event(True)
+
+    async def drain(self) -> None:
+        await self._writable.wait()
+
+    def pause_reading(self) -> None:
+        if not self.read_paused:
+            self.read_paused = True
+            self._transport.pause_reading()
+
+    def resume_reading(self) -> None:
+        if self.read_paused:
+            self.read_paused = False
+            self._transport.resume_reading()
+
+    def pause_writing(self) -> None:
+        if not self.write_paused:
+            self.write_paused = True
+            self._writable.clear()
+
+    def resume_writing(self) -> None:
+        if self.write_paused:
+            self.write_paused = False
+            self._writable.set()
+
+
+class ClientLink:
+    """What the server offers one request cycle beyond ASGI (``scope["extensions"][LINK]``).
+
+    ``on_lost``: called once, from ``connection_lost``, if the connection goes while the
+    request runs (set it to None when done watching; set after the loss, it is never called:
+    check ``gone``). ``write_body(data)``: one piece of a chunked response body written
+    straight to the connection, as uvicorn's ``send`` would write it; False when ``send``
+    would do more than that (the head not sent, not chunked, a HEAD request, writing paused
+    for a slow client, the client gone, the response complete): then send it through ASGI.
+    """
+
+    __slots__ = ("_cycle", "gone", "on_lost")
+
+    def __init__(self, cycle: Any) -> None:
+        self._cycle: Any = cycle  # None once the cycle is over (GuardedProtocol._release_link)
+        self.gone = False
+        self.on_lost: Callable[[], None] | None = None
+
+    def lost(self) -> None:
+        self.gone = True
+        callback = self.on_lost
+        if callback is not None:
+            self.on_lost = None
+            callback()
+
+    def write_body(self, data: bytes) -> bool:
+        cycle = self._cycle
+        if (cycle is None or not cycle.chunked_encoding or cycle.flow.write_paused or cycle.disconnected
+                or cycle.response_complete or not data or cycle.scope["method"] == "HEAD"):
+            return False
+        cycle.transport.write(b"%x\r\n%b\r\n" % (len(data), data))  # uvicorn's chunk framing
+        return True
+
+
 class _HeadCork:
     """The request cycle's view of the connection: the response head is held, not written,
     until the next write (the body: one ``writelines``, one syscall) or the end of the current
     event-loop turn, whichever comes first; so a stream's head never waits on its upstream.
-    Every other write goes straight through (a stream's chunks pay one attribute test).
+    Once the head is out the cork hands the cycle its real transport back, so a stream's
+    chunks pay nothing for it.
 
     uvicorn's cycle writes an interim ``100 Continue`` before the head (passed through), then
     the head, then body pieces, and may close the transport; nothing else.
     """
 
-    __slots__ = ("_flush", "_head", "_loop", "_transport", "_waiting")
+    __slots__ = ("_cycle", "_flush", "_head", "_loop", "_transport", "_waiting")
 
-    def __init__(self, transport: asyncio.Transport, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(self, transport: asyncio.Transport, loop: asyncio.AbstractEventLoop,
+                 cycle: Any = None) -> None:
         self._transport = transport
         self._loop = loop
+        self._cycle = cycle  # whose ``transport`` this cork is, until the head is out
         self._waiting = True  # for the head: the first write that is not a 100 Continue
         self._head: bytes | None = None
         self._flush: asyncio.Handle | None = None
@@ -261,6 +433,7 @@ class _HeadCork:
             self._head = None
             self._cancel_flush()
             self._transport.writelines((head, data))
+            self._uncork()
         elif self._waiting and not data.startswith(b"HTTP/1.1 100 "):
             self._waiting = False
             self._head = data
@@ -275,6 +448,15 @@ class _HeadCork:
             self._head = None
             if not self._transport.is_closing():  # the connection was dropped meanwhile
                 self._transport.write(head)
+            self._uncork()
+
+    def _uncork(self) -> None:
+        """The head is out: the cycle writes to the connection itself from now on."""
+        cycle = self._cycle
+        if cycle is not None:
+            self._cycle = None
+            if cycle.transport is self:
+                cycle.transport = self._transport
 
     def _cancel_flush(self) -> None:
         if self._flush is not None:
@@ -324,4 +506,4 @@ def fit_open_files(max_connections: int) -> str | None:
             "LimitNOFILE= in a systemd unit) or lower max_connections")
 
 
-__all__ = ["ConnectionGuard", "GuardedProtocol", "fit_open_files", "protocol_for"]
+__all__ = ["LINK", "ClientLink", "ConnectionGuard", "GuardedProtocol", "fit_open_files", "protocol_for"]

@@ -5,26 +5,50 @@ whether the head has gone out (from then on nothing may be retried or turned int
 envelope), the body bytes sent, and whether the final message is on its way (from then on a
 disconnect is the normal end of the exchange, not the client going away). Handlers and relays
 call it and never set those facts by hand; the access log and metrics read them from here.
+
+A stream's body pieces may go out through the server's ``ClientLink`` instead (``write``:
+no ASGI message, no await; server/protocol.py), when the gateway runs on its own server.
 """
 
 from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
+from typing import Protocol
 
 from ccgate.errors import GatewayError, to_envelope
-from ccgate.server.asgi import RawHeaders, Send
+from ccgate.server.asgi import RawHeaders, Scope, Send
 
 log = logging.getLogger("ccgate")
 
 _JSON = (b"content-type", b"application/json")
+# Where the gateway's own server puts a request's ``ClientLink`` (= server.protocol.LINK).
+LINK = "ccgate.link"
+
+
+class ClientLink(Protocol):
+    """What ``server.protocol.ClientLink`` offers (this side of it: server/ does not import
+    uvicorn outside protocol.py)."""
+
+    gone: bool
+    on_lost: Callable[[], None] | None
+
+    def write_body(self, data: bytes) -> bool: ...
+
+
+def client_link(scope: Scope) -> ClientLink | None:
+    """The request's link to its connection, when the server is the gateway's own."""
+    extensions = scope.get("extensions")
+    return extensions.get(LINK) if extensions else None
 
 
 class Response:
-    __slots__ = ("_send", "bytes_out", "finished", "first_byte_at", "started", "status")
+    __slots__ = ("_send", "bytes_out", "finished", "first_byte_at", "link", "started", "status")
 
-    def __init__(self, send: Send) -> None:
+    def __init__(self, send: Send, link: ClientLink | None = None) -> None:
         self._send = send
+        self.link = link
         self.status = 0  # what the client was sent; 0 while nothing was
         self.started = False
         self.finished = False
@@ -46,6 +70,18 @@ class Response:
         if not more:
             self.finished = True  # set before the await: the server may report the end at once
         await self._send({"type": "http.response.body", "body": data, "more_body": more})
+
+    def write(self, data: bytes) -> bool:
+        """A body piece straight to the connection, more to follow (``ClientLink.write_body``);
+        False when that cannot be done now: send it with ``body()``. A stream's chunk this way
+        costs two calls and a framed write instead of an ASGI message and two awaits."""
+        link = self.link
+        if link is None or not link.write_body(data):
+            return False
+        if not self.first_byte_at:
+            self.first_byte_at = time.perf_counter()
+        self.bytes_out += len(data)
+        return True
 
     async def whole(self, status: int, headers: RawHeaders, body: bytes = b"", *,
                     head_only: bool = False) -> None:
@@ -75,4 +111,4 @@ class Response:
         self.finished = True
 
 
-__all__ = ["Response"]
+__all__ = ["LINK", "ClientLink", "Response", "client_link"]

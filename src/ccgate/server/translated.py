@@ -233,7 +233,12 @@ class _StreamRelay:
         if not events:
             return
         waiting = not out.first_byte_at
-        await out.body(encode_events(events), more=not self._pipeline.finished)
+        # Straight to the connection when the server offers it (Response.write); the stream's
+        # last events carry its end, so they go through body(): one write, not two.
+        data = encode_events(events)
+        finished = self._pipeline.finished
+        if finished or not out.write(data):
+            await out.body(data, more=not finished)
         if ours and waiting:
             out.first_byte_at = 0.0
 

@@ -34,6 +34,10 @@ _AUTO_HEADER = 47
 
 
 class UsageTap:
+    # One per open stream: slots, not a dict (issue 13: memory per stream).
+    __slots__ = ("_inflate", "_json", "_json_size", "_raw_deflate", "_skipping", "_tail", "_tail_size",
+                 "model", "readable", "sse", "stop_reason", "usage")
+
     def __init__(self, *, sse: bool, encoding: str | None = None) -> None:
         self.sse = sse
         self._tail: list[bytes] = []  # pieces of the unfinished last line
@@ -47,6 +51,7 @@ class UsageTap:
         self.stop_reason: str | None = None
         coding = (encoding or "identity").strip().lower()
         self._inflate: Any = None
+        self._raw_deflate = False
         self.readable = coding in ("identity", "", "x-gzip", *READABLE_ENCODINGS)
         if coding in ("gzip", "x-gzip", "deflate"):
             self._inflate = zlib.decompressobj(_AUTO_HEADER)
