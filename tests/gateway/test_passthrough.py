@@ -272,3 +272,20 @@ def test_client_disconnect_cancels_upstream(
             return  # never sent: nothing upstream to stop
     gone = upstream.wait_disconnect(timeout=10)
     assert gone.events_sent < 40  # the upstream stopped long before the end
+
+
+@BOTH_CLIENTS
+def test_client_leaving_mid_stream_keeps_the_usage_read_so_far(
+    upstream: FakeAnthropic, gateway: GatewayFactory, gw_ca_file: Path, http_client: str
+) -> None:
+    """The provider bills the input of a stream the client abandons: the tokens its
+    message_start reported reach the usage row and the access line (a budget is spent by
+    them), rather than a row with no tokens at all."""
+    upstream.scenario = "slow"
+    upstream.slow_delay = 0.5
+    upstream.slow_chunks = 40
+    gw = gateway(authed_config(upstream.url, gw_ca_file, http_client=http_client))
+    slow_stream_request(gw, wait_for_start=True)
+    record = gw.wait_access_records(1)[-1]
+    assert record["error"] == "client disconnected"
+    assert record["input_tokens"] and record["input_tokens"] > 0
