@@ -8,7 +8,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from ccgate.server.gcpolicy import YOUNG_THRESHOLD, tune_for_serving
+from ccgate.server.gcpolicy import MIDDLE_THRESHOLD, OLD_THRESHOLD, YOUNG_THRESHOLD, tune_for_serving
 
 
 @pytest.fixture
@@ -27,7 +27,7 @@ class Node:
 def test_start_up_objects_are_frozen_and_young_collections_spaced(restored: None) -> None:
     built_at_start = Node()
     tune_for_serving()
-    assert gc.get_threshold()[0] == YOUNG_THRESHOLD
+    assert gc.get_threshold() == (YOUNG_THRESHOLD, MIDDLE_THRESHOLD, OLD_THRESHOLD)
     assert gc.get_freeze_count() > 0
     # Frozen: no generation the collector walks holds it any more.
     assert all(o is not built_at_start for gen in range(3) for o in gc.get_objects(gen))
@@ -42,3 +42,13 @@ def test_cycles_made_after_tuning_are_still_collected(restored: None) -> None:
     assert gone() is not None  # a cycle: reference counting alone cannot free it
     gc.collect()
     assert gone() is None
+
+
+def test_survivors_of_a_young_pass_skip_the_middle_generation(restored: None) -> None:
+    """A stream's objects outlive many young passes: they must reach the old generation at
+    once, not pile up in the middle one for a long pause (docs/benchmarks.md, "Scale")."""
+    tune_for_serving()
+    held = [Node() for _ in range(2 * YOUNG_THRESHOLD)]  # the collector runs by itself meanwhile
+    marker = held[0]
+    assert not any(o is marker for o in gc.get_objects(1))
+    assert any(o is marker for o in gc.get_objects(2))
