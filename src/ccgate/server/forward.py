@@ -15,7 +15,6 @@ is read whole first (``_relay_whole``).
 from __future__ import annotations
 
 import asyncio
-
 from collections.abc import Awaitable
 
 import msgspec
@@ -170,13 +169,6 @@ async def _relay_chunks(response: UpstreamResponse, headers: RawHeaders, ex: Exc
             ex.upstream_broke = True
             if tap is not None:
                 _took(ex, tap)
-        except asyncio.CancelledError:
-            # The client left mid-stream: the provider bills what it read (message_start's
-            # input and cache tokens, and any output already counted), so the usage row and
-            # the key's budget get what the stream said so far, not nothing.
-            if tap is not None:
-                _took(ex, tap)
-            raise
             if not ex.streaming:
                 # A JSON body cut short: no final message, so the client sees a truncated
                 # response, not a well-formed but wrong one.
@@ -185,6 +177,13 @@ async def _relay_chunks(response: UpstreamResponse, headers: RawHeaders, ex: Exc
             # Headers are gone; tell an SSE client in-band, the way Anthropic does.
             await out.body(sse_error(err), more=False)
             return
+        except asyncio.CancelledError:
+            # The client left mid-stream: the provider bills what it read (message_start's
+            # input and cache tokens, and any output already counted), so the usage row and
+            # the key's budget get what the stream said so far, not nothing.
+            if tap is not None:
+                _took(ex, tap)
+            raise
         if tap is not None:
             _took(ex, tap)
         await out.body(b"", more=False)
