@@ -113,12 +113,21 @@ async def watch_disconnect(receive: Receive, ex: Exchange, work: Awaitable[None]
     try:
         await work
     except asyncio.CancelledError:
-        if not ex.client_gone:
+        if not _client_left(task, ex):
             raise
-        task.uncancel()
-        ex.error = "client disconnected"
     finally:
         link.on_lost = None  # it refers to the task: nothing left pointing back once done
+
+
+def _client_left(task: asyncio.Task[Any], ex: Exchange) -> bool:
+    """After the exchange was cancelled: True, with the cancel absorbed, when the client's
+    going away caused it (the request ends as 499); False when the cancel is someone else's
+    (shutdown) and must propagate. A plain function: no frame on the exchange's await chain."""
+    if not ex.client_gone:
+        return False
+    task.uncancel()
+    ex.error = "client disconnected"
+    return True
 
 
 async def _watch_receive(receive: Receive, ex: Exchange, work: Awaitable[None]) -> None:
@@ -139,10 +148,8 @@ async def _watch_receive(receive: Receive, ex: Exchange, work: Awaitable[None]) 
     try:
         await work
     except asyncio.CancelledError:
-        if not ex.client_gone:
+        if not _client_left(task, ex):
             raise
-        task.uncancel()
-        ex.error = "client disconnected"
     finally:
         timer.cancel()
         if watcher is not None:
