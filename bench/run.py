@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bench import report, run_report, translated, translated_report, wrk
+from bench import perf_targets, report, run_report, translated, translated_report, wrk
 from bench.answers import ANTH_SHORT_SSE, MESSAGE_BYTES
 from bench.common import BenchError, http, or_explain
 from bench.floor import Floor
@@ -162,6 +162,7 @@ def run(opts: Options) -> dict[str, Any]:
     results["targets"] = run_report.targets(results["summary"], p.rss_idle)
     if "translated" in results:
         results["targets"] += translated_report.targets(results["translated"])
+    results["targets"] += perf_targets.targets(results, list(opts.floor), opts.concurrency)
     report.finish(results, started)
     return results
 

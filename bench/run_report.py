@@ -80,6 +80,8 @@ def _floor_table(s: dict[str, Any], floors: list[str], c: int) -> list[str]:
 
 
 def _fmt_target_value(unit: str, v: float) -> str:
+    if unit == "×":
+        return f"{v:.2f}"
     return f"{v:,.0f}" if unit == "req/s" else f"{v:.3f}" if unit == "ms" else f"{v:.1f}"
 
 

@@ -124,6 +124,33 @@ def test_bench_translated_lanes(quick: dict) -> None:
     assert _finite(paced["added"]["ccgate"]["request_forwarding_us"])
     keys = [x["key"] for x in quick["targets"]]
     assert {"added_p50_small_oai_ms", "per_chunk_burst_us", "chunk_latency_paced_us"} <= set(keys)
+    # Issue 20's ratios to the floor relay of the same run, worked out from these very lanes.
+    perf = {x["key"]: x for x in quick["targets"] if x["issue"] == 20}
+    assert set(perf) == {"ratio_added_p50_small", "ratio_rps_small_c32", "ratio_added_p50_large",
+                         "ratio_rps_large_c32", "translated_added_p50_large_ms",
+                         "translated_rps_large_c32", "ratio_paced_chunk_p50"}
+    small, floor = quick["summary"]["small"]["ccgate"], quick["summary"]["small"]["floor-uvicorn"]
+    assert perf["ratio_rps_small_c32"]["measured"] == pytest.approx(small["rps"] / floor["rps"])
+    assert all(_finite(x["measured"]) for x in perf.values())
+
+
+def test_bench_perf_targets_judge_ratios_to_the_floor() -> None:
+    """Issue 20's table: a lane passes or fails by its ratio to the floor, not by its speed."""
+    from bench import perf_targets
+
+    def run(ccgate_rps: float, floor_rps: float) -> dict:
+        side = {"added_p50_ms": 0.4, "rps": ccgate_rps}
+        floor = {"added_p50_ms": 0.4, "rps": floor_rps}
+        return {"summary": {s: {"ccgate": side, "floor-uvicorn": floor} for s in ("small", "large")}}
+
+    slow_machine = perf_targets.targets(run(770, 1000), ["uvicorn"], 32)
+    fast_machine = perf_targets.targets(run(7_600, 10_000), ["uvicorn"], 32)
+    by_key = {t["key"]: t["pass"] for t in slow_machine}
+    assert by_key["ratio_rps_small_c32"] is True and by_key["ratio_added_p50_small"] is True
+    assert {t["key"]: t["pass"] for t in fast_machine}["ratio_rps_small_c32"] is False
+    assert perf_targets.targets(run(1, 1), [], 32) == []  # no floor, no ratios
+    table = perf_targets.runs_table([{"targets": slow_machine}, {"targets": fast_machine}])
+    assert table[-1] == "every target met in 1 of 2 runs"
 
 
 def test_bench_stream_checks_reject_broken_answers() -> None:
