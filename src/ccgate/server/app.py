@@ -315,7 +315,7 @@ class Gateway:
             cache_creation_tokens=row.cache_creation_tokens, cache_write_1h_tokens=row.cache_write_1h_tokens)
         # Set in place, not dataclasses.replace (5 µs a row, holding the GIL the event loop
         # wants): the row left the event loop with record(), the writer is its only holder now.
-        object.__setattr__(row, "cost_usd", cost)
+        row.cost_usd = cost
         return row
 
     async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
