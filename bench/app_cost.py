@@ -17,6 +17,7 @@ change it little, since it counts CPU time, not wall time.
 
     .venv/bin/python -m bench.app_cost --rounds 5 main=/tmp/op/t0/src new=.
     .venv/bin/python -m bench.app_cost --issued main=/tmp/op/t0/src new=.
+    .venv/bin/python -m bench.app_cost --link main=/tmp/op/t0/src new=.   # as under `ccgate serve`
 """
 
 from __future__ import annotations
@@ -37,7 +38,26 @@ TOKEN = "bench-client-token-0123456789"
 UPSTREAM_KEY = "sk-ant-bench-upstream-key"
 
 
-def _child(requests: int, issued: bool) -> dict[str, float]:
+class _Link:
+    """``--link``: what `ccgate serve`'s own server gives each request (``server.protocol.ClientLink``
+    in ``scope["extensions"]``): the client's disconnect as a callback instead of a watcher timer
+    per exchange. Body pieces and whole answers are declined, so every tree still sends through
+    ASGI and the comparison stays like for like; the write itself is measured by ``bench.ab``."""
+
+    __slots__ = ("gone", "on_lost")
+
+    def __init__(self) -> None:
+        self.gone = False
+        self.on_lost: Any = None
+
+    def write_body(self, data: bytes) -> bool:
+        return False
+
+    def write_whole(self, status: int, headers: Any, body: bytes) -> bool:
+        return False
+
+
+def _child(requests: int, issued: bool, link: bool = False) -> dict[str, float]:
     """One round in this process: set up a gateway, drive `requests`, return the CPU figures."""
     import asyncio
     import time
@@ -92,6 +112,8 @@ def _child(requests: int, issued: bool) -> dict[str, float]:
     def fresh() -> dict[str, Any]:
         # A new scope per request, as the server makes one: the gateway clears a relayed
         # request's header list (server/dispatch.py), so one shared list would lose its token.
+        if link:
+            return {**scope, "headers": list(headers), "extensions": {"ccgate.link": _Link()}}
         return {**scope, "headers": list(headers)}
     statuses: list[int] = []
 
@@ -128,10 +150,10 @@ def _child(requests: int, issued: bool) -> dict[str, float]:
     return uvloop.run(main())
 
 
-def _round(src: Path, requests: int, issued: bool) -> dict[str, Any]:
+def _round(src: Path, requests: int, issued: bool, link: bool = False) -> dict[str, Any]:
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(src), str(REPO)])}
     out = subprocess.run([sys.executable, "-m", "bench.app_cost", "--child", str(requests),
-                          *(["--issued"] if issued else [])],
+                          *(["--issued"] if issued else []), *(["--link"] if link else [])],
                          env=env, capture_output=True, text=True, timeout=600, cwd=REPO, check=False)
     if out.returncode != 0:
         raise SystemExit(f"{src}: {out.stderr[-2000:]}")
@@ -146,19 +168,21 @@ def main() -> int:
     ap.add_argument("--requests", type=int, default=20000)
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--issued", action="store_true", help="an issued key instead of the config token")
+    ap.add_argument("--link", action="store_true",
+                    help="give each request a ClientLink as `ccgate serve` does (disconnect by callback)")
     ap.add_argument("--child", type=int, help=argparse.SUPPRESS)
     ap.add_argument("trees", nargs="*", metavar="LABEL=SRC")
     args = ap.parse_args()
     if args.child:
         import ccgate
-        print(json.dumps({**_child(args.child, args.issued), "src": ccgate.__file__}))
+        print(json.dumps({**_child(args.child, args.issued, args.link), "src": ccgate.__file__}))
         return 0
     trees = [(label, (REPO / "src") if src == "." else Path(src))
              for label, _, src in (t.partition("=") for t in args.trees or ["this=."])]
     rounds: dict[str, list[dict[str, Any]]] = {label: [] for label, _ in trees}
     for i in range(args.rounds):
         for label, src in trees:
-            rounds[label].append(_round(src, args.requests, args.issued))
+            rounds[label].append(_round(src, args.requests, args.issued, args.link))
         print(f"round {i + 1}: " + " | ".join(
             f"{label} {r[-1]['cpu_us']:.1f} us ({r[-1]['loop_us']:.1f} loop)" for label, r in rounds.items()),
             flush=True)

@@ -40,6 +40,7 @@ class RecordingLink:
     def __init__(self, messages: list[Message], takes: bool = True) -> None:
         self.messages, self.takes = messages, takes
         self.written: list[bytes] = []
+        self.whole: list[tuple[int, list[tuple[bytes, bytes]], bytes]] = []
         self.gone = False
         self.on_lost: Callable[[], None] | None = None
 
@@ -48,6 +49,14 @@ class RecordingLink:
             return False
         self.written.append(data)
         self.messages.append({"type": "http.response.body", "body": data, "more_body": True})
+        return True
+
+    def write_whole(self, status: int, headers: list[tuple[bytes, bytes]], body: bytes) -> bool:
+        if not self.takes:
+            return False
+        self.whole.append((status, headers, body))
+        self.messages.append({"type": "http.response.start", "status": status, "headers": headers})
+        self.messages.append({"type": "http.response.body", "body": body, "more_body": False})
         return True
 
     def lost(self) -> None:
@@ -113,6 +122,24 @@ async def test_a_stream_through_the_link_is_byte_exact_and_its_usage_exact(tmp_p
     assert record["bytes_out"] == len(answer.body) and record["status"] == 200
     assert gw.transports["anthropic"].responses[0].released
     assert link.on_lost is None  # nothing left registered once the exchange is over
+
+
+async def test_a_whole_answer_through_the_link_is_the_providers_and_its_usage_exact(tmp_path: Path) -> None:
+    body = (b'{"id":"msg_1","type":"message","role":"assistant","model":"claude-sonnet-4-5","content":[],'
+            b'"stop_reason":"end_turn","usage":{"input_tokens":11,"output_tokens":5,"cache_read_input_tokens":3}}')
+    for takes in (True, False):
+        messages: list[Message] = []
+        link = RecordingLink(messages, takes=takes)
+        reply = Reply(200, {"content-type": "application/json", "request-id": "req_up_1"}, body)
+        async with InProcessGateway(tmp_path, _config(tmp_path), {"anthropic": [reply]}) as gw:
+            answer = await _post(gw, link, messages)
+            record = _records(gw, tmp_path)[-1]
+        assert answer.status == 200 and answer.complete and answer.body == body
+        assert answer.headers["content-length"] == str(len(body))
+        assert [s for s, _, _ in link.whole] == ([200] if takes else [])  # head and body in one call
+        assert (record["input_tokens"], record["output_tokens"], record["cache_read_tokens"]) == (11, 5, 3)
+        assert record["bytes_out"] == len(body) and record["upstream_request_id"] == "req_up_1"
+        assert gw.transports["anthropic"].responses[0].released
 
 
 async def test_a_link_that_declines_leaves_the_chunks_to_send(tmp_path: Path) -> None:

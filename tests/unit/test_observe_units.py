@@ -165,6 +165,48 @@ def test_loop_histogram_exposes_what_prometheus_client_would() -> None:
     assert mine[("c_total", frozenset({("p", "a"), ("o", "x")}))] == 3
 
 
+def test_request_families_render_line_for_line_as_prometheus_client_would() -> None:
+    """requests, their duration and bytes are lock-free (loop_metrics.py) since issue 20's third
+    pass; the scrape is the one prometheus_client's Counter and Histogram gave: the same lines in
+    the same order, ``_created`` samples included (their values: each series' first use)."""
+    import re
+
+    from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+
+    from ccgate.server.metrics import LATENCY_BUCKETS
+
+    reference = CollectorRegistry()
+    requests = Counter("ccgate_requests", "Requests answered, by route, status and upstream provider.",
+                       ["route", "status", "provider"], registry=reference)
+    latency = Histogram("ccgate_request_duration_seconds", "Time from request to the end of the response, by route.",
+                        ["route"], buckets=LATENCY_BUCKETS, registry=reference)
+    sent = Counter("ccgate_response_bytes", "Response body bytes sent to clients, by route.", ["route"],
+                   registry=reference)
+    m = Metrics()
+    done = [("messages", 200, "anthropic", 0.004, 512), ("messages", 200, "anthropic", 0.25, 10),
+            ("messages", 529, "deepseek", 300.0, 0), ("models", 200, "-", 0.0, 7), ("messages", 200, "anthropic", 1e4, 3)]
+    for route, status, provider, seconds, size in done:
+        m.request_done(route, status, provider, seconds, size)
+        requests.labels(route, str(status), provider).inc()
+        latency.labels(route).observe(seconds)
+        sent.labels(route).inc(size)
+
+    def family_lines(text: str, families: tuple[str, ...]) -> list[str]:
+        names = {f + suffix for f in families for suffix in ("", "_total", "_created", "_bucket", "_count", "_sum")}
+        kept = [line for line in text.splitlines()
+                if (line.split()[2] if line.startswith("#") else re.split(r"[{ ]", line)[0]) in names]
+        return [re.sub(r"(_created(\{[^}]*\})?) \S+$", r"\1 T", line) for line in kept]
+
+    names = ("ccgate_requests", "ccgate_request_duration_seconds", "ccgate_response_bytes")
+    ours, theirs = m.render().decode(), generate_latest(reference).decode()
+    assert family_lines(ours, names) == family_lines(theirs, names)
+    assert value(ours, "ccgate_requests_total", route="messages", status="200", provider="anthropic") == 3
+    assert value(ours, "ccgate_request_duration_seconds_bucket", route="messages", le="0.005") == 1
+    assert value(ours, "ccgate_response_bytes_total", route="messages") == 525
+    created = value(ours, "ccgate_requests_created", route="models", status="200", provider="-")
+    assert abs(created - value(theirs, "ccgate_requests_created", route="models", status="200", provider="-")) < 5
+
+
 def test_key_state_gauge_follows_the_pool() -> None:
     from ccgate.routing import KeyEvent, KeyState
 

@@ -11,7 +11,7 @@ from uvicorn.config import Config
 from uvicorn.server import ServerState
 
 from ccgate.config.model import Limits
-from ccgate.server.protocol import ClientLink, ConnectionGuard, GuardedProtocol, protocol_for
+from ccgate.server.protocol import IDLE, ClientLink, ConnectionGuard, GuardedProtocol, protocol_for
 from ccgate.server.response import LINK
 
 
@@ -62,7 +62,9 @@ class Harness:
             await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"2")]})
             await send({"type": "http.response.body", "body": b"ok"})
 
-        self.config = Config(app or whole, http=protocol_for(self.guard), lifespan="off", log_config=None)
+        # access_log=False as `ccgate serve` runs uvicorn (its access logger then has no handlers).
+        self.config = Config(app or whole, http=protocol_for(self.guard), lifespan="off", log_config=None,
+                             access_log=False)
         self.config.load()
         self.state = ServerState()
 
@@ -138,6 +140,34 @@ async def test_the_sweep_answers_408_past_the_header_and_body_deadlines() -> Non
     assert not fresh_t.written and sorted(h.refused) == ["body_timeout", "header_timeout"]
     partial.connection_lost(None)  # the transport closes: the app sees the disconnect and ends
     await asyncio.sleep(0.01)
+    h.guard.stop()
+
+
+async def test_the_sweep_closes_a_connection_idle_past_idle_timeout() -> None:
+    """No keep-alive timer per request: an answered connection is IDLE, stamped when its answer
+    completed, and the sweep closes it once idle_timeout has passed; a new request makes it busy
+    again, and the interval follows a short idle_timeout."""
+    h = Harness(idle_timeout=2)
+    assert h.guard.interval == 0.5
+    proto, transport = h.connect()
+    proto.data_received(b"GET / HTTP/1.1\r\nhost: x\r\n\r\n")
+    await until(lambda: transport.written.endswith(b"ok") and not h.state.tasks)
+    assert proto.phase == IDLE and proto.timeout_keep_alive_task is None
+    h.guard.sweep()
+    assert not transport.closed  # answered just now
+    proto.since -= 1.5
+    h.guard.sweep()
+    assert not transport.closed
+    proto.since -= 1.0  # 2.5 s idle
+    proto.data_received(b"GET / HTTP/1.1\r\nhost: x\r\n\r\n")  # ...but a request came first
+    assert proto.phase != IDLE
+    h.guard.sweep()
+    assert not transport.closed
+    await until(lambda: transport.written.count(b"HTTP/1.1 200 ") == 2 and not h.state.tasks)
+    proto.since -= 2.5
+    h.guard.sweep()
+    assert transport.closed and not h.refused  # closed, not refused: nothing is written
+    assert transport.written.endswith(b"ok")
     h.guard.stop()
 
 
@@ -451,3 +481,81 @@ async def test_pipelined_requests_are_answered_in_order() -> None:
     assert bodies == [b"one", b"two"]
     assert transport.written.count(b"HTTP/1.1 200 ") == 2 and transport.written.endswith(b"\r\n\r\ntwo")
     h.guard.stop()
+
+
+# A whole answer through the link (ClientLink.write_whole) -----------------------------------------
+
+WHOLE_HEADERS = [(b"content-type", b"application/json"), (b"Request-Id", b"req_1\tx"),
+                 (b"content-length", b"7")]
+
+
+def _whole_app(use_link: bool, headers: list[tuple[bytes, bytes]], body: bytes, taken: list[bool]) -> Any:
+    """Answers ``body`` whole: through the link where it takes it, else through send (a fixed
+    valid answer when the link declined a response send would refuse)."""
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        while (await receive()).get("more_body"):
+            pass
+        took = use_link and scope["extensions"][LINK].write_whole(200, headers, body)
+        taken.append(took)
+        if took:
+            return
+        valid = use_link and headers is not WHOLE_HEADERS
+        head = [(b"content-length", b"2")] if valid else headers
+        await send({"type": "http.response.start", "status": 200, "headers": head})
+        await send({"type": "http.response.body", "body": b"ok" if valid else body})
+
+    return app
+
+
+async def _whole_bytes(use_link: bool, headers: list[tuple[bytes, bytes]] = WHOLE_HEADERS, body: bytes = b'{"a":1}',
+                       request: bytes = b"GET /w HTTP/1.1\r\nhost: x\r\n\r\n") -> tuple[bytes, int, list[bool], Any]:
+    taken: list[bool] = []
+    h = Harness(_whole_app(use_link, headers, body, taken))
+    h.state.default_headers = [(b"date", b"Thu, 03 Dec 2026 18:00:00 GMT"), (b"x-served-by", b"ccgate")]
+    proto, transport = h.connect()
+    proto.data_received(request * 2)  # the second, pipelined, is answered once the first is complete
+    await until(lambda: len(taken) == 2 and not h.state.tasks)
+    h.guard.stop()
+    return transport.written, transport.writes, taken, proto
+
+
+async def test_a_whole_answer_through_the_link_is_the_bytes_send_writes() -> None:
+    via_send, writes_send, _, _ = await _whole_bytes(use_link=False)
+    via_link, writes_link, taken, proto = await _whole_bytes(use_link=True)
+    assert taken == [True, True] and via_link == via_send and writes_link == writes_send == 2
+    head = (b"HTTP/1.1 200 OK\r\ndate: Thu, 03 Dec 2026 18:00:00 GMT\r\nx-served-by: ccgate\r\n"
+            b"content-type: application/json\r\nrequest-id: req_1\tx\r\ncontent-length: 7\r\n\r\n")
+    assert via_link == (head + b'{"a":1}') * 2
+    # The cycle is left as send leaves it: complete, the connection idle, the link let go.
+    assert proto.cycle.response_complete and proto.phase == IDLE
+    assert proto.cycle.scope["extensions"][LINK]._cycle is None
+
+
+async def test_the_link_leaves_to_send_every_whole_answer_it_does_not_frame_as_send_would() -> None:
+    body = b"ok"
+    declined = {
+        "no length": [(b"content-type", b"text/plain")],
+        "another length": [(b"content-length", b"3")],
+        "two lengths": [(b"content-length", b"2"), (b"content-length", b"2")],
+        "chunked": [(b"content-length", b"2"), (b"transfer-encoding", b"chunked")],
+        "connection": [(b"content-length", b"2"), (b"connection", b"close")],
+        "a control byte in a value": [(b"content-length", b"2"), (b"x-a", b"a\x01b")],
+        "a separator in a name": [(b"content-length", b"2"), (b"x a", b"b")],
+    }
+    for why, headers in declined.items():
+        written, _, taken, _ = await _whole_bytes(True, headers, body)
+        assert taken == [False, False], why
+        assert written.count(b"HTTP/1.1 200 OK\r\n") == 2 and written.endswith(b"\r\n\r\nok"), why
+    sized = [(b"content-length", b"2")]
+    for why, request in {"HEAD": b"HEAD /w HTTP/1.1\r\nhost: x\r\n\r\n",
+                         "closing": b"GET /w HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n",
+                         "HTTP/1.0": b"GET /w HTTP/1.0\r\n\r\n"}.items():
+        taken_once: list[bool] = []
+        h = Harness(_whole_app(True, sized, body, taken_once))
+        proto, transport = h.connect()
+        proto.data_received(request)
+        await until(lambda t=taken_once, s=h.state: len(t) == 1 and not s.tasks)  # type: ignore[misc]
+        h.guard.stop()
+        assert taken_once == [False], why
+        assert transport.written.startswith(b"HTTP/1.1 200 OK\r\n"), why

@@ -49,6 +49,22 @@ def test_json_usage_and_garbage() -> None:
     assert bad.result() is None
 
 
+def test_json_answer_reads_usage_model_and_stop_reason_and_nothing_from_other_shapes() -> None:
+    body = json.dumps({"id": "m", "content": [{"type": "text", "text": '"usage": {"input_tokens": 1}'}],
+                       "model": "claude-x", "stop_reason": "max_tokens", "usage": {
+                           "input_tokens": 3, "output_tokens": 4, "cache_creation": {"ephemeral_1h_input_tokens": 2}},
+                       "extra": {"usage": {"input_tokens": 99}}}).encode()
+    tap = UsageTap(sse=False)
+    tap.feed(body)
+    assert tap.result() == {"input_tokens": 3, "output_tokens": 4, "cache_creation_1h_input_tokens": 2}
+    assert (tap.model, tap.stop_reason) == ("claude-x", "max_tokens")
+    for other in (b'[{"usage": {"input_tokens": 1}}]', b"7", b'"usage"', b'{"usage": [1, 2], "model": 3}',
+                  b'{"usage": {"input_tokens": 1}', b""):
+        tap = UsageTap(sse=False)
+        tap.feed(other)
+        assert tap.result() is None and tap.model is None, other
+
+
 def test_stream_cut_before_message_delta_keeps_start_usage() -> None:
     tap = UsageTap(sse=True)
     tap.feed(STREAM[: STREAM.index(b"event: message_delta")])

@@ -51,6 +51,7 @@ from ccgate.server.admin import PREFIX as ADMIN_PREFIX
 from ccgate.server.admin import AdminApi, admin_key_from
 from ccgate.server.asgi import ClientGone, Receive, Scope, Send, read_body
 from ccgate.server.auth import CCGATE_KEY_HEADER, Client
+from ccgate.server.dispatch import brings_own_credential
 from ccgate.server.exchange import Exchange, watch_disconnect
 from ccgate.server.forward import outgoing_headers, relay_passthrough
 from ccgate.server.login import LoginEndpoints
@@ -106,8 +107,8 @@ MODEL_PREFIX = "/v1/models/"  # GET /v1/models/{model_id}; ids may contain "/" (
 class Context:
     """Per-request facts gathered along the way, for the access log."""
 
-    __slots__ = ("attempts", "bytes_in", "client", "error", "key", "model", "request_id", "rt", "session",
-                 "started", "status", "stream", "trace", "upstream", "upstream_request_id", "usage")
+    __slots__ = ("attempts", "bytes_in", "client", "error", "headers", "key", "model", "request_id", "rt",
+                 "session", "started", "status", "stream", "trace", "upstream", "upstream_request_id", "usage")
 
     def __init__(self, rt: Runtime, started: float = 0.0) -> None:
         self.rt = rt  # the config this request runs on from start to end, whatever reloads happen
@@ -126,6 +127,15 @@ class Context:
         self.usage: dict[str, Any] | None = None  # the answer's token usage, when read
         self.upstream_request_id: str | None = None
         self.trace: RequestTrace | None = None  # None unless OpenTelemetry tracing is on
+        # The request's headers as a dict (a repeated header: its last value), made once for
+        # auth, the body's declared length and the dispatch; dropped when the dispatch starts.
+        self.headers: dict[bytes, bytes] | None = None
+
+    def header_map(self, scope: Scope) -> dict[bytes, bytes]:
+        headers = self.headers
+        if headers is None:
+            headers = self.headers = dict(scope["headers"])  # a C-speed pass
+        return headers
 
 
 # A handler answers through ``Response``, which records the status and bytes sent.
@@ -315,7 +325,7 @@ class Gateway:
             cache_creation_tokens=row.cache_creation_tokens, cache_write_1h_tokens=row.cache_write_1h_tokens)
         # Set in place, not dataclasses.replace (5 µs a row, holding the GIL the event loop
         # wants): the row left the event loop with record(), the writer is its only holder now.
-        object.__setattr__(row, "cost_usd", cost)
+        row.cost_usd = cost
         return row
 
     async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -341,7 +351,7 @@ class Gateway:
             else:
                 _, handler, needs_auth = route
                 if needs_auth and rt.auth.enabled:
-                    ctx.key = self.authenticate(scope, rt)
+                    ctx.key = self.authenticate(ctx.header_map(scope), rt)
                     ctx.client = ctx.key.name
                 await handler(scope, receive, response, ctx)
         except GatewayError as err:
@@ -394,8 +404,8 @@ class Gateway:
                 ts=time.time(), status=status, key_id=ctx.key.key_id if ctx.key else None, model=ctx.model,
                 request_id=ctx.request_id, latency_ms=elapsed * 1000, error=ctx.error, log_only=True))
 
-    def authenticate(self, scope: Scope, rt: Runtime) -> Client:
-        headers = dict(scope["headers"])  # a C-speed pass; a repeated header: the last one
+    def authenticate(self, headers: Mapping[bytes, bytes], rt: Runtime) -> Client:
+        """The calling client, from the request's headers (``Context.header_map``)."""
         return rt.auth.authenticate(headers.get(b"x-api-key"), headers.get(b"authorization"),
                                     headers.get(CCGATE_KEY_HEADER))
 
@@ -409,7 +419,7 @@ class Gateway:
             return
         if path.startswith(MODEL_PREFIX) and scope["method"] == "GET":
             if ctx.rt.auth.enabled:
-                ctx.key = self.authenticate(scope, ctx.rt)
+                ctx.key = self.authenticate(ctx.header_map(scope), ctx.rt)
                 ctx.client = ctx.key.name
             await self.model(scope, receive, response, ctx)
             return
@@ -428,7 +438,7 @@ class Gateway:
     # Handlers ---------------------------------------------------------------------------
 
     async def _read(self, scope: Scope, receive: Receive, ctx: Context) -> bytes:
-        length = dict(scope["headers"]).get(b"content-length")
+        length = ctx.header_map(scope).get(b"content-length")
         declared = int(length) if length is not None and length.isdigit() else None
         body = await read_body(receive, ctx.rt.max_body, declared)
         ctx.bytes_in = len(body)
@@ -538,6 +548,8 @@ class Gateway:
         usage_wanted = record or (
             ctx.key is not None and ctx.key.issued is not None and ctx.key.issued.tpm is not None)
         ctx.session = session_id_from_headers(scope["headers"])
+        own_credential = brings_own_credential(ctx.header_map(scope))
+        ctx.headers = None  # nothing reads them from here on; a stream lasts for minutes
         ex = Exchange(response, request_id=ctx.request_id, count_usage=usage_wanted, trace=ctx.trace,
                       request_body=body, request_fields=fields)
         del body, fields  # (see Exchange.request_body)
@@ -548,7 +560,8 @@ class Gateway:
             gauge = self._streams_gauge(ctx)
             try:
                 await watch_disconnect(
-                    receive, ex, rt.dispatcher.run(plan, model, scope, ex, forward_client=ctx.key is None))
+                    receive, ex, rt.dispatcher.run(plan, model, scope, ex, forward_client=ctx.key is None,
+                                                   own_credential=own_credential))
             finally:
                 if gauge is not None:
                     gauge.dec()

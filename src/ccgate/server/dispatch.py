@@ -22,7 +22,7 @@ from __future__ import annotations
 import asyncio
 import time
 import zlib
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -220,13 +220,15 @@ class Dispatcher:
 
     async def run(
         self, plan: RoutePlan, model: str, scope: Scope, ex: Exchange,
-        *, method: str = "POST", forward_client: bool = True,
+        *, method: str = "POST", forward_client: bool = True, own_credential: bool | None = None,
     ) -> None:
         """Attempts until an answer is relayed or the planner gives up. The request body is
         ``ex.request_body``, read from there (never kept in a local) and dropped, with every
-        prepared copy of it, once an answer starts to be relayed."""
+        prepared copy of it, once an answer starts to be relayed. ``own_credential``:
+        ``brings_own_credential`` of the request's headers, when the caller has worked it out."""
         route = plan.route
-        own_credential = brings_own_credential(scope)
+        if own_credential is None:
+            own_credential = brings_own_credential(dict(scope["headers"]))
         candidates = plan.candidates if not own_credential else [
             Candidate(self._upstream_for(t, own_credential), t) for t in route.targets]
         planner: Planner[Target] = Planner(candidates, self.policy, clock=self.clock)
@@ -387,13 +389,13 @@ def error_message(headers: RawHeaders, body: bytes, limit: int = 500) -> str | N
     return str(message)[:limit] if message else None
 
 
-def brings_own_credential(scope: Scope) -> bool:
+def brings_own_credential(headers: Mapping[bytes, bytes]) -> bool:
     """Whether the gateway key came in ``x-ccgate-key`` beside a credential of the client's own
-    (``Authorization``/``x-api-key``). With ``x-ccgate-key`` alone the provider key is used.
-    Read from the headers, not ``auth.Client``: it holds without client auth as well (a local
-    gateway with auth off, ``ccgate code`` with a subscription login)."""
-    names = {name for name, _ in scope["headers"]}  # once per request, in run()
-    return CCGATE_KEY_HEADER in names and (b"authorization" in names or b"x-api-key" in names)
+    (``Authorization``/``x-api-key``), from the request's headers as a dict. With
+    ``x-ccgate-key`` alone the provider key is used. Read from the headers, not ``auth.Client``:
+    it holds without client auth as well (a local gateway with auth off, ``ccgate code`` with a
+    subscription login)."""
+    return CCGATE_KEY_HEADER in headers and (b"authorization" in headers or b"x-api-key" in headers)
 
 
 def redact_held(headers: RawHeaders, body: bytes, keys: list[bytes]) -> tuple[RawHeaders, bytes]:

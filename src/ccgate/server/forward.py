@@ -51,6 +51,7 @@ _RESPONSE_DROP = frozenset(
     {b"connection", b"keep-alive", b"proxy-authenticate", b"proxy-connection", b"te",
      b"trailer", b"transfer-encoding", b"upgrade", b"date"}
 )
+_RESPONSE_DROP_LENGTH = _RESPONSE_DROP | {b"content-length"}
 
 
 def outgoing_headers(
@@ -117,8 +118,8 @@ def readable_codings(accept_encoding: str) -> str:
 
 def response_headers(response: UpstreamResponse, *, keep_length: bool = False) -> RawHeaders:
     """The upstream's response headers minus hop-by-hop ones (and its length, unless kept)."""
-    drop = _RESPONSE_DROP if keep_length else _RESPONSE_DROP | {b"content-length"}
-    return [(k.lower(), v) for k, v in response.raw_headers if k.lower() not in drop]
+    drop = _RESPONSE_DROP if keep_length else _RESPONSE_DROP_LENGTH
+    return [(name, v) for k, v in response.raw_headers if (name := k.lower()) not in drop]
 
 
 def relay_passthrough(response: UpstreamResponse, ex: Exchange) -> Awaitable[None]:

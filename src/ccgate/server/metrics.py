@@ -5,8 +5,11 @@ each to the OpenTelemetry GenAI semantic conventions. Label values are bounded: 
 providers and outcomes are few by construction, models are capped at ``MAX_MODELS`` (then
 ``other``), and client (key) names appear only with ``server.metrics.key_names: true``.
 
-Per-request cost: every label lookup takes a lock and builds a key, so the children a request
-touches are cached in plain dicts here, keyed by the label values.
+Per-request cost: the families every request adds to (requests, duration, bytes, tokens,
+attempts, upstream latency, time to first token) are loop_metrics.py's: plain numbers on the
+event loop, no lock, turned into metric families at scrape time; a request's children are
+cached in plain dicts here, keyed by the label values. The rest (refusals, errors, breaker and
+key state, pool waits) are prometheus_client's own: they change on rarer paths.
 """
 
 from __future__ import annotations
@@ -31,7 +34,7 @@ from prometheus_client.registry import Collector
 from ccgate import __version__
 from ccgate.routing import BreakerState, KeyEvent
 from ccgate.routing.keypool import KeyState
-from ccgate.server.loop_metrics import LoopCollector, LoopCounter, LoopHistogram
+from ccgate.server.loop_metrics import CounterChild, HistogramChild, LoopCollector, LoopCounter, LoopHistogram
 from ccgate.store import Store, UsageRecorder
 
 log = logging.getLogger("ccgate")
@@ -63,15 +66,18 @@ class Metrics:
         self.build_info = Gauge("ccgate_build_info", "Always 1; the labels say which ccgate runs.",
                                 ["version", "python"], registry=r)
         self.build_info.labels(__version__, platform.python_version()).set(1)
-        self.requests = Counter(
+        # Every request adds to these three: lock-free families (loop_metrics.py) with their
+        # ``_created`` samples, rendered as prometheus_client's Counter and Histogram render.
+        self.requests = LoopCounter(
             "ccgate_requests", "Requests answered, by route, status and upstream provider.",
-            ["route", "status", "provider"], registry=r,
+            ["route", "status", "provider"], created=True,
         )
-        self.latency = Histogram(
+        self.latency = LoopHistogram(
             "ccgate_request_duration_seconds",
             "Time from request to the end of the response, by route.",
-            ["route"], buckets=LATENCY_BUCKETS, registry=r,
+            ["route"], LATENCY_BUCKETS, created=True,
         )
+        r.register(LoopCollector([self.requests, self.latency]))  # where the Counter and Histogram were
         self.upstream_errors = Counter(
             "ccgate_upstream_errors", "Failures reaching a provider, by provider and failed hop.",
             ["provider", "hop"], registry=r,
@@ -82,9 +88,10 @@ class Metrics:
             ["feature"], registry=r,
         )
         self.open_streams = Gauge("ccgate_open_streams", "Streaming responses being relayed now.", registry=r)
-        self.bytes_out = Counter(
-            "ccgate_response_bytes", "Response body bytes sent to clients, by route.", ["route"], registry=r,
+        self.bytes_out = LoopCounter(
+            "ccgate_response_bytes", "Response body bytes sent to clients, by route.", ["route"], created=True,
         )
+        r.register(LoopCollector([self.bytes_out]))
         # The families a request adds to on its way: lock-free, on the event loop (loop_metrics.py).
         self.tokens = LoopCounter(
             "ccgate_tokens",
@@ -163,24 +170,24 @@ class Metrics:
             ["provider"], registry=r,
         )
 
-        # Label lookups take a lock and build a key each time; a request's three are cached
-        # here (the label sets are few: routes x statuses x providers).
-        self._per_request: dict[tuple[str, str, str], tuple[Any, Any, Any]] = {}
+        # A request's three children, by (route, status, provider): one dict lookup per request
+        # (the label sets are few: routes x statuses x providers).
+        self._per_request: dict[tuple[str, int, str], tuple[CounterChild, HistogramChild, CounterChild]] = {}
         # (model, provider) -> the four token label tuples (model capped at MAX_MODELS).
         self._token_labels: dict[tuple[str, str], tuple[tuple[str, tuple[str, str, str]], ...]] = {}
         self._models: set[str] = set()
 
     def request_done(self, route: str, status: int, provider: str, seconds: float, bytes_out: int) -> None:
-        key = (route, str(status), provider)
+        key = (route, status, provider)
         children = self._per_request.get(key)
         if children is None:
-            children = (self.requests.labels(*key), self.latency.labels(route),
-                        self.bytes_out.labels(route))
+            children = (self.requests.child((route, str(status), provider)), self.latency.child((route,)),
+                        self.bytes_out.child((route,)))
             self._per_request[key] = children
         count, latency, sent = children
-        count.inc()
-        latency.observe(seconds)
-        sent.inc(bytes_out)
+        count.value += 1
+        self.latency.observe(latency, seconds)
+        sent.value += bytes_out
 
     def attempt_done(self, provider: str, outcome: str, seconds: float) -> None:
         """One upstream attempt's outcome (``routing.OutcomeKind``) and time to its status line."""

@@ -12,7 +12,8 @@ long as it liked (issue 13). ``GuardedProtocol`` adds, before any application wo
 * ``header_timeout`` (from the connection, or a request's first byte, to its last header
   byte) and ``body_timeout`` (from the headers to the body's last byte): a plain 408 and close.
 * ``max_connections``: a connection over the cap gets a plain 503 and is closed at once.
-* ``idle_timeout``: uvicorn's own keep-alive timer, set from the config.
+* ``idle_timeout``: a keep-alive connection with no request for that long is closed (uvicorn's
+  keep-alive timer did this with a timer armed and cancelled per request; the sweep does it).
 
 And one thing uvicorn does not do: it writes a response's head the moment the app sends
 ``http.response.start`` and its body in a second write, so a whole answer costs two ``send``
@@ -42,16 +43,16 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+from uvicorn.protocols.http.httptools_impl import HEADER_RE, HEADER_VALUE_RE, STATUS_LINE, HttpToolsProtocol
 
 from ccgate.config.model import Limits
 from ccgate.server.response import LINK
 
 log = logging.getLogger("ccgate")
 
-# A connection's phase, for the sweep. BUSY: the app has the whole request (or the connection
-# waits between requests, which uvicorn's keep-alive timer covers): no deadline of ours.
-HEAD, BODY, BUSY = 1, 2, 3
+# A connection's phase, for the sweep. BUSY: the app has the whole request: no deadline of ours.
+# IDLE: an answer is complete and the connection waits for the next request (idle_timeout).
+HEAD, BODY, BUSY, IDLE = 1, 2, 3, 4
 # Room for the request line's method and version and each header's ": " and CRLF, which the
 # exact count (target, names, values) leaves out, when raw bytes of an unfinished head are counted.
 _FRAMING_PER_HEADER = 4
@@ -92,7 +93,7 @@ class ConnectionGuard:
         self.idle_timeout = limits.idle_timeout
         self.max_connections = limits.max_connections
         # Deadlines are met to within two sweeps: a quarter of the shortest timeout, at most 1 s.
-        self.interval = min(1.0, limits.header_timeout / 4, limits.body_timeout / 4)
+        self.interval = min(1.0, limits.header_timeout / 4, limits.body_timeout / 4, limits.idle_timeout / 4)
 
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
         """Called by the first connection (the server's loop is running by then)."""
@@ -114,6 +115,8 @@ class ConnectionGuard:
             elif conn.phase == BODY and now - conn.since > self.body_timeout:
                 conn.refuse(408, "body_timeout", f"request body not received within "
                             f"{self.body_timeout:g} s (server.limits.body_timeout)")
+            elif conn.phase == IDLE and now - conn.since > self.idle_timeout:
+                conn.timeout_keep_alive_handler()  # uvicorn's: closes the connection
         self._handle = self._loop.call_later(self.interval, self.sweep)
 
     def stop(self) -> None:
@@ -134,7 +137,6 @@ class GuardedProtocol(HttpToolsProtocol):
         super().__init__(*args, **kwargs)
         self.pipeline = _Pipeline()  # type: ignore[assignment]  # deque's interface, as uvicorn uses it
         guard = self.guard
-        self.timeout_keep_alive = guard.idle_timeout  # type: ignore[assignment]  # call_later takes a float
         self.phase = HEAD
         self.since = guard.now
         self._head_size = 0  # target + header names and values of the head being parsed
@@ -165,9 +167,22 @@ class GuardedProtocol(HttpToolsProtocol):
             link.lost()
 
     def on_response_complete(self) -> None:
-        # Before uvicorn starts a pipelined request's cycle (and its link) from here.
+        # Before a pipelined request's cycle (and its link) is started from here.
         self._release_link()
-        super().on_response_complete()
+        # uvicorn's, line for line, except that an idle connection is left to the sweep (phase
+        # IDLE, stamped now) instead of a keep-alive timer armed here and cancelled by the next
+        # request's first bytes: a timer handle made and dropped per request.
+        self.server_state.total_requests += 1
+        if self.transport.is_closing():
+            return
+        self._unset_keepalive_if_required()
+        self.flow.resume_reading()
+        if self.pipeline:
+            cycle, app = self.pipeline.pop()
+            self._start_asgi_task(cycle, app)
+        else:
+            self.phase = IDLE
+            self.since = self.loop.time()
 
     def _release_link(self) -> ClientLink | None:
         """The running cycle's link, detached: the cycle, its cork and its link refer to one
@@ -396,6 +411,57 @@ class ClientLink:
             self.on_lost = None
             callback()
 
+    def write_whole(self, status: int, headers: list[tuple[bytes, bytes]], body: bytes) -> bool:
+        """A complete response of known length (``content-length`` given, equal to the body's),
+        head and body, written as uvicorn's ``send`` writes them for ``http.response.start``
+        then the final ``http.response.body``: the same bytes, the same checks, the same state
+        left on the cycle, in one write and with no ASGI message, no await and no cork handle.
+        False, with nothing done, whenever ``send`` would do anything else (a head already out,
+        a HEAD request, no or a second length, ``transfer-encoding`` or ``connection`` given,
+        a connection that closes after this answer, writing paused, the client gone, uvicorn's
+        access log on, a header ``send`` refuses): then send it through ASGI."""
+        cycle = self._cycle
+        if (cycle is None or cycle.response_started or cycle.disconnected or cycle.flow.write_paused
+                or not cycle.keep_alive or cycle.access_log or cycle.scope["method"] == "HEAD"):
+            return False
+        line = STATUS_LINE.get(status)
+        if line is None:
+            return False
+        every = [*cycle.default_headers, *headers]
+        # uvicorn checks each name and value with these two patterns (character classes, no
+        # anchors): one search over all of them at once finds exactly what the searches one by
+        # one would.
+        if (HEADER_RE.search(b"".join([name for name, _ in every]))
+                or HEADER_VALUE_RE.search(b"".join([value for _, value in every]))):
+            return False
+        length = None
+        content = [line]
+        for name, value in every:
+            name = name.lower()
+            if name == b"content-length":
+                if length is not None:
+                    return False
+                length = value
+            elif name == b"transfer-encoding" or name == b"connection":
+                return False
+            content += (name, b": ", value, b"\r\n")
+        if length is None or length != b"%d" % len(body):
+            return False
+        content.append(b"\r\n")
+        cycle.response_started = True
+        cycle.waiting_for_100_continue = False
+        cycle.chunked_encoding = False
+        cycle.expected_content_length = 0
+        transport = cycle.transport
+        if isinstance(transport, _HeadCork):
+            transport.write_whole(b"".join(content), body)
+        else:
+            transport.writelines((b"".join(content), body))
+        cycle.response_complete = True
+        cycle.message_event.set()
+        cycle.on_response()  # the next pipelined request, or the keep-alive timer; releases this link
+        return True
+
     def write_body(self, data: bytes) -> bool:
         cycle = self._cycle
         if (cycle is None or not cycle.chunked_encoding or cycle.flow.write_paused or cycle.disconnected
@@ -440,6 +506,12 @@ class _HeadCork:
             self._flush = self._loop.call_soon(self.flush)
         else:
             self._transport.write(data)
+
+    def write_whole(self, head: bytes, body: bytes) -> None:
+        """A whole response, head and body, when no head is held (``ClientLink.write_whole``)."""
+        self._waiting = False
+        self._transport.writelines((head, body))
+        self._uncork()
 
     def flush(self) -> None:
         self._flush = None  # no handle -> cork -> handle cycle left for the collector

@@ -6,8 +6,9 @@ envelope), the body bytes sent, and whether the final message is on its way (fro
 disconnect is the normal end of the exchange, not the client going away). Handlers and relays
 call it and never set those facts by hand; the access log and metrics read them from here.
 
-A stream's body pieces may go out through the server's ``ClientLink`` instead (``write``:
-no ASGI message, no await; server/protocol.py), when the gateway runs on its own server.
+A stream's body pieces, and a whole answer of known length, may go out through the server's
+``ClientLink`` instead (``write``, ``whole``: no ASGI message, no await; server/protocol.py),
+when the gateway runs on its own server.
 """
 
 from __future__ import annotations
@@ -35,6 +36,8 @@ class ClientLink(Protocol):
     on_lost: Callable[[], None] | None
 
     def write_body(self, data: bytes) -> bool: ...
+
+    def write_whole(self, status: int, headers: RawHeaders, body: bytes) -> bool: ...
 
 
 def client_link(scope: Scope) -> ClientLink | None:
@@ -85,8 +88,17 @@ class Response:
 
     async def whole(self, status: int, headers: RawHeaders, body: bytes = b"", *,
                     head_only: bool = False) -> None:
-        """A complete response, head and body."""
+        """A complete response, head and body: straight to the connection when the server
+        offers it (``ClientLink.write_whole``: one write, no ASGI message), else two messages."""
         self.finished = True
+        link = self.link
+        if link is not None and not head_only and link.write_whole(status, headers, body):
+            self.status = status
+            self.started = True
+            if body and not self.first_byte_at:
+                self.first_byte_at = time.perf_counter()
+            self.bytes_out += len(body)
+            return
         await self.start(status, headers)
         await self.body(b"" if head_only else body, more=False)
 

@@ -306,14 +306,15 @@ class SQLiteStore:
         if not rows:
             return
         log = self._log
-        usage = [usage_values(r) for r in rows if not r.log_only] if self._record_usage else []
+        values = [usage_values(r) for r in rows]  # once per row, for both tables
+        usage = [v for v, r in zip(values, rows, strict=True) if not r.log_only] if self._record_usage else []
         try:
             with self._write() as conn:
                 if usage:
                     _insert(conn, _USAGE_INSERTS, usage)
                 if log is not None:
-                    _insert(conn, _LOG_INSERTS,
-                            [(*usage_values(r), r.latency_ms, r.attempts, r.error) for r in rows])
+                    _insert(conn, _LOG_INSERTS, [(*v, r.latency_ms, r.attempts, r.error)
+                                                 for v, r in zip(values, rows, strict=True)])
                 if log is not None and time.monotonic() - self._pruned_at >= PRUNE_EVERY:
                     self._prune(conn, log)
         except sqlite3.Error as exc:

@@ -134,8 +134,10 @@ class H1Transport(NetworkTransport):
             else:
                 conn.transport.writelines((head, body))  # one writev on uvloop, no 90 KB copy
             sent = loop.time()
+            parser = conn.parser
             try:
-                await conn.wait_head()
+                while not parser.head_done:  # wait_head(), inlined: one coroutine less per request
+                    await conn.wait()
             except ServerClosed:
                 conn.close()
                 if reused and not retried and not conn.received and loop.time() - sent < _RACE_WINDOW:
@@ -281,11 +283,6 @@ class _Connection(asyncio.Protocol):
         watch.add(self)
         if deadline is not None:
             self.deadline = self.loop.call_at(deadline, self.time_out)
-
-    async def wait_head(self) -> None:
-        parser = self.parser
-        while not parser.head_done:
-            await self.wait()
 
     async def wait(self) -> None:
         """Until more of the answer (or its end, or an error) is here; raises the error."""

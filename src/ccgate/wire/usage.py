@@ -26,9 +26,23 @@ _JSON_LIMIT = 4 * 1024 * 1024  # a larger non-streamed answer is relayed, just n
 LINE_LIMIT = 1024 * 1024
 _FIELDS = ("input_tokens", "output_tokens", "cache_read_input_tokens", "cache_creation_input_tokens")
 _decode = msgspec.json.Decoder()
+
+
+class _Answer(msgspec.Struct):
+    """The three fields of a non-streamed answer the tap reads; the decoder skips every other
+    value (the content blocks) without building it."""
+
+    usage: Any = None
+    model: Any = None
+    stop_reason: Any = None
+
+
+_decode_answer = msgspec.json.Decoder(_Answer)
 # Where the tap puts usage.cache_creation.ephemeral_1h_input_tokens (a flat key in its dict).
 CACHE_1H = "cache_creation_1h_input_tokens"
 READABLE_ENCODINGS = ("gzip", "deflate")
+_READABLE = frozenset({"identity", "", "x-gzip", *READABLE_ENCODINGS})  # what feed() can read
+_INFLATED = frozenset({"gzip", "x-gzip", "deflate"})
 # zlib window bits: 47 accepts a gzip or a zlib header; deflate without a header is retried raw.
 _AUTO_HEADER = 47
 
@@ -49,11 +63,14 @@ class UsageTap:
         # What the answer names (message_start's model, message_delta's stop_reason), for traces.
         self.model: str | None = None
         self.stop_reason: str | None = None
-        coding = (encoding or "identity").strip().lower()
         self._inflate: Any = None
         self._raw_deflate = False
-        self.readable = coding in ("identity", "", "x-gzip", *READABLE_ENCODINGS)
-        if coding in ("gzip", "x-gzip", "deflate"):
+        if encoding is None:  # the common case: an answer as it is
+            self.readable = True
+            return
+        coding = encoding.strip().lower()
+        self.readable = coding in _READABLE
+        if coding in _INFLATED:
             self._inflate = zlib.decompressobj(_AUTO_HEADER)
             self._raw_deflate = coding == "deflate"
 
@@ -117,13 +134,13 @@ class UsageTap:
         """The usage seen so far (cumulative, as Anthropic reports it), or None if none was."""
         if not self.sse and self._json and self._json_size <= _JSON_LIMIT:
             try:
-                body = _decode.decode(b"".join(self._json))
-            except msgspec.DecodeError:
-                body = None
+                answer: _Answer | None = _decode_answer.decode(b"".join(self._json))
+            except msgspec.DecodeError:  # not JSON, or not an object (ValidationError)
+                answer = None
             self._json = []
-            if isinstance(body, dict):
-                self._take(body.get("usage"))
-                self._names(body.get("model"), body.get("stop_reason"))
+            if answer is not None:
+                self._take(answer.usage)
+                self._names(answer.model, answer.stop_reason)
         return dict(self.usage) if self.usage else None
 
     def _merge_event(self, raw: bytes) -> None:
