@@ -27,7 +27,6 @@ from ccgate.translate import (
     translate_response,
     translate_upstream_error,
 )
-from ccgate.translate.stream import Event
 from ccgate.upstream.response import UpstreamResponse
 from ccgate.upstream.transport import Transport
 from ccgate.wire.sse import encode_events
@@ -176,26 +175,31 @@ async def _relay_stream(
     relay = _StreamRelay(ex.response, pipeline, _request_id(ex))
     broke: str | None = None
     silence = SilenceWatch(ping_interval)
+    read_chunk, feed = response.read_chunk, pipeline.feed_sse
     try:
         while not pipeline.finished:
             try:
-                chunk = await silence.read(response.read_chunk)
+                chunk = await silence.read(read_chunk)
             except UpstreamError as err:
                 ex.upstream_broke = True
                 broke = f"upstream broke mid-stream: {err.message}"
-                await relay.send(pipeline.fail(err.error_type, err.message), ours=True)
+                await relay.send(encode_events(pipeline.fail(err.error_type, err.message)), ours=True)
                 break
             if chunk is None:
-                await relay.send(pipeline.ping(), ours=True)
+                await relay.send(encode_events(pipeline.ping()), ours=True)
                 continue
-            events = pipeline.feed(chunk) if chunk else pipeline.close()
-            if events:
+            data = feed(chunk) if chunk else encode_events(pipeline.close())
+            if data:
                 silence.sent()
-                await relay.send(events, ours=False)
+                # Time to first token: not a message_start alone (a first chunk with only the
+                # role in it); an error about the provider's answer counts, as its events do.
+                ours = not pipeline.beyond_start
+                if ours or not relay.write(data):
+                    await relay.send(data, ours=ours)
             elif silence.overdue():
                 # Bytes arrive but none reach the client (comments, chunks without content):
                 # the client still gets its ping, which is no token either.
-                await relay.send(pipeline.ping(), ours=True)
+                await relay.send(encode_events(pipeline.ping()), ours=True)
         await relay.end()
     finally:
         silence.close()
@@ -220,31 +224,35 @@ class _StreamRelay:
         self._head = [*_SSE_HEADERS, request_id]
         self._started = False
 
-    async def send(self, events: list[Event], *, ours: bool) -> None:
-        """``events`` to the client; ``ours``: none of them is the provider's (a ping, an error
-        the gateway words), so they do not stop the time to first token. Neither does a
-        ``message_start`` alone (a first chunk with only the role in it)."""
+    async def send(self, data: bytes, *, ours: bool) -> None:
+        """Encoded events to the client; ``ours``: none of them is the provider's (a ping, an
+        error the gateway words, ``message_start``), so they do not stop the time to first
+        token."""
         out = self._out
-        ours = ours or all(name == "message_start" for name, _ in events)
         if not self._started:
             self._started = True
             await out.start(200, self._head)
-            events = self._pipeline.start() + events
-        if not events:
+            data = encode_events(self._pipeline.start()) + data
+        if not data:
             return
         waiting = not out.first_byte_at
         # Straight to the connection when the server offers it (Response.write); the stream's
         # last events carry its end, so they go through body(): one write, not two.
-        data = encode_events(events)
         finished = self._pipeline.finished
         if finished or not out.write(data):
             await out.body(data, more=not finished)
         if ours and waiting:
             out.first_byte_at = 0.0
 
+    def write(self, data: bytes) -> bool:
+        """``send(data, ours=False)`` when that needs no await (the head is out, the stream
+        goes on, the connection takes it now: ``Response.write``); False when nothing was
+        done: ``send`` it. Most chunks of a stream go this way, without a coroutine."""
+        return self._started and not self._pipeline.finished and self._out.write(data)
+
     async def end(self) -> None:
         if not self._started:  # nothing at all was sent (cannot happen: the pipeline ends with events)
-            await self.send([], ours=True)
+            await self.send(b"", ours=True)
         if not self._out.finished:
             await self._out.body(b"", more=False)
 

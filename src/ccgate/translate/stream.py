@@ -110,6 +110,27 @@ class StreamTranslator:
     def message_id(self) -> str:
         return self._id
 
+    @property
+    def reasoning_keys(self) -> tuple[str, ...]:
+        """The delta keys read as reasoning (none when thinking is left out)."""
+        return (*self._fields, "reasoning_details") if self._emit_thinking else ()
+
+    @property
+    def text_open(self) -> bool:
+        """A text block is open and the stream goes on: ``plain_text`` would take a chunk."""
+        return self._open == "text" and not self._finished
+
+    def plain_text(self, text: str) -> int:
+        """The fast path's ``feed``: ``text`` (non-empty) is the whole of a chunk that carries
+        nothing else (``translate.plain``). While a text block is open, ``feed`` would only
+        note it and return one ``text_delta`` in that block: the same is done here and the
+        block's index returned, for the caller to emit the delta. Otherwise -1, nothing
+        changed: ``feed`` the chunk."""
+        if self._open != "text" or self._finished:
+            return -1
+        self._output_pieces.append(text)
+        return self._open_index
+
     # -- public API --------------------------------------------------------------------------
     def start(self) -> list[Event]:
         if self._started:
