@@ -15,10 +15,10 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 import pytest
+from bench import answers
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bench import answers
 from ccgate.translate import StreamPipeline, StreamTranslator, ToolNames
 from ccgate.translate.response import DEFAULT_REASONING_FIELDS
 from ccgate.wire.sse import encode_events
