@@ -181,7 +181,9 @@ def test_what_the_short_road_must_refuse_goes_the_generic_way() -> None:
         text(index=1), text(finish_reason="stop"), text(stop_reason="</s>"), text(""), text(None), text(7),
         {"choices": [{"index": 0, "delta": {"content": "a", "refusal": "no"}}]},
         {"choices": [{"index": 0, "delta": {"content": "a", "reasoning_content": "hmm"}}]},
-        {"choices": [{"index": 0, "delta": {"content": "a", "reasoning_details": []}}]},
+        {"choices": [{"index": 0, "delta": {"content": "a", "reasoning_details": [
+            {"type": "reasoning.text", "text": "r"}]}}]},
+        {"choices": [{"index": 0, "delta": {"content": "a", "tool_calls": [{"index": 0}]}}]},
         {"choices": [{"index": 0, "delta": {"content": "a", "tool_calls": [
             {"index": 0, "id": "call_1", "function": {"name": "get_weather", "arguments": "{}"}}]}}]},
         {"choices": [{"index": 0, "delta": {"content": "a", "function_call": {"name": "get_weather"}}}]},
@@ -197,6 +199,10 @@ def test_what_the_short_road_must_refuse_goes_the_generic_way() -> None:
     for raw in raw_odd:
         assert same(maker(), [*opening, raw]) == 0, raw
         same(maker(), [*opening, raw, data(text("after")), b"data: [DONE]\n\n"])
+    # Empty lists add nothing on either road; the short one takes them.
+    for benign in ['"tool_calls":[]', '"reasoning_details":[]', '"tool_calls":null,"reasoning":null']:
+        chunk = f'data: {{"choices":[{{"delta":{{"content":"a",{benign}}}}}]}}\n\n'.encode()
+        assert same(maker(), [*opening, chunk, b"data: [DONE]\n\n"]) == 1, benign
     # A repeated key: the last wins on both roads, so the short one may take it.
     assert same(maker(), [*opening, b'data: {"choices":[{"delta":{"content":"a","content":"b"}}]}\n\n']) == 1
 
@@ -276,7 +282,8 @@ def _other_chunks() -> st.SearchStrategy[dict[str, Any]]:
 
 
 _RAW_EVENTS = [b": keep-alive\n\n", b"data:\n\n", b"data:   \n\n", b"event: noise\n", b"id: 7\n",
-               b"data: {oops\n\n", b"data: [1]\n\n", b"data: [DONE]\n\n", b"retry: 10\n\n"]
+               b"data: {oops\n\n", b"data: [1]\n\n", b"data: [DONE]\n\n", b"retry: 10\n\n",
+               b"\xe4", b"\xff", b"\r"]  # stray bytes between events: held, or a line of their own
 
 
 @st.composite
@@ -360,3 +367,6 @@ def test_a_plain_chunk_after_a_partial_read_is_read_whole_by_the_generic_road() 
     plain = openai_sse(openai_chunk({"content": "there"}))
     assert same(make, [first, b"data: {\"choi", plain]) == 0
     assert same(make, [first, plain, plain]) == 2
+    # A read ending in a blank line and the first byte of a UTF-8 sequence: the decoder holds
+    # that byte, and the next read, a lone event by its bytes, starts with its bad sequence.
+    assert same(make, [first, plain + b"\xe4", plain, plain]) == 1

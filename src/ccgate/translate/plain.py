@@ -10,9 +10,10 @@ takes over, when the chunk has (as ``feed`` reads them, stream.py):
 * a ``usage`` other than null (the last non-empty one is kept);
 * other than exactly one choice; a choice whose ``index`` is not 0/null, whose ``delta`` is
   not an object, or with a non-null ``finish_reason`` or ``stop_reason``;
-* in the delta: ``content`` that is not a string, a non-null ``refusal``, ``tool_calls`` or
-  ``function_call``, and, when reasoning becomes thinking, a non-null value in any of the
-  provider's reasoning fields or ``reasoning_details``;
+* in the delta: ``content`` that is not a string, a non-null ``refusal`` or ``function_call``,
+  ``tool_calls`` other than null or ``[]``, and, when reasoning becomes thinking, a non-null
+  value in any of the provider's reasoning fields or a ``reasoning_details`` other than null
+  or ``[]``;
 * bytes that are not UTF-8 or JSON the generic decoder would not read the same way.
 
 Every other field (``id``, ``model``, ``role``, ``logprobs``, a provider's extras) is ignored
@@ -28,6 +29,9 @@ import msgspec
 
 # Delta keys the translator reads besides reasoning (stream.py, StreamTranslator._delta).
 _DELTA_KEYS = frozenset({"content", "refusal", "tool_calls", "function_call"})
+# null or [] (some servers send "tool_calls": [] with text; OpenRouter "reasoning_details": []):
+# an empty list adds nothing on the generic road either.
+_NONE_OR_EMPTY = tuple[()] | None
 
 
 @lru_cache(maxsize=16)
@@ -37,9 +41,10 @@ def _chunk_type(reasoning_keys: tuple[str, ...]) -> Any:
     provider's keys, which need not be Python names."""
     delta = msgspec.defstruct(
         "PlainDelta",
-        [("content", str), ("refusal", None, None), ("tool_calls", None, None),
+        [("content", str), ("refusal", None, None), ("tool_calls", _NONE_OR_EMPTY, None),
          ("function_call", None, None),
-         *((f"r{i}", None, None) for i in range(len(reasoning_keys)))],
+         *((f"r{i}", _NONE_OR_EMPTY if key == "reasoning_details" else None, None)
+           for i, key in enumerate(reasoning_keys))],
         rename={f"r{i}": key for i, key in enumerate(reasoning_keys)},
     )
     choice = msgspec.defstruct(

@@ -19,6 +19,11 @@ whatever the provider sends:
 A chunk carrying an ``error`` (OpenAI, OpenRouter, vLLM shapes) does not raise: ``feed`` returns
 the ``error`` event and the translator is finished. Provider failures signalled by
 finish_reason ``error`` / ``insufficient_system_resource`` end the same way, from ``finish``.
+
+``plain_text`` is ``feed`` for a chunk known to be a piece of text and nothing else
+(``translate.plain``, the pipeline's fast path): it acts only while a text block is open,
+where ``feed`` would do no more than note the text and emit one ``text_delta``, so every
+guarantee above holds whichever of the two a chunk went through.
 """
 
 from __future__ import annotations

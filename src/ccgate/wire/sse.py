@@ -80,10 +80,11 @@ class SSEDecoder:
         if self._held:
             text = "".join(self._held) + text
             self._held, self._held_size = [], 0
-        # Text ending in a blank line leaves nothing held: the line before it ended (LF or
-        # CRLF), the blank one dispatched or dropped the event, and the UTF-8 decoder keeps
-        # nothing after an ASCII byte. (If _take raises, the stream ends: nothing reads on.)
-        self._idle = text.endswith("\n\n")
+        # Bytes ending in a blank line leave nothing held: the UTF-8 decoder keeps nothing
+        # after an ASCII byte, the line before it ended (LF or CRLF) and the blank one
+        # dispatched or dropped the event. (The text alone is not enough: b"\n\n\xe4" ends in
+        # "\n\n" with a byte held.) If _take raises, the stream ends: nothing reads on.
+        self._idle = chunk.endswith(b"\n\n")
         return self._take(text, final=False)
 
     def lone_data(self, chunk: bytes) -> bytes | None:
