@@ -178,7 +178,7 @@ def test_what_the_short_road_must_refuse_goes_the_generic_way() -> None:
     for odd in [
         {**text(), "error": None}, {**text(), "object": "error"}, {**text(), "usage": {"completion_tokens": 4}},
         {**text(), "usage": {}}, {"choices": [*text()["choices"], *text()["choices"]]},
-        text(index=1), text(finish_reason="stop"), text(stop_reason="</s>"), text(""), text(None), text(7),
+        text(index=1), text(finish_reason="stop"), text(stop_reason="</s>"), text(None), text(7),
         {"choices": [{"index": 0, "delta": {"content": "a", "refusal": "no"}}]},
         {"choices": [{"index": 0, "delta": {"content": "a", "reasoning_content": "hmm"}}]},
         {"choices": [{"index": 0, "delta": {"content": "a", "reasoning_details": [
@@ -203,6 +203,9 @@ def test_what_the_short_road_must_refuse_goes_the_generic_way() -> None:
     for benign in ['"tool_calls":[]', '"reasoning_details":[]', '"tool_calls":null,"reasoning":null']:
         chunk = f'data: {{"choices":[{{"delta":{{"content":"a",{benign}}}}}]}}\n\n'.encode()
         assert same(maker(), [*opening, chunk, b"data: [DONE]\n\n"]) == 1, benign
+    # Empty content: no event on either road, and not a refusal (no give-up after many).
+    empty = data(text(""))
+    assert same(maker(), [*opening, *[empty] * 20, data(text("after"))]) == 1
     # A repeated key: the last wins on both roads, so the short one may take it.
     assert same(maker(), [*opening, b'data: {"choices":[{"delta":{"content":"a","content":"b"}}]}\n\n']) == 1
 

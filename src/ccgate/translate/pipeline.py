@@ -95,6 +95,9 @@ class StreamPipeline:
                     self._misses += 1
                     if self._misses == _GIVE_UP:
                         self._plain = None
+                elif not text:
+                    self._misses = 0
+                    return b""  # an empty piece: feed notes nothing and returns no event
                 else:
                     self._misses = 0
                     index = translator.plain_text(text)

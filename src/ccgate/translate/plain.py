@@ -62,7 +62,7 @@ def _chunk_type(reasoning_keys: tuple[str, ...]) -> Any:
 
 
 class PlainText:
-    """``text(payload)``: the text of a plain text chunk, else None (see the module doc)."""
+    """``text(payload)``: the text of a plain text chunk (maybe ""), else None (the module doc)."""
 
     __slots__ = ("_decode",)
 
@@ -87,7 +87,7 @@ class PlainText:
         if choice.index or chunk.object == "error":
             return None
         text: str = choice.delta.content
-        return text or None
+        return text  # "" is a plain chunk too: feed would return no event for it
 
 
 __all__ = ["PlainText"]
