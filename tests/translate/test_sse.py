@@ -132,3 +132,41 @@ def test_a_held_line_is_joined_once_and_bounded() -> None:
     with pytest.raises(SSEEventTooLarge):  # many short data lines, no blank line to end the event
         for _ in range(2000):
             many.feed(b"data: 12345678\n")
+
+
+_FRAGMENTS = [b"data: {\"a\":1}", b"\n", b"\r", b"\r\n", b"\n\n", b"\xe4", b"\xb8\xad", b"\xef\xbb\xbf",
+              b": comment", b"event: x", b"id: 9", b"data:", b" ", b"data: [DONE]"]
+
+
+@given(before=st.lists(st.lists(st.sampled_from(_FRAGMENTS), max_size=5).map(b"".join), max_size=6),
+       candidate=st.sampled_from([b"data: {\"b\":2}\n\n", b"data: \xe4\xb8\xad\n\n", b"data: \xe4\n\n",
+                                  b"data:  x\n\n", b"data: x\r\n\n", b"data: x\n\n\n", b"data: x\n",
+                                  b"data: a\ndata: b\n\n", b"data: \n\n"]),
+       after=st.sampled_from([b"", b"data: after\n\n", b"\n", b"\xad rest\n\n"]))
+def test_lone_data_is_what_feed_would_have_done(before: list[bytes], candidate: bytes, after: bytes) -> None:
+    """Wherever ``lone_data`` takes a read, ``feed`` would have given that one event and left the
+    decoder as ``lone_data`` leaves it: the events after it are the same either way."""
+    taken, fed = SSEDecoder(), SSEDecoder()
+    for piece in before:
+        assert taken.feed(piece) == fed.feed(piece)
+    payload = taken.lone_data(candidate)
+    events = fed.feed(candidate)
+    if payload is None:
+        taken.feed(candidate)
+    else:
+        assert [e.data for e in events] == [payload.decode("utf-8", errors="replace")]
+    assert taken.feed(after) + taken.close() == fed.feed(after) + fed.close()
+
+
+def test_lone_data_only_when_nothing_is_held() -> None:
+    lone = b'data: {"b":2}\n\n'
+    decoder = SSEDecoder()
+    assert decoder.lone_data(lone) is None  # nothing fed yet: a byte-order mark may still come
+    decoder.feed(b"data: 1\n\n")
+    assert decoder.lone_data(lone) == b'{"b":2}'
+    for held in (b"data: par", b"data: 1\n", b"data: 1\n\n\xe4", b"data: 1\r\n\r"):
+        d = SSEDecoder()
+        d.feed(b"data: 0\n\n" + held)
+        assert d.lone_data(lone) is None, held
+    assert decoder.lone_data(b'data: {"b":2}\n\ndata: 3\n\n') is None  # two events: feed them
+    assert decoder.lone_data(b'data: x\r\n\r\n') is None

@@ -27,7 +27,6 @@ from ccgate.translate import (
     translate_response,
     translate_upstream_error,
 )
-from ccgate.translate.stream import Event
 from ccgate.upstream.response import UpstreamResponse
 from ccgate.upstream.transport import Transport
 from ccgate.wire.sse import encode_events
@@ -176,26 +175,40 @@ async def _relay_stream(
     relay = _StreamRelay(ex.response, pipeline, _request_id(ex))
     broke: str | None = None
     silence = SilenceWatch(ping_interval)
+    read_chunk, feed = response.read_chunk, pipeline.feed_sse
     try:
         while not pipeline.finished:
             try:
-                chunk = await silence.read(response.read_chunk)
+                # SilenceWatch.read, inlined: one coroutine fewer per chunk.
+                silence.reading = True
+                try:
+                    chunk = await read_chunk()
+                finally:
+                    silence.reading = False
+            except asyncio.CancelledError:
+                if not silence.interrupted():
+                    raise
+                chunk = None
             except UpstreamError as err:
                 ex.upstream_broke = True
                 broke = f"upstream broke mid-stream: {err.message}"
-                await relay.send(pipeline.fail(err.error_type, err.message), ours=True)
+                await relay.send(encode_events(pipeline.fail(err.error_type, err.message)), ours=True)
                 break
             if chunk is None:
-                await relay.send(pipeline.ping(), ours=True)
+                await relay.send(encode_events(pipeline.ping()), ours=True)
                 continue
-            events = pipeline.feed(chunk) if chunk else pipeline.close()
-            if events:
+            data = feed(chunk) if chunk else encode_events(pipeline.close())
+            if data:
                 silence.sent()
-                await relay.send(events, ours=False)
+                # Time to first token: not a message_start alone (a first chunk with only the
+                # role in it); an error about the provider's answer counts, as its events do.
+                ours = not pipeline.beyond_start
+                if ours or not relay.write(data):
+                    await relay.send(data, ours=ours)
             elif silence.overdue():
                 # Bytes arrive but none reach the client (comments, chunks without content):
                 # the client still gets its ping, which is no token either.
-                await relay.send(pipeline.ping(), ours=True)
+                await relay.send(encode_events(pipeline.ping()), ours=True)
         await relay.end()
     finally:
         silence.close()
@@ -220,31 +233,35 @@ class _StreamRelay:
         self._head = [*_SSE_HEADERS, request_id]
         self._started = False
 
-    async def send(self, events: list[Event], *, ours: bool) -> None:
-        """``events`` to the client; ``ours``: none of them is the provider's (a ping, an error
-        the gateway words), so they do not stop the time to first token. Neither does a
-        ``message_start`` alone (a first chunk with only the role in it)."""
+    async def send(self, data: bytes, *, ours: bool) -> None:
+        """Encoded events to the client; ``ours``: none of them is the provider's (a ping, an
+        error the gateway words, ``message_start``), so they do not stop the time to first
+        token."""
         out = self._out
-        ours = ours or all(name == "message_start" for name, _ in events)
         if not self._started:
             self._started = True
             await out.start(200, self._head)
-            events = self._pipeline.start() + events
-        if not events:
+            data = encode_events(self._pipeline.start()) + data
+        if not data:
             return
         waiting = not out.first_byte_at
         # Straight to the connection when the server offers it (Response.write); the stream's
         # last events carry its end, so they go through body(): one write, not two.
-        data = encode_events(events)
         finished = self._pipeline.finished
         if finished or not out.write(data):
             await out.body(data, more=not finished)
         if ours and waiting:
             out.first_byte_at = 0.0
 
+    def write(self, data: bytes) -> bool:
+        """``send(data, ours=False)`` when that needs no await (the head is out, the stream
+        goes on, the connection takes it now: ``Response.write``); False when nothing was
+        done: ``send`` it. Most chunks of a stream go this way, without a coroutine."""
+        return self._started and not self._pipeline.finished and self._out.write(data)
+
     async def end(self) -> None:
         if not self._started:  # nothing at all was sent (cannot happen: the pipeline ends with events)
-            await self.send([], ours=True)
+            await self.send(b"", ours=True)
         if not self._out.finished:
             await self._out.body(b"", more=False)
 
@@ -257,8 +274,9 @@ class SilenceWatch:
 
     One timer per stream, re-armed lazily when it fires: sending only stamps the time. (An
     ``asyncio.timeout`` around each read set and cancelled a timer per chunk.) The interrupt
-    is a cancel of the relay task, delivered only while it is parked in ``read``; a relay
-    busy with chunks that give the client nothing asks ``overdue()`` instead.
+    is a cancel of the relay task, delivered only while it is parked in ``read`` (or in its
+    own await with ``reading`` set, as the relay does); a relay busy with chunks that give the
+    client nothing asks ``overdue()`` instead.
     """
 
     def __init__(self, interval: float) -> None:
@@ -268,26 +286,33 @@ class SilenceWatch:
         self._task = task
         self._interval = interval
         self._last = self._loop.time()
-        self._reading = False
+        self.reading = False  # the task is parked in the upstream read: it may be interrupted
         self._fired = False
         self._handle = self._loop.call_at(self._last + interval, self._check)
 
     async def read(self, read_chunk: Callable[[], Awaitable[bytes]]) -> bytes | None:
-        """``read_chunk()``, or None when the upstream stayed silent for the interval."""
-        self._reading = True
+        """``read_chunk()``, or None when the upstream stayed silent for the interval. (The
+        relay inlines this: ``reading`` set around its await, ``interrupted()`` on a cancel.)"""
+        self.reading = True
         try:
             chunk = await read_chunk()
         except asyncio.CancelledError:
-            if not self._fired:
+            if not self.interrupted():
                 raise
-            self._fired = False
-            self._last = self._loop.time()
-            if self._task.uncancel() > 0:
-                raise  # cancelled by someone else as well (the client went away)
             return None
         finally:
-            self._reading = False
+            self.reading = False
         return chunk
+
+    def interrupted(self) -> bool:
+        """On a ``CancelledError`` out of the read: True when it was this watch's interrupt
+        alone (the clock restarts, as a ping goes out); False when it must propagate (someone
+        else cancelled the task too: the client went away)."""
+        if not self._fired:
+            return False
+        self._fired = False
+        self._last = self._loop.time()
+        return self._task.uncancel() == 0
 
     def sent(self) -> None:
         """The client was just sent something."""
@@ -309,7 +334,7 @@ class SilenceWatch:
         now = self._loop.time()
         due = self._last + self._interval
         if now >= due:
-            if self._reading and not self._fired:
+            if self.reading and not self._fired:
                 self._fired = True
                 self._task.cancel()
             due = now + self._interval

@@ -19,6 +19,11 @@ whatever the provider sends:
 A chunk carrying an ``error`` (OpenAI, OpenRouter, vLLM shapes) does not raise: ``feed`` returns
 the ``error`` event and the translator is finished. Provider failures signalled by
 finish_reason ``error`` / ``insufficient_system_resource`` end the same way, from ``finish``.
+
+``plain_text`` is ``feed`` for a chunk known to be a piece of text and nothing else
+(``translate.plain``, the pipeline's fast path): it acts only while a text block is open,
+where ``feed`` would do no more than note the text and emit one ``text_delta``, so every
+guarantee above holds whichever of the two a chunk went through.
 """
 
 from __future__ import annotations
@@ -109,6 +114,27 @@ class StreamTranslator:
     @property
     def message_id(self) -> str:
         return self._id
+
+    @property
+    def reasoning_keys(self) -> tuple[str, ...]:
+        """The delta keys read as reasoning (none when thinking is left out)."""
+        return (*self._fields, "reasoning_details") if self._emit_thinking else ()
+
+    @property
+    def text_open(self) -> bool:
+        """A text block is open and the stream goes on: ``plain_text`` would take a chunk."""
+        return self._open == "text" and not self._finished
+
+    def plain_text(self, text: str) -> int:
+        """The fast path's ``feed``: ``text`` (non-empty) is the whole of a chunk that carries
+        nothing else (``translate.plain``). While a text block is open, ``feed`` would only
+        note it and return one ``text_delta`` in that block: the same is done here and the
+        block's index returned, for the caller to emit the delta. Otherwise -1, nothing
+        changed: ``feed`` the chunk."""
+        if self._open != "text" or self._finished:
+            return -1
+        self._output_pieces.append(text)
+        return self._open_index
 
     # -- public API --------------------------------------------------------------------------
     def start(self) -> list[Event]:

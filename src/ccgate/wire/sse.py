@@ -10,6 +10,10 @@ The decoder follows the WHATWG event-stream rules that matter for LLM providers:
 
 One deliberate leniency: :meth:`SSEDecoder.close` dispatches a final event that lacks its
 closing blank line, because several servers end the stream with ``data: [DONE]\\n`` and EOF.
+
+One shortcut: :meth:`SSEDecoder.lone_data` recognises, by its bytes alone, the read that is
+exactly one ``data: …`` event arriving while the decoder holds nothing (what a model's paced
+stream is made of), so a caller can skip the decoding and the event object for it.
 """
 
 from __future__ import annotations
@@ -59,11 +63,15 @@ class SSEDecoder:
         self._data: list[str] = []
         self._event = ""
         self._last_id: str | None = None
+        # Nothing held (no partial line, character or event): the last bytes fed ended in a
+        # blank line. Only then may ``lone_data`` read a chunk on its own.
+        self._idle = False
         self.comments = 0  # comment lines seen (keepalives); callers may log or ignore it
 
     def feed(self, chunk: bytes) -> list[SSEEvent]:
         text = self._utf8.decode(chunk)
         if "\n" not in text and "\r" not in text:
+            self._idle = False
             self._held_size += len(text)
             if self._held_size + len(self._buffer) > self._max:
                 raise SSEEventTooLarge(f"an SSE line longer than {self._max} characters")
@@ -72,12 +80,35 @@ class SSEDecoder:
         if self._held:
             text = "".join(self._held) + text
             self._held, self._held_size = [], 0
+        # Bytes ending in a blank line leave nothing held: the UTF-8 decoder keeps nothing
+        # after an ASCII byte, the line before it ended (LF or CRLF) and the blank one
+        # dispatched or dropped the event. (The text alone is not enough: b"\n\n\xe4" ends in
+        # "\n\n" with a byte held.) If _take raises, the stream ends: nothing reads on.
+        self._idle = chunk.endswith(b"\n\n")
         return self._take(text, final=False)
+
+    def lone_data(self, chunk: bytes) -> bytes | None:
+        """The payload of ``chunk`` if ``feed(chunk)`` would return exactly one event, a
+        ``message`` whose data is ``payload.decode()``, and change nothing else: the decoder
+        holds nothing and ``chunk`` is ``data: <payload>\\n\\n`` with no other line break.
+        Else None: ``feed`` it. The caller must still check that the payload is valid UTF-8
+        (``feed`` would replace bad bytes). The decoder stays as ``feed`` would leave it: idle."""
+        if (
+            self._idle
+            and chunk.startswith(b"data: ")
+            and chunk.endswith(b"\n\n")
+            and chunk.count(b"\n") == 2
+            and b"\r" not in chunk
+            and len(chunk) <= self._max  # bytes >= characters: feed would not refuse it
+        ):
+            return chunk[6:-2]
+        return None
 
     def close(self) -> list[SSEEvent]:
         """End of stream: flush the decoder and dispatch any complete-looking trailing event."""
         text = "".join(self._held) + self._utf8.decode(b"", final=True)
         self._held, self._held_size = [], 0
+        self._idle = False
         events = self._take(text, final=True)
         if self._buffer:
             line, self._buffer = self._buffer, ""
