@@ -61,6 +61,12 @@ def split(body: bytes) -> dict[str, msgspec.Raw] | None:
     return None
 
 
+def holds(raw: msgspec.Raw) -> bool:
+    """``raw`` is one of the remembered values themselves (backed by their own bytes, never by a
+    request body): a memo may keep it as it is and compare it by identity."""
+    return any(kept is raw for _, _, kept in _known)
+
+
 def remember(fields: dict[str, msgspec.Raw]) -> None:
     """After a whole-body split: keep its ``tools`` for the next bodies (a copy, once)."""
     value = fields.get("tools")
@@ -81,4 +87,4 @@ def forget() -> None:
     _known.clear()
 
 
-__all__ = ["ENTRIES", "MAX_BYTES", "MIN_BYTES", "forget", "remember", "split"]
+__all__ = ["ENTRIES", "MAX_BYTES", "MIN_BYTES", "forget", "holds", "remember", "split"]
