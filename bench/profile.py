@@ -36,8 +36,8 @@ from bench import wrk
 from bench.ab import _side
 from bench.gateway import UPSTREAM_KEY
 from bench.nginx import Nginx
-from bench.procs import cpu_ticks, ticks_to_seconds
 from bench.options import Options
+from bench.procs import cpu_ticks, ticks_to_seconds
 from bench.workload import ANTHROPIC_HEADERS, SMALL_BODY, large_request
 
 _FRAME = re.compile(r"^(?P<func>.*) \((?P<file>[^()]*?)(?::(?P<line>\d+))?\)$")
