@@ -42,6 +42,7 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
+from uvicorn.protocols.http.flow_control import HIGH_WATER_LIMIT
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from ccgate.config.model import Limits
@@ -210,6 +211,27 @@ class GuardedProtocol(HttpToolsProtocol):
         if name == b"expect" and value.lower() == b"100-continue":
             self.expect_100_continue = True
         self.headers.append((name, value))
+
+    def on_body(self, body: bytes) -> None:
+        # uvicorn's on_body, except that a piece arriving while nothing is held is kept as it
+        # is, not copied into the cycle's bytearray: ``receive()`` hands the app
+        # ``bytes(cycle.body)``, which for a bytes object is that object, so a body read in one
+        # piece (a Claude Code request: ~90 KB) is never copied (two copies before, each a
+        # fresh ~90 KB allocation). A second piece before the app takes the first joins them
+        # in a bytearray, as uvicorn does (the flow control below bounds how much waits).
+        cycle = self.cycle
+        if (self.parser.should_upgrade() and self._should_upgrade()) or cycle.response_complete:
+            return
+        held = cycle.body
+        if not held:
+            cycle.body = body
+        elif isinstance(held, bytearray):
+            held += body
+        else:
+            cycle.body = bytearray(held) + body
+        if len(cycle.body) > HIGH_WATER_LIMIT:
+            self.flow.pause_reading()
+        cycle.message_event.set()
 
     def on_headers_complete(self) -> None:
         guard = self.guard
