@@ -219,7 +219,7 @@ class GuardedProtocol(HttpToolsProtocol):
         # piece (a Claude Code request: ~90 KB) is never copied (two copies before, each a
         # fresh ~90 KB allocation). A second piece before the app takes the first joins them
         # in a bytearray, as uvicorn does (the flow control below bounds how much waits).
-        cycle = self.cycle
+        cycle: Any = self.cycle  # its ``body`` is typed bytearray; here it may be bytes
         if (self.parser.should_upgrade() and self._should_upgrade()) or cycle.response_complete:
             return
         held = cycle.body
