@@ -18,7 +18,8 @@ And one thing uvicorn does not do: it writes a response's head the moment the ap
 ``http.response.start`` and its body in a second write, so a whole answer costs two ``send``
 syscalls (on loopback each also runs the receiver's TCP stack: tens of µs). ``_HeadCork``
 holds the head until the first body write of the same event-loop turn, or the end of that
-turn, and sends both in one (docs/benchmarks.md, "Where the time goes ([perf])").
+turn, and sends both in one (docs/benchmarks.md, "Where the time goes ([perf])"). Nor does it
+hand a body read in one piece to the app without copying it twice (``on_body``).
 
 Each request also gets a ``ClientLink`` in ``scope["extensions"]["ccgate.link"]`` (the ASGI way
 for a server to offer more than the spec): the gateway learns that its client went away from
@@ -223,7 +224,7 @@ class GuardedProtocol(HttpToolsProtocol):
         if (self.parser.should_upgrade() and self._should_upgrade()) or cycle.response_complete:
             return
         held = cycle.body
-        if not held:
+        if not held and type(body) is bytes:  # httptools hands over bytes of its own
             cycle.body = body
         elif isinstance(held, bytearray):
             held += body
