@@ -16,6 +16,7 @@ figure but need not match it. Needs `py-spy` (pip install py-spy) next to the in
 on PATH.
 
     .venv/bin/python -m bench.profile --seconds 10 full=full issued=issued
+    .venv/bin/python -m bench.profile --request large --seconds 10 tr=translated
 """
 
 from __future__ import annotations
@@ -35,8 +36,9 @@ from bench import wrk
 from bench.ab import _side
 from bench.gateway import UPSTREAM_KEY
 from bench.nginx import Nginx
+from bench.options import Options
 from bench.procs import cpu_ticks, ticks_to_seconds
-from bench.workload import ANTHROPIC_HEADERS, SMALL_BODY
+from bench.workload import ANTHROPIC_HEADERS, SMALL_BODY, large_request
 
 _FRAME = re.compile(r"^(?P<func>.*) \((?P<file>[^()]*?)(?::(?P<line>\d+))?\)$")
 
@@ -111,6 +113,7 @@ def report(label: str, raw: str, rate: int, requests: int, cpu_s: float, top: in
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--request", choices=["small", "large"], default="small")
     ap.add_argument("--concurrency", type=int, default=32)
     ap.add_argument("--seconds", type=int, default=10)
     ap.add_argument("--rate", type=int, default=500)
@@ -122,11 +125,15 @@ def main() -> int:
     work = Path(tempfile.mkdtemp(prefix="ccgate-bench-profile-"))
     keep = args.out or work
     keep.mkdir(parents=True, exist_ok=True)
+    body, headers = SMALL_BODY, dict(ANTHROPIC_HEADERS)
+    if args.request == "large":
+        large = large_request(Options(log=print), work)
+        body, headers = large.body, dict(large.headers)
     with ExitStack() as stack:
         nginx = Nginx(work, UPSTREAM_KEY).start()
         stack.callback(nginx.stop)
         for spec in args.sides:
-            side = _side(spec, work, nginx, SMALL_BODY, dict(ANTHROPIC_HEADERS), "small", stack)
+            side = _side(spec, work, nginx, body, headers, args.request, stack)
             wrk.run(side.url, side.request, args.concurrency, 2, 1)  # warm
             raw_file = keep / f"{side.name}.raw"
             proc = None if args.no_spy else subprocess.Popen(

@@ -13,13 +13,14 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 
 
-def test_app_cost_runs_both_key_kinds_on_this_tree() -> None:
-    for extra in ([], ["--issued"]):
+def test_app_cost_runs_both_key_kinds_and_the_translated_path_on_this_tree() -> None:
+    for extra in ([], ["--issued"], ["--translated"]):
         out = subprocess.run([sys.executable, "-m", "bench.app_cost", "--requests", "300", "--rounds", "1",
                               *extra, "a=.", "b=."], cwd=REPO, capture_output=True, text=True, timeout=300,
                              check=False)
         assert out.returncode == 0, out.stderr[-2000:]
-        assert ("issued key" if extra else "config token") in out.stdout
+        kind = {"--issued": "issued key", "--translated": "translated Claude Code request"}
+        assert kind.get(extra[0] if extra else "", "config token") in out.stdout
         for label in ("a", "b"):
             match = re.search(rf"^  {label}\s+process\s+([0-9.]+) us .* event loop\s+([0-9.]+) us", out.stdout, re.M)
             assert match is not None, out.stdout

@@ -170,3 +170,42 @@ def test_lone_data_only_when_nothing_is_held() -> None:
         assert d.lone_data(lone) is None, held
     assert decoder.lone_data(b'data: {"b":2}\n\ndata: 3\n\n') is None  # two events: feed them
     assert decoder.lone_data(b'data: x\r\n\r\n') is None
+_TRICKY = [
+    b"data: a\n\n",
+    b"data:b\n\n",  # no space after the colon
+    b"event: ping\ndata: {}\n\n",
+    b": keepalive\n\ndata: c\n\n",
+    b"id: 9\ndata: d\n\n\n\ndata: e\n\n",  # blank lines between events
+    b"data: f\ndata: g\n\n",
+    b"event: x\n\ndata: h\n\n",  # an event name with no data is dropped
+    b"\n\n\ndata: i\n\n",
+    b"data: j\n\ndata: k",  # the last event never ended
+    b"data: \n\n",  # empty data
+    b"retry: 5\ndata: l\n\nevent: done\ndata: [DONE]\n\n",
+]
+
+
+@given(st.lists(st.sampled_from(_TRICKY), min_size=1, max_size=6), st.lists(st.integers(0, 400), max_size=4))
+def test_whole_events_split_at_once_decode_as_line_by_line(parts: list[bytes], cuts: list[int]) -> None:
+    """The split of whole events at an event boundary (the common case: a chunk of complete
+    one-line ``data:`` events) gives what feeding one byte at a time, line by line, gives."""
+    raw = b"".join(parts)
+    one_by_one = decode_all([raw[i : i + 1] for i in range(len(raw))])
+    assert decode_all([raw]) == one_by_one
+    assert decode_all(split(raw, cuts)) == one_by_one
+
+
+def test_the_size_limit_holds_for_events_split_whole() -> None:
+    import pytest
+
+    from ccgate.wire.sse import SSEEventTooLarge
+
+    assert SSEDecoder(max_chars=100).feed(b"data: " + b"y" * 99 + b"\n\n") == [SSEEvent("y" * 99)]
+    with pytest.raises(SSEEventTooLarge):
+        SSEDecoder(max_chars=100).feed(b"data: " + b"y" * 100 + b"\n\n")
+
+
+def test_events_encoded_together_are_each_encoded_in_turn() -> None:
+    events = [("message_start", {"type": "message_start"}), ("ping", {"type": "ping"}),
+              ("custom_event", {"a": [1, "é"]}), ("error", {"error": {"message": "x\ny"}})]
+    assert encode_events(events) == b"".join(encode_event(n, d) for n, d in events)

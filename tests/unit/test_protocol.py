@@ -559,3 +559,42 @@ async def test_the_link_leaves_to_send_every_whole_answer_it_does_not_frame_as_s
         h.guard.stop()
         assert taken_once == [False], why
         assert transport.written.startswith(b"HTTP/1.1 200 OK\r\n"), why
+async def test_a_body_is_handed_over_whole_one_piece_uncopied_several_joined() -> None:
+    bodies: list[bytes] = []
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        chunks = []
+        while True:
+            message = await receive()
+            chunks.append(message["body"])
+            if not message.get("more_body"):
+                break
+        bodies.append(b"".join(chunks))
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"2")]})
+        await send({"type": "http.response.body", "body": b"ok"})
+
+    h = Harness(app)
+    payload = bytes(range(256)) * 400  # 100 KB: over uvicorn's 64 KB high-water mark
+    head = b"POST /v1/messages HTTP/1.1\r\nhost: x\r\ncontent-length: %d\r\n\r\n" % len(payload)
+    held: list[Any] = []
+    original = GuardedProtocol.on_body
+
+    def spy(self: GuardedProtocol, body: bytes) -> None:
+        original(self, body)
+        held.append((body, self.cycle.body))
+
+    GuardedProtocol.on_body = spy  # type: ignore[method-assign]
+    try:
+        proto, transport = h.connect()  # the parser takes its callbacks when it is made
+        proto.data_received(head + payload)  # the body in one read: kept as the parser gave it
+        await asyncio.sleep(0.01)
+        assert held[0][1] is held[0][0]
+        for cut in (1, 5000, 70_000, len(payload) - 1):  # in two reads: joined, in order
+            proto.data_received(head + payload[:cut])
+            proto.data_received(payload[cut:])
+            await asyncio.sleep(0.01)
+    finally:
+        GuardedProtocol.on_body = original  # type: ignore[method-assign]
+    assert bodies == [payload] * 5
+    assert status(transport) == 200
+    h.guard.stop()

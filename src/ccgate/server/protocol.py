@@ -19,7 +19,8 @@ And one thing uvicorn does not do: it writes a response's head the moment the ap
 ``http.response.start`` and its body in a second write, so a whole answer costs two ``send``
 syscalls (on loopback each also runs the receiver's TCP stack: tens of µs). ``_HeadCork``
 holds the head until the first body write of the same event-loop turn, or the end of that
-turn, and sends both in one (docs/benchmarks.md, "Where the time goes ([perf])").
+turn, and sends both in one (docs/benchmarks.md, "Where the time goes ([perf])"). Nor does it
+hand a body read in one piece to the app without copying it twice (``on_body``).
 
 Each request also gets a ``ClientLink`` in ``scope["extensions"]["ccgate.link"]`` (the ASGI way
 for a server to offer more than the spec): the gateway learns that its client went away from
@@ -43,6 +44,7 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
+from uvicorn.protocols.http.flow_control import HIGH_WATER_LIMIT
 from uvicorn.protocols.http.httptools_impl import HEADER_RE, HEADER_VALUE_RE, STATUS_LINE, HttpToolsProtocol
 
 from ccgate.config.model import Limits
@@ -225,6 +227,27 @@ class GuardedProtocol(HttpToolsProtocol):
         if name == b"expect" and value.lower() == b"100-continue":
             self.expect_100_continue = True
         self.headers.append((name, value))
+
+    def on_body(self, body: bytes) -> None:
+        # uvicorn's on_body, except that a piece arriving while nothing is held is kept as it
+        # is, not copied into the cycle's bytearray: ``receive()`` hands the app
+        # ``bytes(cycle.body)``, which for a bytes object is that object, so a body read in one
+        # piece (a Claude Code request: ~90 KB) is never copied (two copies before, each a
+        # fresh ~90 KB allocation). A second piece before the app takes the first joins them
+        # in a bytearray, as uvicorn does (the flow control below bounds how much waits).
+        cycle: Any = self.cycle  # its ``body`` is typed bytearray; here it may be bytes
+        if (self.parser.should_upgrade() and self._should_upgrade()) or cycle.response_complete:
+            return
+        held = cycle.body
+        if not held and type(body) is bytes:  # httptools hands over bytes of its own
+            cycle.body = body
+        elif isinstance(held, bytearray):
+            held += body
+        else:
+            cycle.body = bytearray(held) + body
+        if len(cycle.body) > HIGH_WATER_LIMIT:
+            self.flow.pause_reading()
+        cycle.message_event.set()
 
     def on_headers_complete(self) -> None:
         guard = self.guard

@@ -280,10 +280,10 @@ class SilenceWatch:
     """
 
     def __init__(self, interval: float) -> None:
-        self._loop = asyncio.get_running_loop()
         task = asyncio.current_task()
         assert task is not None
         self._task = task
+        self._loop = task.get_loop()  # not get_running_loop(): a getpid() syscall each, on 3.11
         self._interval = interval
         self._last = self._loop.time()
         self.reading = False  # the task is parked in the upstream read: it may be interrupted

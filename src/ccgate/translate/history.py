@@ -299,11 +299,13 @@ class _History:
                 last, last_calls = "tool", False
             out.extend(sent)
             start = end
-        fill = self._turn_ctx()
-        answer_pending(pending, out, fill)
+        if pending:  # the last turn's calls, unanswered: placeholders at the end
+            fill = self._turn_ctx()
+            answer_pending(pending, out, fill)
+            dropped.extend(fill.dropped.items)
         if self.cached:
             ctx.dropped.add("cache_control")
-        for item in [*dropped, *fill.dropped.items]:
+        for item in dropped:
             ctx.dropped.add(item)
         return out
 

@@ -71,14 +71,15 @@ def translate_request(
     if not isinstance(body, dict):
         raise InvalidRequest("request body must be a JSON object")
     body = _decoded(body)
-    ctx = Ctx(quirks, ToolNames(max_len=quirks.tool_name_max, id_style=quirks.tool_id_style), Dropped())
 
     # ``tools`` raw (``wire.anthropic.decode_for_translation``): translated once per distinct list.
     raw_tools = body.get("tools")
     defs = _tool_defs(raw_tools, quirks) if isinstance(raw_tools, msgspec.Raw) else None
+    names = defs.names.copy_names() if defs is not None else ToolNames(
+        max_len=quirks.tool_name_max, id_style=quirks.tool_id_style)
+    ctx = Ctx(quirks, names, Dropped())
     tools: list[dict[str, Any]] | msgspec.Raw
     if defs is not None:
-        ctx.names = defs.names.copy_names()
         for item in defs.dropped:
             ctx.dropped.add(item)
         ctx.upstream_tools = defs.upstream_names
@@ -142,11 +143,21 @@ _READ = _HANDLED - {"tools", "system", "messages"}
 
 
 def _decoded(body: dict[str, Any]) -> dict[str, Any]:
-    """``body`` with the raw fields it reads as values decoded (``decode_for_translation``)."""
-    if not any(isinstance(body.get(key), msgspec.Raw) for key in _READ):
-        return body
-    return {key: decode_field(key, value) if key in _READ and isinstance(value, msgspec.Raw) else value
-            for key, value in body.items()}
+    """``body`` with the raw fields it reads as values decoded (``decode_for_translation``); a
+    copy when any was raw (the caller may translate the same dict for another provider)."""
+    out: dict[str, Any] | None = None
+    for key, value in body.items():
+        if key in _READ and isinstance(value, msgspec.Raw):
+            if out is None:
+                out = dict(body)
+            try:
+                out[key] = _decode_json(value)
+            except (msgspec.ValidationError, msgspec.DecodeError, RecursionError):
+                out[key] = decode_field(key, value)  # raises, worded for the field
+    return body if out is None else out
+
+
+_decode_json = msgspec.json.decode
 
 
 def _raw_tools_tokens(body: dict[str, Any], defs: ToolDefs | None) -> int:

@@ -40,6 +40,8 @@ from ccgate.translate.toolnames import ToolNames
 from ccgate.translate.usage import ERROR_FINISH, anthropic_usage, stop_reason
 
 Event = tuple[str, dict[str, Any]]
+# A delta with only these keys carries no reasoning, refusal or tool call (``_delta``).
+_PLAIN_DELTA = frozenset({"role", "content"})
 
 
 @dataclass
@@ -165,10 +167,11 @@ class StreamTranslator:
     def feed(self, chunk: dict[str, Any]) -> list[Event]:
         if self._finished:
             return []
-        events = self.start()
-        err = error_in_chunk(chunk, provider=self._provider)
-        if err is not None:
-            return events + self.fail(err.error_type, err.message)
+        events = self.start() if not self._started else []
+        if "error" in chunk or chunk.get("object") == "error":  # error_in_chunk's test, inlined
+            err = error_in_chunk(chunk, provider=self._provider)
+            if err is not None:
+                return events + self.fail(err.error_type, err.message)
         usage = chunk.get("usage")
         if isinstance(usage, dict) and usage:
             self._usage = usage  # cumulative wherever it appears; the last one wins
@@ -242,6 +245,9 @@ class StreamTranslator:
 
     # -- deltas ------------------------------------------------------------------------------
     def _delta(self, delta: dict[str, Any]) -> list[Event]:
+        if delta.keys() <= _PLAIN_DELTA:  # most chunks: text (or nothing) only
+            content = delta.get("content")
+            return self._text_delta(content) if isinstance(content, str) and content else []
         # One chunk may carry reasoning, text and tool calls at once: split them in that order.
         events: list[Event] = []
         thought = reasoning_text(delta, self._fields) if self._emit_thinking else ""

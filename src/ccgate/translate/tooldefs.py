@@ -18,6 +18,7 @@ import msgspec
 
 from ccgate.translate.quirks import Quirks
 from ccgate.translate.toolnames import ToolNames
+from ccgate.wire import known
 
 # Tool lists shorter than this are translated each time: cheaper than remembering them.
 MEMO_MIN_BYTES = 2048
@@ -42,7 +43,9 @@ class ToolDefs:
 # that share the cheap key only take turns in the entry; a hit is always the same bytes.
 _EDGE = 64
 # The raw slice is compared as it is (``msgspec.Raw`` equality is a memcmp): no copy of the
-# 70 KB per request, only when a new list is remembered.
+# 70 KB per request, only when a new list is remembered. A list the head split already knew
+# (``wire.known``) arrives as the split's own copy, immutable bytes: that object is kept and
+# the next requests' lists are it (``is``), with no memcmp at all.
 _Key = tuple[int, bytes, bytes, frozenset[str], int, str]
 _memo: dict[_Key, tuple[msgspec.Raw, ToolDefs]] = {}
 
@@ -56,12 +59,14 @@ def remembered(raw: msgspec.Raw, quirks: Quirks, build: Callable[[], ToolDefs]) 
     key = (len(view), bytes(view[:_EDGE]), bytes(view[-_EDGE:]), quirks.schema_strip, quirks.tool_name_max,
            quirks.tool_id_style)
     entry = _memo.get(key)
-    if entry is not None and entry[0] == raw:
+    if entry is not None and (entry[0] is raw or entry[0] == raw):
+        if entry[0] is not raw and known.holds(raw):
+            _memo[key] = (raw, entry[1])  # the split's own copy: compared by identity from now on
         return entry[1]
     defs = build()
     if len(_memo) >= MEMO_ENTRIES:
         _memo.clear()
-    _memo[key] = (raw.copy(), defs)
+    _memo[key] = (raw if known.holds(raw) else raw.copy(), defs)
     return defs
 
 

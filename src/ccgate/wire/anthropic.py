@@ -13,6 +13,7 @@ from urllib.parse import parse_qs
 import msgspec
 
 from ccgate.errors import InvalidRequest
+from ccgate.wire import known
 
 
 class MessagesHead(msgspec.Struct):
@@ -62,8 +63,12 @@ TOO_DEEP = ("request body nests too deeply: JSON arrays and objects nested hundr
 def decode_messages(body: bytes) -> MessagesHead:
     """The head of a /v1/messages body: one scan of the whole body (msgspec skipping every value
     but the top-level ones it needs, at about the speed of a ``bytes.find``), then the four
-    small values decoded. A bad body is worded by the single typed decode of ``_MessagesShape``."""
-    fields = _decode(_top_level, body)
+    small values decoded. A ``tools`` list scanned before is compared, not scanned again
+    (``wire.known``). A bad body is worded by the single typed decode of ``_MessagesShape``."""
+    fields = known.split(body)  # ``tools`` validated before: only the rest is scanned
+    if fields is None:
+        fields = _decode(_top_level, body)
+        known.remember(fields)
     try:
         messages = fields["messages"]
         if memoryview(messages)[0] != _ARRAY:

@@ -19,17 +19,17 @@ stream is made of), so a caller can skip the decoding and the event object for i
 from __future__ import annotations
 
 import codecs
-from dataclasses import dataclass
 from typing import Any
 
 import msgspec
 
 _encoder = msgspec.json.Encoder()
+_UTF8 = codecs.getincrementaldecoder("utf-8")  # looked up once, not per stream
 
 
-@dataclass(frozen=True, slots=True)
-class SSEEvent:
-    """One dispatched event. ``event`` is "message" when the stream gave no ``event:`` line."""
+class SSEEvent(msgspec.Struct, frozen=True, gc=False):
+    """One dispatched event. ``event`` is "message" when the stream gave no ``event:`` line.
+    (A struct: one is made for every chunk a provider sends; a frozen dataclass costs more.)"""
 
     data: str
     event: str = "message"
@@ -53,7 +53,7 @@ class SSEDecoder:
     raises ``SSEEventTooLarge``."""
 
     def __init__(self, max_chars: int = MAX_EVENT_CHARS) -> None:
-        self._utf8 = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        self._utf8 = _UTF8(errors="replace")
         self._max = max_chars
         self._held: list[str] = []  # pieces of a line with no end yet
         self._held_size = 0
@@ -127,6 +127,13 @@ class SSEDecoder:
         start = 0
         n = len(buf)
         if "\r" not in buf:
+            if not self._data and not self._event and "\n\n" in buf:
+                # At an event boundary: whole events split off at once, the usual one-line
+                # ``data:`` event without a pass per line (the rest as below).
+                blocks = buf.split("\n\n")
+                buf = blocks.pop()
+                for block in blocks:
+                    self._block(block, events)
             # Every provider we know ends lines with LF alone: one search per line, not two.
             while (lf := buf.find("\n", start)) >= 0:
                 line = buf[start:lf]
@@ -163,6 +170,28 @@ class SSEDecoder:
         self._buffer = buf[start:]
         return events
 
+    def _block(self, block: str, events: list[SSEEvent]) -> None:
+        """The lines of one event and the blank line that ends it (LF line ends)."""
+        if block.startswith("data: ") and "\n" not in block:  # the common event: one data line
+            size = self._data_size + len(block) - 5
+            if size > self._max:
+                raise SSEEventTooLarge(f"an SSE event with more than {self._max} characters of data")
+            events.append(SSEEvent(block[6:], self._event or "message", self._last_id))
+            self._data_size = 0
+            self._event = ""
+            return
+        for line in block.split("\n"):
+            if line:
+                self._line(line)
+            elif self._data:
+                events.append(self._dispatch())
+            else:
+                self._event = ""
+        if self._data:
+            events.append(self._dispatch())
+        else:
+            self._event = ""
+
     def _line(self, line: str) -> None:
         if line.startswith(":"):
             self.comments += 1
@@ -194,5 +223,19 @@ def encode_event(event: str, data: dict[str, Any]) -> bytes:
     return b"event: " + event.encode() + b"\ndata: " + _encoder.encode(data) + b"\n\n"
 
 
+# ``event: X\ndata: `` of the events the gateway sends, made once.
+_HEADS = {name: f"event: {name}\ndata: ".encode() for name in (
+    "message_start", "content_block_start", "content_block_delta", "content_block_stop", "message_delta",
+    "message_stop", "ping", "error")}
+
+
 def encode_events(events: list[tuple[str, dict[str, Any]]]) -> bytes:
-    return b"".join(encode_event(name, data) for name, data in events)
+    """The events one after the other, each as ``encode_event`` writes it, into one buffer."""
+    out = bytearray()
+    encode_into = _encoder.encode_into
+    for name, data in events:
+        head = _HEADS.get(name)
+        out += head if head is not None else b"event: " + name.encode() + b"\ndata: "
+        encode_into(data, out, -1)
+        out += b"\n\n"
+    return bytes(out)
