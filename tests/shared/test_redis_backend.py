@@ -22,7 +22,7 @@ from tests.shared.kv_contract import CHECKS, Check
 pytestmark = pytest.mark.lab
 
 
-def backend(server: RedisServer, name: str, *, timeout: float = 0.25,
+def backend(server: RedisServer, name: str, *, timeout: float = 2.0,
             now: Callable[[], float] | None = None) -> RedisShared:
     return RedisShared(RedisOptions(server.url, timeout=timeout, prefix="t:"), name, now=now)
 
