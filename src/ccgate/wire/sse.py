@@ -136,14 +136,8 @@ class SSEDecoder:
                     self._block(block, events)
             # Every provider we know ends lines with LF alone: one search per line, not two.
             while (lf := buf.find("\n", start)) >= 0:
-                line = buf[start:lf]
+                self._step(buf[start:lf], events)
                 start = lf + 1
-                if line:
-                    self._line(line)
-                elif self._data:
-                    events.append(self._dispatch())
-                else:
-                    self._event = ""
             self._buffer = buf[start:]
             return events
         while True:
@@ -158,15 +152,8 @@ class SSEDecoder:
                 end, nxt = cr, cr + 2 if cr + 1 < n and buf[cr + 1] == "\n" else cr + 1
             else:
                 end, nxt = lf, lf + 1
-            line = buf[start:end]
+            self._step(buf[start:end], events)
             start = nxt
-            if line == "":
-                if self._data:
-                    events.append(self._dispatch())
-                else:
-                    self._event = ""  # an event with no data is dropped, per the spec
-            else:
-                self._line(line)
         self._buffer = buf[start:]
         return events
 
@@ -181,13 +168,15 @@ class SSEDecoder:
             self._event = ""
             return
         for line in block.split("\n"):
-            if line:
-                self._line(line)
-            elif self._data:
-                events.append(self._dispatch())
-            else:
-                self._event = ""
-        if self._data:
+            self._step(line, events)
+        self._step("", events)  # the blank line that ended the block
+
+    def _step(self, line: str, events: list[SSEEvent]) -> None:
+        """One line: a field, or (blank) the end of an event, dispatched if it has data (an
+        event with no data is dropped, per the spec)."""
+        if line:
+            self._line(line)
+        elif self._data:
             events.append(self._dispatch())
         else:
             self._event = ""
